@@ -1,0 +1,107 @@
+// swift-tools-version:6.0
+// Layers, bottom up (see docs/architecture.md):
+//   PosternWire (pure codec) -> PosternCore (pure state machines) -> PosternTunnel (thin NIO handlers)
+//   -> PosternServer / PosternMediator (services) -> postern (command line).
+// Linux specifics sit in their own modules (PosternNetlink over libmnl); only they import C modules.
+import PackageDescription
+
+// The I/O layers keep every piece of a session's mutable state on one event loop (see
+// docs/architecture.md) and are compiled in Swift 5 mode: NIO handlers are loop-confined, non-Sendable
+// classes by design. The pure layers (wire, core, netlink) use full Swift 6 checking.
+let ioSettings: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+
+let package = Package(
+    name: "postern",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "postern", targets: ["postern"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CMNL",
+            pkgConfig: "libmnl",
+            providers: [.apt(["libmnl-dev"])]
+        ),
+        .target(name: "CPosternShims", dependencies: ["CMNL"]),
+        .target(
+            name: "PosternWire",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .target(
+            name: "PosternCore",
+            dependencies: [
+                "PosternWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .target(
+            name: "PosternNetlink",
+            dependencies: ["CMNL", "CPosternShims", "PosternWire"]
+        ),
+        .target(
+            name: "PosternTunnel",
+            dependencies: [
+                "PosternWire", "PosternCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: ioSettings
+        ),
+        .target(
+            name: "PosternServer",
+            dependencies: [
+                "PosternTunnel", "PosternCore", "PosternWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: ioSettings
+        ),
+        .target(
+            name: "PosternMediator",
+            dependencies: [
+                "PosternTunnel", "PosternCore", "PosternWire", "PosternNetlink",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: ioSettings
+        ),
+        .executableTarget(
+            name: "postern",
+            dependencies: [
+                "PosternServer", "PosternMediator", "PosternCore", "PosternWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: ioSettings
+        ),
+        .testTarget(
+            name: "PosternWireTests",
+            dependencies: ["PosternWire", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "PosternCoreTests",
+            dependencies: ["PosternCore", "PosternWire", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "PosternNetlinkTests",
+            dependencies: ["PosternNetlink", "PosternWire"]
+        ),
+    ]
+)

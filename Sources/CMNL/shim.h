@@ -1,0 +1,5 @@
+#include <net/if.h>
+#include <linux/rtnetlink.h>
+#include <linux/if_link.h>
+#include <linux/if_addr.h>
+#include <libmnl/libmnl.h>

@@ -1,0 +1,151 @@
+import NIOCore
+import PosternWire
+
+/// The mediator's side of one tunnel connection (docs/protocol.md §4). It speaks first (HELLO),
+/// proves the secret, and checks the server's proof before trusting anything the server asks.
+public struct MediatorSessionStateMachine: Sendable {
+    enum State: Sendable {
+        case idle
+        case awaitingChallenge
+        case awaitingWelcome(serverNonce: [UInt8])
+        case established(Liveness)
+        case closed
+    }
+
+    private var state: State = .idle
+    private let name: String
+    private let secret: [UInt8]
+    private let nonce: [UInt8]
+    private let settings: SessionSettings
+    private let softwareVersion: String
+    private var handshakeDeadline: NIODeadline = .distantFuture
+
+    public init(name: String, secret: [UInt8], nonce: [UInt8], softwareVersion: String, settings: SessionSettings) {
+        self.name = name
+        self.secret = secret
+        self.nonce = nonce
+        self.softwareVersion = softwareVersion
+        self.settings = settings
+    }
+
+    public var isEstablished: Bool {
+        if case .established = state { return true }
+        return false
+    }
+
+    /// The channel is connected: say HELLO.
+    public mutating func start(now: NIODeadline) -> [SessionAction] {
+        guard case .idle = state else { return [] }
+        state = .awaitingChallenge
+        handshakeDeadline = now + settings.handshakeTimeout
+        return [
+            .send(
+                .hello(
+                    .init(
+                        name: name, softwareVersion: softwareVersion, nonce: nonce,
+                        initialWindow: settings.initialWindow, maxPayload: settings.maxPayload)))
+        ]
+    }
+
+    public mutating func receive(_ frame: Frame, now: NIODeadline) -> [SessionAction] {
+        switch state {
+        case .idle, .closed:
+            return []
+        case .awaitingChallenge:
+            switch frame {
+            case .challenge(let c):
+                guard c.version == Frame.protocolVersion else {
+                    return fail(.versionMismatch, "server speaks protocol \(c.version), mediator speaks \(Frame.protocolVersion)")
+                }
+                state = .awaitingWelcome(serverNonce: c.nonce)
+                let proof = Proof.compute(role: .mediator, secret: secret, serverNonce: c.nonce, mediatorNonce: nonce, name: name)
+                return [.send(.authenticate(.init(proof: proof)))]
+            case .refused(let r):
+                state = .closed
+                return [.close(SessionEnd(code: r.code, message: r.message, byPeer: true))]
+            default:
+                return fail(.protocolError, "expected CHALLENGE, got \(frame.name)")
+            }
+        case .awaitingWelcome(let serverNonce):
+            switch frame {
+            case .welcome(let w):
+                let expected = Proof.compute(role: .server, secret: secret, serverNonce: serverNonce, mediatorNonce: nonce, name: name)
+                guard Proof.constantTimeEqual(expected, w.proof) else {
+                    return fail(.authenticationFailed, "the server does not know this mediator's secret")
+                }
+                guard w.keepaliveIntervalMillis > 0, w.deadTimeoutMillis > 0, w.initialWindow > 0, w.maxPayload >= 1024 else {
+                    return fail(.protocolError, "WELCOME carries zero timing or window values")
+                }
+                // The server's timing governs both ends, so both detect a dead path alike.
+                let liveness = Liveness(
+                    interval: .milliseconds(Int64(w.keepaliveIntervalMillis)),
+                    deadTimeout: .milliseconds(Int64(w.deadTimeoutMillis)), now: now)
+                state = .established(liveness)
+                return [
+                    .established(
+                        .init(
+                            name: name, sessionID: w.sessionID, peerInitialWindow: w.initialWindow,
+                            peerMaxPayload: w.maxPayload, peerSoftwareVersion: ""))
+                ]
+            case .refused(let r):
+                state = .closed
+                return [.close(SessionEnd(code: r.code, message: r.message, byPeer: true))]
+            default:
+                return fail(.protocolError, "expected WELCOME, got \(frame.name)")
+            }
+        case .established(var liveness):
+            liveness.heard(at: now)
+            state = .established(liveness)
+            return SessionCommon.established(
+                frame, handshakeTypes: [Frame.Hello.type, Frame.Challenge.type, Frame.Authenticate.type, Frame.Welcome.type],
+                state: &state)
+        }
+    }
+
+    public mutating func tick(now: NIODeadline) -> [SessionAction] {
+        switch state {
+        case .awaitingChallenge, .awaitingWelcome:
+            if now >= handshakeDeadline {
+                return fail(.timedOut, "the server did not finish the handshake within \(settings.handshakeTimeout.seconds) s")
+            }
+            return []
+        case .established(var liveness):
+            let action = liveness.tick(now: now)
+            state = .established(liveness)
+            return SessionCommon.keepalive(action, state: &state)
+        case .idle, .closed:
+            return []
+        }
+    }
+
+    public var nextDeadline: NIODeadline? {
+        switch state {
+        case .awaitingChallenge, .awaitingWelcome: return handshakeDeadline
+        case .established(let l): return l.nextDeadline
+        case .idle, .closed: return nil
+        }
+    }
+
+    public mutating func goAway(_ code: ErrorCode, _ message: String) -> [SessionAction] {
+        switch state {
+        case .closed, .idle:
+            state = .closed
+            return []
+        case .established:
+            state = .closed
+            return [.send(.goAway(.init(code: code, message: message))), .close(SessionEnd(code: code, message: message))]
+        default:
+            return fail(code, message)
+        }
+    }
+
+    private mutating func fail(_ code: ErrorCode, _ message: String) -> [SessionAction] {
+        if case .established = state { return goAway(code, message) }
+        state = .closed
+        return [.send(.refused(.init(code: code, message: message))), .close(SessionEnd(code: code, message: message))]
+    }
+}
+
+extension MediatorSessionStateMachine.State: ClosableState {
+    mutating func markClosed() { self = .closed }
+}

@@ -1,0 +1,32 @@
+import PosternWire
+
+/// What a session state machine asks its handler to do. The machine never does I/O itself.
+public enum SessionAction: Hashable, Sendable {
+    /// Write this frame to the channel.
+    case send(Frame)
+    /// The handshake is over; relay frames may flow.
+    case established(EstablishedSession)
+    /// A frame for the layer above (requests, answers, relay, environment).
+    case deliver(Frame)
+    /// Close the channel, after writing any frame sent before this action.
+    case close(SessionEnd)
+}
+
+/// What both sides know once the handshake succeeded.
+public struct EstablishedSession: Hashable, Sendable {
+    public var name: String
+    public var sessionID: UInt64
+    /// The peer's receive window per port: what we may send on a port before a WINDOW.
+    public var peerInitialWindow: UInt32
+    /// The peer's largest accepted payload.
+    public var peerMaxPayload: UInt32
+    public var peerSoftwareVersion: String
+
+    public init(name: String, sessionID: UInt64, peerInitialWindow: UInt32, peerMaxPayload: UInt32, peerSoftwareVersion: String) {
+        self.name = name
+        self.sessionID = sessionID
+        self.peerInitialWindow = peerInitialWindow
+        self.peerMaxPayload = peerMaxPayload
+        self.peerSoftwareVersion = peerSoftwareVersion
+    }
+}

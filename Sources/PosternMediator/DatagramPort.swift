@@ -1,0 +1,58 @@
+import NIOCore
+import PosternCore
+import PosternTunnel
+import PosternWire
+
+/// A UDP port opened by OPEN: every datagram that arrives goes to the server as DATAGRAM with its
+/// sender; every DATAGRAM from the server is sent to its destination, if the policy allows it.
+final class DatagramPort: ChannelInboundHandler, TunnelPort {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+
+    let portID: UInt32
+    private let session: TunnelSession
+    private let policy: Policy
+    private var context: ChannelHandlerContext?
+    private(set) var dropped: UInt64 = 0
+    var local: Endpoint
+
+    init(portID: UInt32, session: TunnelSession, policy: Policy, local: Endpoint) {
+        self.portID = portID
+        self.session = session
+        self.policy = policy
+        self.local = local
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        guard let peer = envelope.remoteAddress.endpoint else { return }
+        // Datagrams have no flow control: when the tunnel is full they are dropped, as a router would.
+        guard session.isWritable, envelope.data.readableBytes <= session.maxDataPayload - 32 else {
+            dropped &+= 1
+            return
+        }
+        session.send(.datagram(.init(portID: portID, peer: peer, bytes: envelope.data)))
+    }
+
+    func tunnelReceived(_ frame: Frame) {
+        guard case .datagram(let d) = frame, let context else { return }
+        guard case .ip(let address) = d.peer.host, policy.allowsConnect(to: address, port: d.peer.port) else {
+            dropped &+= 1
+            session.logger.notice("port \(portID): datagram to \(d.peer) denied by policy")
+            return
+        }
+        guard let remote = try? SocketAddress(ipAddress: address, port: d.peer.port) else { return }
+        context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: d.bytes)), promise: nil)
+    }
+
+    func tunnelBecameWritable() {}
+
+    func tunnelClosed() { close() }
+
+    func close() {
+        context?.close(promise: nil)
+    }
+}

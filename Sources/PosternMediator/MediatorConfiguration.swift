@@ -1,0 +1,34 @@
+import Logging
+import NIOCore
+import PosternCore
+import PosternTunnel
+
+/// Everything `postern mediator` needs, already validated.
+public struct MediatorConfiguration: Sendable {
+    public var serverHost: String
+    public var serverPort: Int
+    public var name: String
+    /// The shared secret: read from a file or the environment, never from argv.
+    public var secret: [UInt8]
+    public var policy: Policy
+    public var settings: SessionSettings
+    public var transport: TunnelTransport
+    /// How long CONNECT waits for the destination.
+    public var connectTimeout: TimeAmount = .seconds(10)
+    public var softwareVersion: String
+
+    public init(
+        serverHost: String, serverPort: Int, name: String, secret: [UInt8], policy: Policy,
+        settings: SessionSettings = SessionSettings(), transport: TunnelTransport = PlainTransport(),
+        softwareVersion: String
+    ) {
+        self.serverHost = serverHost
+        self.serverPort = serverPort
+        self.name = name
+        self.secret = secret
+        self.policy = policy
+        self.settings = settings
+        self.transport = transport
+        self.softwareVersion = softwareVersion
+    }
+}

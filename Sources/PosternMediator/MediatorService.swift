@@ -1,0 +1,140 @@
+import Logging
+import NIOCore
+import NIOPosix
+import PosternCore
+import PosternNetlink
+import PosternTunnel
+import PosternWire
+
+/// `postern mediator`: keeps one tunnel to the server alive — dial, hello, serve requests, and on any
+/// loss dial again with fast first retries then capped, jittered backoff (DESIGN.md, "The tunnel").
+public final class MediatorService: @unchecked Sendable {
+    // All mutable state is touched on `eventLoop` only.
+    private let configuration: MediatorConfiguration
+    private let group: MultiThreadedEventLoopGroup
+    private let eventLoop: EventLoop
+    private var logger: Logger
+    private var backoff = Backoff()
+    private var session: TunnelSession?
+    private var stopping = false
+    private let finished: EventLoopPromise<Void>
+
+    public init(configuration: MediatorConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        // One event loop: the tunnel and every relayed socket share it, so no state crosses threads.
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.eventLoop = group.next()
+        self.finished = eventLoop.makePromise()
+    }
+
+    /// Runs until `stop()` or until the server refuses this mediator for good (wrong secret,
+    /// unknown name, other protocol version): those end it with an error.
+    public func run() async throws {
+        eventLoop.execute { self.dial() }
+        do {
+            try await finished.futureResult.get()
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        try? await group.shutdownGracefully()
+    }
+
+    public func stop() {
+        eventLoop.execute { [self] in
+            guard !stopping else { return }
+            stopping = true
+            if let session {
+                session.goAway(.shuttingDown, "mediator stopping")
+            }
+            finished.succeed(())
+        }
+    }
+
+    public struct Refused: Error, CustomStringConvertible {
+        public var end: SessionEnd
+        public var description: String { "the server refused this mediator: \(end.message) (\(end.code))" }
+    }
+
+    private func dial() {
+        guard !stopping else { return }
+        let configuration = configuration
+        let api = RemoteSocketAPI(configuration: configuration, eventLoop: eventLoop, logger: logger)
+        let session = TunnelSession(
+            role: .mediator(
+                MediatorSessionStateMachine(
+                    name: configuration.name, secret: configuration.secret, nonce: Nonce.make(),
+                    softwareVersion: configuration.softwareVersion, settings: configuration.settings)),
+            settings: configuration.settings, eventLoop: eventLoop, logger: logger)
+        session.delegate = api
+        api.onEstablished = { [self] session, info in
+            backoff.reset()
+            logger.info("connected to \(configuration.serverHost):\(configuration.serverPort) as '\(info.name)' (session \(info.sessionID))")
+            sendEnvironment(session)
+        }
+        api.onClosed = { [self] end in
+            self.session = nil
+            lost(end)
+        }
+        ClientBootstrap(group: eventLoop)
+            .connectTimeout(.seconds(10))
+            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 512 * 1024, high: 2 * 1024 * 1024))
+            .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.allocator)
+            .channelInitializer { channel in
+                do {
+                    let transport = try configuration.transport.clientHandlers(serverHost: configuration.serverHost)
+                    return channel.pipeline.addHandlers(
+                        transport + [
+                            ByteToMessageHandler(FrameDecoderHandler(maxPayload: configuration.settings.maxPayload)),
+                            session,
+                        ])
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+            }
+            .connect(host: configuration.serverHost, port: configuration.serverPort)
+            .whenComplete { [self] result in
+                switch result {
+                case .success:
+                    self.session = session
+                case .failure(let error):
+                    logger.warning("cannot reach server \(configuration.serverHost):\(configuration.serverPort): \(error)")
+                    retry()
+                }
+            }
+    }
+
+    private func lost(_ end: SessionEnd) {
+        guard !stopping else { return }
+        switch end.code {
+        case .authenticationFailed, .unknownMediator, .versionMismatch:
+            // Retrying cannot help until someone fixes the configuration: say so and stop.
+            logger.error("refused by the server: \(end.message)")
+            stopping = true
+            finished.fail(Refused(end: end))
+            return
+        default:
+            logger.warning("tunnel lost: \(end)")
+            retry()
+        }
+    }
+
+    private func retry() {
+        guard !stopping else { return }
+        let delay = backoff.nextDelay(unit: Double.random(in: 0..<1))
+        logger.info("reconnecting in \(delay.nanoseconds / 1_000_000) ms")
+        eventLoop.scheduleTask(in: delay) { [self] in dial() }
+    }
+
+    private func sendEnvironment(_ session: TunnelSession) {
+        do {
+            let environment = try NetlinkEnvironment.read(softwareVersion: configuration.softwareVersion)
+            session.send(.environment(environment))
+        } catch {
+            logger.warning("cannot read the network environment: \(error)")
+            session.send(.environment(.init(hostname: "", softwareVersion: configuration.softwareVersion)))
+        }
+    }
+}

@@ -1,0 +1,291 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import PosternCore
+import PosternTunnel
+import PosternWire
+
+/// The admin HTTP API (JSON), for `postern ctl` and scripts. Routes:
+///
+///     GET  /v1/mediators                 connected mediators with their environment
+///     GET  /v1/mediators/NAME/ports      the ports the server knows on that mediator
+///     POST /v1/mediators/NAME/open       {"transport":"tcp|udp","address":"0.0.0.0","port":0,"exact":false}
+///     POST /v1/mediators/NAME/redirect   {"address":"0.0.0.0","port":5000,"exact":true}
+///     POST /v1/mediators/NAME/connect    {"port":ID,"destination":"HOST:PORT"}   (port 0: open+connect)
+///     POST /v1/mediators/NAME/listen     {"port":ID,"backlog":128}
+///     POST /v1/mediators/NAME/close      {"port":ID}
+///     GET  /v1/events                    a stream of JSON lines; ?history=1 replays recent ones first
+///     GET  /v1/counters                  totals per mediator
+final class AdminAPI: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let registry: MediatorRegistry
+    private var head: HTTPRequestHead?
+    private var body: ByteBuffer?
+    private var subscription: UInt64?
+    private var keepAlive = true
+    private let maxBody = 64 * 1024
+
+    init(registry: MediatorRegistry) {
+        self.registry = registry
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h):
+            head = h
+            body = context.channel.allocator.buffer(capacity: 0)
+        case .body(var b):
+            if (body?.readableBytes ?? 0) + b.readableBytes > maxBody {
+                respond(context, .payloadTooLarge, ["error": "request body too large"])
+                head = nil
+                return
+            }
+            body?.writeBuffer(&b)
+        case .end:
+            guard let h = head else { return }
+            head = nil
+            keepAlive = h.isKeepAlive
+            route(context, h, body ?? ByteBuffer())
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let s = subscription { registry.events.unsubscribe(s) }
+        context.fireChannelInactive()
+    }
+
+    // MARK: - Routing
+
+    private func route(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ body: ByteBuffer) {
+        let (path, query) = Self.split(head.uri)
+        let parts = path.split(separator: "/").map(String.init)
+        switch (head.method, parts.count) {
+        case (.GET, 2) where parts == ["v1", "mediators"]:
+            respond(context, .ok, registry.links.values.filter(\.isOpen).sorted { $0.name < $1.name }.map(MediatorView.init))
+        case (.GET, 3) where parts[0...1] == ["v1", "mediators"]:
+            guard let link = link(context, parts[2]) else { return }
+            respond(context, .ok, MediatorView(link))
+        case (.GET, 4) where parts[0...1] == ["v1", "mediators"] && parts[3] == "ports":
+            guard let link = link(context, parts[2]) else { return }
+            respond(context, .ok, link.ports.values.sorted { $0.id < $1.id })
+        case (.POST, 4) where parts[0...1] == ["v1", "mediators"]:
+            guard let link = link(context, parts[2]) else { return }
+            operation(context, link, parts[3], body)
+        case (.GET, 2) where parts == ["v1", "events"]:
+            stream(context, history: query.contains("history=1"))
+        case (.GET, 2) where parts == ["v1", "counters"]:
+            respond(context, .ok, registry.links.values.filter(\.isOpen).map(CounterView.init))
+        default:
+            respond(context, .notFound, ["error": "no such endpoint: \(head.method) \(path)"])
+        }
+    }
+
+    private func link(_ context: ChannelHandlerContext, _ name: String) -> MediatorLink? {
+        guard let l = registry.link(name) else {
+            respond(context, .notFound, ["error": "mediator '\(name)' is not connected"])
+            return nil
+        }
+        return l
+    }
+
+    struct OperationRequest: Decodable {
+        var transport: String?
+        var address: String?
+        var port: UInt32?
+        var exact: Bool?
+        var destination: String?
+        var backlog: UInt16?
+    }
+
+    struct OperationResult: Encodable {
+        var port: UInt32
+        var local: String
+    }
+
+    private func operation(_ context: ChannelHandlerContext, _ link: MediatorLink, _ op: String, _ body: ByteBuffer) {
+        let request: OperationRequest
+        do {
+            request = try JSONDecoder().decode(OperationRequest.self, from: Data(body.readableBytesView))
+        } catch {
+            return respond(context, .badRequest, ["error": "body is not the expected JSON: \(error)"])
+        }
+        let future: EventLoopFuture<Frame.Done>
+        let events = registry.events
+        switch op {
+        case "open":
+            let transport: Frame.Transport
+            switch request.transport ?? "tcp" {
+            case "tcp": transport = .tcp
+            case "udp": transport = .udp
+            default: return respond(context, .badRequest, ["error": "transport must be tcp or udp"])
+            }
+            guard let address = IPAddress(request.address ?? "0.0.0.0") else {
+                return respond(context, .badRequest, ["error": "address is not an IP address"])
+            }
+            guard let port = request.port, port <= UInt32(UInt16.max) else {
+                return respond(context, .badRequest, ["error": "port (0-65535) is required"])
+            }
+            future = link.open(transport, address: address, port: UInt16(port), exact: request.exact ?? true, owner: "admin")
+                .map { done in
+                    if transport == .udp { link.session.register(AdminPort(portID: done.portID, link: link, events: events)) }
+                    return done
+                }
+        case "redirect":
+            guard let address = IPAddress(request.address ?? "0.0.0.0"), let port = request.port, port <= UInt32(UInt16.max) else {
+                return respond(context, .badRequest, ["error": "address and port (0-65535) are required"])
+            }
+            future = link.redirect(address: address, port: UInt16(port), exact: request.exact ?? true, owner: "admin")
+        case "connect":
+            guard let d = request.destination, let destination = Endpoint(parsing: d) else {
+                return respond(context, .badRequest, ["error": "destination HOST:PORT is required (IPv6 in brackets)"])
+            }
+            future = link.connect(portID: request.port ?? 0, to: destination, owner: "admin").map { done in
+                link.session.register(AdminPort(portID: done.portID, link: link, events: events))
+                return done
+            }
+        case "listen":
+            guard let port = request.port else { return respond(context, .badRequest, ["error": "port is required"]) }
+            future = link.listen(portID: port, backlog: request.backlog ?? 128) { accepted in
+                link.session.register(AdminPort(portID: accepted.portID, link: link, events: events))
+                events.post(ServerEvent(mediator: link.name, kind: "accepted", port: accepted.portID, detail: "on port \(accepted.listenerID) from \(accepted.peer)"))
+            }
+        case "close":
+            guard let port = request.port else { return respond(context, .badRequest, ["error": "port is required"]) }
+            future = link.close(portID: port)
+        default:
+            return respond(context, .notFound, ["error": "no operation '\(op)'; use open, redirect, connect, listen or close"])
+        }
+        future.whenComplete { [self] result in
+            switch result {
+            case .success(let done):
+                events.post(ServerEvent(mediator: link.name, kind: op, port: done.portID, detail: "ok, local \(done.local)"))
+                respond(context, .ok, OperationResult(port: done.portID, local: "\(done.local)"))
+            case .failure(let error as OperationError):
+                events.post(ServerEvent(mediator: link.name, kind: "\(op)-failed", detail: error.description))
+                respond(context, .badGateway, ErrorView(error: "\(error.code)", errno: error.errno, message: error.message))
+            case .failure(let error):
+                respond(context, .internalServerError, ["error": "\(error)"])
+            }
+        }
+    }
+
+    struct ErrorView: Encodable {
+        var error: String
+        var errno: Int32
+        var message: String
+    }
+
+    // MARK: - Events
+
+    private func stream(_ context: ChannelHandlerContext, history: Bool) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/x-ndjson")
+        headers.add(name: "Connection", value: "close")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let write: (ServerEvent) -> Void = { [weak self] event in
+            guard let self, let data = try? encoder.encode(event) else { return }
+            var b = context.channel.allocator.buffer(capacity: data.count + 1)
+            b.writeBytes(data)
+            b.writeInteger(UInt8(ascii: "\n"))
+            context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(b))), promise: nil)
+        }
+        if history { registry.events.history.forEach(write) }
+        context.flush()
+        subscription = registry.events.subscribe(write)
+    }
+
+    // MARK: - Responses
+
+    private func respond<T: Encodable>(_ context: ChannelHandlerContext, _ status: HTTPResponseStatus, _ value: T) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        var data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        data.append(UInt8(ascii: "\n"))
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Length", value: "\(data.count)")
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        var b = context.channel.allocator.buffer(capacity: data.count)
+        b.writeBytes(data)
+        context.write(wrapOutboundOut(.body(.byteBuffer(b))), promise: nil)
+        let close = !keepAlive
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+            if close { context.close(promise: nil) }
+        }
+    }
+
+    static func split(_ uri: String) -> (String, String) {
+        guard let q = uri.firstIndex(of: "?") else { return (uri, "") }
+        return (String(uri[..<q]), String(uri[uri.index(after: q)...]))
+    }
+}
+
+/// A mediator as the admin API shows it.
+struct MediatorView: Encodable {
+    struct InterfaceView: Encodable {
+        var name: String
+        var index: UInt32
+        var mac: String
+        var mtu: UInt32
+        var up: Bool
+        var addresses: [String]
+    }
+    struct RouteView: Encodable {
+        var destination: String
+        var gateway: String?
+        var interface: String
+    }
+    var name: String
+    var session: UInt64
+    var from: String
+    var connectedAt: String
+    var hostname: String
+    var softwareVersion: String
+    var capabilities: [String]
+    var interfaces: [InterfaceView]
+    var defaultRoutes: [RouteView]
+    var ports: Int
+
+    init(_ link: MediatorLink) {
+        name = link.name
+        session = link.info?.sessionID ?? 0
+        from = link.session.remoteAddress?.display ?? ""
+        connectedAt = ISO8601DateFormatter().string(from: link.connectedAt)
+        let e = link.environment ?? MediatorEnvironment(hostname: "", softwareVersion: "")
+        hostname = e.hostname
+        softwareVersion = e.softwareVersion
+        capabilities = (e.capabilities.contains(.tun) ? ["tun"] : []) + (e.capabilities.contains(.rawSockets) ? ["raw-sockets"] : [])
+        interfaces = e.interfaces.map {
+            InterfaceView(name: $0.name, index: $0.index, mac: $0.macString, mtu: $0.mtu, up: $0.isUp, addresses: $0.addresses.map(\.description))
+        }
+        let names = Dictionary(e.interfaces.map { ($0.index, $0.name) }, uniquingKeysWith: { a, _ in a })
+        defaultRoutes = e.routes.map {
+            RouteView(destination: $0.destination.description, gateway: $0.gateway?.description, interface: names[$0.interfaceIndex] ?? "#\($0.interfaceIndex)")
+        }
+        ports = link.ports.count
+    }
+}
+
+struct CounterView: Encodable {
+    var name: String
+    var ports: Int
+    var bytesIn: UInt64
+    var bytesOut: UInt64
+    var framesIn: UInt64
+    var framesOut: UInt64
+
+    init(_ link: MediatorLink) {
+        name = link.name
+        ports = link.session.portCount
+        bytesIn = link.session.bytesIn
+        bytesOut = link.session.bytesOut
+        framesIn = link.session.framesIn
+        framesOut = link.session.framesOut
+    }
+}

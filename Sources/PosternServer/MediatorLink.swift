@@ -1,0 +1,151 @@
+import Foundation
+import Logging
+import NIOCore
+import PosternCore
+import PosternTunnel
+import PosternWire
+
+/// The server's handle on one connected mediator: sends requests and matches their answers, hands
+/// ACCEPTED to whoever listens, keeps the mediator's environment and a table of its ports.
+/// Lives on the server's event loop.
+public final class MediatorLink: TunnelSessionDelegate {
+    public let session: TunnelSession
+    private let registry: MediatorRegistry
+    public private(set) var info: EstablishedSession?
+    public private(set) var environment: MediatorEnvironment?
+    public let connectedAt = Date()
+    private var nextRequestID: UInt32 = 1
+    private var pending: [UInt32: EventLoopPromise<Frame.Done>] = [:]
+    /// Who takes the connections a listening port accepts.
+    private var listeners: [UInt32: (Frame.Accepted) -> Void] = [:]
+    public private(set) var ports: [UInt32: PortRecord] = [:]
+    private var closeHandlers: [(SessionEnd) -> Void] = []
+
+    public struct PortRecord: Codable, Sendable {
+        public var id: UInt32
+        public var transport: String
+        public var kind: String
+        public var local: String
+        public var remote: String?
+        public var owner: String
+    }
+
+    init(session: TunnelSession, registry: MediatorRegistry) {
+        self.session = session
+        self.registry = registry
+    }
+
+    public var name: String { info?.name ?? "?" }
+    public var isOpen: Bool { session.isOpen && info != nil }
+
+    // MARK: - Requests (docs/protocol.md §5)
+
+    private func request(_ make: (UInt32) -> Frame) -> EventLoopFuture<Frame.Done> {
+        let promise = session.eventLoop.makePromise(of: Frame.Done.self)
+        guard isOpen else {
+            promise.fail(OperationError(code: .shuttingDown, message: "mediator '\(name)' is not connected"))
+            return promise.futureResult
+        }
+        let id = nextRequestID
+        nextRequestID &+= 1
+        if nextRequestID == 0 { nextRequestID = 1 }
+        pending[id] = promise
+        session.send(make(id))
+        return promise.futureResult
+    }
+
+    public func open(_ transport: Frame.Transport, address: IPAddress, port: UInt16, exact: Bool, owner: String) -> EventLoopFuture<Frame.Done> {
+        request { .open(.init(requestID: $0, transport: transport, exact: exact, address: address, port: port)) }
+            .map { [self] done in
+                ports[done.portID] = PortRecord(id: done.portID, transport: "\(transport)", kind: "open", local: "\(done.local)", remote: nil, owner: owner)
+                return done
+            }
+    }
+
+    public func redirect(address: IPAddress, port: UInt16, exact: Bool, owner: String) -> EventLoopFuture<Frame.Done> {
+        request { .redirect(.init(requestID: $0, exact: exact, address: address, port: port)) }
+            .map { [self] done in
+                ports[done.portID] = PortRecord(id: done.portID, transport: "udp", kind: "redirected", local: "\(done.local)", remote: nil, owner: owner)
+                return done
+            }
+    }
+
+    /// portID 0: open an ephemeral port and connect in one round trip.
+    public func connect(portID: UInt32, to destination: Endpoint, owner: String) -> EventLoopFuture<Frame.Done> {
+        request { .connect(.init(requestID: $0, portID: portID, destination: destination)) }
+            .map { [self] done in
+                ports[done.portID] = PortRecord(id: done.portID, transport: "tcp", kind: "connected", local: "\(done.local)", remote: "\(destination)", owner: owner)
+                return done
+            }
+    }
+
+    public func listen(portID: UInt32, backlog: UInt16 = 128, onAccepted: @escaping (Frame.Accepted) -> Void) -> EventLoopFuture<Frame.Done> {
+        request { .listen(.init(requestID: $0, portID: portID, backlog: backlog)) }
+            .map { [self] done in
+                listeners[done.portID] = onAccepted
+                ports[done.portID]?.kind = "listening"
+                return done
+            }
+    }
+
+    public func close(portID: UInt32) -> EventLoopFuture<Frame.Done> {
+        request { .close(.init(requestID: $0, portID: portID)) }
+            .always { [self] _ in
+                listeners[portID] = nil
+                ports[portID] = nil
+                session.unregister(portID)
+            }
+    }
+
+    public func forget(portID: UInt32) {
+        ports[portID] = nil
+    }
+
+    public func record(_ r: PortRecord) { ports[r.id] = r }
+
+    public func onClose(_ f: @escaping (SessionEnd) -> Void) {
+        closeHandlers.append(f)
+    }
+
+    // MARK: - TunnelSessionDelegate
+
+    public func sessionEstablished(_ session: TunnelSession, _ info: EstablishedSession) {
+        self.info = info
+        registry.attach(self)
+    }
+
+    public func session(_ session: TunnelSession, received frame: Frame) {
+        switch frame {
+        case .done(let d):
+            pending.removeValue(forKey: d.requestID)?.succeed(d)
+        case .failed(let f):
+            pending.removeValue(forKey: f.requestID)?.fail(OperationError(f))
+        case .accepted(let a):
+            ports[a.portID] = PortRecord(id: a.portID, transport: "tcp", kind: "accepted", local: ports[a.listenerID]?.local ?? "", remote: "\(a.peer)", owner: ports[a.listenerID]?.owner ?? "")
+            if let take = listeners[a.listenerID] {
+                take(a)
+            } else {
+                session.send(.reset(.init(portID: a.portID, code: .noSuchPort)))
+            }
+        case .environment(let e):
+            environment = e
+            registry.events.post(ServerEvent(mediator: name, kind: "environment", detail: "\(e.hostname): \(e.interfaces.count) interfaces"))
+        default:
+            session.goAway(.protocolError, "the mediator sent \(frame.name), which only a server sends")
+        }
+    }
+
+    public func sessionClosed(_ session: TunnelSession, _ end: SessionEnd) {
+        let waiting = pending
+        pending.removeAll()
+        for (_, p) in waiting {
+            p.fail(OperationError(code: .shuttingDown, message: "session with '\(name)' ended: \(end.message)"))
+        }
+        listeners.removeAll()
+        ports.removeAll()
+        registry.detach(self, end)
+        let handlers = closeHandlers
+        closeHandlers.removeAll()
+        for h in handlers { h(end) }
+    }
+}

@@ -1,0 +1,93 @@
+import NIOCore
+import PosternCore
+import PosternTunnel
+import PosternWire
+
+/// Everything `postern server` needs, already validated.
+public struct ServerConfiguration: Sendable {
+    public var listen: Endpoint
+    public var secrets: SecretBook
+    public var admin: Endpoint?
+    public var forwards: [ForwardSpec]
+    public var settings: SessionSettings
+    public var transport: TunnelTransport
+    /// A UDP flow of a forward without traffic for this long is closed on both sides.
+    public var udpIdleTimeout: TimeAmount = .seconds(60)
+    public var softwareVersion: String
+
+    public init(
+        listen: Endpoint, secrets: SecretBook, admin: Endpoint?, forwards: [ForwardSpec],
+        settings: SessionSettings = SessionSettings(), transport: TunnelTransport = PlainTransport(),
+        softwareVersion: String
+    ) {
+        self.listen = listen
+        self.secrets = secrets
+        self.admin = admin
+        self.forwards = forwards
+        self.settings = settings
+        self.transport = transport
+        self.softwareVersion = softwareVersion
+    }
+}
+
+/// Which mediators may connect and with what secret. A secret file holds either one line, the secret
+/// shared by every mediator (any valid name is accepted), or `NAME SECRET` lines, one secret per
+/// mediator (other names are refused as unknown).
+public struct SecretBook: Sendable, CustomStringConvertible {
+    public var shared: [UInt8]?
+    public var perMediator: [String: [UInt8]]
+
+    public init(shared: [UInt8]?, perMediator: [String: [UInt8]] = [:]) {
+        self.shared = shared
+        self.perMediator = perMediator
+    }
+
+    public func secret(for name: String) -> [UInt8]? {
+        perMediator[name] ?? shared
+    }
+
+    public struct ParseError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Parses the text of a secret file (see the type's comment).
+    public static func parse(_ text: String, source: String) throws -> SecretBook {
+        let lines = text.split(whereSeparator: \.isNewline)
+            .map { $0.trimmingCharacters(in: " \t\r") }
+            .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        guard !lines.isEmpty else { throw ParseError(description: "\(source) holds no secret") }
+        if lines.count == 1, !lines[0].contains(where: { $0 == " " || $0 == "\t" }) {
+            return SecretBook(shared: Array(lines[0].utf8))
+        }
+        var book = SecretBook(shared: nil)
+        for (n, line) in lines.enumerated() {
+            let parts = line.split(maxSplits: 1, whereSeparator: { $0 == " " || $0 == "\t" })
+            guard parts.count == 2 else {
+                throw ParseError(description: "\(source) line \(n + 1): expected 'NAME SECRET'")
+            }
+            let name = String(parts[0])
+            guard MediatorName.isValid(name) else {
+                throw ParseError(description: "\(source) line \(n + 1): invalid mediator name '\(name)'")
+            }
+            book.perMediator[name] = Array(parts[1].trimmingCharacters(in: " \t").utf8)
+        }
+        return book
+    }
+
+    /// Never shows a secret, only its shape.
+    public var description: String {
+        var parts: [String] = []
+        if shared != nil { parts.append("shared secret ****") }
+        if !perMediator.isEmpty { parts.append("per-mediator secrets for \(perMediator.keys.sorted().joined(separator: ", "))") }
+        return parts.joined(separator: "; ")
+    }
+}
+
+extension StringProtocol {
+    func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let f = s.first, set.contains(f) { s = s.dropFirst() }
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}

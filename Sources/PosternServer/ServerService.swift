@@ -1,0 +1,164 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import PosternCore
+import PosternTunnel
+import PosternWire
+
+/// `postern server`: the service port where mediators dial in, the forwards, and the admin API.
+public final class ServerService: @unchecked Sendable {
+    // All mutable state lives on `eventLoop`: one loop carries every session, forward and relay, so
+    // nothing is shared between threads (docs/architecture.md).
+    private let configuration: ServerConfiguration
+    private let group: MultiThreadedEventLoopGroup
+    public let eventLoop: EventLoop
+    private var logger: Logger
+    private let registry: MediatorRegistry
+    private var channels: [Channel] = []
+    private var nextSessionID: UInt64 = 1
+    private var stopForwards: [() -> Void] = []
+    private let finished: EventLoopPromise<Void>
+    /// Where the service port and admin API are actually bound (port 0 picks one).
+    public private(set) var boundService: SocketAddress?
+    public private(set) var boundAdmin: SocketAddress?
+
+    public init(configuration: ServerConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.eventLoop = group.next()
+        self.registry = MediatorRegistry(events: EventLog(), logger: logger)
+        self.finished = eventLoop.makePromise()
+    }
+
+    /// Binds everything; fails (with the reason) if any listening socket cannot be had.
+    public func start() async throws {
+        try await eventLoop.flatSubmit { [self] in startOnLoop() }.get()
+    }
+
+    public func run() async throws {
+        try await finished.futureResult.get()
+        try? await group.shutdownGracefully()
+    }
+
+    public func stop() {
+        eventLoop.execute { [self] in
+            for link in registry.links.values { link.session.goAway(.shuttingDown, "server stopping") }
+            for s in stopForwards { s() }
+            for c in channels { c.close(promise: nil) }
+            // Let GOAWAY frames reach the wire before the loop goes.
+            eventLoop.scheduleTask(in: .milliseconds(100)) { self.finished.succeed(()) }
+        }
+    }
+
+    private func startOnLoop() -> EventLoopFuture<Void> {
+        var steps: [EventLoopFuture<Void>] = []
+        steps.append(bindServicePort())
+        if let admin = configuration.admin { steps.append(bindAdmin(admin)) }
+        for spec in configuration.forwards {
+            switch (spec.transport, spec.direction) {
+            case (.tcp, .toMediator):
+                let f = TCPForwardToMediator(spec: spec, registry: registry, logger: logger)
+                stopForwards.append(f.stop)
+                steps.append(f.start(on: eventLoop).flatMapErrorThrowing { throw Self.bindError(spec.listen, "forward \(spec)", $0) })
+            case (.udp, .toMediator):
+                do {
+                    let f = try UDPForwardToMediator(spec: spec, registry: registry, idleTimeout: configuration.udpIdleTimeout, logger: logger)
+                    stopForwards.append(f.stop)
+                    steps.append(f.start(on: eventLoop).flatMapErrorThrowing { throw Self.bindError(spec.listen, "forward \(spec)", $0) })
+                } catch {
+                    steps.append(eventLoop.makeFailedFuture(error))
+                }
+            case (.tcp, .fromMediator):
+                TCPForwardFromMediator(spec: spec, registry: registry, eventLoop: eventLoop, logger: logger).start()
+            case (.udp, .fromMediator):
+                UDPForwardFromMediator(spec: spec, registry: registry, eventLoop: eventLoop, idleTimeout: configuration.udpIdleTimeout, logger: logger).start()
+            }
+        }
+        return EventLoopFuture.andAllSucceed(steps, on: eventLoop)
+    }
+
+    public struct StartError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    static func bindError(_ endpoint: Endpoint, _ what: String, _ error: Error) -> StartError {
+        if let io = error as? IOError {
+            return StartError(description: "\(what): cannot listen on \(endpoint): \(String(cString: strerror(io.errnoCode)))")
+        }
+        return StartError(description: "\(what): cannot listen on \(endpoint): \(error)")
+    }
+
+    private func bindServicePort() -> EventLoopFuture<Void> {
+        let configuration = configuration
+        return ServerBootstrap(group: eventLoop)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(ChannelOptions.backlog, value: 1024)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 512 * 1024, high: 2 * 1024 * 1024))
+            .childChannelOption(ChannelOptions.recvAllocator, value: RelayBuffers.allocator)
+            .childChannelInitializer { [self] channel in
+                do {
+                    let transport = try configuration.transport.serverHandlers()
+                    let session = makeSession()
+                    return channel.pipeline.addHandlers(
+                        transport + [
+                            ByteToMessageHandler(FrameDecoderHandler(maxPayload: configuration.settings.maxPayload)),
+                            session,
+                        ])
+                } catch {
+                    logger.error("cannot set up the tunnel transport: \(error)")
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+            }
+            .bind(to: try! ForwardSocket.address(configuration.listen))
+            .map { [self] channel in
+                channels.append(channel)
+                boundService = channel.localAddress
+                logger.info("service port \(channel.localAddress?.display ?? "?") (\(configuration.transport.name)); secrets: \(configuration.secrets)")
+            }
+            .flatMapErrorThrowing { throw Self.bindError(configuration.listen, "service port", $0) }
+    }
+
+    private func makeSession() -> TunnelSession {
+        let id = nextSessionID
+        nextSessionID += 1
+        let secrets = configuration.secrets
+        let machine = ServerSessionStateMachine(
+            settings: configuration.settings, sessionID: id, serverNonce: Nonce.make(),
+            softwareVersion: configuration.softwareVersion, now: .now())
+        let session = TunnelSession(
+            role: .server(machine, secretFor: { secrets.secret(for: $0) }),
+            settings: configuration.settings, eventLoop: eventLoop, logger: logger)
+        let link = MediatorLink(session: session, registry: registry)
+        session.delegate = link
+        let events = registry.events
+        link.onClose { [logger] end in
+            if link.info == nil {
+                // Never authenticated: say why once, with the address, and keep serving others.
+                let from = session.remoteAddress?.display ?? "?"
+                logger.warning("refused connection from \(from): \(end)")
+                events.post(ServerEvent(mediator: nil, kind: "refused", detail: "\(from): \(end)"))
+            }
+        }
+        return session
+    }
+
+    private func bindAdmin(_ endpoint: Endpoint) -> EventLoopFuture<Void> {
+        ServerBootstrap(group: eventLoop)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { [self] channel in
+                channel.pipeline.configureHTTPServerPipeline().flatMap {
+                    channel.pipeline.addHandler(AdminAPI(registry: self.registry))
+                }
+            }
+            .bind(to: try! ForwardSocket.address(endpoint))
+            .map { [self] channel in
+                channels.append(channel)
+                boundAdmin = channel.localAddress
+                logger.info("admin API on http://\(endpoint)")
+            }
+            .flatMapErrorThrowing { throw Self.bindError(endpoint, "admin API", $0) }
+    }
+}

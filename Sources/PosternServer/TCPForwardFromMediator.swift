@@ -1,0 +1,83 @@
+import Logging
+import NIOCore
+import NIOPosix
+import PosternCore
+import PosternTunnel
+import PosternWire
+
+/// `tcp:NAME/ADDR:PORT=HOST:PORT`: whenever the mediator attaches, it opens and listens on its LAN
+/// port; each connection it accepts is relayed to the target as seen from the server.
+final class TCPForwardFromMediator {
+    let spec: ForwardSpec
+    private let registry: MediatorRegistry
+    private var logger: Logger
+    private let eventLoop: EventLoop
+
+    init(spec: ForwardSpec, registry: MediatorRegistry, eventLoop: EventLoop, logger: Logger) {
+        self.spec = spec
+        self.registry = registry
+        self.eventLoop = eventLoop
+        self.logger = logger
+    }
+
+    func start() {
+        registry.whenAttached { [self] link in
+            guard link.name == spec.mediator else { return }
+            attach(link)
+        }
+        if let link = registry.link(spec.mediator) { attach(link) }
+    }
+
+    private func attach(_ link: MediatorLink) {
+        guard case .ip(let address) = spec.listen.host else { return }
+        link.open(.tcp, address: address, port: spec.listen.port, exact: true, owner: "forward \(spec)")
+            .flatMap { [self] opened in
+                link.listen(portID: opened.portID) { [self] accepted in self.accepted(accepted, link) }
+            }
+            .whenComplete { [self] result in
+                switch result {
+                case .success(let done):
+                    logger.info("forward \(spec): mediator '\(spec.mediator)' listens on \(done.local)")
+                    registry.events.post(ServerEvent(mediator: spec.mediator, kind: "listening", port: done.portID, detail: "forward \(spec)"))
+                case .failure(let error):
+                    logger.error("forward \(spec): mediator '\(spec.mediator)' cannot listen on \(spec.listen): \(error)")
+                    registry.events.post(ServerEvent(mediator: spec.mediator, kind: "forward-failed", detail: "\(spec): \(error)"))
+                }
+            }
+    }
+
+    private func accepted(_ a: Frame.Accepted, _ link: MediatorLink) {
+        // Register at once so DATA that follows ACCEPTED is kept while we connect.
+        let relay = StreamRelay(portID: a.portID, session: link.session)
+        relay.onClose = { [weak link] r, _ in link?.forget(portID: r.portID) }
+        link.session.register(relay)
+        ClientBootstrap(group: eventLoop)
+            .channelOption(ChannelOptions.autoRead, value: false)
+            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.allocator)
+            .connectTimeout(.seconds(10))
+            .connect(host: spec.target.host.connectableString, port: Int(spec.target.port))
+            .whenComplete { [self] result in
+                switch result {
+                case .success(let channel):
+                    channel.pipeline.addHandler(relay).whenFailure { _ in channel.close(promise: nil) }
+                case .failure(let error):
+                    logger.info("forward \(spec): cannot reach \(spec.target) for \(a.peer): \(error)")
+                    var code = ErrorCode.refused
+                    if let io = error as? IOError { code = ErrorCode(errno: io.errnoCode) }
+                    relay.resetBoth(code: code, how: "connect to \(spec.target) failed")
+                }
+            }
+    }
+}
+
+extension Host {
+    /// The form NIO's resolver takes: IPv6 without brackets.
+    var connectableString: String {
+        switch self {
+        case .ip(let a): return a.description
+        case .name(let n): return n
+        }
+    }
+}

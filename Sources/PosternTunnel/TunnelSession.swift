@@ -1,0 +1,304 @@
+import Logging
+import NIOCore
+import PosternCore
+import PosternWire
+
+/// What a session reports to the service above it (server or mediator).
+public protocol TunnelSessionDelegate: AnyObject {
+    func sessionEstablished(_ session: TunnelSession, _ info: EstablishedSession)
+    /// Requests, answers, ACCEPTED, ENVIRONMENT: every established frame that is not per-port relay.
+    func session(_ session: TunnelSession, received frame: Frame)
+    func sessionClosed(_ session: TunnelSession, _ end: SessionEnd)
+}
+
+/// One tunnel connection, at either end: runs the pure session state machine, writes frames, keeps the
+/// port table and routes relay frames to ports. Everything here runs on the channel's event loop.
+public final class TunnelSession: ChannelInboundHandler {
+    public typealias InboundIn = Frame
+    public typealias OutboundOut = ByteBuffer
+
+    public enum Role {
+        /// `secretFor` gives the secret of a configured mediator name, nil for unknown names.
+        case server(ServerSessionStateMachine, secretFor: (String) -> [UInt8]?)
+        case mediator(MediatorSessionStateMachine)
+    }
+
+    public let eventLoop: EventLoop
+    public var logger: Logger
+    public var delegate: TunnelSessionDelegate?
+    public private(set) var established: EstablishedSession?
+    public private(set) var end: SessionEnd?
+    /// Local settings: our receive window and frame limit.
+    public let settings: SessionSettings
+    public private(set) var remoteAddress: SocketAddress?
+
+    private var role: Role
+    private var context: ChannelHandlerContext?
+    private var ports: [UInt32: TunnelPort] = [:]
+    /// Ports that stopped reading because the tunnel was not writable.
+    private var blocked: [ObjectIdentifier: TunnelPort] = [:]
+    private var timer: Scheduled<Void>?
+    private var timerDeadline: NIODeadline?
+    private var flushScheduled = false
+    private var inRead = false
+    private let now: () -> NIODeadline
+
+    /// Counters for the admin API.
+    public private(set) var bytesIn: UInt64 = 0
+    public private(set) var bytesOut: UInt64 = 0
+    public private(set) var framesIn: UInt64 = 0
+    public private(set) var framesOut: UInt64 = 0
+
+    public init(role: Role, settings: SessionSettings, eventLoop: EventLoop, logger: Logger, now: @escaping () -> NIODeadline = { .now() }) {
+        self.role = role
+        self.settings = settings
+        self.eventLoop = eventLoop
+        self.logger = logger
+        self.now = now
+    }
+
+    public var isWritable: Bool { context?.channel.isWritable ?? false }
+    public var isOpen: Bool { context != nil && end == nil }
+    public var portCount: Int { ports.count }
+    public var portIDs: [UInt32] { Array(ports.keys) }
+    public func port(_ id: UInt32) -> TunnelPort? { ports[id] }
+
+    // MARK: - Port table
+
+    public func register(_ port: TunnelPort) {
+        ports[port.portID] = port
+    }
+
+    public func unregister(_ portID: UInt32) {
+        if let p = ports.removeValue(forKey: portID) { blocked[ObjectIdentifier(p)] = nil }
+    }
+
+    /// A port holds data until the tunnel drains; it is called back with `tunnelBecameWritable`.
+    public func waitForWritable(_ port: TunnelPort) {
+        blocked[ObjectIdentifier(port)] = port
+    }
+
+    // MARK: - Sending
+
+    /// Writes one frame; the flush follows at the end of this event-loop turn.
+    public func send(_ frame: Frame) {
+        guard let context, end == nil else { return }
+        var buffer = context.channel.allocator.buffer(capacity: 64)
+        buffer.writeFrame(frame)
+        bytesOut &+= UInt64(buffer.readableBytes)
+        framesOut &+= 1
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        scheduleFlush()
+    }
+
+    /// DATA without copying the payload: the header goes in its own small buffer (writev joins them).
+    public func sendData(portID: UInt32, _ payload: ByteBuffer) {
+        guard let context, end == nil else { return }
+        var header = context.channel.allocator.buffer(capacity: Frame.headerLength + Frame.Data.prefixLength)
+        header.writeDataPrefix(portID: portID, count: payload.readableBytes)
+        bytesOut &+= UInt64(header.readableBytes + payload.readableBytes)
+        framesOut &+= 1
+        context.write(wrapOutboundOut(header), promise: nil)
+        context.write(wrapOutboundOut(payload), promise: nil)
+        scheduleFlush()
+    }
+
+    private func scheduleFlush() {
+        guard !flushScheduled, !inRead else { return }
+        flushScheduled = true
+        eventLoop.execute { [self] in
+            flushScheduled = false
+            context?.flush()
+        }
+    }
+
+    /// The largest DATA payload the peer accepts.
+    public var maxDataPayload: Int {
+        let peer = Int(established?.peerMaxPayload ?? settings.maxPayload)
+        return max(1024, min(peer - 64, 1 << 20))
+    }
+
+    /// Ends the session on our side with GOAWAY (shutdown, replaced, protocol error in a layer above).
+    public func goAway(_ code: ErrorCode, _ message: String) {
+        let actions: [SessionAction]
+        switch role {
+        case .server(var m, let s):
+            actions = m.goAway(code, message)
+            role = .server(m, secretFor: s)
+        case .mediator(var m):
+            actions = m.goAway(code, message)
+            role = .mediator(m)
+        }
+        perform(actions)
+    }
+
+    // MARK: - Channel events
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { start(context: context) }
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        start(context: context)
+        context.fireChannelActive()
+    }
+
+    private var started = false
+    private func start(context: ChannelHandlerContext) {
+        guard !started else { return }
+        started = true
+        remoteAddress = context.channel.remoteAddress
+        switch role {
+        case .mediator(var m):
+            let actions = m.start(now: now())
+            role = .mediator(m)
+            perform(actions)
+        case .server:
+            rescheduleTimer()
+        }
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        framesIn &+= 1
+        inRead = true
+        let actions: [SessionAction]
+        switch role {
+        case .server(var m, let secretFor):
+            actions = m.receive(frame, now: now(), secretFor: secretFor)
+            role = .server(m, secretFor: secretFor)
+        case .mediator(var m):
+            actions = m.receive(frame, now: now())
+            role = .mediator(m)
+        }
+        perform(actions)
+    }
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        inRead = false
+        context.flush()
+        context.fireChannelReadComplete()
+    }
+
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable && !blocked.isEmpty {
+            let waiting = blocked.values
+            blocked.removeAll(keepingCapacity: true)
+            for port in waiting { port.tunnelBecameWritable() }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let wire = error as? WireError {
+            // A frame we cannot accept ends the session with the reason, never the process.
+            let code: ErrorCode = established == nil ? .protocolError : .protocolError
+            logger.warning("malformed input from \(remoteAddress?.display ?? "peer"): \(wire)")
+            if established == nil {
+                send(.refused(.init(code: code, message: wire.description)))
+                finish(SessionEnd(code: code, message: wire.description))
+            } else {
+                goAway(code, wire.description)
+            }
+        } else {
+            finish(SessionEnd(code: .connectionReset, message: "tunnel connection failed: \(error)"))
+        }
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        finish(end ?? SessionEnd(code: .connectionReset, message: "tunnel connection closed by the peer"))
+        context.fireChannelInactive()
+    }
+
+    // MARK: - Actions
+
+    private func perform(_ actions: [SessionAction]) {
+        for action in actions {
+            switch action {
+            case .send(let frame):
+                send(frame)
+            case .established(let info):
+                established = info
+                delegate?.sessionEstablished(self, info)
+            case .deliver(let frame):
+                deliver(frame)
+            case .close(let end):
+                finish(end)
+            }
+        }
+        rescheduleTimer()
+    }
+
+    private func deliver(_ frame: Frame) {
+        let portID: UInt32
+        switch frame {
+        case .data(let d):
+            bytesIn &+= UInt64(d.bytes.readableBytes)
+            portID = d.portID
+        case .datagram(let d): portID = d.portID
+        case .window(let w): portID = w.portID
+        case .finished(let f): portID = f.portID
+        case .reset(let r): portID = r.portID
+        default:
+            delegate?.session(self, received: frame)
+            return
+        }
+        // Frames for a port that just closed here are expected (they crossed on the wire): drop them.
+        ports[portID]?.tunnelReceived(frame)
+    }
+
+    private func finish(_ end: SessionEnd) {
+        guard self.end == nil else { return }
+        self.end = end
+        timer?.cancel()
+        timer = nil
+        let all = ports.values
+        ports.removeAll()
+        blocked.removeAll()
+        for port in all { port.tunnelClosed() }
+        if let context {
+            context.flush()
+            context.close(promise: nil)
+        }
+        let delegate = self.delegate
+        self.delegate = nil
+        delegate?.sessionClosed(self, end)
+    }
+
+    private var nextDeadline: NIODeadline? {
+        switch role {
+        case .server(let m, _): return m.nextDeadline
+        case .mediator(let m): return m.nextDeadline
+        }
+    }
+
+    private func rescheduleTimer() {
+        guard end == nil, let deadline = nextDeadline else {
+            timer?.cancel()
+            timer = nil
+            return
+        }
+        if let timerDeadline, timerDeadline == deadline, timer != nil { return }
+        timer?.cancel()
+        timerDeadline = deadline
+        timer = eventLoop.scheduleTask(deadline: deadline) { [self] in
+            timer = nil
+            timerDeadline = nil
+            tick()
+        }
+    }
+
+    private func tick() {
+        let actions: [SessionAction]
+        switch role {
+        case .server(var m, let s):
+            actions = m.tick(now: now())
+            role = .server(m, secretFor: s)
+        case .mediator(var m):
+            actions = m.tick(now: now())
+            role = .mediator(m)
+        }
+        perform(actions)
+    }
+}

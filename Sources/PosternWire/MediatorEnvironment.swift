@@ -1,0 +1,81 @@
+/// What a mediator tells the server about the network it sits in (docs/protocol.md, ENVIRONMENT).
+/// Read on the mediator through netlink; shown to users by `postern ctl mediators`.
+public struct MediatorEnvironment: Hashable, Sendable {
+    public var hostname: String
+    public var softwareVersion: String
+    public var capabilities: Capabilities
+    public var interfaces: [Interface]
+    /// Default routes (destination prefix length 0), IPv4 and IPv6.
+    public var routes: [Route]
+
+    public init(
+        hostname: String, softwareVersion: String, capabilities: Capabilities = [],
+        interfaces: [Interface] = [], routes: [Route] = []
+    ) {
+        self.hostname = hostname
+        self.softwareVersion = softwareVersion
+        self.capabilities = capabilities
+        self.interfaces = interfaces
+        self.routes = routes
+    }
+
+    public struct Capabilities: OptionSet, Hashable, Sendable {
+        public let rawValue: UInt32
+        public init(rawValue: UInt32) { self.rawValue = rawValue }
+        /// /dev/net/tun can be opened (TUN mode possible).
+        public static let tun = Capabilities(rawValue: 1 << 0)
+        /// Raw sockets can be opened (CAP_NET_RAW).
+        public static let rawSockets = Capabilities(rawValue: 1 << 1)
+    }
+
+    public struct Interface: Hashable, Sendable {
+        public var index: UInt32
+        public var name: String
+        /// Hardware address; empty for interfaces without one (loopback, tun).
+        public var mac: [UInt8]
+        public var mtu: UInt32
+        public var isUp: Bool
+        public var addresses: [AddressPrefix]
+
+        public init(index: UInt32, name: String, mac: [UInt8], mtu: UInt32, isUp: Bool, addresses: [AddressPrefix]) {
+            self.index = index
+            self.name = name
+            self.mac = mac
+            self.mtu = mtu
+            self.isUp = isUp
+            self.addresses = addresses
+        }
+
+        public var macString: String {
+            mac.map { String($0, radix: 16).leftPadded(to: 2) }.joined(separator: ":")
+        }
+    }
+
+    public struct AddressPrefix: Hashable, Sendable, CustomStringConvertible {
+        public var address: IPAddress
+        public var prefixLength: UInt8
+        public init(address: IPAddress, prefixLength: UInt8) {
+            self.address = address
+            self.prefixLength = prefixLength
+        }
+        public var description: String { "\(address)/\(prefixLength)" }
+    }
+
+    public struct Route: Hashable, Sendable {
+        public var destination: AddressPrefix
+        /// Next hop; nil for a directly connected route.
+        public var gateway: IPAddress?
+        public var interfaceIndex: UInt32
+        public init(destination: AddressPrefix, gateway: IPAddress?, interfaceIndex: UInt32) {
+            self.destination = destination
+            self.gateway = gateway
+            self.interfaceIndex = interfaceIndex
+        }
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}

@@ -1,0 +1,75 @@
+import Foundation
+import TOMLKit
+
+/// The TOML configuration file (README, "Configuration"). One file may hold a `[server]` and a
+/// `[mediator]` table; each command reads its own. Unknown keys are errors, so a typo never
+/// silently drops a setting.
+struct ConfigFile {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    let path: String
+    private let root: TOMLTable
+
+    init(path: String) throws {
+        self.path = path
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw Failure(description: "cannot read config file \(path)")
+        }
+        do {
+            root = try TOMLTable(string: text)
+        } catch let e as TOMLParseError {
+            throw Failure(description: "config file \(path) is not valid TOML (\(e.source.begin.debugDescription))")
+        } catch {
+            throw Failure(description: "config file \(path) is not valid TOML: \(error)")
+        }
+        for key in root.keys where !["server", "mediator"].contains(key) {
+            throw Failure(description: "config file \(path): unknown table '\(key)' (expected [server] or [mediator])")
+        }
+    }
+
+    /// A section's values, checked against the keys that section allows.
+    func section(_ name: String, allowed: Set<String>) throws -> Section? {
+        guard let value = root[name] else { return nil }
+        guard let table = value.table else { throw Failure(description: "config file \(path): '\(name)' must be a table") }
+        for key in table.keys where !allowed.contains(key) {
+            throw Failure(description: "config file \(path): unknown key '\(key)' in [\(name)]; allowed: \(allowed.sorted().joined(separator: ", "))")
+        }
+        return Section(name: name, path: path, table: table)
+    }
+
+    struct Section {
+        let name: String
+        let path: String
+        let table: TOMLTable
+
+        func string(_ key: String) throws -> String? {
+            guard let v = table[key] else { return nil }
+            guard let s = v.string else { throw Failure(description: "\(path): [\(name)] \(key) must be a string") }
+            return s
+        }
+
+        func strings(_ key: String) throws -> [String] {
+            guard let v = table[key] else { return [] }
+            guard let a = v.array else { throw Failure(description: "\(path): [\(name)] \(key) must be an array of strings") }
+            return try (0..<a.count).map { i in
+                guard let s = a[i].string else { throw Failure(description: "\(path): [\(name)] \(key) must be an array of strings") }
+                return s
+            }
+        }
+
+        func seconds(_ key: String) throws -> Double? {
+            guard let v = table[key] else { return nil }
+            if let i = v.int { return Double(i) }
+            if let d = v.double { return d }
+            throw Failure(description: "\(path): [\(name)] \(key) must be a number of seconds")
+        }
+
+        func bool(_ key: String) throws -> Bool? {
+            guard let v = table[key] else { return nil }
+            guard let b = v.bool else { throw Failure(description: "\(path): [\(name)] \(key) must be true or false") }
+            return b
+        }
+    }
+}

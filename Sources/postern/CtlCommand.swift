@@ -1,0 +1,176 @@
+import ArgumentParser
+import Foundation
+
+/// `postern ctl`: the admin API from the shell. Every operation of the remote socket API can be
+/// driven by hand against a named mediator.
+struct CtlCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ctl",
+        abstract: "Inspect mediators and drive their ports through the server's admin API.",
+        subcommands: [Mediators.self, Ports.self, Open.self, Redirect.self, Connect.self, Listen.self, Close.self, Events.self]
+    )
+
+    struct Options: ParsableArguments {
+        @Option(help: "Admin API URL (default $POSTERN_ADMIN or http://127.0.0.1:7070).")
+        var admin: String?
+
+        @Flag(help: "Print the API's JSON instead of a summary.")
+        var json = false
+
+        func client() throws -> AdminClient {
+            let env = ProcessInfo.processInfo.environment
+            return try AdminClient(url: admin ?? env["POSTERN_ADMIN"] ?? "http://127.0.0.1:7070", token: env["POSTERN_ADMIN_TOKEN"])
+        }
+    }
+
+    /// Prints a successful answer, or the error and exit status 1.
+    static func finish(_ result: (status: Int, body: Data), json: Bool, summary: (Any) -> String) throws {
+        let object = try? JSONSerialization.jsonObject(with: result.body)
+        guard (200..<300).contains(result.status) else {
+            let dict = object as? [String: Any]
+            let message = dict?["message"] as? String ?? ""
+            let code = dict?["error"] as? String ?? "HTTP \(result.status)"
+            FileHandle.standardError.write(Data("error: \(code)\(message.isEmpty ? "" : ": \(message)")\n".utf8))
+            throw ExitCode(1)
+        }
+        if json || object == nil {
+            FileHandle.standardOutput.write(result.body)
+        } else {
+            print(summary(object!), terminator: "")
+        }
+    }
+
+    static func post(_ options: Options, _ mediator: String, _ op: String, _ body: [String: Any]) throws {
+        let data = try JSONSerialization.data(withJSONObject: body)
+        let result = try options.client().request("POST", "/v1/mediators/\(mediator)/\(op)", body: data)
+        try finish(result, json: options.json) { o in
+            let d = o as? [String: Any] ?? [:]
+            return "port \(d["port"] ?? "?") local \(d["local"] ?? "?")\n"
+        }
+    }
+
+    struct Mediators: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List connected mediators and their environment.")
+        @OptionGroup var options: Options
+
+        func run() throws {
+            try CtlCommand.finish(try options.client().request("GET", "/v1/mediators"), json: options.json) { o in
+                let list = o as? [[String: Any]] ?? []
+                if list.isEmpty { return "no mediators connected\n" }
+                var out = ""
+                for m in list {
+                    let caps = (m["capabilities"] as? [String] ?? []).joined(separator: ",")
+                    out += "\(m["name"] ?? "?")  session \(m["session"] ?? "?")  from \(m["from"] ?? "?")  host \(m["hostname"] ?? "?")  postern \(m["softwareVersion"] ?? "?")  ports \(m["ports"] ?? 0)\(caps.isEmpty ? "" : "  caps \(caps)")\n"
+                    for i in m["interfaces"] as? [[String: Any]] ?? [] {
+                        let addrs = (i["addresses"] as? [String] ?? []).joined(separator: " ")
+                        let up = (i["up"] as? Bool ?? false) ? "up" : "down"
+                        out += "  \(i["name"] ?? "?")  mac \(i["mac"] ?? "")  mtu \(i["mtu"] ?? "?")  \(up)  \(addrs)\n"
+                    }
+                    for r in m["defaultRoutes"] as? [[String: Any]] ?? [] {
+                        out += "  route \(r["destination"] ?? "?") via \(r["gateway"] ?? "direct") dev \(r["interface"] ?? "?")\n"
+                    }
+                }
+                return out
+            }
+        }
+    }
+
+    struct Ports: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the ports of a mediator.")
+        @OptionGroup var options: Options
+        @Argument(help: "Mediator name.") var mediator: String
+
+        func run() throws {
+            try CtlCommand.finish(try options.client().request("GET", "/v1/mediators/\(mediator)/ports"), json: options.json) { o in
+                let list = o as? [[String: Any]] ?? []
+                if list.isEmpty { return "no ports\n" }
+                return list.map { p in
+                    "\(p["id"] ?? "?")  \(p["transport"] ?? "?")  \(p["kind"] ?? "?")  local \(p["local"] ?? "?")\((p["remote"] as? String).map { "  remote \($0)" } ?? "")  owner \(p["owner"] ?? "?")\n"
+                }.joined()
+            }
+        }
+    }
+
+    struct Open: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Open a TCP or UDP port on the mediator.")
+        @OptionGroup var options: Options
+        @Argument(help: "Mediator name.") var mediator: String
+        @Argument(help: "tcp or udp.") var transport: String
+        @Argument(help: "[ADDR:]PORT to bind (0 = any free port).") var local: String
+        @Flag(help: "Take the first free port from PORT upwards instead of exactly PORT.") var firstFree = false
+
+        func run() throws {
+            let (address, port) = try CtlCommand.splitLocal(local)
+            try CtlCommand.post(options, mediator, "open", ["transport": transport, "address": address, "port": port, "exact": !firstFree])
+        }
+    }
+
+    struct Redirect: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Redirect a UDP port of the mediator over a UDP channel.")
+        @OptionGroup var options: Options
+        @Argument(help: "Mediator name.") var mediator: String
+        @Argument(help: "[ADDR:]PORT to bind.") var local: String
+        @Flag(help: "Take the first free port from PORT upwards.") var firstFree = false
+
+        func run() throws {
+            let (address, port) = try CtlCommand.splitLocal(local)
+            try CtlCommand.post(options, mediator, "redirect", ["address": address, "port": port, "exact": !firstFree])
+        }
+    }
+
+    struct Connect: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Connect an opened TCP port (0 opens one) to a destination.")
+        @OptionGroup var options: Options
+        @Argument(help: "Mediator name.") var mediator: String
+        @Argument(help: "Port id from open, or 0.") var port: UInt32
+        @Argument(help: "Destination HOST:PORT as seen from the mediator.") var destination: String
+
+        func run() throws {
+            try CtlCommand.post(options, mediator, "connect", ["port": port, "destination": destination])
+        }
+    }
+
+    struct Listen: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Make an opened TCP port a server; accepted connections show as events.")
+        @OptionGroup var options: Options
+        @Argument(help: "Mediator name.") var mediator: String
+        @Argument(help: "Port id from open.") var port: UInt32
+        @Option(help: "Listen backlog.") var backlog: UInt16 = 128
+
+        func run() throws {
+            try CtlCommand.post(options, mediator, "listen", ["port": port, "backlog": backlog])
+        }
+    }
+
+    struct Close: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Close a port of the mediator.")
+        @OptionGroup var options: Options
+        @Argument(help: "Mediator name.") var mediator: String
+        @Argument(help: "Port id.") var port: UInt32
+
+        func run() throws {
+            try CtlCommand.post(options, mediator, "close", ["port": port])
+        }
+    }
+
+    struct Events: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Follow the server's event stream (JSON lines).")
+        @OptionGroup var options: Options
+        @Flag(help: "Replay recent events first.") var history = false
+
+        func run() throws {
+            setvbuf(stdout, nil, _IOLBF, 0)
+            try options.client().stream("/v1/events" + (history ? "?history=1" : "")) { print($0) }
+        }
+    }
+
+    static func splitLocal(_ text: String) throws -> (String, Int) {
+        if let p = Int(text) { return ("0.0.0.0", p) }
+        guard let colon = text.lastIndex(of: ":"), let p = Int(text[text.index(after: colon)...]) else {
+            throw ValidationError("'\(text)' is not [ADDR:]PORT")
+        }
+        var a = String(text[..<colon])
+        if a.hasPrefix("[") { a = String(a.dropFirst().dropLast()) }
+        return (a, p)
+    }
+}

@@ -1,0 +1,162 @@
+import ArgumentParser
+import Foundation
+
+/// `postern demo`: the main job on the built-in lab. Brings the namespace lab up, runs a server in
+/// `wan` and a mediator in `lan` behind the NAT gateway, exposes an HTTP server of the LAN through a
+/// forward, fetches a page from `user`, shows what happened, and removes everything again.
+struct DemoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Run the demo on the built-in namespace lab (needs root)."
+    )
+
+    @Option(help: "Namespace prefix for the demo's lab.")
+    var prefix = "demo-"
+
+    func run() throws {
+        guard geteuid() == 0 else {
+            throw ValidationError("the demo builds network namespaces: run it as root")
+        }
+        setvbuf(stdout, nil, _IOLBF, 0)
+        let lab = try Self.findLab()
+        let me = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("postern-demo-\(getpid())")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        var children: [Process] = []
+        func ns(_ name: String) -> String { prefix + name }
+        func step(_ s: String) { print("\u{1B}[1m==> \(s)\u{1B}[0m") }
+
+        defer {
+            step("Cleaning up")
+            for p in children { Self.stop(p) }
+            _ = try? Self.shell([lab, "down"], env: ["POSTERN_LAB_PREFIX": prefix], quiet: true)
+            try? FileManager.default.removeItem(at: work)
+            print("lab removed, processes stopped")
+        }
+
+        step("Bringing up the lab (namespaces \(ns("lan")), \(ns("lanhost")), \(ns("gw")), \(ns("wan")), \(ns("user")))")
+        try Self.shell([lab, "up"], env: ["POSTERN_LAB_PREFIX": prefix], quiet: true)
+        print("LAN 192.168.77.0/24 behind NAT gateway 203.0.113.1; server 203.0.113.10; user 203.0.113.20")
+
+        let secret = work.appendingPathComponent("secret")
+        FileManager.default.createFile(atPath: secret.path, contents: Data("demo-\(UUID().uuidString)\n".utf8), attributes: [.posixPermissions: 0o600])
+        let site = work.appendingPathComponent("site")
+        try FileManager.default.createDirectory(at: site, withIntermediateDirectories: true)
+        try "<h1>Router configuration page</h1>\n<p>Served from 192.168.77.10 inside the private LAN.</p>\n"
+            .write(to: site.appendingPathComponent("index.html"), atomically: true, encoding: .utf8)
+
+        func start(_ namespace: String, _ log: String, _ args: [String]) throws -> Process {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+            if !FileManager.default.fileExists(atPath: "/usr/sbin/ip") { p.executableURL = URL(fileURLWithPath: "/sbin/ip") }
+            p.arguments = ["netns", "exec", ns(namespace)] + args
+            let logURL = work.appendingPathComponent(log)
+            FileManager.default.createFile(atPath: logURL.path, contents: nil)
+            let handle = try FileHandle(forWritingTo: logURL)
+            p.standardOutput = handle
+            p.standardError = handle
+            try Self.launch(p)
+            children.append(p)
+            return p
+        }
+
+        step("Starting an HTTP server on a LAN host (192.168.77.10:80)")
+        _ = try start("lanhost", "http.log", ["python3", "-m", "http.server", "80", "--bind", "192.168.77.10", "--directory", site.path])
+
+        step("Starting the server on the public side: service port 7000, forward 203.0.113.10:8080 -> acme/192.168.77.10:80")
+        _ = try start("wan", "server.log", [me, "server", "--listen", "0.0.0.0:7000", "--secret-file", secret.path,
+                                            "--admin", "127.0.0.1:7070", "--forward", "tcp:0.0.0.0:8080=acme/192.168.77.10:80"])
+
+        step("Starting mediator 'acme' in the LAN: it dials out through the NAT")
+        _ = try start("lan", "mediator.log", [me, "mediator", "--server", "203.0.113.10:7000", "--name", "acme",
+                                              "--secret-file", secret.path, "--allow", "192.168.77.0/24"])
+
+        var connected = false
+        for _ in 0..<100 {
+            if let out = try? Self.shell(["ip", "netns", "exec", ns("wan"), me, "ctl", "mediators"], quiet: true), out.contains("acme") {
+                connected = true
+                break
+            }
+            usleep(100_000)
+        }
+        guard connected else {
+            print("the mediator did not connect; its log:")
+            print((try? String(contentsOf: work.appendingPathComponent("mediator.log"), encoding: .utf8)) ?? "")
+            throw ExitCode(1)
+        }
+        step("The server sees the mediator and its environment (postern ctl mediators)")
+        print(try Self.shell(["ip", "netns", "exec", ns("wan"), me, "ctl", "mediators"]))
+
+        step("From the user's side, the LAN host itself is unreachable (curl http://192.168.77.10/)")
+        let direct = (try? Self.shell(["ip", "netns", "exec", ns("user"), "curl", "-sS", "--max-time", "2", "http://192.168.77.10/"], quiet: true)) ?? ""
+        print(direct.isEmpty ? "no route: as expected, the private network is not reachable from outside" : direct)
+
+        step("Through Postern: curl http://203.0.113.10:8080/ from the user's host")
+        let page = try Self.shell(["ip", "netns", "exec", ns("user"), "curl", "-sS", "--max-time", "10", "http://203.0.113.10:8080/"])
+        print(page)
+        guard page.contains("Router configuration page") else {
+            print("unexpected answer")
+            throw ExitCode(1)
+        }
+        step("What the LAN's web server saw (the mediator's address, through the tunnel)")
+        print((try? String(contentsOf: work.appendingPathComponent("http.log"), encoding: .utf8)) ?? "")
+        step("Server log")
+        print((try? String(contentsOf: work.appendingPathComponent("server.log"), encoding: .utf8)) ?? "")
+        print("Demo succeeded: a user on the public side fetched a page from a private LAN through a NAT nobody reconfigured.")
+    }
+
+    /// Children inherit the signal mask of the thread that spawns them, and the runtime's threads
+    /// block most signals: unblock them first so the children can be stopped with SIGTERM.
+    static func launch(_ p: Process) throws {
+        var none = sigset_t()
+        sigemptyset(&none)
+        pthread_sigmask(SIG_SETMASK, &none, nil)
+        try p.run()
+    }
+
+    /// SIGTERM, then SIGKILL after two seconds; polls rather than relying on a run loop.
+    static func stop(_ p: Process) {
+        let pid = p.processIdentifier
+        guard pid > 0, p.isRunning else { return }
+        kill(pid, SIGTERM)
+        for _ in 0..<40 where p.isRunning { usleep(50_000) }
+        if p.isRunning { kill(pid, SIGKILL) }
+        for _ in 0..<40 where p.isRunning { usleep(50_000) }
+    }
+
+    /// tools/lab of the checkout this binary was built from (or the current directory's).
+    static func findLab() throws -> String {
+        var candidates: [URL] = [URL(fileURLWithPath: FileManager.default.currentDirectoryPath)]
+        candidates.append(URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.deletingLastPathComponent())
+        for start in candidates {
+            var dir = start
+            for _ in 0..<6 {
+                let lab = dir.appendingPathComponent("tools/lab").path
+                if FileManager.default.isExecutableFile(atPath: lab) { return lab }
+                dir = dir.deletingLastPathComponent()
+            }
+        }
+        throw ValidationError("cannot find tools/lab: run the demo from the Postern checkout")
+    }
+
+    @discardableResult
+    static func shell(_ args: [String], env: [String: String] = [:], quiet: Bool = false) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = args
+        var environment = ProcessInfo.processInfo.environment
+        environment.merge(env) { $1 }
+        p.environment = environment
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = quiet ? FileHandle.nullDevice : FileHandle.standardError
+        try launch(p)
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let out = String(decoding: data, as: UTF8.self)
+        guard p.terminationStatus == 0 else {
+            throw ValidationError("\(args.joined(separator: " ")) failed (\(p.terminationStatus))\(quiet ? "" : ": \(out)")")
+        }
+        return out
+    }
+}

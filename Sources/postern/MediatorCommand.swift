@@ -1,0 +1,84 @@
+import ArgumentParser
+import Logging
+import PosternCore
+import PosternMediator
+import PosternTunnel
+import PosternWire
+
+struct MediatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mediator",
+        abstract: "Run the mediator inside the private network: dial the server and serve its requests."
+    )
+
+    @Option(help: "The server's service port, HOST:PORT.")
+    var server: String?
+
+    @Option(help: "This mediator's name, as forwards and ctl refer to it.")
+    var name: String?
+
+    @Option(help: "File holding this mediator's secret.")
+    var secretFile: String?
+
+    @Option(help: "Destinations CONNECT may reach: CIDR[:PORTS], e.g. 192.168.77.0/24:80,443 (repeatable; none = any).")
+    var allow: [String] = []
+
+    @Flag(help: "Refuse LISTEN requests (no port of this network is exposed to the server's side).")
+    var noListen = false
+
+    @Option(help: "TOML configuration file with a [mediator] table.")
+    var config: String?
+
+    @OptionGroup var log: LogOptions
+
+    func run() async throws {
+        let logger = try log.makeLogger("postern.mediator")
+        let configuration: MediatorConfiguration
+        do {
+            configuration = try makeConfiguration(logger: logger)
+        } catch {
+            logger.error("\(error)")
+            throw ExitCode(2)
+        }
+        let service = MediatorService(configuration: configuration, logger: logger)
+        Signals.onTermination { service.stop() }
+        do {
+            try await service.run()
+        } catch {
+            logger.error("\(error)")
+            throw ExitCode(1)
+        }
+    }
+
+    func makeConfiguration(logger: Logger) throws -> MediatorConfiguration {
+        let section = try config.map { try ConfigFile(path: $0) }?.section(
+            "mediator", allowed: ["server", "name", "secret-file", "allow", "listen"])
+        guard let serverText = try server ?? section?.string("server") else {
+            throw ValidationError("--server HOST:PORT is required (or server in the config file)")
+        }
+        guard let endpoint = Endpoint(parsing: serverText) else {
+            throw ValidationError("--server '\(serverText)' is not HOST:PORT (IPv6 in brackets)")
+        }
+        guard let name = try name ?? section?.string("name") else {
+            throw ValidationError("--name NAME is required (or name in the config file)")
+        }
+        guard MediatorName.isValid(name) else {
+            throw ValidationError("--name '\(name)': use 1-64 letters, digits, '-', '_' or '.'")
+        }
+        let secret = try SecretSource.single(
+            try SecretSource.resolve(file: try secretFile ?? section?.string("secret-file"), logger: logger),
+            source: "the secret file")
+        let rules = try (try section?.strings("allow") ?? []) + allow
+        let policy = Policy(
+            allow: try rules.map { try AllowRule(parsing: $0) },
+            listenEnabled: try !noListen && (section?.bool("listen") ?? true))
+        let host: String
+        switch endpoint.host {
+        case .ip(let a): host = a.description
+        case .name(let n): host = n
+        }
+        return MediatorConfiguration(
+            serverHost: host, serverPort: Int(endpoint.port), name: name, secret: secret, policy: policy,
+            softwareVersion: Postern.version)
+    }
+}

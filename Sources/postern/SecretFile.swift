@@ -1,0 +1,49 @@
+import Foundation
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Secrets come from files or the environment, never from argv (`ps` would show them).
+enum SecretSource {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Reads a secret file; refuses one that others may write and warns about one they may read.
+    static func read(_ path: String, logger: Logger) throws -> String {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw Failure(description: "cannot read secret file \(path): \(String(cString: strerror(errno)))")
+        }
+        if st.st_mode & 0o002 != 0 {
+            throw Failure(description: "secret file \(path) is writable by everyone; fix with: chmod 600 \(path)")
+        }
+        if st.st_mode & 0o044 != 0 {
+            logger.warning("secret file \(path) is readable by other users; consider: chmod 600 \(path)")
+        }
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw Failure(description: "cannot read secret file \(path)")
+        }
+        return text
+    }
+
+    /// `--secret-file` if given, else $POSTERN_SECRET_FILE, else $POSTERN_SECRET.
+    static func resolve(file: String?, logger: Logger) throws -> String {
+        if let file { return try read(file, logger: logger) }
+        let env = ProcessInfo.processInfo.environment
+        if let file = env["POSTERN_SECRET_FILE"] { return try read(file, logger: logger) }
+        if let secret = env["POSTERN_SECRET"], !secret.isEmpty { return secret }
+        throw Failure(description: "no secret: give --secret-file FILE (or set POSTERN_SECRET_FILE or POSTERN_SECRET)")
+    }
+
+    /// One secret for the mediator: the first non-empty, non-comment line, trimmed.
+    static func single(_ text: String, source: String) throws -> [UInt8] {
+        let line = text.split(whereSeparator: \.isNewline)
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .first { !$0.isEmpty && !$0.hasPrefix("#") }
+        guard let line else { throw Failure(description: "\(source) holds no secret") }
+        return Array(line.utf8)
+    }
+}

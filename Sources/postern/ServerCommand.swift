@@ -1,0 +1,107 @@
+import ArgumentParser
+import Logging
+import NIOCore
+import PosternCore
+import PosternServer
+import PosternTunnel
+import PosternWire
+
+struct ServerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "server",
+        abstract: "Run the public server: the service port mediators dial, forwards and the admin API."
+    )
+
+    @Option(help: "Service port address, ADDR:PORT (IPv6 in brackets).")
+    var listen: String?
+
+    @Option(help: "File with the mediators' secret: one line shared by all, or 'NAME SECRET' lines.")
+    var secretFile: String?
+
+    @Option(help: "Admin HTTP API address (default 127.0.0.1:7070; 'off' disables it).")
+    var admin: String?
+
+    @Option(help: "A forward, e.g. tcp:0.0.0.0:8080=acme/192.168.77.10:80 (repeatable).")
+    var forward: [String] = []
+
+    @Option(help: "TOML configuration file with a [server] table.")
+    var config: String?
+
+    @Option(help: "Seconds between keepalives on each tunnel (default 10).")
+    var keepalive: Double?
+
+    @Option(help: "Seconds of silence after which a tunnel is declared dead (default 30).")
+    var deadTimeout: Double?
+
+    @OptionGroup var log: LogOptions
+
+    func run() async throws {
+        let logger = try log.makeLogger("postern.server")
+        let configuration: ServerConfiguration
+        do {
+            configuration = try makeConfiguration(logger: logger)
+        } catch {
+            logger.error("\(error)")
+            throw ExitCode(2)
+        }
+        let service = ServerService(configuration: configuration, logger: logger)
+        do {
+            try await service.start()
+        } catch {
+            logger.error("\(error)")
+            service.stop()
+            try? await service.run()
+            throw ExitCode(1)
+        }
+        Signals.onTermination { service.stop() }
+        try await service.run()
+    }
+
+    func makeConfiguration(logger: Logger) throws -> ServerConfiguration {
+        let section = try config.map { try ConfigFile(path: $0) }?.section(
+            "server", allowed: ["listen", "secret-file", "admin", "forwards", "keepalive", "dead-timeout"])
+        guard let listenText = try listen ?? section?.string("listen") else {
+            throw ValidationError("--listen ADDR:PORT is required (or listen in the config file)")
+        }
+        guard let listenEndpoint = Endpoint(parsing: listenText), case .ip = listenEndpoint.host else {
+            throw ValidationError("--listen '\(listenText)' is not ADDR:PORT (IPv6 in brackets)")
+        }
+        let secretText = try SecretSource.resolve(file: try secretFile ?? section?.string("secret-file"), logger: logger)
+        let secrets = try SecretBook.parse(secretText, source: "the secret file")
+        var adminEndpoint: Endpoint? = Endpoint(.v4(0x7f00_0001), 7070)
+        if let adminText = try admin ?? section?.string("admin") {
+            if adminText == "off" {
+                adminEndpoint = nil
+            } else {
+                guard let e = Endpoint(parsing: adminText), case .ip = e.host else {
+                    throw ValidationError("--admin '\(adminText)' is not ADDR:PORT")
+                }
+                adminEndpoint = e
+            }
+        }
+        let specs = try (try section?.strings("forwards") ?? []) + forward
+        let forwards = try specs.map { try ForwardSpec(parsing: $0) }
+        var settings = SessionSettings()
+        try Timing.apply(keepalive: try keepalive ?? section?.seconds("keepalive"),
+                         deadTimeout: try deadTimeout ?? section?.seconds("dead-timeout"), to: &settings)
+        return ServerConfiguration(
+            listen: listenEndpoint, secrets: secrets, admin: adminEndpoint, forwards: forwards, settings: settings,
+            transport: PlainTransport(), softwareVersion: Postern.version)
+    }
+}
+
+enum Timing {
+    static func apply(keepalive: Double?, deadTimeout: Double?, to settings: inout SessionSettings) throws {
+        if let k = keepalive {
+            guard k >= 0.1 && k <= 3600 else { throw ValidationError("keepalive must be between 0.1 and 3600 seconds") }
+            settings.keepaliveInterval = .nanoseconds(Int64(k * 1e9))
+        }
+        if let d = deadTimeout {
+            guard d >= 0.3 && d <= 86400 else { throw ValidationError("dead timeout must be between 0.3 and 86400 seconds") }
+            settings.deadTimeout = .nanoseconds(Int64(d * 1e9))
+        }
+        guard settings.deadTimeout > settings.keepaliveInterval else {
+            throw ValidationError("the dead timeout must be longer than the keepalive interval")
+        }
+    }
+}

@@ -1,0 +1,102 @@
+# shellcheck shell=bash
+# Tests/lab/lib.sh — harness sourced by the lab tests (Tests/lab/t_*.sh).
+#
+#   source "$(dirname "$0")/lib.sh"
+#   lab_setup                       # lab up; cleanup on EXIT/INT/TERM
+#   bg wan srv socat TCP-LISTEN:5000,fork ...   # log: $TEST_TMP/srv.log
+#   wait_tcp wan 203.0.113.10 5000
+#   out=$(lab exec lan curl -s http://...)
+#   assert_eq expected "$out" "what was checked"
+#
+# Tests get their own namespace set (prefix "t-" unless POSTERN_LAB_PREFIX is
+# set, even to empty), so they never tear down a developer's interactive lab.
+set -euo pipefail
+
+LAB_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+LAB_TOOL="$LAB_REPO/tools/lab"
+export POSTERN_LAB_PREFIX="${POSTERN_LAB_PREFIX-t-}"
+TEST_NAME=$(basename "$0" .sh)
+TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/postern-$TEST_NAME.XXXXXX")
+_LAB_PIDS=()
+_LAB_UP=0
+
+lab() { "$LAB_TOOL" "$@"; }
+
+# Runs once, whatever way the test ends. Background commands were started as
+# their own process groups, so the whole group (e.g. socat's fork children or a
+# `sh -c` pipeline) is killed, by the group id we recorded.
+_lab_cleanup() {
+    local rc=$? pid i
+    trap - EXIT INT TERM
+    for pid in "${_LAB_PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+    for pid in "${_LAB_PIDS[@]}"; do
+        for ((i = 0; i < 20; i++)); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL -- "-$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if ((_LAB_UP)); then lab down >/dev/null || rc=1; fi
+    if [[ "${KEEP:-0}" == 1 ]]; then
+        echo "logs kept in $TEST_TMP" >&2
+    else
+        rm -rf "$TEST_TMP"
+    fi
+    exit "$rc"
+}
+# Registered at source time so TEST_TMP is removed even without lab_setup;
+# INT/TERM just exit, which runs the EXIT trap once.
+trap _lab_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+lab_setup() {
+    _LAB_UP=1
+    lab up >/dev/null
+}
+
+# bg NS LOGNAME CMD... — start CMD in namespace NS in the background. setsid
+# makes it a process-group leader, so its PID is also its group id.
+bg() {
+    local ns=$1 log=$2; shift 2
+    setsid "$LAB_TOOL" exec "$ns" "$@" >"$TEST_TMP/$log.log" 2>&1 </dev/null &
+    _LAB_PIDS+=("$!")
+}
+
+# wait_tcp NS HOST PORT [TIMEOUT] — poll until a TCP connect from NS succeeds.
+# Note: the probe is a real connection; give one-shot listeners `fork`.
+wait_tcp() {
+    local ns=$1 host=$2 port=$3 end=$((SECONDS + ${4:-10}))
+    # shellcheck disable=SC2016 # $1/$2 belong to the inner bash
+    until lab exec "$ns" timeout 1 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$host" "$port" 2>/dev/null; do
+        ((SECONDS < end)) || fail "no TCP connect from $ns to $host:$port within ${4:-10}s"
+        sleep 0.1
+    done
+}
+
+# wait_log FILE REGEX [TIMEOUT] — poll until an extended regex matches in FILE.
+wait_log() {
+    local file=$1 re=$2 end=$((SECONDS + ${3:-10}))
+    until grep -Eq -- "$re" "$file" 2>/dev/null; do
+        ((SECONDS < end)) || fail "'$re' did not appear in $file within ${3:-10}s"
+        sleep 0.1
+    done
+}
+
+assert_eq() {
+    [[ "$1" == "$2" ]] || fail "${3:-assert_eq}: expected '$1', got '$2'"
+}
+
+assert_contains() {
+    [[ "$1" == *"$2"* ]] || fail "${3:-assert_contains}: '$2' not found in '$1'"
+}
+
+# fail MSG — report, show the tail of every log this test wrote, and exit 1.
+fail() {
+    local f
+    echo "FAIL: $TEST_NAME: $*" >&2
+    for f in "$TEST_TMP"/*.log; do
+        [[ -e "$f" ]] || continue
+        echo "--- tail of $(basename "$f")" >&2
+        tail -n 15 "$f" >&2
+    done
+    exit 1
+}
