@@ -100,6 +100,10 @@ let package = Package(
             dependencies: ["PosternCore", "PosternWire", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
+            name: "PosternServerTests",
+            dependencies: ["PosternServer", "PosternCore", "PosternWire"]
+        ),
+        .testTarget(
             name: "PosternNetlinkTests",
             dependencies: ["PosternNetlink", "PosternWire"]
         ),

@@ -78,7 +78,9 @@ public final class MediatorService: @unchecked Sendable {
             lost(end)
         }
         ClientBootstrap(group: eventLoop)
-            .connectTimeout(.seconds(10))
+            // Short: while a path is dead, SYNs are lost; a fresh attempt after the backoff delay
+            // notices a healed path sooner than the kernel's slowing SYN retransmissions would.
+            .connectTimeout(.seconds(4))
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 512 * 1024, high: 2 * 1024 * 1024))
             .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.allocator)
@@ -129,12 +131,18 @@ public final class MediatorService: @unchecked Sendable {
     }
 
     private func sendEnvironment(_ session: TunnelSession) {
-        do {
-            let environment = try NetlinkEnvironment.read(softwareVersion: configuration.softwareVersion)
-            session.send(.environment(environment))
-        } catch {
-            logger.warning("cannot read the network environment: \(error)")
-            session.send(.environment(.init(hostname: "", softwareVersion: configuration.softwareVersion)))
+        let version = configuration.softwareVersion
+        // Netlink dumps block for a few milliseconds: keep them off the event loop.
+        NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) {
+            try NetlinkEnvironment.read(softwareVersion: version)
+        }.whenComplete { [self] result in
+            switch result {
+            case .success(let environment):
+                session.send(.environment(environment))
+            case .failure(let error):
+                logger.warning("cannot read the network environment: \(error)")
+                session.send(.environment(.init(hostname: "", softwareVersion: version)))
+            }
         }
     }
 }

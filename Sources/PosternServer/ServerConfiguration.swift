@@ -52,22 +52,23 @@ public struct SecretBook: Sendable, CustomStringConvertible {
 
     /// Parses the text of a secret file (see the type's comment).
     public static func parse(_ text: String, source: String) throws -> SecretBook {
-        let lines = text.split(whereSeparator: \.isNewline)
-            .map { $0.trimmingCharacters(in: " \t\r") }
-            .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        // Numbered before comments and blank lines are dropped, so errors name the file's own line.
+        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated()
+            .map { (number: $0.offset + 1, text: $0.element.trimmingCharacters(in: " \t\r")) }
+            .filter { !$0.text.isEmpty && !$0.text.hasPrefix("#") }
         guard !lines.isEmpty else { throw ParseError(description: "\(source) holds no secret") }
-        if lines.count == 1, !lines[0].contains(where: { $0 == " " || $0 == "\t" }) {
-            return SecretBook(shared: Array(lines[0].utf8))
+        if lines.count == 1, !lines[0].text.contains(where: { $0 == " " || $0 == "\t" }) {
+            return SecretBook(shared: Array(lines[0].text.utf8))
         }
         var book = SecretBook(shared: nil)
-        for (n, line) in lines.enumerated() {
-            let parts = line.split(maxSplits: 1, whereSeparator: { $0 == " " || $0 == "\t" })
+        for line in lines {
+            let parts = line.text.split(maxSplits: 1, whereSeparator: { $0 == " " || $0 == "\t" })
             guard parts.count == 2 else {
-                throw ParseError(description: "\(source) line \(n + 1): expected 'NAME SECRET'")
+                throw ParseError(description: "\(source) line \(line.number): expected 'NAME SECRET'")
             }
             let name = String(parts[0])
             guard MediatorName.isValid(name) else {
-                throw ParseError(description: "\(source) line \(n + 1): invalid mediator name '\(name)'")
+                throw ParseError(description: "\(source) line \(line.number): invalid mediator name '\(name)'")
             }
             book.perMediator[name] = Array(parts[1].trimmingCharacters(in: " \t").utf8)
         }

@@ -95,17 +95,41 @@ struct AdminClient {
         try send(fd, method: "GET", path: path, body: nil)
         var pending = Data()
         var headerDone = false
+        // The server's HTTP/1.1 encoder sends the stream with `Transfer-Encoding: chunked`:
+        // undo the chunking before splitting lines, or the chunk sizes show up as lines.
+        var chunked = false
+        var raw = Data()
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = recv(fd, &buffer, buffer.count, 0)
             if n <= 0 { break }
-            pending.append(contentsOf: buffer[0..<n])
+            raw.append(contentsOf: buffer[0..<n])
             if !headerDone {
-                guard let end = pending.range(of: Data("\r\n\r\n".utf8)) else { continue }
-                let head = String(decoding: pending[..<end.lowerBound], as: UTF8.self)
+                guard let end = raw.range(of: Data("\r\n\r\n".utf8)) else { continue }
+                let head = String(decoding: raw[..<end.lowerBound], as: UTF8.self)
                 guard head.hasPrefix("HTTP/1.1 200") else { throw Failure(description: "event stream refused: \(head.split(separator: "\r\n").first ?? "")") }
-                pending = Data(pending[end.upperBound...])
+                chunked = head.lowercased().split(separator: "\r\n").contains {
+                    $0.hasPrefix("transfer-encoding:") && $0.contains("chunked")
+                }
+                raw = Data(raw[end.upperBound...])
                 headerDone = true
+            }
+            if chunked {
+                // Each chunk: SIZE-IN-HEX[;ext] CRLF, SIZE bytes, CRLF; a zero size ends the body.
+                while let lineEnd = raw.range(of: Data("\r\n".utf8)) {
+                    let sizeText = String(decoding: raw[raw.startIndex..<lineEnd.lowerBound], as: UTF8.self)
+                    guard let size = Int(sizeText.split(separator: ";").first?.trimmingCharacters(in: .whitespaces) ?? "", radix: 16) else {
+                        throw Failure(description: "the event stream sent a bad chunk header: \(sizeText)")
+                    }
+                    if size == 0 { return }
+                    guard raw.count - (lineEnd.upperBound - raw.startIndex) >= size + 2 else { break }
+                    let start = lineEnd.upperBound
+                    pending.append(raw[start..<(start + size)])
+                    raw = Data(raw[(start + size + 2)...])
+                }
+            } else {
+                pending.append(raw)
+                raw = Data()
             }
             while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
                 line(String(decoding: pending[pending.startIndex..<nl], as: UTF8.self))

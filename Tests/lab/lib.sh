@@ -100,3 +100,74 @@ fail() {
     done
     exit 1
 }
+
+# ------------------------------------------------------------ postern ------
+# Helpers for tests that run postern itself. The binary is $POSTERN_BIN, by
+# default the release build, else the debug build.
+#
+#   postern_setup                   # finds the binary (fails clearly) + lab_setup
+#   write_secret FILE SECRET        # mode 600
+#   start_server LOG [ARGS...]      # in wan: --listen 0.0.0.0:7000 --secret-file $TEST_TMP/secret
+#   start_mediator LOG [ARGS...]    # in lan: --server 203.0.113.10:7000 --name acme ...
+#   wait_mediator [NAME] [TIMEOUT]  # until `ctl mediators` lists NAME
+#   ctl ARGS...                     # postern ctl in wan (the admin API is on wan's loopback)
+#   wait_listen NS PORT [tcp|udp] [TIMEOUT]   # until a socket listens on PORT in NS
+#   last_bg_pid                     # PID (= process group) of the last `bg`
+
+find_postern() {
+    if [[ -z "${POSTERN_BIN:-}" ]]; then
+        if [[ -x "$LAB_REPO/.build/release/postern" ]]; then
+            POSTERN_BIN="$LAB_REPO/.build/release/postern"
+        else
+            POSTERN_BIN="$LAB_REPO/.build/debug/postern"
+        fi
+    fi
+    [[ -x "$POSTERN_BIN" ]] \
+        || fail "postern binary not found at '$POSTERN_BIN' (build it with 'swift build -c release' or set POSTERN_BIN)"
+    export POSTERN_BIN
+}
+
+postern_setup() {
+    find_postern
+    lab_setup
+    write_secret "$TEST_TMP/secret" "lab-secret-$RANDOM$RANDOM"
+}
+
+write_secret() {
+    (umask 077; printf '%s\n' "$2" >"$1")
+    chmod 600 "$1"
+}
+
+last_bg_pid() { echo "${_LAB_PIDS[-1]}"; }
+
+start_server() {
+    local log=$1; shift
+    bg wan "$log" "$POSTERN_BIN" server --listen 0.0.0.0:7000 --secret-file "$TEST_TMP/secret" "$@"
+    wait_listen wan 7000 tcp
+    wait_listen wan 7070 tcp
+}
+
+start_mediator() {
+    local log=$1; shift
+    bg lan "$log" "$POSTERN_BIN" mediator --server 203.0.113.10:7000 --name acme \
+        --secret-file "$TEST_TMP/secret" "$@"
+}
+
+ctl() { lab exec wan "$POSTERN_BIN" ctl "$@"; }
+
+wait_mediator() {
+    local name=${1:-acme} end=$((SECONDS + ${2:-10}))
+    until ctl mediators --json 2>/dev/null | grep -q "\"name\" : \"$name\""; do
+        ((SECONDS < end)) || fail "mediator '$name' did not connect within ${2:-10}s"
+        sleep 0.1
+    done
+}
+
+wait_listen() {
+    local ns=$1 port=$2 proto=${3:-tcp} end=$((SECONDS + ${4:-10})) flag=-Htln
+    [[ $proto == udp ]] && flag=-Huln
+    until lab exec "$ns" ss "$flag" "sport = :$port" | grep -q .; do
+        ((SECONDS < end)) || fail "nothing listens on $proto port $port in $ns within ${4:-10}s"
+        sleep 0.1
+    done
+}
