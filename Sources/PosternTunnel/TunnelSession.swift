@@ -114,8 +114,9 @@ public final class TunnelSession: ChannelInboundHandler {
 
     /// The largest DATA payload the peer accepts.
     public var maxDataPayload: Int {
+        // The peer's limit covers the whole payload, port id included (handshake: at least 1024).
         let peer = Int(established?.peerMaxPayload ?? settings.maxPayload)
-        return max(1024, min(peer - 64, 1 << 20))
+        return min(peer - Frame.Data.prefixLength, 1 << 20)
     }
 
     /// Ends the session on our side with GOAWAY (shutdown, replaced, protocol error in a layer above).

@@ -40,7 +40,14 @@ extension ByteBuffer {
         case .ip(let a):
             return writeAddress(a)
         case .name(let n):
-            let bytes = Array(n.utf8.prefix(255))
+            var bytes = Array(n.utf8.prefix(256))
+            if bytes.count > 255 {
+                // Cut at 255 bytes, backing off to the start of a character: a cut inside one would
+                // be invalid UTF-8, which the peer rejects (docs/protocol.md §2.2).
+                var end = 255
+                while end > 0 && bytes[end] & 0xc0 == 0x80 { end -= 1 }
+                bytes.removeSubrange(end...)
+            }
             return writeInteger(AddressType.name) + writeInteger(UInt8(bytes.count)) + writeBytes(bytes)
         }
     }
@@ -57,9 +64,11 @@ extension ByteBuffer {
             readableBytes >= 2 + Int(n)
         else { return nil }
         moveReaderIndex(forwardBy: 2)
-        guard let s = readString(length: Int(n)) else { return nil }
-        // readString decodes leniently; insist on valid UTF-8 so strings round-trip exactly.
-        guard Array(s.utf8).count == Int(n) else {
+        let bytes = readBytes(length: Int(n))!
+        // Decoding repairs invalid UTF-8 (with U+FFFD, sometimes of the same length): insist on the
+        // very same bytes, so strings are valid UTF-8 and round-trip exactly.
+        let s = String(decoding: bytes, as: UTF8.self)
+        guard s.utf8.elementsEqual(bytes) else {
             throw WireError.invalidValue(field: "string", value: "not valid UTF-8")
         }
         return s
@@ -83,8 +92,9 @@ extension ByteBuffer {
             }
             guard n > 0 else { throw WireError.invalidValue(field: "host name", value: "empty") }
             moveReaderIndex(forwardBy: 2)
-            let name = readString(length: Int(n))!
-            guard name.utf8.count == Int(n) else {
+            let bytes = readBytes(length: Int(n))!
+            let name = String(decoding: bytes, as: UTF8.self)
+            guard name.utf8.elementsEqual(bytes) else {
                 throw WireError.invalidValue(field: "host name", value: "not valid UTF-8")
             }
             return .name(name)
