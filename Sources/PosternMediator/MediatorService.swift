@@ -83,7 +83,7 @@ public final class MediatorService: @unchecked Sendable {
             .connectTimeout(.seconds(4))
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 512 * 1024, high: 2 * 1024 * 1024))
-            .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.allocator)
+            .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.tunnelAllocator)
             .channelInitializer { channel in
                 do {
                     let transport = try configuration.transport.clientHandlers(serverHost: configuration.serverHost)

@@ -22,14 +22,24 @@ final class AdminAPI: ChannelInboundHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     private let registry: MediatorRegistry
+    private let token: [UInt8]?
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
     private var subscription: UInt64?
     private var keepAlive = true
     private let maxBody = 64 * 1024
 
-    init(registry: MediatorRegistry) {
+    init(registry: MediatorRegistry, token: [UInt8]?) {
         self.registry = registry
+        self.token = token
+    }
+
+    /// With a token configured, every request must carry `Authorization: Bearer TOKEN`.
+    private func authorized(_ head: HTTPRequestHead) -> Bool {
+        guard let token else { return true }
+        let prefix = "Bearer "
+        guard let value = head.headers.first(name: "Authorization"), value.hasPrefix(prefix) else { return false }
+        return Proof.constantTimeEqual(Array(value.dropFirst(prefix.count).utf8), token)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -60,6 +70,9 @@ final class AdminAPI: ChannelInboundHandler {
     // MARK: - Routing
 
     private func route(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ body: ByteBuffer) {
+        guard authorized(head) else {
+            return respond(context, .unauthorized, ["error": "a valid bearer token is required (POSTERN_ADMIN_TOKEN for ctl)"])
+        }
         let (path, query) = Self.split(head.uri)
         let parts = path.split(separator: "/").map(String.init)
         switch (head.method, parts.count) {

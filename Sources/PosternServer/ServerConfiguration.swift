@@ -8,6 +8,8 @@ public struct ServerConfiguration: Sendable {
     public var listen: Endpoint
     public var secrets: SecretBook
     public var admin: Endpoint?
+    /// Bearer token the admin API requires; mandatory when it listens beyond loopback.
+    public var adminToken: [UInt8]?
     public var forwards: [ForwardSpec]
     public var settings: SessionSettings
     public var transport: TunnelTransport

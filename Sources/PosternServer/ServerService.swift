@@ -97,7 +97,7 @@ public final class ServerService: @unchecked Sendable {
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 512 * 1024, high: 2 * 1024 * 1024))
-            .childChannelOption(ChannelOptions.recvAllocator, value: RelayBuffers.allocator)
+            .childChannelOption(ChannelOptions.recvAllocator, value: RelayBuffers.tunnelAllocator)
             .childChannelInitializer { [self] channel in
                 do {
                     let transport = try configuration.transport.serverHandlers()
@@ -150,7 +150,7 @@ public final class ServerService: @unchecked Sendable {
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [self] channel in
                 channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandler(AdminAPI(registry: self.registry))
+                    channel.pipeline.addHandler(AdminAPI(registry: self.registry, token: self.configuration.adminToken))
                 }
             }
             .bind(to: try! ForwardSocket.address(endpoint))

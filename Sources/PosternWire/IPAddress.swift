@@ -59,6 +59,14 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
 
     public var isUnspecified: Bool { bytes.allSatisfy { $0 == 0 } }
 
+    /// 127.0.0.0/8 or ::1.
+    public var isLoopback: Bool {
+        switch self {
+        case .v4(let v): return v >> 24 == 127
+        case .v6(let b): return b == [UInt8](repeating: 0, count: 15) + [1]
+        }
+    }
+
     public var description: String {
         switch self {
         case .v4(let v):

@@ -10,12 +10,23 @@ struct CtlCommand: ParsableCommand {
         subcommands: [Mediators.self, Ports.self, Open.self, Redirect.self, Connect.self, Listen.self, Close.self, Events.self]
     )
 
+    /// Accepted before the subcommand (`ctl --admin URL mediators`) and after it.
+    @OptionGroup var options: Options
+
     struct Options: ParsableArguments {
         @Option(help: "Admin API URL (default $POSTERN_ADMIN or http://127.0.0.1:7070).")
         var admin: String?
 
         @Flag(help: "Print the API's JSON instead of a summary.")
         var json = false
+
+        /// Options given after the subcommand win over those given before it.
+        func merged(_ parent: Options) -> Options {
+            var m = self
+            m.admin = admin ?? parent.admin
+            m.json = json || parent.json
+            return m
+        }
 
         func client() throws -> AdminClient {
             let env = ProcessInfo.processInfo.environment
@@ -51,7 +62,9 @@ struct CtlCommand: ParsableCommand {
 
     struct Mediators: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List connected mediators and their environment.")
-        @OptionGroup var options: Options
+        @ParentCommand var ctl: CtlCommand
+        @OptionGroup var here: Options
+        var options: Options { here.merged(ctl.options) }
 
         func run() throws {
             try CtlCommand.finish(try options.client().request("GET", "/v1/mediators"), json: options.json) { o in
@@ -77,7 +90,9 @@ struct CtlCommand: ParsableCommand {
 
     struct Ports: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the ports of a mediator.")
-        @OptionGroup var options: Options
+        @ParentCommand var ctl: CtlCommand
+        @OptionGroup var here: Options
+        var options: Options { here.merged(ctl.options) }
         @Argument(help: "Mediator name.") var mediator: String
 
         func run() throws {
@@ -93,7 +108,9 @@ struct CtlCommand: ParsableCommand {
 
     struct Open: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Open a TCP or UDP port on the mediator.")
-        @OptionGroup var options: Options
+        @ParentCommand var ctl: CtlCommand
+        @OptionGroup var here: Options
+        var options: Options { here.merged(ctl.options) }
         @Argument(help: "Mediator name.") var mediator: String
         @Argument(help: "tcp or udp.") var transport: String
         @Argument(help: "[ADDR:]PORT to bind (0 = any free port).") var local: String
@@ -107,7 +124,9 @@ struct CtlCommand: ParsableCommand {
 
     struct Redirect: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Redirect a UDP port of the mediator over a UDP channel.")
-        @OptionGroup var options: Options
+        @ParentCommand var ctl: CtlCommand
+        @OptionGroup var here: Options
+        var options: Options { here.merged(ctl.options) }
         @Argument(help: "Mediator name.") var mediator: String
         @Argument(help: "[ADDR:]PORT to bind.") var local: String
         @Flag(help: "Take the first free port from PORT upwards.") var firstFree = false
@@ -120,7 +139,9 @@ struct CtlCommand: ParsableCommand {
 
     struct Connect: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Connect an opened TCP port (0 opens one) to a destination.")
-        @OptionGroup var options: Options
+        @ParentCommand var ctl: CtlCommand
+        @OptionGroup var here: Options
+        var options: Options { here.merged(ctl.options) }
         @Argument(help: "Mediator name.") var mediator: String
         @Argument(help: "Port id from open, or 0.") var port: UInt32
         @Argument(help: "Destination HOST:PORT as seen from the mediator.") var destination: String
@@ -132,7 +153,9 @@ struct CtlCommand: ParsableCommand {
 
     struct Listen: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Make an opened TCP port a server; accepted connections show as events.")
-        @OptionGroup var options: Options
+        @ParentCommand var ctl: CtlCommand
+        @OptionGroup var here: Options
+        var options: Options { here.merged(ctl.options) }
         @Argument(help: "Mediator name.") var mediator: String
         @Argument(help: "Port id from open.") var port: UInt32
         @Option(help: "Listen backlog.") var backlog: UInt16 = 128
@@ -144,7 +167,9 @@ struct CtlCommand: ParsableCommand {
 
     struct Close: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Close a port of the mediator.")
-        @OptionGroup var options: Options
+        @ParentCommand var ctl: CtlCommand
+        @OptionGroup var here: Options
+        var options: Options { here.merged(ctl.options) }
         @Argument(help: "Mediator name.") var mediator: String
         @Argument(help: "Port id.") var port: UInt32
 
@@ -155,7 +180,9 @@ struct CtlCommand: ParsableCommand {
 
     struct Events: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Follow the server's event stream (JSON lines).")
-        @OptionGroup var options: Options
+        @ParentCommand var ctl: CtlCommand
+        @OptionGroup var here: Options
+        var options: Options { here.merged(ctl.options) }
         @Flag(help: "Replay recent events first.") var history = false
 
         func run() throws {

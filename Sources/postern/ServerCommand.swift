@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Logging
 import NIOCore
 import PosternCore
@@ -20,6 +21,9 @@ struct ServerCommand: AsyncParsableCommand {
 
     @Option(help: "Admin HTTP API address (default 127.0.0.1:7070; 'off' disables it).")
     var admin: String?
+
+    @Option(help: "File holding the admin API's bearer token (or $POSTERN_ADMIN_TOKEN); required when --admin is not a loopback address.")
+    var adminTokenFile: String?
 
     @Option(help: "A forward, e.g. tcp:0.0.0.0:8080=acme/192.168.77.10:80 (repeatable).")
     var forward: [String] = []
@@ -59,7 +63,7 @@ struct ServerCommand: AsyncParsableCommand {
 
     func makeConfiguration(logger: Logger) throws -> ServerConfiguration {
         let section = try config.map { try ConfigFile(path: $0) }?.section(
-            "server", allowed: ["listen", "secret-file", "admin", "forwards", "keepalive", "dead-timeout"])
+            "server", allowed: ["listen", "secret-file", "admin", "admin-token-file", "forwards", "keepalive", "dead-timeout"])
         guard let listenText = try listen ?? section?.string("listen") else {
             throw ValidationError("--listen ADDR:PORT is required (or listen in the config file)")
         }
@@ -79,14 +83,26 @@ struct ServerCommand: AsyncParsableCommand {
                 adminEndpoint = e
             }
         }
+        var adminToken: [UInt8]? = nil
+        if let file = try adminTokenFile ?? section?.string("admin-token-file") {
+            adminToken = try SecretSource.single(try SecretSource.read(file, logger: logger), source: file)
+        } else if let env = ProcessInfo.processInfo.environment["POSTERN_ADMIN_TOKEN"], !env.isEmpty {
+            adminToken = Array(env.utf8)
+        }
+        if let admin = adminEndpoint, case .ip(let ip) = admin.host, !ip.isLoopback, adminToken == nil {
+            throw ValidationError(
+                "the admin API on \(admin) would be reachable from the network: give --admin-token-file (or POSTERN_ADMIN_TOKEN), or bind it to 127.0.0.1")
+        }
         let specs = try (try section?.strings("forwards") ?? []) + forward
         let forwards = try specs.map { try ForwardSpec(parsing: $0) }
         var settings = SessionSettings()
         try Timing.apply(keepalive: try keepalive ?? section?.seconds("keepalive"),
                          deadTimeout: try deadTimeout ?? section?.seconds("dead-timeout"), to: &settings)
-        return ServerConfiguration(
+        var configuration = ServerConfiguration(
             listen: listenEndpoint, secrets: secrets, admin: adminEndpoint, forwards: forwards, settings: settings,
             transport: PlainTransport(), softwareVersion: Postern.version)
+        configuration.adminToken = adminToken
+        return configuration
     }
 }
 
