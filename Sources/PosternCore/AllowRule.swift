@@ -8,6 +8,8 @@ public struct AllowRule: Hashable, Sendable, CustomStringConvertible {
     /// Inclusive port ranges; empty means every port.
     public var ports: [ClosedRange<UInt16>]
     public var text: String
+    /// `any`/`*`: every address of both families.
+    public var anyFamily = false
 
     public var description: String { text }
 
@@ -37,7 +39,10 @@ public struct AllowRule: Hashable, Sendable, CustomStringConvertible {
         } else {
             cidrPart = Substring(rule)  // IPv4 without ports, or bare IPv6 (ports need brackets)
         }
-        if cidrPart == "any" || cidrPart == "*" { cidrPart = "0.0.0.0/0" }
+        if cidrPart == "any" || cidrPart == "*" {
+            cidrPart = "0.0.0.0/0"
+            anyFamily = true
+        }
         let pieces = cidrPart.split(separator: "/", omittingEmptySubsequences: false)
         guard (1...2).contains(pieces.count), let address = IPAddress(pieces[0]) else {
             throw bad("'\(cidrPart)' is not an address or CIDR")
@@ -64,6 +69,7 @@ public struct AllowRule: Hashable, Sendable, CustomStringConvertible {
     }
 
     public func allows(_ address: IPAddress, port: UInt16) -> Bool {
+        if anyFamily { return ports.isEmpty || ports.contains { $0.contains(port) } }
         guard address.isIPv6 == network.isIPv6 else { return false }
         guard Self.mask(address, prefixLength) == network else { return false }
         return ports.isEmpty || ports.contains { $0.contains(port) }

@@ -51,7 +51,7 @@ public struct ReceiveWindow: Hashable, Sendable {
         precondition(n <= buffered)
         buffered -= n
         pendingGrant += n
-        if pendingGrant >= Int(size) / 4 || (buffered == 0 && pendingGrant > 0) {
+        if pendingGrant > 0 && (pendingGrant >= Int(size) / 4 || buffered == 0) {
             defer { pendingGrant = 0 }
             return UInt32(pendingGrant)
         }

@@ -65,6 +65,11 @@ public struct ServerSessionStateMachine: Sendable {
             return [.send(.challenge(.init(nonce: serverNonce)))]
 
         case .awaitingProof(let hello, let serverNonce, let secret):
+            // The mediator may refuse our CHALLENGE (version, timeout, shutdown): log its reason.
+            if case .refused(let r) = frame {
+                state = .closed
+                return [.close(SessionEnd(code: r.code, message: r.message, byPeer: true))]
+            }
             guard case .authenticate(let auth) = frame else {
                 return fail(.protocolError, "expected AUTHENTICATE, got \(frame.name)")
             }
