@@ -46,12 +46,14 @@ public struct ReceiveWindow: Hashable, Sendable {
     }
 
     /// The local socket took `n` bytes. Returns the increment to send in a WINDOW, if one is due:
-    /// once a quarter of the window is consumed, or when everything buffered has drained.
+    /// once a quarter of the window is consumed. The sender still holds three quarters of its
+    /// credit then, so it never waits on us; and small request/response traffic sends no WINDOW
+    /// frame per message (each would cost a write on one side and a read on the other).
     public mutating func consumed(_ n: Int) -> UInt32? {
         precondition(n <= buffered)
         buffered -= n
         pendingGrant += n
-        if pendingGrant > 0 && (pendingGrant >= Int(size) / 4 || buffered == 0) {
+        if pendingGrant > 0 && pendingGrant >= max(1, Int(size) / 4) {
             defer { pendingGrant = 0 }
             return UInt32(pendingGrant)
         }
