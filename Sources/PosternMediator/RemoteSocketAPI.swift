@@ -122,6 +122,7 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         let relay = DatagramPort(portID: id, session: session, policy: configuration.policy, local: Endpoint(o.address, port))
         DatagramBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 0)
+            .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
             .channelInitializer { $0.pipeline.addHandler(relay) }
             .bind(host: o.address.description, port: Int(port))
             .whenComplete { [self] result in
@@ -199,7 +200,9 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
                 fail(session, requestID, error, "connect to \(label)")
             case .success(let channel):
                 guard session.isOpen, case .connecting = ports[id] else {
+                    // CLOSE came while connecting: the CONNECT still gets its answer.
                     channel.close(promise: nil)
+                    fail(session, requestID, .connectionReset, ECONNABORTED, "port \(id) was closed while connecting")
                     return
                 }
                 let relay = StreamRelay(portID: id, session: session)

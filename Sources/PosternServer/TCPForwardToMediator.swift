@@ -28,8 +28,11 @@ final class TCPForwardToMediator {
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.recvAllocator, value: RelayBuffers.allocator)
             .childChannelInitializer { [self] child in
-                accepted(child)
-                return child.eventLoop.makeSucceededVoidFuture()
+                // In place from the start: NIO drains a socket to its end by itself when the peer's
+                // FIN arrives, read() or not, so without a handler here a request sent with its FIN
+                // before the mediator has connected would fall off the pipeline.
+                let early = EarlyInput()
+                return child.pipeline.addHandler(early).map { [self] in accepted(child, early) }
             }
             .bind(to: try! ForwardSocket.address(spec.listen))
             .map { [self] channel in
@@ -40,7 +43,7 @@ final class TCPForwardToMediator {
 
     func stop() { channel?.close(promise: nil) }
 
-    private func accepted(_ child: Channel) {
+    private func accepted(_ child: Channel, _ early: EarlyInput) {
         guard let link = registry.link(spec.mediator) else {
             logger.warning("forward \(spec): mediator '\(spec.mediator)' is not connected; resetting the connection")
             StreamRelay.abortiveClose(child)
@@ -58,7 +61,12 @@ final class TCPForwardToMediator {
                 let relay = StreamRelay(portID: done.portID, session: link.session)
                 relay.onClose = { [weak link] r, _ in link?.forget(portID: r.portID) }
                 link.session.register(relay)
-                child.pipeline.addHandler(relay).whenFailure { _ in child.close(promise: nil) }
+                child.pipeline.addHandler(relay).whenComplete { result in
+                    switch result {
+                    case .success: early.handOver()
+                    case .failure: child.close(promise: nil)
+                    }
+                }
             case .failure(let error):
                 // The user sees an RST: the closest a forward can come to "connection refused".
                 logger.info("forward \(spec): connection from \(peer) not relayed: \(error)")
@@ -66,6 +74,51 @@ final class TCPForwardToMediator {
                 StreamRelay.abortiveClose(child)
             }
         }
+    }
+}
+
+/// Keeps what a forwarded connection delivers before its relay exists (bytes, then end of input) and
+/// hands it over, in order, once the relay sits behind it; then steps out of the pipeline. What it
+/// keeps is bounded by the socket's receive buffer: nobody asks for reads before the relay.
+final class EarlyInput: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private var context: ChannelHandlerContext?
+    private var bytes: ByteBuffer?
+    private var inputClosed = false
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var b = unwrapInboundIn(data)
+        if bytes == nil { bytes = b } else { bytes!.writeBuffer(&b) }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {}
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let e = event as? ChannelEvent, e == .inputClosed {
+            inputClosed = true
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// The relay was added after this handler: give it what came so far and leave.
+    func handOver() {
+        guard let context else { return }
+        if let b = bytes {
+            bytes = nil
+            context.fireChannelRead(wrapInboundOut(b))
+            context.fireChannelReadComplete()
+        }
+        if inputClosed {
+            inputClosed = false
+            context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        }
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 }
 

@@ -129,6 +129,7 @@ final class UDPForwardFromMediator {
         resolveTarget().flatMap { [self] target -> EventLoopFuture<(Channel, SocketAddress)> in
             let any = target.protocol == .inet6 ? "::" : "0.0.0.0"
             return DatagramBootstrap(group: eventLoop)
+                .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
                 .channelInitializer { $0.pipeline.addHandler(flow) }
                 .bind(host: any, port: 0)
                 .map { ($0, target) }

@@ -60,6 +60,7 @@ final class UDPForwardToMediator: ChannelInboundHandler {
 
     func start(on eventLoop: EventLoop) -> EventLoopFuture<Void> {
         DatagramBootstrap(group: eventLoop)
+            .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
             .channelInitializer { [self] in $0.pipeline.addHandler(self) }
             .bind(to: try! ForwardSocket.address(spec.listen))
             .map { [self] channel in

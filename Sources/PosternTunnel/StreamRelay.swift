@@ -33,6 +33,9 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
     private var early: [Frame] = []
     private var earlyBytes = 0
     private var done = false
+    /// The socket ended by EOF after our output was shut, while some of its bytes were still held:
+    /// the port lives on (without a socket) until they are sent, then FINISHED follows.
+    private var drainingAfterClose = false
     /// Told once when the port is gone, with how it ended (for events and counters).
     public var onClose: ((StreamRelay, _ how: String) -> Void)?
     public private(set) var bytesToTunnel: UInt64 = 0
@@ -60,7 +63,14 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        forward(unwrapInboundIn(data))
+        var buffer = unwrapInboundIn(data)
+        // One read() may deliver several buffers (NIO's maxMessagesPerRead): once one of them is
+        // held (no window, or tunnel not writable), the rest must queue behind it, never replace it.
+        if held != nil {
+            held!.writeBuffer(&buffer)
+            return
+        }
+        forward(buffer)
     }
 
     public func channelReadComplete(context: ChannelHandlerContext) {
@@ -83,10 +93,30 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
         resetBoth(code: code, how: "reset (\(error))")
     }
 
+    public func channelActive(context: ChannelHandlerContext) {
+        // Added before the channel was registered (an accepted child's initializer), our first
+        // read() only set NIO's readPending; with autoRead off, activation does not register read
+        // interest for it, so the socket would be read only at EOF. Ask again now that it is active.
+        readIfAllowed()
+        context.fireChannelActive()
+    }
+
     public func channelInactive(context: ChannelHandlerContext) {
         if !done {
-            // The socket went away without FIN both ways: the peer must not wait for more.
-            resetBoth(code: .connectionReset, how: "socket closed")
+            if state.receivedFin && !state.sentFin {
+                // Our output was already shut (the peer finished first). NIO turns the EOF that
+                // arrives in that state into a full close without an inputClosed event: this is the
+                // socket's FIN, so finish normally, after any data still held, not with RESET.
+                if held != nil {
+                    eofPending = true
+                    drainingAfterClose = true
+                } else {
+                    localEOF()
+                }
+            } else {
+                // The socket went away without FIN both ways: the peer must not wait for more.
+                resetBoth(code: .connectionReset, how: "socket closed")
+            }
         }
         context.fireChannelInactive()
     }
@@ -139,6 +169,22 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
     public func tunnelReceived(_ frame: Frame) {
         guard !done else { return }
         guard let context else {
+            if drainingAfterClose {
+                // No socket any more, only held bytes to send: WINDOW and RESET still matter.
+                switch frame {
+                case .window(let w):
+                    do { try sendWindow.grant(w.increment) } catch {
+                        return violation("window overflow on port \(portID)")
+                    }
+                    tunnelBecameWritable()
+                case .reset(let r):
+                    _ = state.apply(.reset)
+                    abort(how: "reset by peer (\(r.code))")
+                default:
+                    break
+                }
+                return
+            }
             // Not joined to a socket yet: keep what the peer sends (bounded by our window).
             if case .data(let d) = frame {
                 earlyBytes += d.bytes.readableBytes

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# Whatever arrives at the service port, the server refuses it with a reason in
+# its log and goes on serving; bad secrets, names, files, specs and configs
+# are refused with clear messages.
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+postern_setup
+
+# expect_exit WHAT WANT_RC LOG REGEX CMD...: run CMD (bounded), check its exit
+# status and that its output matches REGEX.
+expect_exit() {
+    local what=$1 want=$2 log=$3 re=$4 rc=0; shift 4
+    timeout 15 "$@" >"$TEST_TMP/$log.log" 2>&1 || rc=$?
+    ((rc != 124)) || fail "$what: still running after 15 s"
+    assert_eq "$want" "$rc" "$what: exit status"
+    grep -Eq -- "$re" "$TEST_TMP/$log.log" || fail "$what: '$re' not in its output: $(cat "$TEST_TMP/$log.log")"
+    echo "$what: exit $rc: $(grep -E -- "$re" "$TEST_TMP/$log.log" | head -1 | sed 's/^.*\(error\|warning\)//')"
+}
+# (arrays, not functions: `timeout` runs them)
+srv=("$LAB_TOOL" exec wan "$POSTERN_BIN" server)
+med=("$LAB_TOOL" exec lan "$POSTERN_BIN" mediator)
+
+# ---------------------------------------------------- startup refusals ------
+write_secret "$TEST_TMP/open-secret" "whatever"
+chmod 666 "$TEST_TMP/open-secret"
+expect_exit "secret file mode 666" 2 s666 'secret file .* is writable by everyone' \
+    "${srv[@]}" --listen 0.0.0.0:7001 --admin off --secret-file "$TEST_TMP/open-secret"
+expect_exit "mediator: secret file mode 666" 2 m666 'secret file .* is writable by everyone' \
+    "${med[@]}" --server 203.0.113.10:7000 --name acme --secret-file "$TEST_TMP/open-secret"
+expect_exit "bad forward spec" 2 badspec "invalid forward 'tcp:0.0.0.0:8080=192.168.77.10:80'" \
+    "${srv[@]}" --listen 0.0.0.0:7001 --admin off --secret-file "$TEST_TMP/secret" --forward tcp:0.0.0.0:8080=192.168.77.10:80
+expect_exit "bad forward spec (transport)" 2 badspec2 "invalid forward 'sctp:.*must start with tcp: or udp:" \
+    "${srv[@]}" --listen 0.0.0.0:7001 --admin off --secret-file "$TEST_TMP/secret" --forward sctp:1=acme/192.168.77.10:80
+
+cat >"$TEST_TMP/unknown-key.toml" <<EOF2
+[server]
+listen = "0.0.0.0:7001"
+secret-file = "$TEST_TMP/secret"
+admin = "off"
+fowards = ["tcp:0.0.0.0:8080=acme/192.168.77.10:80"]
+EOF2
+expect_exit "config with an unknown key" 2 badkey "unknown key 'fowards' in \[server\]" \
+    "${srv[@]}" --config "$TEST_TMP/unknown-key.toml"
+printf '[server\nlisten = "0.0.0.0:7001"\n' >"$TEST_TMP/invalid.toml"
+expect_exit "config that is not TOML" 2 badtoml "is not valid TOML" "${srv[@]}" --config "$TEST_TMP/invalid.toml"
+printf '[server]\nlisten = 7001\n' >"$TEST_TMP/badtype.toml"
+expect_exit "config with a wrong type" 2 badtype "listen must be a string" "${srv[@]}" --config "$TEST_TMP/badtype.toml"
+
+# A forward on a port something else holds: startup fails, naming the port.
+bg wan squatter socat TCP-LISTEN:8090,reuseaddr,fork EXEC:cat
+wait_listen wan 8090
+expect_exit "forward on a busy port" 1 busy 'cannot listen on 0\.0\.0\.0:8090: Address already in use' \
+    "${srv[@]}" --listen 0.0.0.0:7001 --admin off --secret-file "$TEST_TMP/secret" --forward tcp:0.0.0.0:8090=acme/192.168.77.10:80
+# ...and it did not leave anything listening behind.
+if lab exec wan ss -Htln "sport = :7001" | grep -q .; then fail "the failed server left port 7001 listening"; fi
+
+# --------------------------------------------------- junk on the wire ------
+bg lanhost web socat TCP-LISTEN:80,bind=192.168.77.10,reuseaddr,fork SYSTEM:'echo lan web'
+wait_listen lanhost 80
+start_server server --keepalive 1 --dead-timeout 3 --forward tcp:0.0.0.0:8080=acme/192.168.77.10:80
+refusals() { grep -c 'refused connection from 203\.0\.113\.20' "$TEST_TMP/server.log" || true; }
+
+head -c 4096 /dev/urandom | lab exec user socat -T2 - TCP:203.0.113.10:7000 >/dev/null 2>&1 || true
+wait_log "$TEST_TMP/server.log" 'refused connection from 203\.0\.113\.20' 5
+assert_eq 1 "$(refusals)" "refusals after random bytes"
+grep 'refused connection from 203\.0\.113\.20' "$TEST_TMP/server.log" | tail -1
+
+printf 'GET / HTTP/1.1\r\nHost: 203.0.113.10\r\n\r\n' | lab exec user socat -T2 - TCP:203.0.113.10:7000 >/dev/null 2>&1 || true
+end=$((SECONDS + 5)); until (($(refusals) >= 2)); do ((SECONDS < end)) || fail "no refusal logged for an HTTP request"; sleep 0.1; done
+grep 'refused connection from 203\.0\.113\.20' "$TEST_TMP/server.log" | tail -1
+
+lab exec user socat -u /dev/null TCP:203.0.113.10:7000 || true
+end=$((SECONDS + 5)); until (($(refusals) >= 3)); do ((SECONDS < end)) || fail "no refusal logged for an empty connection"; sleep 0.1; done
+grep 'refused connection from 203\.0\.113\.20' "$TEST_TMP/server.log" | tail -1
+
+# A connection that says nothing at all is dropped after the handshake timeout
+# (10 s); not waited for here, but it must not block others meanwhile.
+bg user silent socat -u TCP:203.0.113.10:7000 /dev/null
+
+# Still serving: a real mediator connects and the forward works.
+start_mediator mediator
+wait_mediator acme
+assert_contains "$(lab exec user socat -T3 - TCP:203.0.113.10:8080 </dev/null)" "lan web" "forward after the junk"
+grep -Eq 'Fatal error|Assertion|Segmentation' "$TEST_TMP/server.log" && fail "the server crashed"
+
+# ----------------------------------------------------------- wrong secret ------
+write_secret "$TEST_TMP/wrong" "not-the-secret"
+expect_exit "mediator with a wrong secret" 1 wrongsecret 'refused' \
+    "${med[@]}" --server 203.0.113.10:7000 --name acme --secret-file "$TEST_TMP/wrong"
+grep -q "wrong secret for mediator 'acme'" "$TEST_TMP/wrongsecret.log" || fail "the mediator log does not say why: $(cat "$TEST_TMP/wrongsecret.log")"
+wait_log "$TEST_TMP/server.log" "wrong secret for mediator 'acme'" 3
+grep "wrong secret" "$TEST_TMP/server.log" | tail -1
+# The genuine acme was not disturbed by the impostor.
+wait_mediator acme 1
+assert_contains "$(lab exec user socat -T3 - TCP:203.0.113.10:8080 </dev/null)" "lan web" "forward after the impostor"
+
+# ------------------------------------------- per-mediator secrets, unknown name ------
+printf '# name secret\nacme acme-secret\nbeta beta-secret\n' >"$TEST_TMP/book"
+chmod 600 "$TEST_TMP/book"
+bg wan server_book "$POSTERN_BIN" server --listen 0.0.0.0:7001 --admin 127.0.0.1:7071 --secret-file "$TEST_TMP/book"
+wait_listen wan 7001
+write_secret "$TEST_TMP/beta" "beta-secret"
+expect_exit "unknown mediator name" 1 ghost 'refused' \
+    "${med[@]}" --server 203.0.113.10:7001 --name ghost --secret-file "$TEST_TMP/beta"
+grep -q "no mediator named 'ghost'" "$TEST_TMP/ghost.log" || fail "mediator log does not name the reason: $(cat "$TEST_TMP/ghost.log")"
+wait_log "$TEST_TMP/server_book.log" "no mediator named 'ghost'" 3
+# beta's secret is not acme's.
+expect_exit "acme with beta's secret" 1 crossed "wrong secret for mediator 'acme'" \
+    "${med[@]}" --server 203.0.113.10:7001 --name acme --secret-file "$TEST_TMP/beta"
+# and beta with its own secret is welcome.
+bg lan beta "$POSTERN_BIN" mediator --server 203.0.113.10:7001 --name beta --secret-file "$TEST_TMP/beta"
+wait_log "$TEST_TMP/server_book.log" "mediator 'beta' connected" 5
+
+# The silent connection from before is dropped by the handshake timeout.
+wait_log "$TEST_TMP/server.log" 'refused connection from 203\.0\.113\.20:[0-9]+: timed out: no complete handshake within 10 s' 12
+
+# No secret ever reaches a log.
+if grep -E 'lab-secret|acme-secret|beta-secret|not-the-secret' "$TEST_TMP"/*.log; then fail "a secret was logged"; fi
+echo "ok: $TEST_NAME"
