@@ -51,7 +51,9 @@ start_server server --keepalive 1 --dead-timeout 3 \
     --forward udp:0.0.0.0:5353=acme/192.168.77.10:5353 \
     --forward udp:acme/0.0.0.0:5000=203.0.113.10:5000
 wait_listen wan 5353 udp
-start_mediator mediator
+# The policy allows only the forward's LAN target: replies of the reverse forward go to
+# lanhost's ephemeral port, which passes because lanhost sent to the port first.
+start_mediator mediator --allow 192.168.77.10:5353
 wait_mediator acme
 wait_listen lan 5000 udp
 
