@@ -185,10 +185,7 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
 
     private func startConnect(id: UInt32, requestID: UInt32, to address: SocketAddress, from local: Endpoint?, session: TunnelSession, label: Endpoint) {
         var bootstrap = ClientBootstrap(group: eventLoop)
-            .channelOption(ChannelOptions.autoRead, value: false)
-            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-            .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.allocator)
+            .relayedStreamOptions()
             .connectTimeout(configuration.connectTimeout)
         if let local, case .ip(let ip) = local.host, let bindAddress = try? SocketAddress(ipAddress: ip, port: local.port) {
             bootstrap = bootstrap.bind(to: bindAddress)
@@ -249,10 +246,7 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         let listenerID = l.portID
         let local = reserved.local
         ServerBootstrap(group: eventLoop)
-            .childChannelOption(ChannelOptions.autoRead, value: false)
-            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(ChannelOptions.recvAllocator, value: RelayBuffers.allocator)
+            .relayedStreamChildOptions()
             .childChannelInitializer { [self] child in
                 accepted(child, listenerID: listenerID, session: session)
             }

@@ -52,10 +52,7 @@ final class TCPForwardFromMediator {
         relay.onClose = { [weak link] r, _ in link?.forget(portID: r.portID) }
         link.session.register(relay)
         ClientBootstrap(group: eventLoop)
-            .channelOption(ChannelOptions.autoRead, value: false)
-            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-            .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.allocator)
+            .relayedStreamOptions()
             .connectTimeout(.seconds(10))
             .connect(host: spec.target.host.connectableString, port: Int(spec.target.port))
             .whenComplete { [self] result in

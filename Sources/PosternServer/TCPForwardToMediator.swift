@@ -23,10 +23,7 @@ final class TCPForwardToMediator {
         ServerBootstrap(group: eventLoop)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
-            .childChannelOption(ChannelOptions.autoRead, value: false)
-            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(ChannelOptions.recvAllocator, value: RelayBuffers.allocator)
+            .relayedStreamChildOptions()
             .childChannelInitializer { [self] child in
                 // In place from the start: NIO drains a socket to its end by itself when the peer's
                 // FIN arrives, read() or not, so without a handler here a request sent with its FIN
