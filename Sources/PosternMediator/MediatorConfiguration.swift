@@ -15,6 +15,11 @@ public struct MediatorConfiguration: Sendable {
     public var transport: TunnelTransport
     /// How long CONNECT waits for the destination.
     public var connectTimeout: TimeAmount = .seconds(10)
+    /// Ports one session may hold at once (opened, connected, accepted, listening, UDP). A server
+    /// asking for more gets FAILED `limitExceeded`; connections accepted beyond it are refused.
+    public var maxPorts = 4096
+    /// CONNECTs in progress at once: each holds a socket and a timer until it resolves.
+    public var maxPendingConnects = 256
     public var softwareVersion: String
 
     public init(

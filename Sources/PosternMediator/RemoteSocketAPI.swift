@@ -25,6 +25,7 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
     private var logger: Logger
     private var ports: [UInt32: Port] = [:]
     private var nextPortID: UInt32 = 1
+    private var pendingConnects = 0
     var onEstablished: ((TunnelSession, EstablishedSession) -> Void)?
     var onClosed: ((SessionEnd) -> Void)?
 
@@ -100,7 +101,16 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         return (.internalError, 0, "\(error)")
     }
 
+    /// Every number a peer can make us hold is bounded (DESIGN.md, "Security stance").
+    private func overPortLimit(_ session: TunnelSession, _ requestID: UInt32) -> Bool {
+        guard ports.count >= configuration.maxPorts else { return false }
+        logger.warning("refusing a request: this session already holds \(ports.count) ports (limit \(configuration.maxPorts))")
+        fail(session, requestID, .limitExceeded, 0, "the mediator holds its limit of \(configuration.maxPorts) ports")
+        return true
+    }
+
     private func open(_ o: Frame.Open, _ session: TunnelSession) {
+        if overPortLimit(session, o.requestID) { return }
         switch o.transport {
         case .tcp:
             do {
@@ -151,7 +161,11 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
     private func connect(_ c: Frame.Connect, _ session: TunnelSession) {
         var local: Endpoint? = nil
         let id: UInt32
+        guard pendingConnects < configuration.maxPendingConnects else {
+            return fail(session, c.requestID, .limitExceeded, 0, "\(pendingConnects) connects already in progress (limit \(configuration.maxPendingConnects))")
+        }
         if c.portID == 0 {
+            if overPortLimit(session, c.requestID) { return }
             id = allocatePortID()
         } else {
             guard let port = ports[c.portID] else {
@@ -165,15 +179,18 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
             id = c.portID
         }
         ports[id] = .connecting
+        pendingConnects += 1
         resolve(c.destination).whenComplete { [self] result in
             switch result {
             case .failure(let error):
+                pendingConnects -= 1
                 ports[id] = nil
                 fail(session, c.requestID, error, "resolve \(c.destination.host)")
             case .success(let address):
                 guard let ip = address.ipAddress.flatMap({ IPAddress($0) }),
                     configuration.policy.allowsConnect(to: ip, port: c.destination.port)
                 else {
+                    pendingConnects -= 1
                     ports[id] = nil
                     logger.warning("connect to \(c.destination) denied by policy")
                     return fail(session, c.requestID, .deniedByPolicy, EACCES, "\(c.destination) is not in this mediator's --allow list")
@@ -191,6 +208,7 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
             bootstrap = bootstrap.bind(to: bindAddress)
         }
         bootstrap.connect(to: address).whenComplete { [self] result in
+            pendingConnects -= 1
             switch result {
             case .failure(let error):
                 ports[id] = nil
@@ -270,6 +288,10 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
 
     private func accepted(_ child: Channel, listenerID: UInt32, session: TunnelSession) -> EventLoopFuture<Void> {
         guard session.isOpen, case .listener = ports[listenerID] else {
+            return child.close()
+        }
+        guard ports.count < configuration.maxPorts else {
+            logger.warning("refusing a connection on port \(listenerID): the session holds its limit of \(configuration.maxPorts) ports")
             return child.close()
         }
         let id = allocatePortID()

@@ -20,6 +20,9 @@ public final class MediatorLink: TunnelSessionDelegate {
     private var listeners: [UInt32: (Frame.Accepted) -> Void] = [:]
     public private(set) var ports: [UInt32: PortRecord] = [:]
     private var closeHandlers: [(SessionEnd) -> Void] = []
+    private var establishedHandlers: [() -> Void] = []
+    /// Ports this link keeps at most (a mediator cannot make the server hold more).
+    var maxPorts = 4096
 
     public struct PortRecord: Codable, Sendable {
         public var id: UInt32
@@ -107,10 +110,17 @@ public final class MediatorLink: TunnelSessionDelegate {
         closeHandlers.append(f)
     }
 
+    public func onEstablished(_ f: @escaping () -> Void) {
+        establishedHandlers.append(f)
+    }
+
     // MARK: - TunnelSessionDelegate
 
     public func sessionEstablished(_ session: TunnelSession, _ info: EstablishedSession) {
         self.info = info
+        let handlers = establishedHandlers
+        establishedHandlers.removeAll()
+        for h in handlers { h() }
         registry.attach(self)
     }
 
@@ -121,6 +131,11 @@ public final class MediatorLink: TunnelSessionDelegate {
         case .failed(let f):
             pending.removeValue(forKey: f.requestID)?.fail(OperationError(f))
         case .accepted(let a):
+            guard session.portCount < maxPorts else {
+                session.logger.warning("mediator '\(name)' holds \(session.portCount) ports (limit \(maxPorts)); resetting accepted port \(a.portID)")
+                session.send(.reset(.init(portID: a.portID, code: .limitExceeded)))
+                return
+            }
             ports[a.portID] = PortRecord(id: a.portID, transport: "tcp", kind: "accepted", local: ports[a.listenerID]?.local ?? "", remote: "\(a.peer)", owner: ports[a.listenerID]?.owner ?? "")
             if let take = listeners[a.listenerID] {
                 take(a)

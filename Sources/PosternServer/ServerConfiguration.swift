@@ -15,6 +15,11 @@ public struct ServerConfiguration: Sendable {
     public var transport: TunnelTransport
     /// A UDP flow of a forward without traffic for this long is closed on both sides.
     public var udpIdleTimeout: TimeAmount = .seconds(60)
+    /// Connections on the service port that have not authenticated yet. When more arrive, the
+    /// oldest is dropped: a flood of idle connections can never lock a real mediator out.
+    public var maxUnauthenticated = 256
+    /// Ports the server keeps for one mediator; ACCEPTED beyond it is answered with RESET.
+    public var maxPortsPerSession = 4096
     public var softwareVersion: String
 
     public init(

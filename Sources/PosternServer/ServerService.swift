@@ -17,6 +17,8 @@ public final class ServerService: @unchecked Sendable {
     private let registry: MediatorRegistry
     private var channels: [Channel] = []
     private var nextSessionID: UInt64 = 1
+    /// Sessions still in the handshake, by id (ids grow, so the smallest is the oldest).
+    private var handshaking: [UInt64: TunnelSession] = [:]
     private var stopForwards: [() -> Void] = []
     private let finished: EventLoopPromise<Void>
     /// Where the service port and admin API are actually bound (port 0 picks one).
@@ -132,7 +134,16 @@ public final class ServerService: @unchecked Sendable {
             role: .server(machine, secretFor: { secrets.secret(for: $0) }),
             settings: configuration.settings, eventLoop: eventLoop, logger: logger)
         let link = MediatorLink(session: session, registry: registry)
+        link.maxPorts = configuration.maxPortsPerSession
         session.delegate = link
+        handshaking[id] = session
+        link.onEstablished { [self] in handshaking[id] = nil }
+        link.onClose { [self] _ in handshaking[id] = nil }
+        if handshaking.count > configuration.maxUnauthenticated, let oldest = handshaking.keys.min() {
+            let victim = handshaking.removeValue(forKey: oldest)
+            logger.notice("more than \(configuration.maxUnauthenticated) unauthenticated connections; dropping the oldest")
+            victim?.goAway(.limitExceeded, "too many unauthenticated connections")
+        }
         let events = registry.events
         link.onClose { [logger] end in
             if link.info == nil {

@@ -66,6 +66,12 @@ struct ConfigFile {
             throw Failure(description: "\(path): [\(name)] \(key) must be a number of seconds")
         }
 
+        func int(_ key: String) throws -> Int? {
+            guard let v = table[key] else { return nil }
+            guard let i = v.int else { throw Failure(description: "\(path): [\(name)] \(key) must be an integer") }
+            return i
+        }
+
         func bool(_ key: String) throws -> Bool? {
             guard let v = table[key] else { return nil }
             guard let b = v.bool else { throw Failure(description: "\(path): [\(name)] \(key) must be true or false") }

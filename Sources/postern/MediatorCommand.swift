@@ -26,6 +26,12 @@ struct MediatorCommand: AsyncParsableCommand {
     @Flag(help: "Refuse LISTEN requests (no port of this network is exposed to the server's side).")
     var noListen = false
 
+    @Option(help: "Ports the server may make this mediator hold at once (default 4096).")
+    var maxPorts: Int?
+
+    @Option(help: "Connects in progress at once (default 256).")
+    var maxPendingConnects: Int?
+
     @Option(help: "TOML configuration file with a [mediator] table.")
     var config: String?
 
@@ -52,7 +58,7 @@ struct MediatorCommand: AsyncParsableCommand {
 
     func makeConfiguration(logger: Logger) throws -> MediatorConfiguration {
         let section = try config.map { try ConfigFile(path: $0) }?.section(
-            "mediator", allowed: ["server", "name", "secret-file", "allow", "listen"])
+            "mediator", allowed: ["server", "name", "secret-file", "allow", "listen", "max-ports", "max-pending-connects"])
         guard let serverText = try server ?? section?.string("server") else {
             throw ValidationError("--server HOST:PORT is required (or server in the config file)")
         }
@@ -77,8 +83,17 @@ struct MediatorCommand: AsyncParsableCommand {
         case .ip(let a): host = a.description
         case .name(let n): host = n
         }
-        return MediatorConfiguration(
+        var configuration = MediatorConfiguration(
             serverHost: host, serverPort: Int(endpoint.port), name: name, secret: secret, policy: policy,
             softwareVersion: Postern.version)
+        if let n = try maxPorts ?? section?.int("max-ports") {
+            guard (1...1_000_000).contains(n) else { throw ValidationError("--max-ports must be 1-1000000") }
+            configuration.maxPorts = n
+        }
+        if let n = try maxPendingConnects ?? section?.int("max-pending-connects") {
+            guard (1...100_000).contains(n) else { throw ValidationError("--max-pending-connects must be 1-100000") }
+            configuration.maxPendingConnects = n
+        }
+        return configuration
     }
 }
