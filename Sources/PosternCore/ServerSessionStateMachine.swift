@@ -97,7 +97,8 @@ public struct ServerSessionStateMachine: Sendable {
         case .established(var liveness):
             liveness.heard(at: now)
             state = .established(liveness)
-            return SessionCommon.established(frame, handshakeTypes: [Frame.Hello.type, Frame.Authenticate.type, Frame.Challenge.type, Frame.Welcome.type], state: &state)
+            return SessionCommon.established(
+                frame, handshakeTypes: [Frame.Hello.type, Frame.Authenticate.type, Frame.Challenge.type, Frame.Welcome.type], state: &state)
 
         case .closed:
             return []

@@ -1,4 +1,5 @@
 import NIOCore
+import PosternWire
 
 /// Timing and sizing of a session, agreed in HELLO/WELCOME (docs/protocol.md §4).
 public struct SessionSettings: Hashable, Sendable {
@@ -16,5 +17,3 @@ public struct SessionSettings: Hashable, Sendable {
 
     public init() {}
 }
-
-import PosternWire

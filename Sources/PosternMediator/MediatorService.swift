@@ -70,7 +70,8 @@ public final class MediatorService: @unchecked Sendable {
         session.delegate = api
         api.onEstablished = { [self] session, info in
             backoff.reset()
-            logger.info("connected to \(configuration.serverHost):\(configuration.serverPort) as '\(info.name)' (session \(info.sessionID))")
+            logger.info(
+                "connected to \(configuration.serverHost):\(configuration.serverPort) as '\(info.name)' (session \(info.sessionID))")
             sendEnvironment(session)
         }
         api.onClosed = { [self] end in

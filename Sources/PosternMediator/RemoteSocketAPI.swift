@@ -6,7 +6,7 @@ import PosternTunnel
 import PosternWire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Executes the server's requests on this host's real sockets (docs/protocol.md §5): the remote
@@ -45,7 +45,9 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         switch frame {
         case .open(let o): open(o, session)
         case .redirect(let r):
-            fail(session, r.requestID, .notSupported, 0, "redirect needs a UDP channel, which this protocol version reserves but this mediator does not run yet")
+            fail(
+                session, r.requestID, .notSupported, 0,
+                "redirect needs a UDP channel, which this protocol version reserves but this mediator does not run yet")
         case .connect(let c): connect(c, session)
         case .listen(let l): listen(l, session)
         case .close(let c): close(c, session)
@@ -162,7 +164,9 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         var local: Endpoint? = nil
         let id: UInt32
         guard pendingConnects < configuration.maxPendingConnects else {
-            return fail(session, c.requestID, .limitExceeded, 0, "\(pendingConnects) connects already in progress (limit \(configuration.maxPendingConnects))")
+            return fail(
+                session, c.requestID, .limitExceeded, 0,
+                "\(pendingConnects) connects already in progress (limit \(configuration.maxPendingConnects))")
         }
         if c.portID == 0 {
             if overPortLimit(session, c.requestID) { return }
@@ -200,7 +204,9 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         }
     }
 
-    private func startConnect(id: UInt32, requestID: UInt32, to address: SocketAddress, from local: Endpoint?, session: TunnelSession, label: Endpoint) {
+    private func startConnect(
+        id: UInt32, requestID: UInt32, to address: SocketAddress, from local: Endpoint?, session: TunnelSession, label: Endpoint
+    ) {
         var bootstrap = ClientBootstrap(group: eventLoop)
             .relayedStreamOptions()
             .connectTimeout(configuration.connectTimeout)

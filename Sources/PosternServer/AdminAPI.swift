@@ -163,7 +163,10 @@ final class AdminAPI: ChannelInboundHandler {
             guard let port = request.port else { return respond(context, .badRequest, ["error": "port is required"]) }
             future = link.listen(portID: port, backlog: request.backlog ?? 128) { accepted in
                 link.session.register(AdminPort(portID: accepted.portID, link: link, events: events))
-                events.post(ServerEvent(mediator: link.name, kind: "accepted", port: accepted.portID, detail: "on port \(accepted.listenerID) from \(accepted.peer)"))
+                events.post(
+                    ServerEvent(
+                        mediator: link.name, kind: "accepted", port: accepted.portID,
+                        detail: "on port \(accepted.listenerID) from \(accepted.peer)"))
             }
         case "close":
             guard let port = request.port else { return respond(context, .badRequest, ["error": "port is required"]) }
@@ -275,11 +278,14 @@ struct MediatorView: Encodable {
         softwareVersion = e.softwareVersion
         capabilities = (e.capabilities.contains(.tun) ? ["tun"] : []) + (e.capabilities.contains(.rawSockets) ? ["raw-sockets"] : [])
         interfaces = e.interfaces.map {
-            InterfaceView(name: $0.name, index: $0.index, mac: $0.macString, mtu: $0.mtu, up: $0.isUp, addresses: $0.addresses.map(\.description))
+            InterfaceView(
+                name: $0.name, index: $0.index, mac: $0.macString, mtu: $0.mtu, up: $0.isUp, addresses: $0.addresses.map(\.description))
         }
         let names = Dictionary(e.interfaces.map { ($0.index, $0.name) }, uniquingKeysWith: { a, _ in a })
         defaultRoutes = e.routes.map {
-            RouteView(destination: $0.destination.description, gateway: $0.gateway?.description, interface: names[$0.interfaceIndex] ?? "#\($0.interfaceIndex)")
+            RouteView(
+                destination: $0.destination.description, gateway: $0.gateway?.description,
+                interface: names[$0.interfaceIndex] ?? "#\($0.interfaceIndex)")
         }
         ports = link.ports.count
     }

@@ -27,9 +27,11 @@ final class AdminPort: TunnelPort {
             if n > 0 { link.session.send(.window(.init(portID: portID, increment: UInt32(n)))) }
         case .datagram(let d):
             received &+= UInt64(d.bytes.readableBytes)
-            events.post(ServerEvent(mediator: link.name, kind: "datagram", port: portID, detail: "\(d.bytes.readableBytes) bytes from \(d.peer)"))
+            events.post(
+                ServerEvent(mediator: link.name, kind: "datagram", port: portID, detail: "\(d.bytes.readableBytes) bytes from \(d.peer)"))
         case .finished:
-            events.post(ServerEvent(mediator: link.name, kind: "finished", port: portID, detail: "peer finished sending after \(received) bytes"))
+            events.post(
+                ServerEvent(mediator: link.name, kind: "finished", port: portID, detail: "peer finished sending after \(received) bytes"))
             _ = state.apply(.remoteFin)
             // Nothing to send from here: finish our direction too, which closes the port.
             if state.apply(.localEOF) != .duplicate {

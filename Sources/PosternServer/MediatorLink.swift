@@ -57,10 +57,13 @@ public final class MediatorLink: TunnelSessionDelegate {
         return promise.futureResult
     }
 
-    public func open(_ transport: Frame.Transport, address: IPAddress, port: UInt16, exact: Bool, owner: String) -> EventLoopFuture<Frame.Done> {
+    public func open(_ transport: Frame.Transport, address: IPAddress, port: UInt16, exact: Bool, owner: String) -> EventLoopFuture<
+        Frame.Done
+    > {
         request { .open(.init(requestID: $0, transport: transport, exact: exact, address: address, port: port)) }
             .map { [self] done in
-                ports[done.portID] = PortRecord(id: done.portID, transport: "\(transport)", kind: "open", local: "\(done.local)", remote: nil, owner: owner)
+                ports[done.portID] = PortRecord(
+                    id: done.portID, transport: "\(transport)", kind: "open", local: "\(done.local)", remote: nil, owner: owner)
                 return done
             }
     }
@@ -68,7 +71,8 @@ public final class MediatorLink: TunnelSessionDelegate {
     public func redirect(address: IPAddress, port: UInt16, exact: Bool, owner: String) -> EventLoopFuture<Frame.Done> {
         request { .redirect(.init(requestID: $0, exact: exact, address: address, port: port)) }
             .map { [self] done in
-                ports[done.portID] = PortRecord(id: done.portID, transport: "udp", kind: "redirected", local: "\(done.local)", remote: nil, owner: owner)
+                ports[done.portID] = PortRecord(
+                    id: done.portID, transport: "udp", kind: "redirected", local: "\(done.local)", remote: nil, owner: owner)
                 return done
             }
     }
@@ -77,12 +81,14 @@ public final class MediatorLink: TunnelSessionDelegate {
     public func connect(portID: UInt32, to destination: Endpoint, owner: String) -> EventLoopFuture<Frame.Done> {
         request { .connect(.init(requestID: $0, portID: portID, destination: destination)) }
             .map { [self] done in
-                ports[done.portID] = PortRecord(id: done.portID, transport: "tcp", kind: "connected", local: "\(done.local)", remote: "\(destination)", owner: owner)
+                ports[done.portID] = PortRecord(
+                    id: done.portID, transport: "tcp", kind: "connected", local: "\(done.local)", remote: "\(destination)", owner: owner)
                 return done
             }
     }
 
-    public func listen(portID: UInt32, backlog: UInt16 = 128, onAccepted: @escaping (Frame.Accepted) -> Void) -> EventLoopFuture<Frame.Done> {
+    public func listen(portID: UInt32, backlog: UInt16 = 128, onAccepted: @escaping (Frame.Accepted) -> Void) -> EventLoopFuture<Frame.Done>
+    {
         request { .listen(.init(requestID: $0, portID: portID, backlog: backlog)) }
             .map { [self] done in
                 listeners[done.portID] = onAccepted
@@ -132,11 +138,14 @@ public final class MediatorLink: TunnelSessionDelegate {
             pending.removeValue(forKey: f.requestID)?.fail(OperationError(f))
         case .accepted(let a):
             guard session.portCount < maxPorts else {
-                session.logger.warning("mediator '\(name)' holds \(session.portCount) ports (limit \(maxPorts)); resetting accepted port \(a.portID)")
+                session.logger.warning(
+                    "mediator '\(name)' holds \(session.portCount) ports (limit \(maxPorts)); resetting accepted port \(a.portID)")
                 session.send(.reset(.init(portID: a.portID, code: .limitExceeded)))
                 return
             }
-            ports[a.portID] = PortRecord(id: a.portID, transport: "tcp", kind: "accepted", local: ports[a.listenerID]?.local ?? "", remote: "\(a.peer)", owner: ports[a.listenerID]?.owner ?? "")
+            ports[a.portID] = PortRecord(
+                id: a.portID, transport: "tcp", kind: "accepted", local: ports[a.listenerID]?.local ?? "", remote: "\(a.peer)",
+                owner: ports[a.listenerID]?.owner ?? "")
             if let take = listeners[a.listenerID] {
                 take(a)
             } else {
@@ -144,7 +153,8 @@ public final class MediatorLink: TunnelSessionDelegate {
             }
         case .environment(let e):
             environment = e
-            registry.events.post(ServerEvent(mediator: name, kind: "environment", detail: "\(e.hostname): \(e.interfaces.count) interfaces"))
+            registry.events.post(
+                ServerEvent(mediator: name, kind: "environment", detail: "\(e.hostname): \(e.interfaces.count) interfaces"))
         default:
             session.goAway(.protocolError, "the mediator sent \(frame.name), which only a server sends")
         }

@@ -76,7 +76,9 @@ public struct SecretBook: Sendable, CustomStringConvertible {
             let name = String(parts[0])
             guard MediatorName.isValid(name) else {
                 // Not echoed: a one-line secret with a space lands here, and secrets are never shown.
-                throw ParseError(description: "\(source) line \(line.number): the first word is not a valid mediator name (letters, digits, '-', '_', '.')")
+                throw ParseError(
+                    description:
+                        "\(source) line \(line.number): the first word is not a valid mediator name (letters, digits, '-', '_', '.')")
             }
             book.perMediator[name] = Array(parts[1].trimmingCharacters(in: " \t").utf8)
         }

@@ -66,7 +66,8 @@ public final class ServerService: @unchecked Sendable {
                 steps.append(f.start(on: eventLoop).flatMapErrorThrowing { throw Self.bindError(spec.listen, "forward \(spec)", $0) })
             case (.udp, .toMediator):
                 do {
-                    let f = try UDPForwardToMediator(spec: spec, registry: registry, idleTimeout: configuration.udpIdleTimeout, logger: logger)
+                    let f = try UDPForwardToMediator(
+                        spec: spec, registry: registry, idleTimeout: configuration.udpIdleTimeout, logger: logger)
                     stopForwards.append(f.stop)
                     steps.append(f.start(on: eventLoop).flatMapErrorThrowing { throw Self.bindError(spec.listen, "forward \(spec)", $0) })
                 } catch {
@@ -75,7 +76,9 @@ public final class ServerService: @unchecked Sendable {
             case (.tcp, .fromMediator):
                 TCPForwardFromMediator(spec: spec, registry: registry, eventLoop: eventLoop, logger: logger).start()
             case (.udp, .fromMediator):
-                UDPForwardFromMediator(spec: spec, registry: registry, eventLoop: eventLoop, idleTimeout: configuration.udpIdleTimeout, logger: logger).start()
+                UDPForwardFromMediator(
+                    spec: spec, registry: registry, eventLoop: eventLoop, idleTimeout: configuration.udpIdleTimeout, logger: logger
+                ).start()
             }
         }
         return EventLoopFuture.andAllSucceed(steps, on: eventLoop)
@@ -118,7 +121,9 @@ public final class ServerService: @unchecked Sendable {
             .map { [self] channel in
                 channels.append(channel)
                 boundService = channel.localAddress
-                logger.info("service port \(channel.localAddress?.display ?? "?") (\(configuration.transport.name)); secrets: \(configuration.secrets)")
+                logger.info(
+                    "service port \(channel.localAddress?.display ?? "?") (\(configuration.transport.name)); secrets: \(configuration.secrets)"
+                )
             }
             .flatMapErrorThrowing { throw Self.bindError(configuration.listen, "service port", $0) }
     }

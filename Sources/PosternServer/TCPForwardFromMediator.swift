@@ -38,7 +38,8 @@ final class TCPForwardFromMediator {
                 switch result {
                 case .success(let done):
                     logger.info("forward \(spec): mediator '\(spec.mediator)' listens on \(done.local)")
-                    registry.events.post(ServerEvent(mediator: spec.mediator, kind: "listening", port: done.portID, detail: "forward \(spec)"))
+                    registry.events.post(
+                        ServerEvent(mediator: spec.mediator, kind: "listening", port: done.portID, detail: "forward \(spec)"))
                 case .failure(let error):
                     logger.error("forward \(spec): mediator '\(spec.mediator)' cannot listen on \(spec.listen): \(error)")
                     registry.events.post(ServerEvent(mediator: spec.mediator, kind: "forward-failed", detail: "\(spec): \(error)"))

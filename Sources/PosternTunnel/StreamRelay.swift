@@ -4,7 +4,7 @@ import PosternCore
 import PosternWire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Relays one TCP socket through one port of the tunnel, at either end (docs/protocol.md §6):

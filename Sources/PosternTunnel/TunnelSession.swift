@@ -49,7 +49,8 @@ public final class TunnelSession: ChannelInboundHandler {
     public private(set) var framesIn: UInt64 = 0
     public private(set) var framesOut: UInt64 = 0
 
-    public init(role: Role, settings: SessionSettings, eventLoop: EventLoop, logger: Logger, now: @escaping () -> NIODeadline = { .now() }) {
+    public init(role: Role, settings: SessionSettings, eventLoop: EventLoop, logger: Logger, now: @escaping () -> NIODeadline = { .now() })
+    {
         self.role = role
         self.settings = settings
         self.eventLoop = eventLoop

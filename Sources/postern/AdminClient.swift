@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A small blocking HTTP/1.1 client for the admin API: `ctl` makes one request and exits, so a
@@ -44,7 +44,9 @@ struct AdminClient {
         guard Glibc.connect(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0 else {
             let e = errno
             close(fd)
-            throw Failure(description: "cannot reach the admin API at \(host):\(port): \(String(cString: strerror(e))) (is the server running with --admin?)")
+            throw Failure(
+                description:
+                    "cannot reach the admin API at \(host):\(port): \(String(cString: strerror(e))) (is the server running with --admin?)")
         }
         return fd
     }
@@ -107,7 +109,9 @@ struct AdminClient {
             if !headerDone {
                 guard let end = raw.range(of: Data("\r\n\r\n".utf8)) else { continue }
                 let head = String(decoding: raw[..<end.lowerBound], as: UTF8.self)
-                guard head.hasPrefix("HTTP/1.1 200") else { throw Failure(description: "event stream refused: \(head.split(separator: "\r\n").first ?? "")") }
+                guard head.hasPrefix("HTTP/1.1 200") else {
+                    throw Failure(description: "event stream refused: \(head.split(separator: "\r\n").first ?? "")")
+                }
                 chunked = head.lowercased().split(separator: "\r\n").contains {
                     $0.hasPrefix("transfer-encoding:") && $0.contains("chunked")
                 }

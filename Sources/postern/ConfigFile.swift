@@ -34,7 +34,8 @@ struct ConfigFile {
         guard let value = root[name] else { return nil }
         guard let table = value.table else { throw Failure(description: "config file \(path): '\(name)' must be a table") }
         for key in table.keys where !allowed.contains(key) {
-            throw Failure(description: "config file \(path): unknown key '\(key)' in [\(name)]; allowed: \(allowed.sorted().joined(separator: ", "))")
+            throw Failure(
+                description: "config file \(path): unknown key '\(key)' in [\(name)]; allowed: \(allowed.sorted().joined(separator: ", "))")
         }
         return Section(name: name, path: path, table: table)
     }

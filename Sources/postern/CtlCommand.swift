@@ -73,7 +73,8 @@ struct CtlCommand: ParsableCommand {
                 var out = ""
                 for m in list {
                     let caps = (m["capabilities"] as? [String] ?? []).joined(separator: ",")
-                    out += "\(m["name"] ?? "?")  session \(m["session"] ?? "?")  from \(m["from"] ?? "?")  host \(m["hostname"] ?? "?")  postern \(m["softwareVersion"] ?? "?")  ports \(m["ports"] ?? 0)\(caps.isEmpty ? "" : "  caps \(caps)")\n"
+                    out +=
+                        "\(m["name"] ?? "?")  session \(m["session"] ?? "?")  from \(m["from"] ?? "?")  host \(m["hostname"] ?? "?")  postern \(m["softwareVersion"] ?? "?")  ports \(m["ports"] ?? 0)\(caps.isEmpty ? "" : "  caps \(caps)")\n"
                     for i in m["interfaces"] as? [[String: Any]] ?? [] {
                         let addrs = (i["addresses"] as? [String] ?? []).joined(separator: " ")
                         let up = (i["up"] as? Bool ?? false) ? "up" : "down"

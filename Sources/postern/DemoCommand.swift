@@ -39,7 +39,8 @@ struct DemoCommand: ParsableCommand {
         print("LAN 192.168.77.0/24 behind NAT gateway 203.0.113.1; server 203.0.113.10; user 203.0.113.20")
 
         let secret = work.appendingPathComponent("secret")
-        FileManager.default.createFile(atPath: secret.path, contents: Data("demo-\(UUID().uuidString)\n".utf8), attributes: [.posixPermissions: 0o600])
+        FileManager.default.createFile(
+            atPath: secret.path, contents: Data("demo-\(UUID().uuidString)\n".utf8), attributes: [.posixPermissions: 0o600])
         let site = work.appendingPathComponent("site")
         try FileManager.default.createDirectory(at: site, withIntermediateDirectories: true)
         try "<h1>Router configuration page</h1>\n<p>Served from 192.168.77.10 inside the private LAN.</p>\n"
@@ -64,12 +65,20 @@ struct DemoCommand: ParsableCommand {
         _ = try start("lanhost", "http.log", ["python3", "-m", "http.server", "80", "--bind", "192.168.77.10", "--directory", site.path])
 
         step("Starting the server on the public side: service port 7000, forward 203.0.113.10:8080 -> acme/192.168.77.10:80")
-        _ = try start("wan", "server.log", [me, "server", "--listen", "0.0.0.0:7000", "--secret-file", secret.path,
-                                            "--admin", "127.0.0.1:7070", "--forward", "tcp:0.0.0.0:8080=acme/192.168.77.10:80"])
+        _ = try start(
+            "wan", "server.log",
+            [
+                me, "server", "--listen", "0.0.0.0:7000", "--secret-file", secret.path,
+                "--admin", "127.0.0.1:7070", "--forward", "tcp:0.0.0.0:8080=acme/192.168.77.10:80",
+            ])
 
         step("Starting mediator 'acme' in the LAN: it dials out through the NAT")
-        _ = try start("lan", "mediator.log", [me, "mediator", "--server", "203.0.113.10:7000", "--name", "acme",
-                                              "--secret-file", secret.path, "--allow", "192.168.77.0/24"])
+        _ = try start(
+            "lan", "mediator.log",
+            [
+                me, "mediator", "--server", "203.0.113.10:7000", "--name", "acme",
+                "--secret-file", secret.path, "--allow", "192.168.77.0/24",
+            ])
 
         var connected = false
         for _ in 0..<100 {
@@ -88,7 +97,9 @@ struct DemoCommand: ParsableCommand {
         print(try Self.shell(["ip", "netns", "exec", ns("wan"), me, "ctl", "mediators"]))
 
         step("From the user's side, the LAN host itself is unreachable (curl http://192.168.77.10/)")
-        let direct = (try? Self.shell(["ip", "netns", "exec", ns("user"), "curl", "-sS", "--max-time", "2", "http://192.168.77.10/"], quiet: true)) ?? ""
+        let direct =
+            (try? Self.shell(["ip", "netns", "exec", ns("user"), "curl", "-sS", "--max-time", "2", "http://192.168.77.10/"], quiet: true))
+            ?? ""
         print(direct.isEmpty ? "no route: as expected, the private network is not reachable from outside" : direct)
 
         step("Through Postern: curl http://203.0.113.10:8080/ from the user's host")

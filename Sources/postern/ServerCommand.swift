@@ -91,13 +91,15 @@ struct ServerCommand: AsyncParsableCommand {
         }
         if let admin = adminEndpoint, case .ip(let ip) = admin.host, !ip.isLoopback, adminToken == nil {
             throw ValidationError(
-                "the admin API on \(admin) would be reachable from the network: give --admin-token-file (or POSTERN_ADMIN_TOKEN), or bind it to 127.0.0.1")
+                "the admin API on \(admin) would be reachable from the network: give --admin-token-file (or POSTERN_ADMIN_TOKEN), or bind it to 127.0.0.1"
+            )
         }
         let specs = try (try section?.strings("forwards") ?? []) + forward
         let forwards = try specs.map { try ForwardSpec(parsing: $0) }
         var settings = SessionSettings()
-        try Timing.apply(keepalive: try keepalive ?? section?.seconds("keepalive"),
-                         deadTimeout: try deadTimeout ?? section?.seconds("dead-timeout"), to: &settings)
+        try Timing.apply(
+            keepalive: try keepalive ?? section?.seconds("keepalive"),
+            deadTimeout: try deadTimeout ?? section?.seconds("dead-timeout"), to: &settings)
         var configuration = ServerConfiguration(
             listen: listenEndpoint, secrets: secrets, admin: adminEndpoint, forwards: forwards, settings: settings,
             transport: PlainTransport(), softwareVersion: Postern.version)

@@ -1,7 +1,7 @@
 import Dispatch
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Runs `action` once on SIGINT or SIGTERM, so services stop cleanly (GOAWAY, ports closed).
