@@ -195,7 +195,7 @@ public final class TunnelSession: ChannelInboundHandler {
     public func errorCaught(context: ChannelHandlerContext, error: Error) {
         if let wire = error as? WireError {
             // A frame we cannot accept ends the session with the reason, never the process.
-            let code: ErrorCode = established == nil ? .protocolError : .protocolError
+            let code = ErrorCode.protocolError
             logger.warning("malformed input from \(remoteAddress?.display ?? "peer"): \(wire)")
             if established == nil {
                 send(.refused(.init(code: code, message: wire.description)))
