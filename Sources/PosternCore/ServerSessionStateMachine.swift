@@ -16,14 +16,12 @@ public struct ServerSessionStateMachine: Sendable {
     private let handshakeDeadline: NIODeadline
     private let sessionID: UInt64
     private let serverNonce: [UInt8]
-    private let softwareVersion: String
 
     /// `serverNonce` must be 32 fresh random bytes; `sessionID` unique per server run.
-    public init(settings: SessionSettings, sessionID: UInt64, serverNonce: [UInt8], softwareVersion: String, now: NIODeadline) {
+    public init(settings: SessionSettings, sessionID: UInt64, serverNonce: [UInt8], now: NIODeadline) {
         self.settings = settings
         self.sessionID = sessionID
         self.serverNonce = serverNonce
-        self.softwareVersion = softwareVersion
         self.handshakeDeadline = now + settings.handshakeTimeout
     }
 

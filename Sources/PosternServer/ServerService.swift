@@ -134,7 +134,7 @@ public final class ServerService: @unchecked Sendable {
         let secrets = configuration.secrets
         let machine = ServerSessionStateMachine(
             settings: configuration.settings, sessionID: id, serverNonce: Nonce.make(),
-            softwareVersion: configuration.softwareVersion, now: .now())
+            now: .now())
         let session = TunnelSession(
             role: .server(machine, secretFor: { secrets.secret(for: $0) }),
             settings: configuration.settings, eventLoop: eventLoop, logger: logger)

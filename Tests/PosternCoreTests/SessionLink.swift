@@ -244,8 +244,7 @@ enum Fixture {
     ) -> SessionLink {
         SessionLink(
             server: ServerSessionStateMachine(
-                settings: serverSettings, sessionID: sessionID, serverNonce: serverNonce, softwareVersion: "server-1.0",
-                now: now),
+                settings: serverSettings, sessionID: sessionID, serverNonce: serverNonce, now: now),
             mediator: MediatorSessionStateMachine(
                 name: name, secret: mediatorSecret, nonce: mediatorNonce, softwareVersion: "mediator-1.0",
                 settings: mediatorSettings),

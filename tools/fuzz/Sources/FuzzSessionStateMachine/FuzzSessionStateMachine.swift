@@ -157,7 +157,7 @@ struct Harness {
 
     init(settings: Settings) {
         server = ServerSessionStateMachine(
-            settings: settings.server, sessionID: sessionID, serverNonce: serverNonce, softwareVersion: "fuzz-server", now: now)
+            settings: settings.server, sessionID: sessionID, serverNonce: serverNonce, now: now)
         mediator = MediatorSessionStateMachine(
             name: "acme", secret: secret, nonce: mediatorNonce, softwareVersion: "fuzz-mediator", settings: settings.mediator)
         ends = [EndState(settings: settings.server), EndState(settings: settings.mediator)]
