@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
     ],
     targets: [
         .systemLibrary(
@@ -58,6 +60,20 @@ let package = Package(
             swiftSettings: ioSettings
         ),
         .target(
+            name: "PosternTLS",
+            dependencies: [
+                "PosternTunnel", "PosternCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: ioSettings
+        ),
+        .target(
             name: "PosternServer",
             dependencies: [
                 "PosternTunnel", "PosternCore", "PosternWire",
@@ -81,7 +97,7 @@ let package = Package(
         .executableTarget(
             name: "postern",
             dependencies: [
-                "PosternServer", "PosternMediator", "PosternCore", "PosternWire",
+                "PosternServer", "PosternMediator", "PosternTLS", "PosternCore", "PosternWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -102,6 +118,15 @@ let package = Package(
         .testTarget(
             name: "PosternServerTests",
             dependencies: ["PosternServer", "PosternCore", "PosternWire"]
+        ),
+        .testTarget(
+            name: "PosternTLSTests",
+            dependencies: [
+                "PosternTLS", "PosternTunnel", "PosternCore",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: ioSettings
         ),
         .testTarget(
             name: "PosternNetlinkTests",

@@ -19,6 +19,9 @@ public struct MediatorSessionStateMachine: Sendable {
     private let settings: SessionSettings
     private let softwareVersion: String
     private var handshakeDeadline: NIODeadline = .distantFuture
+    /// The server key fingerprint the TLS handshake presented (empty on plain TCP): set before CHALLENGE
+    /// arrives, mixed into both proofs (docs/protocol.md §4.2).
+    public var channelBinding: [UInt8] = []
 
     public init(name: String, secret: [UInt8], nonce: [UInt8], softwareVersion: String, settings: SessionSettings) {
         self.name = name
@@ -58,7 +61,8 @@ public struct MediatorSessionStateMachine: Sendable {
                     return fail(.versionMismatch, "server speaks protocol \(c.version), mediator speaks \(Frame.protocolVersion)")
                 }
                 state = .awaitingWelcome(serverNonce: c.nonce)
-                let proof = Proof.compute(role: .mediator, secret: secret, serverNonce: c.nonce, mediatorNonce: nonce, name: name)
+                let proof = Proof.compute(
+                    role: .mediator, secret: secret, serverNonce: c.nonce, mediatorNonce: nonce, binding: channelBinding, name: name)
                 return [.send(.authenticate(.init(proof: proof)))]
             case .refused(let r):
                 state = .closed
@@ -69,9 +73,12 @@ public struct MediatorSessionStateMachine: Sendable {
         case .awaitingWelcome(let serverNonce):
             switch frame {
             case .welcome(let w):
-                let expected = Proof.compute(role: .server, secret: secret, serverNonce: serverNonce, mediatorNonce: nonce, name: name)
+                let expected = Proof.compute(
+                    role: .server, secret: secret, serverNonce: serverNonce, mediatorNonce: nonce, binding: channelBinding, name: name)
                 guard Proof.constantTimeEqual(expected, w.proof) else {
-                    return fail(.authenticationFailed, "the server does not know this mediator's secret")
+                    return fail(
+                        .authenticationFailed,
+                        "the server's proof is wrong: it does not know this mediator's secret, or a TLS interceptor sits in the path")
                 }
                 guard w.keepaliveIntervalMillis > 0, w.deadTimeoutMillis > 0, w.initialWindow > 0, w.maxPayload >= 1024 else {
                     return fail(.protocolError, "WELCOME carries zero timing or window values")

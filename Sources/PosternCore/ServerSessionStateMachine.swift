@@ -16,10 +16,13 @@ public struct ServerSessionStateMachine: Sendable {
     private let handshakeDeadline: NIODeadline
     private let sessionID: UInt64
     private let serverNonce: [UInt8]
+    /// This server's TLS key fingerprint (empty on plain TCP), mixed into both proofs (docs/protocol.md §4.2).
+    private let channelBinding: [UInt8]
 
     /// `serverNonce` must be 32 fresh random bytes; `sessionID` unique per server run.
-    public init(settings: SessionSettings, sessionID: UInt64, serverNonce: [UInt8], now: NIODeadline) {
+    public init(settings: SessionSettings, sessionID: UInt64, serverNonce: [UInt8], channelBinding: [UInt8] = [], now: NIODeadline) {
         self.settings = settings
+        self.channelBinding = channelBinding
         self.sessionID = sessionID
         self.serverNonce = serverNonce
         self.handshakeDeadline = now + settings.handshakeTimeout
@@ -72,12 +75,19 @@ public struct ServerSessionStateMachine: Sendable {
                 return fail(.protocolError, "expected AUTHENTICATE, got \(frame.name)")
             }
             let expected = Proof.compute(
-                role: .mediator, secret: secret, serverNonce: serverNonce, mediatorNonce: hello.nonce, name: hello.name)
+                role: .mediator, secret: secret, serverNonce: serverNonce, mediatorNonce: hello.nonce, binding: channelBinding,
+                name: hello.name)
             guard Proof.constantTimeEqual(expected, auth.proof) else {
-                return fail(.authenticationFailed, "wrong secret for mediator '\(hello.name)'")
+                return fail(
+                    .authenticationFailed,
+                    channelBinding.isEmpty
+                        ? "wrong secret for mediator '\(hello.name)'"
+                        : "wrong proof from mediator '\(hello.name)': a wrong secret, or a TLS interceptor in the path (the mediator saw another server key)"
+                )
             }
             let proof = Proof.compute(
-                role: .server, secret: secret, serverNonce: serverNonce, mediatorNonce: hello.nonce, name: hello.name)
+                role: .server, secret: secret, serverNonce: serverNonce, mediatorNonce: hello.nonce, binding: channelBinding,
+                name: hello.name)
             state = .established(Liveness(interval: settings.keepaliveInterval, deadTimeout: settings.deadTimeout, now: now))
             let welcome = Frame.Welcome(
                 sessionID: sessionID, proof: proof,

@@ -14,6 +14,10 @@ public struct SessionSettings: Hashable, Sendable {
     public var initialWindow: UInt32 = 4 << 20
     /// Largest payload accepted in one frame.
     public var maxPayload: UInt32 = FrameDecoder.defaultMaxPayload
+    /// Bytes all ports of one session may hold received from the peer but not yet written to their
+    /// sockets. Each port is bounded by its window; this bounds their sum: a DATA frame that would pass
+    /// it resets its port with `limitExceeded`, and the other ports keep going.
+    public var maxBufferedBytes: Int = 256 << 20
 
     public init() {}
 }

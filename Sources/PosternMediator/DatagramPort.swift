@@ -3,9 +3,11 @@ import PosternCore
 import PosternTunnel
 import PosternWire
 
-/// A UDP port opened by OPEN: every datagram that arrives goes to the server as DATAGRAM with its
-/// sender; every DATAGRAM from the server is sent to its destination, if the policy allows it or
-/// the destination is a LAN peer that sent to this port (a reply, as a stateful firewall allows).
+/// A UDP port opened by OPEN, filtered like a stateful firewall. A DATAGRAM from the server is sent if
+/// the policy allows its destination or the destination is a known peer (one that sent to this port).
+/// A datagram that arrives goes to the server as DATAGRAM with its sender if the sender is a peer this
+/// port sent to (a reply), or if the mediator exposes its LAN (`--allow-listen` or `--allow-redirect`:
+/// reverse UDP forwards); others are dropped and counted.
 final class DatagramPort: ChannelInboundHandler, TunnelPort {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
@@ -15,9 +17,10 @@ final class DatagramPort: ChannelInboundHandler, TunnelPort {
     private let policy: Policy
     private var context: ChannelHandlerContext?
     private(set) var dropped: UInt64 = 0
-    /// Peers that sent datagrams to this port, so replies to them pass the policy. Bounded: the
+    /// Peers this port exchanged datagrams with, so replies pass the policy both ways. Bounded: the
     /// oldest half is forgotten when it fills.
     private var senders: [Endpoint: UInt64] = [:]
+    private var loggedUnsolicited = false
     private var sequence: UInt64 = 0
     private let maxSenders = 4096
     var local: Endpoint
@@ -35,6 +38,15 @@ final class DatagramPort: ChannelInboundHandler, TunnelPort {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         guard let peer = envelope.remoteAddress.endpoint else { return }
+        guard senders[peer] != nil || policy.listenEnabled || policy.redirectEnabled else {
+            dropped &+= 1
+            if !loggedUnsolicited {
+                loggedUnsolicited = true
+                session.logger.warning(
+                    "port \(portID): unsolicited datagram from \(peer) dropped by policy (--allow-listen or --allow-redirect is off)")
+            }
+            return
+        }
         remember(peer)
         // Datagrams have no flow control: when the tunnel is full they are dropped, as a router would.
         guard session.isWritable, envelope.data.readableBytes <= session.maxDataPayload - 32 else {
@@ -54,6 +66,7 @@ final class DatagramPort: ChannelInboundHandler, TunnelPort {
             return
         }
         guard let remote = try? SocketAddress(ipAddress: address, port: d.peer.port) else { return }
+        remember(d.peer)
         context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: d.bytes)), promise: nil)
     }
 

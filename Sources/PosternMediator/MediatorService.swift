@@ -54,7 +54,9 @@ public final class MediatorService: @unchecked Sendable {
 
     public struct Refused: Error, CustomStringConvertible {
         public var end: SessionEnd
-        public var description: String { "the server refused this mediator: \(end.message) (\(end.code))" }
+        public var description: String {
+            end.byPeer ? "the server refused this mediator: \(end.message) (\(end.code))" : "stopped: \(end.message)"
+        }
     }
 
     private func dial() {
@@ -87,9 +89,11 @@ public final class MediatorService: @unchecked Sendable {
             .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.tunnelAllocator)
             .channelInitializer { channel in
                 do {
-                    let transport = try configuration.transport.clientHandlers(serverHost: configuration.serverHost)
+                    let transport = try configuration.transport.clientConnection(
+                        serverHost: configuration.serverHost, serverPort: configuration.serverPort)
+                    session.transport = transport
                     return channel.pipeline.addHandlers(
-                        transport + [
+                        transport.handlers + [
                             ByteToMessageHandler(FrameDecoderHandler(maxPayload: configuration.settings.maxPayload)),
                             session,
                         ])
@@ -114,7 +118,7 @@ public final class MediatorService: @unchecked Sendable {
         switch end.code {
         case .authenticationFailed, .unknownMediator, .versionMismatch:
             // Retrying cannot help until someone fixes the configuration: say so and stop.
-            logger.error("refused by the server: \(end.message)")
+            logger.error("\(end.byPeer ? "refused by the server" : "giving up"): \(end.message)")
             stopping = true
             finished.fail(Refused(end: end))
             return

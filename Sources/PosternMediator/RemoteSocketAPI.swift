@@ -45,6 +45,10 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         switch frame {
         case .open(let o): open(o, session)
         case .redirect(let r):
+            guard configuration.policy.redirectEnabled else {
+                logger.warning("redirect of \(r.address):\(r.port) denied by policy (--allow-redirect is off)")
+                return fail(session, r.requestID, .deniedByPolicy, EACCES, "this mediator does not allow redirect (--allow-redirect)")
+            }
             fail(
                 session, r.requestID, .notSupported, 0,
                 "redirect needs a UDP channel, which this protocol version reserves but this mediator does not run yet")
@@ -251,8 +255,8 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
 
     private func listen(_ l: Frame.Listen, _ session: TunnelSession) {
         guard configuration.policy.listenEnabled else {
-            logger.warning("listen on port \(l.portID) denied by policy")
-            return fail(session, l.requestID, .deniedByPolicy, EACCES, "this mediator does not allow listening")
+            logger.warning("listen on port \(l.portID) denied by policy (--allow-listen is off)")
+            return fail(session, l.requestID, .deniedByPolicy, EACCES, "this mediator does not allow listening (--allow-listen)")
         }
         guard let port = ports[l.portID] else {
             return fail(session, l.requestID, .noSuchPort, 0, "no port \(l.portID)")

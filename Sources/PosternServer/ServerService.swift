@@ -105,10 +105,11 @@ public final class ServerService: @unchecked Sendable {
             .childChannelOption(ChannelOptions.recvAllocator, value: RelayBuffers.tunnelAllocator)
             .childChannelInitializer { [self] channel in
                 do {
-                    let transport = try configuration.transport.serverHandlers()
+                    let transport = try configuration.transport.serverConnection()
                     let session = makeSession()
+                    session.transport = transport
                     return channel.pipeline.addHandlers(
-                        transport + [
+                        transport.handlers + [
                             ByteToMessageHandler(FrameDecoderHandler(maxPayload: configuration.settings.maxPayload)),
                             session,
                         ])
@@ -134,7 +135,7 @@ public final class ServerService: @unchecked Sendable {
         let secrets = configuration.secrets
         let machine = ServerSessionStateMachine(
             settings: configuration.settings, sessionID: id, serverNonce: Nonce.make(),
-            now: .now())
+            channelBinding: configuration.transport.serverChannelBinding, now: .now())
         let session = TunnelSession(
             role: .server(machine, secretFor: { secrets.secret(for: $0) }),
             settings: configuration.settings, eventLoop: eventLoop, logger: logger)

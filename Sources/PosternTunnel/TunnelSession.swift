@@ -31,6 +31,8 @@ public final class TunnelSession: ChannelInboundHandler {
     /// Local settings: our receive window and frame limit.
     public let settings: SessionSettings
     public private(set) var remoteAddress: SocketAddress?
+    /// The transport of this connection: its channel binding feeds the proofs (mediator end).
+    public var transport: TransportConnection?
 
     private var role: Role
     private var context: ChannelHandlerContext?
@@ -42,6 +44,10 @@ public final class TunnelSession: ChannelInboundHandler {
     private var flushScheduled = false
     private var inRead = false
     private let now: () -> NIODeadline
+
+    /// Bytes received for this session's ports and not yet written to their sockets (bounded by
+    /// `settings.maxBufferedBytes`).
+    public private(set) var bufferedBytes = 0
 
     /// Counters for the admin API.
     public private(set) var bytesIn: UInt64 = 0
@@ -77,6 +83,17 @@ public final class TunnelSession: ChannelInboundHandler {
     /// A port holds data until the tunnel drains; it is called back with `tunnelBecameWritable`.
     public func waitForWritable(_ port: TunnelPort) {
         blocked[ObjectIdentifier(port)] = port
+    }
+
+    /// Takes `n` bytes of the session's receive budget; false when that would pass the limit.
+    public func reserveBuffer(_ n: Int) -> Bool {
+        guard bufferedBytes + n <= settings.maxBufferedBytes else { return false }
+        bufferedBytes += n
+        return true
+    }
+
+    public func releaseBuffer(_ n: Int) {
+        bufferedBytes -= n
     }
 
     // MARK: - Sending
@@ -171,6 +188,7 @@ public final class TunnelSession: ChannelInboundHandler {
             actions = m.receive(frame, now: now(), secretFor: secretFor)
             role = .server(m, secretFor: secretFor)
         case .mediator(var m):
+            if established == nil, let transport { m.channelBinding = transport.channelBinding }
             actions = m.receive(frame, now: now())
             role = .mediator(m)
         }
@@ -203,6 +221,10 @@ public final class TunnelSession: ChannelInboundHandler {
             } else {
                 goAway(code, wire.description)
             }
+        } else if let t = error as? TransportError {
+            // A fatal transport error (a key other than the pinned one) must not be retried.
+            finish(SessionEnd(code: t.fatal ? .authenticationFailed : .connectionReset, message: t.description))
+            context.close(promise: nil)
         } else {
             finish(SessionEnd(code: .connectionReset, message: "tunnel connection failed: \(error)"))
         }
@@ -222,6 +244,7 @@ public final class TunnelSession: ChannelInboundHandler {
                 send(frame)
             case .established(let info):
                 established = info
+                if case .mediator = role { transport?.authenticated() }
                 delegate?.sessionEstablished(self, info)
             case .deliver(let frame):
                 deliver(frame)

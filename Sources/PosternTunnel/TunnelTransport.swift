@@ -1,20 +1,74 @@
 import NIOCore
 
-/// What carries the tunnel's bytes: the handlers between the socket and the frame codec. Plain TCP
-/// adds none; TLS adds its handler. Nothing above the codec knows which one is in use.
+/// What carries the tunnel's bytes: the handlers between the socket and the frame codec. TLS adds its
+/// handler; plain TCP (`--insecure`) adds none. Nothing above the codec knows which one is in use.
 public protocol TunnelTransport: Sendable {
     /// Shown in logs ("plain TCP", "TLS 1.3").
     var name: String { get }
-    /// Handlers for the mediator's (client) end, socket side first.
-    func clientHandlers(serverHost: String) throws -> [ChannelHandler]
-    /// Handlers for the server's end, socket side first.
-    func serverHandlers() throws -> [ChannelHandler]
+    /// One new connection at the mediator's (client) end. `server` is "HOST:PORT" as configured.
+    func clientConnection(serverHost: String, serverPort: Int) throws -> TransportConnection
+    /// One new connection at the server's end.
+    func serverConnection() throws -> TransportConnection
+    /// What the server binds both proofs to: its own key fingerprint; empty on plain TCP.
+    var serverChannelBinding: [UInt8] { get }
 }
 
-/// Frames straight on TCP. Only for `--insecure` setups and the lab: nothing is encrypted.
+/// One connection's transport handlers and what its handshake learned. Loop-confined, like the channel.
+public final class TransportConnection {
+    public let handlers: [ChannelHandler]
+    /// Mediator end: the server key fingerprint the handshake presented (empty on plain TCP). The
+    /// session machine mixes it into both proofs.
+    public var channelBinding: [UInt8] = []
+    /// Mediator end: called once the server has proved it knows the secret (trust on first use records
+    /// the key here, never earlier).
+    public var authenticated: () -> Void = {}
+
+    public init(handlers: [ChannelHandler]) {
+        self.handlers = handlers
+    }
+}
+
+/// A transport failure with a sentence for the log, raised through the pipeline by the transport.
+public struct TransportError: Error, CustomStringConvertible {
+    public var description: String
+    /// Retrying cannot help (the server presented a key other than the pinned one): the mediator stops.
+    public var fatal: Bool
+
+    public init(_ description: String, fatal: Bool = false) {
+        self.description = description
+        self.fatal = fatal
+    }
+}
+
+/// Frames straight on TCP. Only for `--insecure` setups: nothing is encrypted or pinned.
 public struct PlainTransport: TunnelTransport {
     public init() {}
-    public var name: String { "plain TCP" }
-    public func clientHandlers(serverHost: String) throws -> [ChannelHandler] { [] }
-    public func serverHandlers() throws -> [ChannelHandler] { [] }
+    public var name: String { "plain TCP (--insecure: not encrypted)" }
+    public func clientConnection(serverHost: String, serverPort: Int) throws -> TransportConnection {
+        TransportConnection(handlers: [PlainPeerCheck()])
+    }
+    public func serverConnection() throws -> TransportConnection { TransportConnection(handlers: [PlainPeerCheck()]) }
+    public var serverChannelBinding: [UInt8] { [] }
+}
+
+/// On a plain tunnel, a peer that opens with a TLS record is a peer configured for TLS: say so instead
+/// of reporting an unknown frame type.
+final class PlainPeerCheck: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        // A TLS record header: handshake (22) or alert (21), version 3.x.
+        if buffer.readableBytes >= 2, let type = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self),
+            type == 22 || type == 21, buffer.getInteger(at: buffer.readerIndex + 1, as: UInt8.self) == 3
+        {
+            context.fireErrorCaught(
+                TransportError("the peer speaks TLS but this end runs --insecure (plain TCP): use TLS on both ends, or --insecure on both"))
+            context.close(promise: nil)
+            return
+        }
+        context.fireChannelRead(data)
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
 }

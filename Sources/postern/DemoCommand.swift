@@ -64,11 +64,16 @@ struct DemoCommand: ParsableCommand {
         step("Starting an HTTP server on a LAN host (192.168.77.10:80)")
         _ = try start("lanhost", "http.log", ["python3", "-m", "http.server", "80", "--bind", "192.168.77.10", "--directory", site.path])
 
-        step("Starting the server on the public side: service port 7000, forward 203.0.113.10:8080 -> acme/192.168.77.10:80")
+        let state = work.appendingPathComponent("state").path
+        step("Making the server's TLS key; the mediator will pin its fingerprint (postern fingerprint)")
+        let fingerprint = try Self.shell([me, "fingerprint", "--state-dir", state]).trimmingCharacters(in: .whitespacesAndNewlines)
+        print(fingerprint)
+
+        step("Starting the server on the public side: TLS service port 7000, forward 203.0.113.10:8080 -> acme/192.168.77.10:80")
         _ = try start(
             "wan", "server.log",
             [
-                me, "server", "--listen", "0.0.0.0:7000", "--secret-file", secret.path,
+                me, "server", "--listen", "0.0.0.0:7000", "--secret-file", secret.path, "--state-dir", state,
                 "--admin", "127.0.0.1:7070", "--forward", "tcp:0.0.0.0:8080=acme/192.168.77.10:80",
             ])
 
@@ -77,7 +82,7 @@ struct DemoCommand: ParsableCommand {
             "lan", "mediator.log",
             [
                 me, "mediator", "--server", "203.0.113.10:7000", "--name", "acme",
-                "--secret-file", secret.path, "--allow", "192.168.77.0/24",
+                "--secret-file", secret.path, "--allow", "192.168.77.0/24", "--server-fingerprint", fingerprint,
             ])
 
         var connected = false

@@ -23,8 +23,35 @@ struct MediatorCommand: AsyncParsableCommand {
     @Option(help: "Destinations CONNECT may reach: CIDR[:PORTS], e.g. 192.168.77.0/24:80,443 (repeatable; none = any).")
     var allow: [String] = []
 
-    @Flag(help: "Refuse LISTEN requests (no port of this network is exposed to the server's side).")
-    var noListen = false
+    @Flag(
+        help:
+            "Let the server expose this network's ports: LISTEN, and unsolicited datagrams on opened UDP ports (reverse forwards). Off by default."
+    )
+    var allowListen = false
+
+    @Flag(help: "Let the server REDIRECT LAN datagrams to a UDP channel (also admits unsolicited datagrams). Off by default.")
+    var allowRedirect = false
+
+    @Flag(help: "Plain TCP to the server, no TLS: relayed data is not encrypted. The server must run --insecure too.")
+    var insecure = false
+
+    @Option(help: "The server's TLS key fingerprint (sha256:HEX, as 'postern server' prints it): trust only this key.")
+    var serverFingerprint: String?
+
+    @Option(help: "Trust-on-first-use record of server keys (default STATE_DIR/known_servers); a changed key is refused.")
+    var knownServers: String?
+
+    @Option(help: "Trust a server certificate issued by this CA (PEM) that names the --server host, instead of pinning.")
+    var caFile: String?
+
+    @Option(help: "TLS client certificate (PEM) for servers that require one (--mediator-ca there).")
+    var tlsCert: String?
+
+    @Option(help: "Private key (PEM) for --tls-cert.")
+    var tlsKey: String?
+
+    @Option(help: "Directory for the known-servers file (default $POSTERN_STATE_DIR, /var/lib/postern as root).")
+    var stateDir: String?
 
     @Option(help: "Ports the server may make this mediator hold at once (default 4096).")
     var maxPorts: Int?
@@ -58,7 +85,11 @@ struct MediatorCommand: AsyncParsableCommand {
 
     func makeConfiguration(logger: Logger) throws -> MediatorConfiguration {
         let section = try config.map { try ConfigFile(path: $0) }?.section(
-            "mediator", allowed: ["server", "name", "secret-file", "allow", "listen", "max-ports", "max-pending-connects"])
+            "mediator",
+            allowed: [
+                "server", "name", "secret-file", "allow", "allow-listen", "allow-redirect", "max-ports", "max-pending-connects",
+                "insecure", "server-fingerprint", "known-servers", "ca-file", "tls-cert", "tls-key", "state-dir",
+            ])
         guard let serverText = try server ?? section?.string("server") else {
             throw ValidationError("--server HOST:PORT is required (or server in the config file)")
         }
@@ -77,7 +108,8 @@ struct MediatorCommand: AsyncParsableCommand {
         let rules = try (try section?.strings("allow") ?? []) + allow
         let policy = Policy(
             allow: try rules.map { try AllowRule(parsing: $0) },
-            listenEnabled: try !noListen && (section?.bool("listen") ?? true))
+            listenEnabled: try allowListen || (section?.bool("allow-listen") ?? false),
+            redirectEnabled: try allowRedirect || (section?.bool("allow-redirect") ?? false))
         let host: String
         switch endpoint.host {
         case .ip(let a): host = a.description
@@ -85,6 +117,15 @@ struct MediatorCommand: AsyncParsableCommand {
         }
         var configuration = MediatorConfiguration(
             serverHost: host, serverPort: Int(endpoint.port), name: name, secret: secret, policy: policy,
+            transport: try MediatorTransportOptions(
+                insecure: try insecure || (section?.bool("insecure") ?? false),
+                serverFingerprint: try serverFingerprint ?? section?.string("server-fingerprint"),
+                knownServersFile: try knownServers ?? section?.string("known-servers"),
+                stateDirectory: try stateDir ?? section?.string("state-dir"),
+                caFile: try caFile ?? section?.string("ca-file"),
+                certificateFile: try tlsCert ?? section?.string("tls-cert"),
+                keyFile: try tlsKey ?? section?.string("tls-key")
+            ).make(logger: logger),
             softwareVersion: Postern.version)
         if let n = try maxPorts ?? section?.int("max-ports") {
             guard (1...1_000_000).contains(n) else { throw ValidationError("--max-ports must be 1-1000000") }

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import PosternCore
 import PosternServer
+import PosternTLS
 import PosternTunnel
 import PosternWire
 
@@ -37,6 +38,21 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Seconds of silence after which a tunnel is declared dead (default 30).")
     var deadTimeout: Double?
 
+    @Flag(help: "Plain TCP on the service port, no TLS: relayed data is not encrypted. For tests and trusted links only.")
+    var insecure = false
+
+    @Option(help: "TLS certificate chain (PEM, leaf first), e.g. from a CA. Default: a self-signed one made in the state directory.")
+    var tlsCert: String?
+
+    @Option(help: "TLS private key (PEM) for --tls-cert; must not be readable by other users.")
+    var tlsKey: String?
+
+    @Option(help: "Directory for the generated TLS key and certificate (default $POSTERN_STATE_DIR, /var/lib/postern as root).")
+    var stateDir: String?
+
+    @Option(help: "Require mediators to present a TLS certificate issued by this CA (PEM): mutual TLS.")
+    var mediatorCa: String?
+
     @OptionGroup var log: LogOptions
 
     func run() async throws {
@@ -47,6 +63,11 @@ struct ServerCommand: AsyncParsableCommand {
         } catch {
             logger.error("\(error)")
             throw ExitCode(2)
+        }
+        if let tls = configuration.transport as? TLSServerTransport {
+            // On stdout, for whoever sets up mediators: this is what they pin.
+            print("TLS key fingerprint: \(tls.identity.fingerprint)  (mediators pin it with --server-fingerprint)")
+            fflush(stdout)
         }
         let service = ServerService(configuration: configuration, logger: logger)
         do {
@@ -63,7 +84,11 @@ struct ServerCommand: AsyncParsableCommand {
 
     func makeConfiguration(logger: Logger) throws -> ServerConfiguration {
         let section = try config.map { try ConfigFile(path: $0) }?.section(
-            "server", allowed: ["listen", "secret-file", "admin", "admin-token-file", "forwards", "keepalive", "dead-timeout"])
+            "server",
+            allowed: [
+                "listen", "secret-file", "admin", "admin-token-file", "forwards", "keepalive", "dead-timeout",
+                "insecure", "tls-cert", "tls-key", "state-dir", "mediator-ca",
+            ])
         guard let listenText = try listen ?? section?.string("listen") else {
             throw ValidationError("--listen ADDR:PORT is required (or listen in the config file)")
         }
@@ -102,7 +127,14 @@ struct ServerCommand: AsyncParsableCommand {
             deadTimeout: try deadTimeout ?? section?.seconds("dead-timeout"), to: &settings)
         var configuration = ServerConfiguration(
             listen: listenEndpoint, secrets: secrets, admin: adminEndpoint, forwards: forwards, settings: settings,
-            transport: PlainTransport(), softwareVersion: Postern.version)
+            transport: try ServerTransportOptions(
+                insecure: insecure || (section?.bool("insecure") ?? false),
+                certificateFile: try tlsCert ?? section?.string("tls-cert"),
+                keyFile: try tlsKey ?? section?.string("tls-key"),
+                stateDirectory: try stateDir ?? section?.string("state-dir"),
+                mediatorCAFile: try mediatorCa ?? section?.string("mediator-ca")
+            ).make(logger: logger),
+            softwareVersion: Postern.version)
         configuration.adminToken = adminToken
         return configuration
     }

@@ -47,4 +47,12 @@ final class PolicyTests: XCTestCase {
         XCTAssertFalse(restricted.listenEnabled)
         XCTAssertTrue(restricted.allowsConnect(to: ip("10.0.0.1"), port: 1), "listen and connect are separate")
     }
+
+    func testListenAndRedirectAreOffUnlessEnabled() {
+        let policy = Policy()
+        XCTAssertFalse(policy.listenEnabled)
+        XCTAssertFalse(policy.redirectEnabled)
+        XCTAssertTrue(Policy(redirectEnabled: true).redirectEnabled)
+        XCTAssertFalse(Policy(redirectEnabled: true).listenEnabled, "redirect does not imply listen")
+    }
 }

@@ -240,11 +240,11 @@ enum Fixture {
         name: String = "acme", mediatorSecret: [UInt8] = secret,
         serverSecrets: @escaping (String) -> [UInt8]? = { $0 == "acme" ? Fixture.secret : nil },
         serverSettings: SessionSettings = serverSettings, mediatorSettings: SessionSettings = mediatorSettings,
-        now: NIODeadline = t0
+        serverBinding: [UInt8] = [], now: NIODeadline = t0
     ) -> SessionLink {
         SessionLink(
             server: ServerSessionStateMachine(
-                settings: serverSettings, sessionID: sessionID, serverNonce: serverNonce, now: now),
+                settings: serverSettings, sessionID: sessionID, serverNonce: serverNonce, channelBinding: serverBinding, now: now),
             mediator: MediatorSessionStateMachine(
                 name: name, secret: mediatorSecret, nonce: mediatorNonce, softwareVersion: "mediator-1.0",
                 settings: mediatorSettings),

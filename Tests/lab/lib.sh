@@ -109,7 +109,7 @@ fail() {
 #   write_secret FILE SECRET        # mode 600
 #   start_server LOG [ARGS...]      # in wan: --listen 0.0.0.0:7000 --secret-file $TEST_TMP/secret
 #   start_mediator LOG [ARGS...]    # in lan: --server 203.0.113.10:7000 --name acme ...
-#   wait_mediator [NAME] [TIMEOUT]  # until `ctl mediators` lists NAME
+#   wait_mediator [NAME] [TIMEOUT] [ADMIN_URL]  # until `ctl mediators` lists NAME
 #   ctl ARGS...                     # postern ctl in wan (the admin API is on wan's loopback)
 #   wait_listen NS PORT [tcp|udp] [TIMEOUT]   # until a socket listens on PORT in NS
 #   last_bg_pid                     # PID (= process group) of the last `bg`
@@ -131,6 +131,9 @@ postern_setup() {
     find_postern
     lab_setup
     write_secret "$TEST_TMP/secret" "lab-secret-$RANDOM$RANDOM"
+    # The server's generated TLS key and the mediator's known-servers file live with the test, so a
+    # test never reads or leaves state in /var/lib/postern.
+    export POSTERN_STATE_DIR="$TEST_TMP/state"
 }
 
 write_secret() {
@@ -156,8 +159,8 @@ start_mediator() {
 ctl() { lab exec wan "$POSTERN_BIN" ctl "$@"; }
 
 wait_mediator() {
-    local name=${1:-acme} end=$((SECONDS + ${2:-10}))
-    until ctl mediators --json 2>/dev/null | grep -q "\"name\" : \"$name\""; do
+    local name=${1:-acme} end=$((SECONDS + ${2:-10})) admin=${3:-http://127.0.0.1:7070}
+    until ctl --admin "$admin" mediators --json 2>/dev/null | grep -q "\"name\" : \"$name\""; do
         ((SECONDS < end)) || fail "mediator '$name' did not connect within ${2:-10}s"
         sleep 0.1
     done

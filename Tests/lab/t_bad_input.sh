@@ -88,8 +88,8 @@ grep -Eq 'Fatal error|Assertion|Segmentation' "$TEST_TMP/server.log" && fail "th
 write_secret "$TEST_TMP/wrong" "not-the-secret"
 expect_exit "mediator with a wrong secret" 1 wrongsecret 'refused' \
     "${med[@]}" --server 203.0.113.10:7000 --name acme --secret-file "$TEST_TMP/wrong"
-grep -q "wrong secret for mediator 'acme'" "$TEST_TMP/wrongsecret.log" || fail "the mediator log does not say why: $(cat "$TEST_TMP/wrongsecret.log")"
-wait_log "$TEST_TMP/server.log" "wrong secret for mediator 'acme'" 3
+grep -q "wrong proof from mediator 'acme': a wrong secret" "$TEST_TMP/wrongsecret.log" || fail "the mediator log does not say why: $(cat "$TEST_TMP/wrongsecret.log")"
+wait_log "$TEST_TMP/server.log" "wrong proof from mediator 'acme': a wrong secret" 3
 grep "wrong secret" "$TEST_TMP/server.log" | tail -1
 # The genuine acme was not disturbed by the impostor.
 wait_mediator acme 1
@@ -106,7 +106,7 @@ expect_exit "unknown mediator name" 1 ghost 'refused' \
 grep -q "no mediator named 'ghost'" "$TEST_TMP/ghost.log" || fail "mediator log does not name the reason: $(cat "$TEST_TMP/ghost.log")"
 wait_log "$TEST_TMP/server_book.log" "no mediator named 'ghost'" 3
 # beta's secret is not acme's.
-expect_exit "acme with beta's secret" 1 crossed "wrong secret for mediator 'acme'" \
+expect_exit "acme with beta's secret" 1 crossed "wrong proof from mediator 'acme'" \
     "${med[@]}" --server 203.0.113.10:7001 --name acme --secret-file "$TEST_TMP/beta"
 # and beta with its own secret is welcome.
 bg lan beta "$POSTERN_BIN" mediator --server 203.0.113.10:7001 --name beta --secret-file "$TEST_TMP/beta"

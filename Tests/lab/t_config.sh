@@ -27,7 +27,7 @@ server = "203.0.113.10:7000"
 name = "acme"
 secret-file = "$TEST_TMP/secret"
 allow = ["192.168.77.10/32:80", "192.168.77.10/32:5353"]
-listen = true
+allow-listen = true
 EOF2
 
 # shellcheck disable=SC2016

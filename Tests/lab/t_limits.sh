@@ -24,16 +24,16 @@ PY
 start_server server --forward tcp:0.0.0.0:8080=acme/192.168.77.10:80
 bg user hold python3 "$TEST_TMP/hold.py"
 wait_log "$TEST_TMP/hold.log" '^holding 1000' 20
-start_mediator mediator --max-ports 20 --no-listen
+start_mediator mediator --max-ports 20
 wait_mediator acme 10
 echo "a real mediator connected while 1000 unauthenticated connections were held"
 grep -q "unauthenticated connections; dropping the oldest" "$TEST_TMP/server.log" \
     || fail "the server did not bound its unauthenticated connections"
 
-# --no-listen: LISTEN is refused by the mediator's policy, and it says so.
+# LISTEN is off unless the mediator enables it: refused by its policy, and it says so.
 id=$(ctl open acme tcp 0.0.0.0:19999 | awk '{print $2}')
-if out=$(ctl listen acme "$id" 2>&1); then fail "listen succeeded under --no-listen: $out"; fi
-assert_contains "$out" "denied by policy" "listen under --no-listen"
+if out=$(ctl listen acme "$id" 2>&1); then fail "listen succeeded without --allow-listen: $out"; fi
+assert_contains "$out" "denied by policy" "listen without --allow-listen"
 grep -q "denied by policy" "$TEST_TMP/mediator.log" || fail "the mediator did not log the denied listen"
 ctl close acme "$id" >/dev/null
 

@@ -18,7 +18,7 @@ bg lanhost svc socat -d -d TCP-LISTEN:7777,bind=192.168.77.10,reuseaddr,fork EXE
 wait_listen lanhost 7777
 
 start_server server --keepalive 1 --dead-timeout 3
-start_mediator mediator
+start_mediator mediator --allow-listen
 wait_mediator acme
 bg wan events "$POSTERN_BIN" ctl events
 sleep 0.5   # the event stream is subscribed

@@ -47,7 +47,7 @@ listens() { grep -c "mediator 'acme' listens on 0\\.0\\.0\\.0:9000" "$TEST_TMP/$
 
 start_server server1 "${SERVER_ARGS[@]}"
 srv=$(last_bg_pid)
-start_mediator mediator
+start_mediator mediator --allow-listen
 med=$(last_bg_pid)
 wait_mediator acme
 wait_log "$TEST_TMP/server1.log" "listens on 0\\.0\\.0\\.0:9000"
@@ -95,7 +95,7 @@ lab block-tunnel "$oldport"
 kill -KILL -- "-$med"
 wait "$med" 2>/dev/null || true
 t0=$(now)
-start_mediator mediator2
+start_mediator mediator2 --allow-listen
 wait_log "$TEST_TMP/server2.log" "mediator 'acme' reconnected; dropping its previous session" 5
 printf 'new session replaced the stale one after %.2f s\n' "$(since "$t0")"
 wait_ok "stale session replaced" "$t0" 5

@@ -58,7 +58,7 @@ PY
 bg wan echo python3 "$TEST_TMP/echo.py"
 wait_log "$TEST_TMP/echo.log" '^listening'
 start_server server --keepalive 1 --dead-timeout 3 --forward tcp:acme/0.0.0.0:9000=203.0.113.10:2222
-start_mediator mediator
+start_mediator mediator --allow-listen
 wait_mediator acme
 wait_listen lan 9000
 wait_log "$TEST_TMP/server.log" "mediator 'acme' listens on 0\\.0\\.0\\.0:9000"

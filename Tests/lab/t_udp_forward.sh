@@ -53,7 +53,7 @@ start_server server --keepalive 1 --dead-timeout 3 \
 wait_listen wan 5353 udp
 # The policy allows only the forward's LAN target: replies of the reverse forward go to
 # lanhost's ephemeral port, which passes because lanhost sent to the port first.
-start_mediator mediator --allow 192.168.77.10:5353
+start_mediator mediator --allow 192.168.77.10:5353 --allow-listen
 wait_mediator acme
 wait_listen lan 5000 udp
 

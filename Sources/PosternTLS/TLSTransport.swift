@@ -1,0 +1,235 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOSSL
+import NIOTLS
+import PosternCore
+import PosternTunnel
+
+/// TLS 1.3 at the server's end: its own key (self-signed or from a CA), optionally requiring mediators
+/// to present a certificate from `mediatorCA` (mutual TLS).
+public struct TLSServerTransport: TunnelTransport {
+    public let identity: ServerIdentity
+    public let requiresClientCertificates: Bool
+    private let context: NIOSSLContext
+
+    public init(identity: ServerIdentity, mediatorCAFile: String? = nil) throws {
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: identity.certificateChain.map { .certificate($0) }, privateKey: .privateKey(identity.privateKey))
+        configuration.minimumTLSVersion = .tlsv13
+        // A tunnel is closed mostly because its path died: waiting long for the peer's close_notify
+        // would only keep a dead socket around.
+        configuration.shutdownTimeout = .seconds(1)
+        if let file = mediatorCAFile {
+            let roots: [NIOSSLCertificate]
+            do {
+                roots = try NIOSSLCertificate.fromPEMFile(file)
+            } catch {
+                throw TransportError("cannot read the mediator CA file \(file): \(TLSErrorText.describe(error))")
+            }
+            guard !roots.isEmpty else { throw TransportError("the mediator CA file \(file) holds no certificate") }
+            configuration.certificateVerification = .noHostnameVerification
+            configuration.trustRoots = .certificates(roots)
+            configuration.sendCANameList = true
+        }
+        self.identity = identity
+        self.requiresClientCertificates = mediatorCAFile != nil
+        self.context = try NIOSSLContext(configuration: configuration)
+    }
+
+    public var name: String {
+        "TLS 1.3, key \(identity.fingerprint)" + (requiresClientCertificates ? ", mediator certificates required" : "")
+    }
+
+    public func serverConnection() throws -> TransportConnection {
+        TransportConnection(handlers: [NIOSSLServerHandler(context: context), TLSEvents(client: nil)])
+    }
+
+    public func clientConnection(serverHost: String, serverPort: Int) throws -> TransportConnection {
+        throw TransportError("a server transport cannot dial")
+    }
+
+    public var serverChannelBinding: [UInt8] { identity.fingerprint.bytes }
+}
+
+/// TLS 1.3 at the mediator's end, with one way to trust the server (see `ServerTrust`).
+public final class TLSClientTransport: TunnelTransport, @unchecked Sendable {
+    public enum TrustSource: Sendable {
+        /// `--server-fingerprint`: exactly this key.
+        case fingerprint(KeyFingerprint)
+        /// Trust on first use, recorded in this known-servers file.
+        case knownServers(KnownServersFile)
+        /// `--ca-file`: a chain to these roots that names the server (DNS name or IP address).
+        case certificateAuthority(file: String)
+    }
+
+    private let trustSource: TrustSource
+    private let context: NIOSSLContext
+    private let logger: Logger
+
+    /// `clientCertificate`: a certificate and key for servers that require one (`--tls-cert`, `--tls-key`).
+    public init(trust: TrustSource, clientCertificate: (certificateFile: String, keyFile: String)? = nil, logger: Logger) throws {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.minimumTLSVersion = .tlsv13
+        configuration.shutdownTimeout = .seconds(1)
+        if case .certificateAuthority(let file) = trust {
+            let roots: [NIOSSLCertificate]
+            do {
+                roots = try NIOSSLCertificate.fromPEMFile(file)
+            } catch {
+                throw TransportError("cannot read the CA file \(file): \(TLSErrorText.describe(error))")
+            }
+            guard !roots.isEmpty else { throw TransportError("the CA file \(file) holds no certificate") }
+            configuration.trustRoots = .certificates(roots)
+            configuration.certificateVerification = .fullVerification
+        } else {
+            // Pinning replaces chain and name checks (a self-signed key is the common case): the
+            // verification callback below compares the key and nothing else.
+            configuration.certificateVerification = .noHostnameVerification
+        }
+        if let client = clientCertificate {
+            let identity = try ServerIdentity.load(certificateFile: client.certificateFile, keyFile: client.keyFile)
+            configuration.certificateChain = identity.certificateChain.map { .certificate($0) }
+            configuration.privateKey = .privateKey(identity.privateKey)
+        }
+        self.trustSource = trust
+        self.context = try NIOSSLContext(configuration: configuration)
+        self.logger = logger
+    }
+
+    public var name: String {
+        switch trustSource {
+        case .fingerprint(let f): return "TLS 1.3, server key pinned to \(f)"
+        case .knownServers(let file): return "TLS 1.3, server key pinned on first use in \(file.path)"
+        case .certificateAuthority(let file): return "TLS 1.3, server certificate checked against \(file)"
+        }
+    }
+
+    public var serverChannelBinding: [UInt8] { [] }
+
+    public func serverConnection() throws -> TransportConnection {
+        throw TransportError("a client transport cannot accept")
+    }
+
+    public func clientConnection(serverHost: String, serverPort: Int) throws -> TransportConnection {
+        let server = Self.serverKey(host: serverHost, port: serverPort)
+        let trust: ServerTrust
+        switch trustSource {
+        case .fingerprint(let f):
+            trust = .pinned(f, source: "--server-fingerprint")
+        case .knownServers(let file):
+            if let f = file.fingerprint(for: server) {
+                trust = .pinned(f, source: "\(file.path) (recorded on first use)")
+            } else {
+                trust = .firstUse(recordIn: file.path)
+            }
+        case .certificateAuthority(let file):
+            trust = .certificateAuthority(file: file)
+        }
+        let check = PinCheck(server: server, trust: trust)
+        let isIP = (try? SocketAddress(ipAddress: serverHost, port: 0)) != nil
+        let handler: NIOSSLClientHandler
+        if case .certificateAuthority = trust {
+            // Standard verification: chain to the roots, and the certificate names the host (an IP
+            // address is checked against the certificate's IP entries; it never goes in SNI).
+            handler = try NIOSSLClientHandler(context: context, serverHostname: isIP ? nil : serverHost)
+        } else {
+            handler = try NIOSSLClientHandler(context: context, serverHostname: isIP ? nil : serverHost) { certificates, promise in
+                promise.succeed(check.verify(certificates))
+            }
+        }
+        let events = TLSEvents(client: check)
+        let connection = TransportConnection(handlers: [handler, events])
+        events.connection = connection
+        if case .knownServers(let file) = trustSource, case .firstUse = trust {
+            let logger = logger
+            connection.authenticated = { [weak connection] in
+                guard let fingerprint = check.presented, connection != nil else { return }
+                do {
+                    try file.record(fingerprint, for: server)
+                    logger.warning(
+                        "first connection to \(server): trusting its TLS key \(fingerprint) and recording it in \(file.path); a different key will be refused from now on"
+                    )
+                } catch {
+                    logger.error("cannot record the server's key in \(file.path): \(error); it will be trusted again on next use")
+                }
+            }
+        }
+        return connection
+    }
+
+    /// The known-servers key: HOST:PORT, IPv6 in brackets.
+    static func serverKey(host: String, port: Int) -> String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+}
+
+/// One client handshake's key check and what it saw. Runs on the channel's event loop.
+final class PinCheck: @unchecked Sendable {
+    let server: String
+    let trust: ServerTrust
+    private(set) var presented: KeyFingerprint?
+    private(set) var refusal: String?
+
+    init(server: String, trust: ServerTrust) {
+        self.server = server
+        self.trust = trust
+    }
+
+    func verify(_ certificates: [NIOSSLCertificate]) -> NIOSSLVerificationResult {
+        guard let leaf = certificates.first, let fingerprint = try? ServerIdentity.fingerprint(of: leaf) else {
+            refusal = "the server at \(server) presented no usable certificate"
+            return .failed
+        }
+        presented = fingerprint
+        if trust.accepts(fingerprint) { return .certificateVerified }
+        if case .pinned(let pin, let source) = trust {
+            refusal = """
+                REFUSING the server at \(server): it presented TLS key \(fingerprint), but \(pin) is pinned \
+                (\(source)). Someone may be intercepting the tunnel. If the server's key was changed on purpose, \
+                pin the new key (--server-fingerprint, or remove the line for \(server) from the known-servers file).
+                """
+        }
+        return .failed
+    }
+
+    /// After a handshake with standard (CA) verification, the key is read from the handler.
+    func handshakeCompleted(peer: NIOSSLCertificate?) {
+        if presented == nil, let peer { presented = try? ServerIdentity.fingerprint(of: peer) }
+    }
+}
+
+/// Sits above the TLS handler: turns TLS failures into sentences and hands the server key to the
+/// session (channel binding) once the handshake is done.
+final class TLSEvents: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let client: PinCheck?
+    weak var connection: TransportConnection?
+
+    init(client: PinCheck?) {
+        self.client = client
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event, let client {
+            let peer = try? context.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).peerCertificate
+            client.handshakeCompleted(peer: peer)
+            connection?.channelBinding = client.presented?.bytes ?? []
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let refusal = client?.refusal {
+            context.fireErrorCaught(TransportError(refusal, fatal: true))
+        } else if TLSErrorText.isTLSError(error) {
+            // At the mediator, a certificate refused either way will be refused again: stop, loudly.
+            let (text, trust) = TLSErrorText.classify(error, client: client != nil)
+            context.fireErrorCaught(TransportError(text, fatal: trust && client != nil))
+        } else {
+            context.fireErrorCaught(error)
+        }
+    }
+}

@@ -1,0 +1,216 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import NIOSSL
+import PosternCore
+import PosternTunnel
+import XCTest
+
+@testable import PosternTLS
+
+/// The TLS transport over real loopback sockets: a generated server identity, pinning, trust on first
+/// use, and the sentences its failures produce.
+final class TLSTransportTests: XCTestCase {
+    private var directory = ""
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
+    override func setUpWithError() throws {
+        directory = NSTemporaryDirectory() + "postern-tls-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(atPath: directory)
+        try group.syncShutdownGracefully()
+    }
+
+    private func mode(_ path: String) throws -> Int {
+        (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) ?? -1
+    }
+
+    // MARK: - Identity
+
+    func testIdentityIsCreatedOnceWithAPrivateKeyFileAndKeptAcrossStarts() throws {
+        let state = directory + "/state"
+        let (first, created) = try ServerIdentity.loadOrCreate(directory: state)
+        XCTAssertTrue(created)
+        XCTAssertEqual(try mode(state + "/server.key"), 0o600)
+        XCTAssertEqual(try mode(state), 0o700)
+        let (second, createdAgain) = try ServerIdentity.loadOrCreate(directory: state)
+        XCTAssertFalse(createdAgain)
+        XCTAssertEqual(first.fingerprint, second.fingerprint, "a restart must keep the key mediators pinned")
+        XCTAssertEqual(try ServerIdentity.fingerprint(of: second.certificateChain[0]), second.fingerprint)
+        // Another directory, another key.
+        let (other, _) = try ServerIdentity.loadOrCreate(directory: directory + "/other")
+        XCTAssertNotEqual(other.fingerprint, first.fingerprint)
+    }
+
+    func testKeyReadableByOthersIsRefused() throws {
+        let state = directory + "/state"
+        _ = try ServerIdentity.loadOrCreate(directory: state)
+        chmod(state + "/server.key", 0o644)
+        XCTAssertThrowsError(try ServerIdentity.loadOrCreate(directory: state)) { error in
+            XCTAssertTrue("\(error)".contains("accessible to other users"), "\(error)")
+        }
+    }
+
+    func testKeyOfAnotherCertificateIsRefused() throws {
+        _ = try ServerIdentity.loadOrCreate(directory: directory + "/a")
+        _ = try ServerIdentity.loadOrCreate(directory: directory + "/b")
+        XCTAssertThrowsError(
+            try ServerIdentity.load(certificateFile: directory + "/a/server.crt", keyFile: directory + "/b/server.key")
+        ) { error in
+            XCTAssertTrue("\(error)".contains("does not belong to the certificate"), "\(error)")
+        }
+    }
+
+    func testMissingOrGarbageCertificateGivesASentence() throws {
+        _ = try ServerIdentity.loadOrCreate(directory: directory + "/a")
+        FileManager.default.createFile(atPath: directory + "/garbage.crt", contents: Data("not a certificate".utf8))
+        XCTAssertThrowsError(
+            try ServerIdentity.load(certificateFile: directory + "/garbage.crt", keyFile: directory + "/a/server.key")
+        ) { error in
+            XCTAssertTrue("\(error)".contains("cannot read the TLS certificate"), "\(error)")
+        }
+    }
+
+    // MARK: - Known servers file
+
+    func testKnownServersFileRecordsAndReloads() throws {
+        let path = directory + "/known"
+        let file = try KnownServersFile(path: path)
+        let f = KeyFingerprint(subjectPublicKeyInfo: [1, 2, 3])
+        XCTAssertNil(file.fingerprint(for: "h:1"))
+        try file.record(f, for: "h:1")
+        XCTAssertEqual(try mode(path), 0o600)
+        XCTAssertEqual(try KnownServersFile(path: path).fingerprint(for: "h:1"), f)
+        try "h:1 nonsense\n".write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try KnownServersFile(path: path))
+    }
+
+    // MARK: - Handshakes over loopback
+
+    /// Records what reaches the top of a pipeline.
+    final class Outcome: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        let handshake: EventLoopPromise<Void>
+        init(_ promise: EventLoopPromise<Void>) { handshake = promise }
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if "\(event)".contains("handshakeCompleted") { handshake.succeed(()) }
+            context.fireUserInboundEventTriggered(event)
+        }
+        func errorCaught(context: ChannelHandlerContext, error: Error) {
+            handshake.fail(error)
+        }
+        func channelInactive(context: ChannelHandlerContext) {
+            handshake.fail(ChannelError.ioOnClosedChannel)
+        }
+    }
+
+    private func serve(_ transport: TunnelTransport, port: Int = 0) throws -> Channel {
+        try ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                do {
+                    return channel.pipeline.addHandlers(try transport.serverConnection().handlers)
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+            }
+            .bind(host: "127.0.0.1", port: port).wait()
+    }
+
+    /// Dials `server` and waits for the handshake; returns the connection or throws what failed.
+    private func dial(_ transport: TunnelTransport, _ server: Channel, send: String? = nil) throws -> (TransportConnection, Channel) {
+        struct TimedOut: Error {}
+        let port = server.localAddress!.port!
+        let promise = group.next().makePromise(of: Void.self)
+        promise.futureResult.eventLoop.scheduleTask(in: .seconds(5)) { promise.fail(TimedOut()) }
+        let connection = try transport.clientConnection(serverHost: "127.0.0.1", serverPort: port)
+        let channel = try ClientBootstrap(group: group)
+            .channelInitializer { $0.pipeline.addHandlers(connection.handlers + [Outcome(promise)]) }
+            .connect(host: "127.0.0.1", port: port).wait()
+        defer { _ = channel.close() }
+        if let send { channel.writeAndFlush(ByteBuffer(string: send), promise: nil) }
+        try promise.futureResult.wait()
+        return (connection, channel)
+    }
+
+    func testPinnedKeyConnectsAndBindsTheChannelToTheServerKey() throws {
+        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s")
+        let server = try serve(try TLSServerTransport(identity: identity))
+        defer { _ = server.close() }
+        let client = try TLSClientTransport(trust: .fingerprint(identity.fingerprint), logger: .init(label: "t"))
+        let (connection, channel) = try dial(client, server)
+        XCTAssertEqual(try channel.eventLoop.submit { connection.channelBinding }.wait(), identity.fingerprint.bytes)
+        XCTAssertEqual(try TLSServerTransport(identity: identity).serverChannelBinding, identity.fingerprint.bytes)
+    }
+
+    func testAnotherKeyThanThePinnedOneIsAFatalRefusal() throws {
+        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s")
+        let server = try serve(try TLSServerTransport(identity: identity))
+        defer { _ = server.close() }
+        let pin = KeyFingerprint(subjectPublicKeyInfo: [0])
+        let client = try TLSClientTransport(trust: .fingerprint(pin), logger: .init(label: "t"))
+        XCTAssertThrowsError(try dial(client, server)) { error in
+            guard let t = error as? TransportError else { return XCTFail("not a TransportError: \(error)") }
+            XCTAssertTrue(t.fatal)
+            XCTAssertTrue(t.description.contains("REFUSING"), t.description)
+            XCTAssertTrue(t.description.contains(identity.fingerprint.description), t.description)
+            XCTAssertTrue(t.description.contains(pin.description), t.description)
+        }
+    }
+
+    func testFirstUseRecordsTheKeyOnlyAfterAuthenticationThenPinsIt() throws {
+        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s")
+        let server = try serve(try TLSServerTransport(identity: identity))
+        defer { _ = server.close() }
+        let known = try KnownServersFile(path: directory + "/known")
+        let client = try TLSClientTransport(trust: .knownServers(known), logger: .init(label: "t"))
+        let (connection, channel) = try dial(client, server)
+        let key = "127.0.0.1:\(server.localAddress!.port!)"
+        XCTAssertNil(known.fingerprint(for: key), "nothing is recorded before the server proved the secret")
+        try channel.eventLoop.submit { connection.authenticated() }.wait()
+        XCTAssertEqual(known.fingerprint(for: key), identity.fingerprint)
+        XCTAssertEqual(try KnownServersFile(path: directory + "/known").fingerprint(for: key), identity.fingerprint)
+
+        // The same address with another key is now refused.
+        let (other, _) = try ServerIdentity.loadOrCreate(directory: directory + "/other")
+        let port = server.localAddress!.port!
+        try server.close().wait()
+        let impostor = try serve(try TLSServerTransport(identity: other), port: port)
+        defer { _ = impostor.close() }
+        XCTAssertThrowsError(try dial(client, impostor)) { error in
+            XCTAssertEqual((error as? TransportError)?.fatal, true, "\(error)")
+        }
+    }
+
+    func testPlainClientAgainstTLSServerIsExplained() throws {
+        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s")
+        let server = try serve(try TLSServerTransport(identity: identity))
+        defer { _ = server.close() }
+        XCTAssertThrowsError(try dial(PlainTransport(), server, send: "\0\0\0\u{10}\u{1}\0 a plain HELLO")) { error in
+            // The plain end sees the TLS alert the server answers with, and names the cause.
+            XCTAssertTrue("\(error)".contains("--insecure"), "\(error)")
+        }
+    }
+
+    func testTLSClientAgainstPlainServerIsExplained() throws {
+        let server = try serve(PlainTransport())
+        defer { _ = server.close() }
+        let client = try TLSClientTransport(trust: .fingerprint(KeyFingerprint(subjectPublicKeyInfo: [0])), logger: .init(label: "t"))
+        XCTAssertThrowsError(try dial(client, server))
+    }
+
+    func testTheHandshakeIsTLS13() throws {
+        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s")
+        let server = try serve(try TLSServerTransport(identity: identity))
+        defer { _ = server.close() }
+        let client = try TLSClientTransport(trust: .fingerprint(identity.fingerprint), logger: .init(label: "t"))
+        let (_, channel) = try dial(client, server)
+        let version = try channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).tlsVersion
+        }.wait()
+        XCTAssertEqual(version, .tlsv13)
+    }
+}
