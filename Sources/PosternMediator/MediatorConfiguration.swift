@@ -20,6 +20,9 @@ public struct MediatorConfiguration: Sendable {
     public var maxPorts = 4096
     /// CONNECTs in progress at once: each holds a socket and a timer until it resolves.
     public var maxPendingConnects = 256
+    /// OPEN, REDIRECT, CONNECT and LISTEN requests a second one session may make (the same number may
+    /// come at once); more fail with `limitExceeded`.
+    public var maxRequestRate = 5000
     public var softwareVersion: String
 
     public init(

@@ -26,6 +26,9 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
     private var ports: [UInt32: Port] = [:]
     private var nextPortID: UInt32 = 1
     private var pendingConnects = 0
+    /// OPEN, REDIRECT, CONNECT and LISTEN requests of the current session (CLOSE only frees).
+    private var requestRate: TokenBucket?
+    private var rateLimited: UInt64 = 0
     var onEstablished: ((TunnelSession, EstablishedSession) -> Void)?
     var onClosed: ((SessionEnd) -> Void)?
 
@@ -38,10 +41,22 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
     // MARK: - TunnelSessionDelegate
 
     func sessionEstablished(_ session: TunnelSession, _ info: EstablishedSession) {
+        let rate = Double(configuration.maxRequestRate)
+        requestRate = TokenBucket(rate: rate, burst: rate, now: .now())
+        rateLimited = 0
         onEstablished?(session, info)
     }
 
     func session(_ session: TunnelSession, received frame: Frame) {
+        if let requestID = Self.limitedRequestID(frame), requestRate?.take(now: .now()) == false {
+            rateLimited += 1
+            if rateLimited == 1 || rateLimited % 1000 == 0 {
+                logger.warning("request rate over \(configuration.maxRequestRate)/s: \(rateLimited) requests refused this session")
+            }
+            return fail(
+                session, requestID, .limitExceeded, EAGAIN,
+                "more than \(configuration.maxRequestRate) requests a second (the mediator's --max-request-rate)")
+        }
         switch frame {
         case .open(let o): open(o, session)
         case .redirect(let r):
@@ -79,6 +94,17 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         // Never reused within a session: a late frame can never reach the wrong port.
         defer { nextPortID &+= 1 }
         return nextPortID
+    }
+
+    /// The request id of a request that takes resources, nil for everything else.
+    static func limitedRequestID(_ frame: Frame) -> UInt32? {
+        switch frame {
+        case .open(let o): return o.requestID
+        case .redirect(let r): return r.requestID
+        case .connect(let c): return c.requestID
+        case .listen(let l): return l.requestID
+        default: return nil
+        }
     }
 
     private func fail(_ session: TunnelSession, _ requestID: UInt32, _ code: ErrorCode, _ errno: Int32, _ message: String) {

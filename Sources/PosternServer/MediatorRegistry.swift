@@ -12,6 +12,8 @@ public final class MediatorRegistry {
     private var logger: Logger
     /// Forwards and others that act when a mediator comes or goes.
     private var observers: [(MediatorLink) -> Void] = []
+    /// Mediators connected at once. One session per name: a reconnecting mediator replaces its own.
+    var maxMediators = 1024
 
     init(events: EventLog, logger: Logger) {
         self.events = events
@@ -30,6 +32,13 @@ public final class MediatorRegistry {
 
     func attach(_ link: MediatorLink) {
         let name = link.name
+        if links[name] == nil, links.count >= maxMediators {
+            let from = link.session.remoteAddress?.display ?? "?"
+            logger.warning("mediator '\(name)' from \(from) turned away: \(links.count) mediators connected (--max-mediators)")
+            events.post(ServerEvent(mediator: name, kind: "refused", detail: "server full (\(maxMediators) mediators)"))
+            link.session.goAway(.limitExceeded, "server full: \(maxMediators) mediators are connected (--max-mediators)")
+            return
+        }
         if let old = links[name], old !== link {
             logger.info("mediator '\(name)' reconnected; dropping its previous session")
             events.post(ServerEvent(mediator: name, kind: "replaced", detail: "a newer session replaces the previous one"))

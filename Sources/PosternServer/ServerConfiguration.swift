@@ -20,6 +20,8 @@ public struct ServerConfiguration: Sendable {
     public var maxUnauthenticated = 256
     /// Ports the server keeps for one mediator; ACCEPTED beyond it is answered with RESET.
     public var maxPortsPerSession = 4096
+    /// Mediators connected at once (each name holds at most one session).
+    public var maxMediators = 1024
     public var softwareVersion: String
 
     public init(

@@ -31,6 +31,7 @@ public final class ServerService: @unchecked Sendable {
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.eventLoop = group.next()
         self.registry = MediatorRegistry(events: EventLog(), logger: logger)
+        registry.maxMediators = configuration.maxMediators
         self.finished = eventLoop.makePromise()
     }
 

@@ -54,6 +54,9 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
         self.context = context
         let pending = early
         early = []
+        // Replayed DATA takes its share of the session budget again as it is written.
+        session.releaseBuffer(earlyBytes)
+        earlyBytes = 0
         for frame in pending { tunnelReceived(frame) }
         if !done { readIfAllowed() }
     }
@@ -187,10 +190,14 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
             }
             // Not joined to a socket yet: keep what the peer sends (bounded by our window).
             if case .data(let d) = frame {
-                earlyBytes += d.bytes.readableBytes
-                guard earlyBytes <= Int(receiveWindow.size) else {
+                let n = d.bytes.readableBytes
+                guard earlyBytes + n <= Int(receiveWindow.size) else {
                     return violation("DATA beyond the window before the connection was ready")
                 }
+                guard session.reserveBuffer(n) else {
+                    return resetBoth(code: .limitExceeded, how: "session buffer limit exceeded before the connection was ready")
+                }
+                earlyBytes += n
             }
             early.append(frame)
             return
@@ -203,7 +210,14 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
             }
             bytesFromTunnel &+= UInt64(n)
             if state.receivedFin { return violation("DATA after FINISHED on port \(portID)") }
+            guard session.reserveBuffer(n) else {
+                let limit = session.settings.maxBufferedBytes >> 20
+                session.logger.warning(
+                    "port \(portID): the session already holds \(limit) MiB not yet written to slow sockets; resetting this port")
+                return resetBoth(code: .limitExceeded, how: "session buffer limit (\(limit) MiB) exceeded")
+            }
             context.writeAndFlush(wrapOutboundOut(d.bytes)).whenComplete { [self] result in
+                session.releaseBuffer(n)
                 guard case .success = result, !done else { return }
                 if let increment = receiveWindow.consumed(n) {
                     session.send(.window(.init(portID: portID, increment: increment)))
@@ -307,6 +321,8 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
         done = true
         held = nil
         early = []
+        session.releaseBuffer(earlyBytes)
+        earlyBytes = 0
         session.unregister(portID)
         onClose?(self, how)
         onClose = nil

@@ -59,6 +59,12 @@ struct MediatorCommand: AsyncParsableCommand {
     @Option(help: "Connects in progress at once (default 256).")
     var maxPendingConnects: Int?
 
+    @Option(help: "OPEN/CONNECT/LISTEN/REDIRECT requests a second the server may make (default 5000).")
+    var maxRequestRate: Int?
+
+    @Option(help: "MiB received from the server but not yet written to LAN sockets, all ports together (default 256).")
+    var maxSessionBuffer: Int?
+
     @Option(help: "TOML configuration file with a [mediator] table.")
     var config: String?
 
@@ -88,6 +94,7 @@ struct MediatorCommand: AsyncParsableCommand {
             "mediator",
             allowed: [
                 "server", "name", "secret-file", "allow", "allow-listen", "allow-redirect", "max-ports", "max-pending-connects",
+                "max-request-rate", "max-session-buffer",
                 "insecure", "server-fingerprint", "known-servers", "ca-file", "tls-cert", "tls-key", "state-dir",
             ])
         guard let serverText = try server ?? section?.string("server") else {
@@ -135,6 +142,11 @@ struct MediatorCommand: AsyncParsableCommand {
             guard (1...100_000).contains(n) else { throw ValidationError("--max-pending-connects must be 1-100000") }
             configuration.maxPendingConnects = n
         }
+        if let n = try maxRequestRate ?? section?.int("max-request-rate") {
+            guard (1...1_000_000).contains(n) else { throw ValidationError("--max-request-rate must be 1-1000000") }
+            configuration.maxRequestRate = n
+        }
+        try SessionBuffer.apply(try maxSessionBuffer ?? section?.int("max-session-buffer"), to: &configuration.settings)
         return configuration
     }
 }

@@ -38,6 +38,12 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Seconds of silence after which a tunnel is declared dead (default 30).")
     var deadTimeout: Double?
 
+    @Option(help: "Mediators connected at once (default 1024); one session per name.")
+    var maxMediators: Int?
+
+    @Option(help: "MiB received from a mediator but not yet written to local sockets, per session (default 256).")
+    var maxSessionBuffer: Int?
+
     @Flag(help: "Plain TCP on the service port, no TLS: relayed data is not encrypted. For tests and trusted links only.")
     var insecure = false
 
@@ -87,6 +93,7 @@ struct ServerCommand: AsyncParsableCommand {
             "server",
             allowed: [
                 "listen", "secret-file", "admin", "admin-token-file", "forwards", "keepalive", "dead-timeout",
+                "max-mediators", "max-session-buffer",
                 "insecure", "tls-cert", "tls-key", "state-dir", "mediator-ca",
             ])
         guard let listenText = try listen ?? section?.string("listen") else {
@@ -125,6 +132,7 @@ struct ServerCommand: AsyncParsableCommand {
         try Timing.apply(
             keepalive: try keepalive ?? section?.seconds("keepalive"),
             deadTimeout: try deadTimeout ?? section?.seconds("dead-timeout"), to: &settings)
+        try SessionBuffer.apply(try maxSessionBuffer ?? section?.int("max-session-buffer"), to: &settings)
         var configuration = ServerConfiguration(
             listen: listenEndpoint, secrets: secrets, admin: adminEndpoint, forwards: forwards, settings: settings,
             transport: try ServerTransportOptions(
@@ -136,7 +144,19 @@ struct ServerCommand: AsyncParsableCommand {
             ).make(logger: logger),
             softwareVersion: Postern.version)
         configuration.adminToken = adminToken
+        if let n = try maxMediators ?? section?.int("max-mediators") {
+            guard (1...1_000_000).contains(n) else { throw ValidationError("--max-mediators must be 1-1000000") }
+            configuration.maxMediators = n
+        }
         return configuration
+    }
+}
+
+enum SessionBuffer {
+    static func apply(_ mebibytes: Int?, to settings: inout SessionSettings) throws {
+        guard let m = mebibytes else { return }
+        guard (1...65536).contains(m) else { throw ValidationError("--max-session-buffer must be 1-65536 (MiB)") }
+        settings.maxBufferedBytes = m << 20
     }
 }
 
