@@ -26,6 +26,23 @@ final class ProofTests: XCTestCase {
             hex(proof(.server)), "10c4b686bd85ac467880c09bf47a09a9e765ad2496708996ddccf886b5439c17")
     }
 
+    /// The channel-bound example of docs/protocol.md §4.2 (its nonces, not this file's): server nonce
+    /// a0..bf, mediator nonce 00..1f, server key fingerprint c0..df; computed with Python's hmac.
+    func testChannelBoundVectorsOfTheProtocolDocument() {
+        let serverNonce: [UInt8] = (0xa0..<0xc0).map { UInt8($0) }
+        let mediatorNonce: [UInt8] = (0..<32).map { UInt8($0) }
+        let binding: [UInt8] = (0xc0..<0xe0).map { UInt8($0) }
+        func bound(_ role: Proof.Role, _ binding: [UInt8]) -> String {
+            hex(
+                Proof.compute(
+                    role: role, secret: secret, serverNonce: serverNonce, mediatorNonce: mediatorNonce, binding: binding, name: "acme"))
+        }
+        XCTAssertEqual(bound(.mediator, []), "ec5aaf2fd20270d9c2383d54181f8d7915c66b789ecfa72150d80de0422e910b")
+        XCTAssertEqual(bound(.server, []), "73a095ebb7ecdf7428ca580bf4f28a955af527f4c3138984397bbad54c26fe3c")
+        XCTAssertEqual(bound(.mediator, binding), "bacc474cb3d4c9facdb83f6094d9881306e6d1aacc5f4b7041cc114be04a6947")
+        XCTAssertEqual(bound(.server, binding), "7276da581d0d32780f02c9106d2fb61f8a2b528efea4a332de157f9757061632")
+    }
+
     func testRoleLabelsAreFixed() {
         XCTAssertEqual(Proof.Role.mediator.rawValue, "postern-v1 mediator proof")
         XCTAssertEqual(Proof.Role.server.rawValue, "postern-v1 server proof")

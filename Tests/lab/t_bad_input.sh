@@ -28,6 +28,18 @@ expect_exit "secret file mode 666" 2 s666 'secret file .* is writable by everyon
     "${srv[@]}" --listen 0.0.0.0:7001 --admin off --secret-file "$TEST_TMP/open-secret"
 expect_exit "mediator: secret file mode 666" 2 m666 'secret file .* is writable by everyone' \
     "${med[@]}" --server 203.0.113.10:7000 --name acme --secret-file "$TEST_TMP/open-secret"
+expect_exit "--insecure with a pin" 2 insecurepin 'cannot be combined with --server-fingerprint' \
+    "${med[@]}" --server 203.0.113.10:7000 --name acme --secret-file "$TEST_TMP/secret" --insecure \
+    --server-fingerprint "sha256:$(printf '%064d' 0)"
+expect_exit "malformed fingerprint" 2 badpin "is not sha256: followed by 64 hex digits" \
+    "${med[@]}" --server 203.0.113.10:7000 --name acme --secret-file "$TEST_TMP/secret" --server-fingerprint sha256:abc
+printf '203.0.113.10:7000 not-a-key\n' >"$TEST_TMP/known-bad"
+expect_exit "malformed known-servers file" 2 badknown "known-bad line 1: expected 'HOST:PORT sha256:HEX'" \
+    "${med[@]}" --server 203.0.113.10:7000 --name acme --secret-file "$TEST_TMP/secret" --known-servers "$TEST_TMP/known-bad"
+"$POSTERN_BIN" fingerprint --state-dir "$TEST_TMP/loose" >/dev/null 2>&1
+chmod 644 "$TEST_TMP/loose/server.key"
+expect_exit "TLS key readable by others" 2 loosekey 'accessible to other users' \
+    "${srv[@]}" --listen 0.0.0.0:7001 --admin off --secret-file "$TEST_TMP/secret" --state-dir "$TEST_TMP/loose"
 expect_exit "bad forward spec" 2 badspec "invalid forward 'tcp:0.0.0.0:8080=192.168.77.10:80'" \
     "${srv[@]}" --listen 0.0.0.0:7001 --admin off --secret-file "$TEST_TMP/secret" --forward tcp:0.0.0.0:8080=192.168.77.10:80
 expect_exit "bad forward spec (transport)" 2 badspec2 "invalid forward 'sctp:.*must start with tcp: or udp:" \

@@ -8,7 +8,9 @@
 #     whose LAN receiver stops reading is reset once the mediator holds 1 MiB for it,
 #     and a second connection of the same session keeps working;
 #   - sessions: a server with --max-mediators 1 turns a second mediator away with
-#     "server full", keeps the first, and the second stays out (and retries).
+#     "server full", keeps the first, and the second stays out (and retries);
+#   - the admin API: bound beyond loopback, the server will not start without a
+#     token; with one, a request without it or with a wrong one gets 401.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 postern_setup
@@ -62,4 +64,20 @@ ctl mediators | grep -q '^acme ' || fail "acme lost its place"
 if ctl mediators | grep -q '^beta '; then fail "beta got in past --max-mediators 1"; fi
 assert_eq "lan web" "$(lab exec user socat -T3 - TCP:203.0.113.10:8080 </dev/null)" "acme's forward with beta turned away"
 echo "sessions: a second mediator was turned away with 'server full'"
+
+# --- the admin API beyond loopback
+rc=0
+timeout 10 "$LAB_TOOL" exec wan "$POSTERN_BIN" server --listen 0.0.0.0:7003 --secret-file "$TEST_TMP/secret" \
+    --admin 203.0.113.10:7073 >"$TEST_TMP/notoken.log" 2>&1 || rc=$?
+assert_eq 2 "$rc" "exit status of an admin API beyond loopback without a token"
+grep -q "would be reachable from the network" "$TEST_TMP/notoken.log" || fail "no reason given: $(cat "$TEST_TMP/notoken.log")"
+write_secret "$TEST_TMP/token" "admin-token-$RANDOM$RANDOM"
+bg wan server_token "$POSTERN_BIN" server --listen 0.0.0.0:7003 --secret-file "$TEST_TMP/secret" \
+    --admin 203.0.113.10:7073 --admin-token-file "$TEST_TMP/token"
+wait_listen wan 7073
+code() { lab exec user curl -s -o /dev/null -w '%{http_code}' "$@" http://203.0.113.10:7073/v1/mediators; }
+assert_eq 401 "$(code)" "admin request without a token"
+assert_eq 401 "$(code -H 'Authorization: Bearer wrong')" "admin request with a wrong token"
+assert_eq 200 "$(code -H "Authorization: Bearer $(cat "$TEST_TMP/token")")" "admin request with the token"
+echo "admin API beyond loopback: refused to start without a token; 401 without it, 200 with it"
 echo "ok: $TEST_NAME"

@@ -75,6 +75,10 @@ public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
 struct Settings {
     var server = SessionSettings()
     var mediator = SessionSettings()
+    /// Channel binding (the TLS server key) each end mixes into the proofs: none (plain TCP), the
+    /// same key, or another key at the mediator (a TLS interceptor).
+    var serverBinding: [UInt8] = []
+    var mediatorBinding: [UInt8] = []
 
     /// Tiny windows reach the edges of `ReceiveWindow` (a quarter of 3 bytes is 0).
     static let windows: [UInt32] = [1, 2, 3, 4, 7, 100, 1000, 65_536]
@@ -93,6 +97,16 @@ struct Settings {
         server.maxPayload = 65_536
         mediator.maxPayload = 32_768
         mediator.handshakeTimeout = .seconds(8)
+        switch (config ^ config >> 5) % 3 {
+        case 1:
+            serverBinding = Array(repeating: 0xA5, count: 32)
+            mediatorBinding = serverBinding
+        case 2:
+            serverBinding = Array(repeating: 0xA5, count: 32)
+            mediatorBinding = Array(repeating: 0x5A, count: 32)
+        default:
+            break
+        }
     }
 }
 
@@ -157,9 +171,11 @@ struct Harness {
 
     init(settings: Settings) {
         server = ServerSessionStateMachine(
-            settings: settings.server, sessionID: sessionID, serverNonce: serverNonce, now: now)
+            settings: settings.server, sessionID: sessionID, serverNonce: serverNonce, channelBinding: settings.serverBinding,
+            now: now)
         mediator = MediatorSessionStateMachine(
             name: "acme", secret: secret, nonce: mediatorNonce, softwareVersion: "fuzz-mediator", settings: settings.mediator)
+        mediator.channelBinding = settings.mediatorBinding
         ends = [EndState(settings: settings.server), EndState(settings: settings.mediator)]
         ends[End.server.rawValue].started = true  // the server's handshake timer runs from accept
     }
