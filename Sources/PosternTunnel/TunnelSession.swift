@@ -42,6 +42,11 @@ public final class TunnelSession: ChannelInboundHandler {
     private var timer: Scheduled<Void>?
     private var timerDeadline: NIODeadline?
     private var flushScheduled = false
+    /// Bytes written since the last flush. Past `flushThreshold` the session flushes at once instead
+    /// of at the end of the turn: TLS encrypts each flush into one buffer that stays alive until the
+    /// socket takes it, so unbounded batches meant multi-megabyte buffers (and a high RSS after load).
+    private var unflushed = 0
+    static let flushThreshold = 128 << 10
     private var inRead = false
     private let now: () -> NIODeadline
 
@@ -106,7 +111,7 @@ public final class TunnelSession: ChannelInboundHandler {
         bytesOut &+= UInt64(buffer.readableBytes)
         framesOut &+= 1
         context.write(wrapOutboundOut(buffer), promise: nil)
-        scheduleFlush()
+        wrote(buffer.readableBytes, context)
     }
 
     /// DATA without copying the payload: the header goes in its own small buffer (writev joins them).
@@ -118,7 +123,21 @@ public final class TunnelSession: ChannelInboundHandler {
         framesOut &+= 1
         context.write(wrapOutboundOut(header), promise: nil)
         context.write(wrapOutboundOut(payload), promise: nil)
-        scheduleFlush()
+        wrote(header.readableBytes + payload.readableBytes, context)
+    }
+
+    private func wrote(_ n: Int, _ context: ChannelHandlerContext) {
+        unflushed += n
+        if unflushed >= Self.flushThreshold {
+            flush(context)
+        } else {
+            scheduleFlush()
+        }
+    }
+
+    private func flush(_ context: ChannelHandlerContext) {
+        unflushed = 0
+        context.flush()
     }
 
     private func scheduleFlush() {
@@ -126,7 +145,7 @@ public final class TunnelSession: ChannelInboundHandler {
         flushScheduled = true
         eventLoop.execute { [self] in
             flushScheduled = false
-            context?.flush()
+            if let context { flush(context) }
         }
     }
 
@@ -197,7 +216,7 @@ public final class TunnelSession: ChannelInboundHandler {
 
     public func channelReadComplete(context: ChannelHandlerContext) {
         inRead = false
-        context.flush()
+        flush(context)
         context.fireChannelReadComplete()
     }
 
