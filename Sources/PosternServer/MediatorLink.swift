@@ -123,6 +123,12 @@ public final class MediatorLink: TunnelSessionDelegate {
     // MARK: - TunnelSessionDelegate
 
     public func sessionEstablished(_ session: TunnelSession, _ info: EstablishedSession) {
+        if let names = session.transport?.peerCertificateNames, !names.contains(info.name) {
+            // Mutual TLS: a certificate vouches for the names it carries, and no other.
+            let shown = names.isEmpty ? "no name" : names.joined(separator: ", ")
+            session.goAway(.authenticationFailed, "the TLS client certificate is for \(shown), not for mediator '\(info.name)'")
+            return
+        }
         self.info = info
         let handlers = establishedHandlers
         establishedHandlers.removeAll()

@@ -5,6 +5,7 @@ import NIOSSL
 import NIOTLS
 import PosternCore
 import PosternTunnel
+import X509
 
 /// TLS 1.3 at the server's end: its own key (self-signed or from a CA), optionally requiring mediators
 /// to present a certificate from `mediatorCA` (mutual TLS).
@@ -42,7 +43,10 @@ public struct TLSServerTransport: TunnelTransport {
     }
 
     public func serverConnection() throws -> TransportConnection {
-        TransportConnection(handlers: [NIOSSLServerHandler(context: context), TLSEvents(client: nil)])
+        let events = TLSEvents(client: nil)
+        let connection = TransportConnection(handlers: [NIOSSLServerHandler(context: context), events])
+        events.connection = connection
+        return connection
     }
 
     public func clientConnection(serverHost: String, serverPort: Int) throws -> TransportConnection {
@@ -213,10 +217,15 @@ final class TLSEvents: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case TLSUserEvent.handshakeCompleted = event, let client {
-            let peer = try? context.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).peerCertificate
-            client.handshakeCompleted(peer: peer)
-            connection?.channelBinding = client.presented?.bytes ?? []
+        if case TLSUserEvent.handshakeCompleted = event {
+            if let client {
+                let peer = try? context.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).peerCertificate
+                client.handshakeCompleted(peer: peer)
+                connection?.channelBinding = client.presented?.bytes ?? []
+            } else if let peer = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate {
+                // Mutual TLS: the certificate was verified against --mediator-ca; the session checks the name.
+                connection?.peerCertificateNames = CertificateNames.of(peer)
+            }
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -231,5 +240,24 @@ final class TLSEvents: ChannelInboundHandler {
         } else {
             context.fireErrorCaught(error)
         }
+    }
+}
+
+/// The names a certificate is for: its subject's common names and its DNS subject alternative names.
+enum CertificateNames {
+    static func of(_ certificate: NIOSSLCertificate) -> [String] {
+        guard let der = try? certificate.toDERBytes(), let parsed = try? Certificate(derEncoded: der) else { return [] }
+        var names: [String] = []
+        for rdn in parsed.subject {
+            for attribute in rdn where attribute.type == .RDNAttributeType.commonName {
+                // RFC 4514 text ("CN=acme"); mediator names need no escaping.
+                let text = "\(attribute)"
+                if let eq = text.firstIndex(of: "=") { names.append(String(text[text.index(after: eq)...])) }
+            }
+        }
+        if let alternatives = try? parsed.extensions.subjectAlternativeNames {
+            for case .dnsName(let name) in alternatives { names.append(name) }
+        }
+        return names
     }
 }

@@ -22,6 +22,9 @@ public final class TransportConnection {
     /// Mediator end: called once the server has proved it knows the secret (trust on first use records
     /// the key here, never earlier).
     public var authenticated: () -> Void = {}
+    /// Server end with mutual TLS: the names the mediator's certificate carries (subject CN and DNS
+    /// subject alternative names); nil without a client certificate. The mediator must use one of them.
+    public var peerCertificateNames: [String]?
 
     public init(handlers: [ChannelHandler]) {
         self.handlers = handlers

@@ -74,6 +74,11 @@ final class TLSTransportTests: XCTestCase {
         }
     }
 
+    func testCertificateNamesAreTheCommonNameAndTheDNSAlternativeNames() throws {
+        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s")
+        XCTAssertEqual(CertificateNames.of(identity.certificateChain[0]), ["postern server", "postern-server"])
+    }
+
     // MARK: - Known servers file
 
     func testKnownServersFileRecordsAndReloads() throws {

@@ -11,7 +11,8 @@
 #     and even by a mediator that has recorded nothing yet (the proofs are bound
 #     to the key the mediator saw), and nothing is recorded then;
 #   - certificates from a CA work, with mutual TLS: a mediator without a client
-#     certificate, or trusting another CA, is refused with a reason and stops.
+#     certificate, trusting another CA, or using a name its certificate is not for,
+#     is refused with a reason and stops.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 postern_setup
@@ -127,24 +128,28 @@ mkca ca
 mkca otherca
 mkleaf server ca "subjectAltName=IP:203.0.113.10
 extendedKeyUsage=serverAuth"
-mkleaf client ca "extendedKeyUsage=clientAuth"
+mkleaf camed ca "extendedKeyUsage=clientAuth"
 
 bg wan server_ca "$POSTERN_BIN" server --listen 0.0.0.0:7001 --admin 127.0.0.1:7071 \
     --secret-file "$TEST_TMP/secret" --tls-cert "$pki/server.crt" --tls-key "$pki/server.key" \
     --mediator-ca "$pki/ca.crt" --forward tcp:0.0.0.0:8081=camed/192.168.77.10:80
 wait_listen wan 7001
 ca_med=("$LAB_TOOL" exec lan "$POSTERN_BIN" mediator --server 203.0.113.10:7001 --secret-file "$TEST_TMP/secret")
-bg lan camed "${ca_med[@]}" --name camed --ca-file "$pki/ca.crt" --tls-cert "$pki/client.crt" --tls-key "$pki/client.key"
+bg lan camed "${ca_med[@]}" --name camed --ca-file "$pki/ca.crt" --tls-cert "$pki/camed.crt" --tls-key "$pki/camed.key"
 wait_mediator camed 10 http://127.0.0.1:7071
 assert_eq "$want" "$(fetch 8081)" "transfer with CA certificates and mutual TLS"
 
 run_for 15 nocert "${ca_med[@]}" --name nocert --ca-file "$pki/ca.crt"
 assert_eq 1 "$rc" "exit status without a client certificate"
 grep -q "requires a mediator certificate" "$TEST_TMP/nocert.log" || fail "no client cert: $(cat "$TEST_TMP/nocert.log")"
-run_for 15 wrongca "${ca_med[@]}" --name wrongca --ca-file "$pki/otherca.crt" --tls-cert "$pki/client.crt" --tls-key "$pki/client.key"
+run_for 15 wrongca "${ca_med[@]}" --name wrongca --ca-file "$pki/otherca.crt" --tls-cert "$pki/camed.crt" --tls-key "$pki/camed.key"
 assert_eq 1 "$rc" "exit status trusting another CA"
 grep -q "does not chain to the trusted CA" "$TEST_TMP/wrongca.log" || fail "other CA: $(cat "$TEST_TMP/wrongca.log")"
-echo "CA: verified server certificate with mutual TLS; no client certificate and a foreign CA refused"
+run_for 15 wrongname "${ca_med[@]}" --name impostor --ca-file "$pki/ca.crt" --tls-cert "$pki/camed.crt" --tls-key "$pki/camed.key"
+assert_eq 1 "$rc" "exit status with another mediator's certificate"
+grep -q "the TLS client certificate is for camed, not for mediator 'impostor'" "$TEST_TMP/wrongname.log" \
+    || fail "name check: $(cat "$TEST_TMP/wrongname.log")"
+echo "CA: verified server certificate with mutual TLS; no client certificate, a foreign CA and another name refused"
 
 # ------------------------------------------- control: --insecure is readable -
 bg wan server_plain "$POSTERN_BIN" server --insecure --listen 0.0.0.0:7002 --admin 127.0.0.1:7072 \
