@@ -12,7 +12,7 @@ public struct MediatorConfiguration: Sendable {
     public var secret: [UInt8]
     public var policy: Policy
     public var settings: SessionSettings
-    public var transport: TunnelTransport
+    public var transport: ClientTransport
     /// How long CONNECT waits for the destination.
     public var connectTimeout: TimeAmount = .seconds(10)
     /// Ports one session may hold at once (opened, connected, accepted, listening, UDP). A server
@@ -27,7 +27,7 @@ public struct MediatorConfiguration: Sendable {
 
     public init(
         serverHost: String, serverPort: Int, name: String, secret: [UInt8], policy: Policy,
-        settings: SessionSettings = SessionSettings(), transport: TunnelTransport = PlainTransport(),
+        settings: SessionSettings = SessionSettings(), transport: ClientTransport = PlainTransport(),
         softwareVersion: String
     ) {
         self.serverHost = serverHost

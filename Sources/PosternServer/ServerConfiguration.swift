@@ -12,7 +12,7 @@ public struct ServerConfiguration: Sendable {
     public var adminToken: [UInt8]?
     public var forwards: [ForwardSpec]
     public var settings: SessionSettings
-    public var transport: TunnelTransport
+    public var transport: ServerTransport
     /// A UDP flow of a forward without traffic for this long is closed on both sides.
     public var udpIdleTimeout: TimeAmount = .seconds(60)
     /// Connections on the service port that have not authenticated yet. When more arrive, the
@@ -26,7 +26,7 @@ public struct ServerConfiguration: Sendable {
 
     public init(
         listen: Endpoint, secrets: SecretBook, admin: Endpoint?, forwards: [ForwardSpec],
-        settings: SessionSettings = SessionSettings(), transport: TunnelTransport = PlainTransport(),
+        settings: SessionSettings = SessionSettings(), transport: ServerTransport = PlainTransport(),
         softwareVersion: String
     ) {
         self.listen = listen

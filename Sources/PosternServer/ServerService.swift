@@ -136,7 +136,7 @@ public final class ServerService: @unchecked Sendable {
         let secrets = configuration.secrets
         let machine = ServerSessionStateMachine(
             settings: configuration.settings, sessionID: id, serverNonce: Nonce.make(),
-            channelBinding: configuration.transport.serverChannelBinding, now: .now())
+            channelBinding: configuration.transport.channelBinding, now: .now())
         let session = TunnelSession(
             role: .server(machine, secretFor: { secrets.secret(for: $0) }),
             settings: configuration.settings, eventLoop: eventLoop, logger: logger)

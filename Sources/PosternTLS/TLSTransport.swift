@@ -1,5 +1,4 @@
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
 import NIOTLS
@@ -9,7 +8,7 @@ import X509
 
 /// TLS 1.3 at the server's end: its own key (self-signed or from a CA), optionally requiring mediators
 /// to present a certificate from `mediatorCA` (mutual TLS).
-public struct TLSServerTransport: TunnelTransport {
+public struct TLSServerTransport: ServerTransport {
     public let identity: ServerIdentity
     public let requiresClientCertificates: Bool
     private let context: NIOSSLContext
@@ -49,15 +48,11 @@ public struct TLSServerTransport: TunnelTransport {
         return connection
     }
 
-    public func clientConnection(serverHost: String, serverPort: Int) throws -> TransportConnection {
-        throw TransportError("a server transport cannot dial")
-    }
-
-    public var serverChannelBinding: [UInt8] { identity.fingerprint.bytes }
+    public var channelBinding: [UInt8] { identity.fingerprint.bytes }
 }
 
 /// TLS 1.3 at the mediator's end, with one way to trust the server (see `ServerTrust`).
-public final class TLSClientTransport: TunnelTransport, @unchecked Sendable {
+public final class TLSClientTransport: ClientTransport, @unchecked Sendable {
     public enum TrustSource: Sendable {
         /// `--server-fingerprint`: exactly this key.
         case fingerprint(KeyFingerprint)
@@ -107,12 +102,6 @@ public final class TLSClientTransport: TunnelTransport, @unchecked Sendable {
         case .knownServers(let file): return "TLS 1.3, server key pinned on first use in \(file.path)"
         case .certificateAuthority(let file): return "TLS 1.3, server certificate checked against \(file)"
         }
-    }
-
-    public var serverChannelBinding: [UInt8] { [] }
-
-    public func serverConnection() throws -> TransportConnection {
-        throw TransportError("a client transport cannot accept")
     }
 
     public func clientConnection(serverHost: String, serverPort: Int) throws -> TransportConnection {

@@ -2,15 +2,25 @@ import NIOCore
 
 /// What carries the tunnel's bytes: the handlers between the socket and the frame codec. TLS adds its
 /// handler; plain TCP (`--insecure`) adds none. Nothing above the codec knows which one is in use.
+/// Each end has its own kind: the server accepts (`ServerTransport`), the mediator dials
+/// (`ClientTransport`).
 public protocol TunnelTransport: Sendable {
     /// Shown in logs ("plain TCP", "TLS 1.3").
     var name: String { get }
-    /// One new connection at the mediator's (client) end. `server` is "HOST:PORT" as configured.
-    func clientConnection(serverHost: String, serverPort: Int) throws -> TransportConnection
-    /// One new connection at the server's end.
+}
+
+/// The server's end.
+public protocol ServerTransport: TunnelTransport {
+    /// One new connection on the service port.
     func serverConnection() throws -> TransportConnection
     /// What the server binds both proofs to: its own key fingerprint; empty on plain TCP.
-    var serverChannelBinding: [UInt8] { get }
+    var channelBinding: [UInt8] { get }
+}
+
+/// The mediator's end.
+public protocol ClientTransport: TunnelTransport {
+    /// One new connection to the server at `serverHost`:`serverPort` as configured.
+    func clientConnection(serverHost: String, serverPort: Int) throws -> TransportConnection
 }
 
 /// One connection's transport handlers and what its handshake learned. Loop-confined, like the channel.
@@ -44,14 +54,14 @@ public struct TransportError: Error, CustomStringConvertible {
 }
 
 /// Frames straight on TCP. Only for `--insecure` setups: nothing is encrypted or pinned.
-public struct PlainTransport: TunnelTransport {
+public struct PlainTransport: ServerTransport, ClientTransport {
     public init() {}
     public var name: String { "plain TCP (--insecure: not encrypted)" }
     public func clientConnection(serverHost: String, serverPort: Int) throws -> TransportConnection {
         TransportConnection(handlers: [PlainPeerCheck()])
     }
     public func serverConnection() throws -> TransportConnection { TransportConnection(handlers: [PlainPeerCheck()]) }
-    public var serverChannelBinding: [UInt8] { [] }
+    public var channelBinding: [UInt8] { [] }
 }
 
 /// On a plain tunnel, a peer that opens with a TLS record is a peer configured for TLS: say so instead

@@ -27,7 +27,7 @@ struct ServerTransportOptions {
     var stateDirectory: String?
     var mediatorCAFile: String?
 
-    func make(logger: Logger) throws -> TunnelTransport {
+    func make(logger: Logger) throws -> ServerTransport {
         if insecure {
             guard certificateFile == nil, keyFile == nil, mediatorCAFile == nil else {
                 throw ValidationError("--insecure turns TLS off: it cannot be combined with --tls-cert, --tls-key or --mediator-ca")
@@ -61,7 +61,7 @@ struct MediatorTransportOptions {
     var certificateFile: String?
     var keyFile: String?
 
-    func make(logger: Logger) throws -> TunnelTransport {
+    func make(logger: Logger) throws -> ClientTransport {
         if insecure {
             guard serverFingerprint == nil, caFile == nil, certificateFile == nil, keyFile == nil, knownServersFile == nil else {
                 throw ValidationError(

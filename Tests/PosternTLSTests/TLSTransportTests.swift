@@ -112,7 +112,7 @@ final class TLSTransportTests: XCTestCase {
         }
     }
 
-    private func serve(_ transport: TunnelTransport, port: Int = 0) throws -> Channel {
+    private func serve(_ transport: ServerTransport, port: Int = 0) throws -> Channel {
         try ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
@@ -126,7 +126,7 @@ final class TLSTransportTests: XCTestCase {
     }
 
     /// Dials `server` and waits for the handshake; returns the connection or throws what failed.
-    private func dial(_ transport: TunnelTransport, _ server: Channel, send: String? = nil) throws -> (TransportConnection, Channel) {
+    private func dial(_ transport: ClientTransport, _ server: Channel, send: String? = nil) throws -> (TransportConnection, Channel) {
         struct TimedOut: Error {}
         let port = server.localAddress!.port!
         let promise = group.next().makePromise(of: Void.self)
@@ -148,7 +148,7 @@ final class TLSTransportTests: XCTestCase {
         let client = try TLSClientTransport(trust: .fingerprint(identity.fingerprint), logger: .init(label: "t"))
         let (connection, channel) = try dial(client, server)
         XCTAssertEqual(try channel.eventLoop.submit { connection.channelBinding }.wait(), identity.fingerprint.bytes)
-        XCTAssertEqual(try TLSServerTransport(identity: identity).serverChannelBinding, identity.fingerprint.bytes)
+        XCTAssertEqual(try TLSServerTransport(identity: identity).channelBinding, identity.fingerprint.bytes)
     }
 
     func testAnotherKeyThanThePinnedOneIsAFatalRefusal() throws {
