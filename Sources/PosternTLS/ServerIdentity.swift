@@ -25,16 +25,17 @@ public struct ServerIdentity: Sendable {
             throw Failure(description: "cannot read the TLS certificate \(certificateFile): \(TLSErrorText.describe(error))")
         }
         guard let leaf = chain.first else { throw Failure(description: "\(certificateFile) holds no certificate") }
+        let keyText: String
         do {
-            key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
+            keyText = try String(contentsOfFile: keyFile, encoding: .utf8)
+            key = try NIOSSLPrivateKey(bytes: Array(keyText.utf8), format: .pem)
         } catch {
             throw Failure(description: "cannot read the TLS key \(keyFile): \(TLSErrorText.describe(error))")
         }
         let fingerprint = try Self.fingerprint(of: leaf)
         // A key that does not belong to the certificate fails every handshake: catch it at start. Key
         // types swift-certificates cannot read are left to the handshake.
-        if let keyText = try? String(contentsOfFile: keyFile, encoding: .utf8),
-            let parsedKey = try? Certificate.PrivateKey(pemEncoded: keyText),
+        if let parsedKey = try? Certificate.PrivateKey(pemEncoded: keyText),
             let parsedLeaf = try? Certificate(derEncoded: try leaf.toDERBytes()),
             parsedKey.publicKey != parsedLeaf.publicKey
         {

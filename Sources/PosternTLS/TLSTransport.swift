@@ -21,15 +21,8 @@ public struct TLSServerTransport: ServerTransport {
         // would only keep a dead socket around.
         configuration.shutdownTimeout = .seconds(1)
         if let file = mediatorCAFile {
-            let roots: [NIOSSLCertificate]
-            do {
-                roots = try NIOSSLCertificate.fromPEMFile(file)
-            } catch {
-                throw TransportError("cannot read the mediator CA file \(file): \(TLSErrorText.describe(error))")
-            }
-            guard !roots.isEmpty else { throw TransportError("the mediator CA file \(file) holds no certificate") }
             configuration.certificateVerification = .noHostnameVerification
-            configuration.trustRoots = .certificates(roots)
+            configuration.trustRoots = .certificates(try caRoots(file, what: "mediator CA file"))
             configuration.sendCANameList = true
         }
         self.identity = identity
@@ -72,14 +65,7 @@ public final class TLSClientTransport: ClientTransport, @unchecked Sendable {
         configuration.minimumTLSVersion = .tlsv13
         configuration.shutdownTimeout = .seconds(1)
         if case .certificateAuthority(let file) = trust {
-            let roots: [NIOSSLCertificate]
-            do {
-                roots = try NIOSSLCertificate.fromPEMFile(file)
-            } catch {
-                throw TransportError("cannot read the CA file \(file): \(TLSErrorText.describe(error))")
-            }
-            guard !roots.isEmpty else { throw TransportError("the CA file \(file) holds no certificate") }
-            configuration.trustRoots = .certificates(roots)
+            configuration.trustRoots = .certificates(try caRoots(file, what: "CA file"))
             configuration.certificateVerification = .fullVerification
         } else {
             // Pinning replaces chain and name checks (a self-signed key is the common case): the
@@ -155,6 +141,18 @@ public final class TLSClientTransport: ClientTransport, @unchecked Sendable {
     static func serverKey(host: String, port: Int) -> String {
         host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
+}
+
+/// The certificates of a CA file (PEM), at least one.
+private func caRoots(_ file: String, what: String) throws -> [NIOSSLCertificate] {
+    let roots: [NIOSSLCertificate]
+    do {
+        roots = try NIOSSLCertificate.fromPEMFile(file)
+    } catch {
+        throw TransportError("cannot read the \(what) \(file): \(TLSErrorText.describe(error))")
+    }
+    guard !roots.isEmpty else { throw TransportError("the \(what) \(file) holds no certificate") }
+    return roots
 }
 
 /// One client handshake's key check and what it saw. Runs on the channel's event loop.

@@ -36,16 +36,14 @@ struct ServerTransportOptions {
             return PlainTransport()
         }
         let identity: ServerIdentity
-        switch (certificateFile, keyFile) {
-        case (let cert?, let key?):
+        switch try certificatePair(certificateFile, keyFile) {
+        case (let cert, let key)?:
             identity = try ServerIdentity.load(certificateFile: cert, keyFile: key)
-        case (nil, nil):
+        case nil:
             let directory = StateDirectory.resolve(stateDirectory)
             let (loaded, created) = try ServerIdentity.loadOrCreate(directory: directory)
             if created { logger.notice("created a TLS key and self-signed certificate in \(directory)") }
             identity = loaded
-        default:
-            throw ValidationError("--tls-cert and --tls-key go together")
         }
         return try TLSServerTransport(identity: identity, mediatorCAFile: mediatorCAFile)
     }
@@ -88,12 +86,15 @@ struct MediatorTransportOptions {
         default:
             throw ValidationError("--server-fingerprint and --ca-file exclude each other: pin the key, or trust a CA")
         }
-        let client: (String, String)?
-        switch (certificateFile, keyFile) {
-        case (let c?, let k?): client = (c, k)
-        case (nil, nil): client = nil
-        default: throw ValidationError("--tls-cert and --tls-key go together")
-        }
-        return try TLSClientTransport(trust: trust, clientCertificate: client, logger: logger)
+        return try TLSClientTransport(trust: trust, clientCertificate: try certificatePair(certificateFile, keyFile), logger: logger)
+    }
+}
+
+/// `--tls-cert` and `--tls-key`: both or neither.
+private func certificatePair(_ certificate: String?, _ key: String?) throws -> (String, String)? {
+    switch (certificate, key) {
+    case (let c?, let k?): return (c, k)
+    case (nil, nil): return nil
+    default: throw ValidationError("--tls-cert and --tls-key go together")
     }
 }
