@@ -112,6 +112,7 @@ fail() {
 #   wait_mediator [NAME] [TIMEOUT] [ADMIN_URL]  # until `ctl mediators` lists NAME
 #   ctl ARGS...                     # postern ctl in wan (the admin API is on wan's loopback)
 #   wait_listen NS PORT [tcp|udp] [TIMEOUT]   # until a socket listens on PORT in NS
+#   expect_exit WHAT RC LOG REGEX CMD...      # CMD must exit RC within 15 s, output matching REGEX
 #   last_bg_pid                     # PID (= process group) of the last `bg`
 
 find_postern() {
@@ -166,6 +167,16 @@ wait_mediator() {
     done
 }
 
+# expect_exit WHAT WANT_RC LOG REGEX CMD...: run CMD (bounded), check its exit
+# status and that its output matches REGEX.
+expect_exit() {
+    local what=$1 want=$2 log=$3 re=$4 rc=0; shift 4
+    timeout 15 "$@" >"$TEST_TMP/$log.log" 2>&1 || rc=$?
+    ((rc != 124)) || fail "$what: still running after 15 s"
+    assert_eq "$want" "$rc" "$what: exit status"
+    grep -Eq -- "$re" "$TEST_TMP/$log.log" || fail "$what: '$re' not in its output: $(cat "$TEST_TMP/$log.log")"
+    echo "$what: exit $rc: $(grep -E -- "$re" "$TEST_TMP/$log.log" | head -1 | sed 's/^.*\(error\|warning\)//')"
+}
 wait_listen() {
     local ns=$1 port=$2 proto=${3:-tcp} end=$((SECONDS + ${4:-10})) flag=-Htln
     [[ $proto == udp ]] && flag=-Huln

@@ -7,16 +7,6 @@
 source "$(dirname "$0")/lib.sh"
 postern_setup
 
-# expect_exit WHAT WANT_RC LOG REGEX CMD...: run CMD (bounded), check its exit
-# status and that its output matches REGEX.
-expect_exit() {
-    local what=$1 want=$2 log=$3 re=$4 rc=0; shift 4
-    timeout 15 "$@" >"$TEST_TMP/$log.log" 2>&1 || rc=$?
-    ((rc != 124)) || fail "$what: still running after 15 s"
-    assert_eq "$want" "$rc" "$what: exit status"
-    grep -Eq -- "$re" "$TEST_TMP/$log.log" || fail "$what: '$re' not in its output: $(cat "$TEST_TMP/$log.log")"
-    echo "$what: exit $rc: $(grep -E -- "$re" "$TEST_TMP/$log.log" | head -1 | sed 's/^.*\(error\|warning\)//')"
-}
 # (arrays, not functions: `timeout` runs them)
 srv=("$LAB_TOOL" exec wan "$POSTERN_BIN" server)
 med=("$LAB_TOOL" exec lan "$POSTERN_BIN" mediator)

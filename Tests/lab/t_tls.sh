@@ -24,13 +24,6 @@ want=$(sha256sum <"$TEST_TMP/www/marker.txt" | cut -d' ' -f1)
 bg lanhost web python3 -m http.server 80 --bind 192.168.77.10 --directory "$TEST_TMP/www"
 wait_listen lanhost 80
 
-# run_for SECONDS LOG CMD... — run CMD (a mediator that should stop by itself) and
-# record its exit status in $rc; 124 means it was still running.
-run_for() {
-    local secs=$1 log=$2; shift 2
-    rc=0
-    timeout "$secs" "$@" >"$TEST_TMP/$log.log" 2>&1 || rc=$?
-}
 med=("$LAB_TOOL" exec lan "$POSTERN_BIN" mediator --server 203.0.113.10:7000 --secret-file "$TEST_TMP/secret")
 
 # capture NAME PORT — tcpdump on gw's public side, in the background; stop_capture ends it.
@@ -67,10 +60,9 @@ echo "tcpdump on gw: $size bytes of tunnel, 0 with the plaintext"
 
 # ---------------------------------------------------- pinned to another key -
 other=sha256:$(printf '%064d' 0)
-run_for 15 wrongpin "${med[@]}" --name wrongpin --server-fingerprint "$other"
-assert_eq 1 "$rc" "exit status of a mediator pinned to another key"
-grep -q "REFUSING the server at 203.0.113.10:7000: it presented TLS key $fp, but $other is pinned" "$TEST_TMP/wrongpin.log" \
-    || fail "no loud refusal: $(cat "$TEST_TMP/wrongpin.log")"
+expect_exit "mediator pinned to another key" 1 wrongpin \
+    "REFUSING the server at 203.0.113.10:7000: it presented TLS key $fp, but $other is pinned" \
+    "${med[@]}" --name wrongpin --server-fingerprint "$other"
 if ctl mediators | grep -q '^wrongpin '; then fail "a mediator with the wrong pin got in"; fi
 
 # Trust on first use: record the real key while the path is clean.
@@ -89,17 +81,14 @@ bg gw mitm socat -d -d "OPENSSL-LISTEN:7443,reuseaddr,fork,cert=$TEST_TMP/mitm.p
 wait_listen gw 7443
 lab intercept 7000 7443
 
-run_for 15 tofu_mitm "${med[@]}" --name tofu --known-servers "$TEST_TMP/known"
-assert_eq 1 "$rc" "exit status, recorded key vs interceptor"
-grep -q "REFUSING the server at 203.0.113.10:7000" "$TEST_TMP/tofu_mitm.log" || fail "recorded key: $(cat "$TEST_TMP/tofu_mitm.log")"
+expect_exit "recorded key vs interceptor" 1 tofu_mitm "REFUSING the server at 203.0.113.10:7000" \
+    "${med[@]}" --name tofu --known-servers "$TEST_TMP/known"
 
-run_for 15 pin_mitm "${med[@]}" --name pinned --server-fingerprint "$fp"
-assert_eq 1 "$rc" "exit status, --server-fingerprint vs interceptor"
-grep -q "REFUSING" "$TEST_TMP/pin_mitm.log" || fail "pinned: $(cat "$TEST_TMP/pin_mitm.log")"
+expect_exit "--server-fingerprint vs interceptor" 1 pin_mitm "REFUSING the server at 203.0.113.10:7000" \
+    "${med[@]}" --name pinned --server-fingerprint "$fp"
 
-run_for 15 fresh_mitm "${med[@]}" --name fresh --known-servers "$TEST_TMP/known-fresh"
-assert_eq 1 "$rc" "exit status, first use through the interceptor"
-grep -q "TLS interceptor" "$TEST_TMP/fresh_mitm.log" || fail "first use: $(cat "$TEST_TMP/fresh_mitm.log")"
+expect_exit "first use through the interceptor" 1 fresh_mitm "TLS interceptor" \
+    "${med[@]}" --name fresh --known-servers "$TEST_TMP/known-fresh"
 grep -q "wrong proof from mediator 'fresh'" "$TEST_TMP/server.log" || fail "the server did not report the bad proof"
 [[ ! -e "$TEST_TMP/known-fresh" ]] || fail "the interceptor's key was recorded: $(cat "$TEST_TMP/known-fresh")"
 accepted=$(grep -c 'accepting connection' "$TEST_TMP/mitm.log" || true)
@@ -139,16 +128,12 @@ bg lan camed "${ca_med[@]}" --name camed --ca-file "$pki/ca.crt" --tls-cert "$pk
 wait_mediator camed 10 http://127.0.0.1:7071
 assert_eq "$want" "$(fetch 8081)" "transfer with CA certificates and mutual TLS"
 
-run_for 15 nocert "${ca_med[@]}" --name nocert --ca-file "$pki/ca.crt"
-assert_eq 1 "$rc" "exit status without a client certificate"
-grep -q "requires a mediator certificate" "$TEST_TMP/nocert.log" || fail "no client cert: $(cat "$TEST_TMP/nocert.log")"
-run_for 15 wrongca "${ca_med[@]}" --name wrongca --ca-file "$pki/otherca.crt" --tls-cert "$pki/camed.crt" --tls-key "$pki/camed.key"
-assert_eq 1 "$rc" "exit status trusting another CA"
-grep -q "does not chain to the trusted CA" "$TEST_TMP/wrongca.log" || fail "other CA: $(cat "$TEST_TMP/wrongca.log")"
-run_for 15 wrongname "${ca_med[@]}" --name impostor --ca-file "$pki/ca.crt" --tls-cert "$pki/camed.crt" --tls-key "$pki/camed.key"
-assert_eq 1 "$rc" "exit status with another mediator's certificate"
-grep -q "the TLS client certificate is for camed, not for mediator 'impostor'" "$TEST_TMP/wrongname.log" \
-    || fail "name check: $(cat "$TEST_TMP/wrongname.log")"
+expect_exit "no client certificate" 1 nocert "requires a mediator certificate" \
+    "${ca_med[@]}" --name nocert --ca-file "$pki/ca.crt"
+expect_exit "trusting another CA" 1 wrongca "does not chain to the trusted CA" \
+    "${ca_med[@]}" --name wrongca --ca-file "$pki/otherca.crt" --tls-cert "$pki/camed.crt" --tls-key "$pki/camed.key"
+expect_exit "another mediator's certificate" 1 wrongname "the TLS client certificate is for camed, not for mediator 'impostor'" \
+    "${ca_med[@]}" --name impostor --ca-file "$pki/ca.crt" --tls-cert "$pki/camed.crt" --tls-key "$pki/camed.key"
 echo "CA: verified server certificate with mutual TLS; no client certificate, a foreign CA and another name refused"
 
 # ------------------------------------------- control: --insecure is readable -
