@@ -122,8 +122,8 @@ public final class TLSClientTransport: ClientTransport, @unchecked Sendable {
         events.connection = connection
         if case .knownServers(let file) = trustSource, case .firstUse = trust {
             let logger = logger
-            connection.authenticated = { [weak connection] in
-                guard let fingerprint = check.presented, connection != nil else { return }
+            connection.authenticated = {
+                guard let fingerprint = check.presented else { return }
                 do {
                     try file.record(fingerprint, for: server)
                     logger.warning(
