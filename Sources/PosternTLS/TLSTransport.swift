@@ -100,10 +100,10 @@ public final class TLSClientTransport: ClientTransport, @unchecked Sendable {
             if let f = file.fingerprint(for: server) {
                 trust = .pinned(f, source: "\(file.path) (recorded on first use)")
             } else {
-                trust = .firstUse(recordIn: file.path)
+                trust = .firstUse
             }
-        case .certificateAuthority(let file):
-            trust = .certificateAuthority(file: file)
+        case .certificateAuthority:
+            trust = .certificateAuthority
         }
         let check = PinCheck(server: server, trust: trust)
         let isIP = (try? SocketAddress(ipAddress: serverHost, port: 0)) != nil

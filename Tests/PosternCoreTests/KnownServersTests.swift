@@ -82,6 +82,6 @@ final class KnownServersTests: XCTestCase {
         let b = KeyFingerprint(subjectPublicKeyInfo: [1])
         XCTAssertTrue(ServerTrust.pinned(a, source: "x").accepts(a))
         XCTAssertFalse(ServerTrust.pinned(a, source: "x").accepts(b))
-        XCTAssertTrue(ServerTrust.firstUse(recordIn: "f").accepts(b))
+        XCTAssertTrue(ServerTrust.firstUse.accepts(b))
     }
 }
