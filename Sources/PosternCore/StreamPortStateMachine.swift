@@ -164,7 +164,7 @@ public struct StreamPortStateMachine: Sendable {
     public mutating func nextOutbound(tunnelWritable: Bool, maxPayload: Int) -> Outbound {
         precondition(maxPayload > 0, "DATA needs room for at least one byte")
         guard phase == .joined || phase == .draining else { return .idle }
-        if let h = held, h.readableBytes == 0 { held = nil }
+        if held?.readableBytes == 0 { held = nil }
         guard held != nil else {
             guard eofPending else { return .idle }
             eofPending = false
