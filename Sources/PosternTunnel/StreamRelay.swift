@@ -95,6 +95,8 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
             session.logger.warning("port \(portID): \(violation); resetting it")
             perform(action)
         case .sessionError(let violation):
+            // The session ends; its end releases every port, this one included.
+            session.logger.warning("port \(portID): \(violation); ending the session")
             session.goAway(.protocolError, "port \(portID): \(violation)")
         }
     }
