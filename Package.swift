@@ -129,6 +129,17 @@ let package = Package(
             swiftSettings: ioSettings
         ),
         .testTarget(
+            name: "PosternTunnelTests",
+            dependencies: [
+                "PosternTunnel", "PosternCore", "PosternWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: ioSettings
+        ),
+        .testTarget(
             name: "PosternNetlinkTests",
             dependencies: ["PosternNetlink", "PosternWire"]
         ),

@@ -7,58 +7,40 @@ import PosternWire
     import Glibc
 #endif
 
-/// Relays one TCP socket through one port of the tunnel, at either end (docs/protocol.md §6):
-/// socket bytes become DATA within the peer's window; DATA becomes socket writes, granted back with
-/// WINDOW once written; EOF becomes FINISHED and FINISHED a write shutdown (half-close); a socket
-/// error becomes RESET and RESET an abortive close (RST).
+/// Relays one TCP socket through one port of the tunnel, at either end (docs/protocol.md §6). Every
+/// decision is `StreamPortStateMachine`'s; this handler feeds it the socket's and the session's
+/// events and performs the actions it returns.
 ///
 /// It may exist before its socket does (a connection accepted on the mediator is announced before
-/// the server's own connect finishes): DATA, FINISHED and RESET that arrive first are kept, bounded
-/// by the window we granted, and replayed once the handler joins its channel.
+/// the server's own connect finishes): the machine keeps what arrives first and hands it back for
+/// replay once the handler joins its channel.
 public final class StreamRelay: ChannelInboundHandler, TunnelPort {
     public typealias InboundIn = ByteBuffer
     public typealias OutboundOut = ByteBuffer
 
     public let portID: UInt32
     private let session: TunnelSession
-    private var sendWindow: SendWindow
-    private var receiveWindow: ReceiveWindow
-    private var state = StreamState()
+    private var machine: StreamPortStateMachine
     private var context: ChannelHandlerContext?
-    /// Read from the socket but not yet sent: no window or the tunnel is full.
-    private var held: ByteBuffer?
-    /// EOF seen while data was still held: FINISHED goes after it.
-    private var eofPending = false
-    /// Tunnel frames that came before the socket was ready.
-    private var early: [Frame] = []
-    private var earlyBytes = 0
-    private var done = false
-    /// The socket ended by EOF after our output was shut, while some of its bytes were still held:
-    /// the port lives on (without a socket) until they are sent, then FINISHED follows.
-    private var drainingAfterClose = false
     /// Told once when the port is gone, with how it ended (for events and counters).
     public var onClose: ((StreamRelay, _ how: String) -> Void)?
-    public private(set) var bytesToTunnel: UInt64 = 0
-    public private(set) var bytesFromTunnel: UInt64 = 0
+    public var bytesToTunnel: UInt64 { machine.bytesToTunnel }
+    public var bytesFromTunnel: UInt64 { machine.bytesFromTunnel }
 
     public init(portID: UInt32, session: TunnelSession) {
         self.portID = portID
         self.session = session
-        self.sendWindow = SendWindow(initial: session.established?.peerInitialWindow ?? session.settings.initialWindow)
-        self.receiveWindow = ReceiveWindow(size: session.settings.initialWindow)
+        self.machine = StreamPortStateMachine(
+            sendWindow: session.established?.peerInitialWindow ?? session.settings.initialWindow,
+            receiveWindow: session.settings.initialWindow)
     }
 
     // MARK: - Socket side
 
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        let pending = early
-        early = []
-        // Replayed DATA takes its share of the session budget again as it is written.
-        session.releaseBuffer(earlyBytes)
-        earlyBytes = 0
-        for frame in pending { tunnelReceived(frame) }
-        if !done { readIfAllowed() }
+        perform(machine.socketJoined())
+        readIfAllowed()
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
@@ -66,14 +48,7 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var buffer = unwrapInboundIn(data)
-        // One read() may deliver several buffers (NIO's maxMessagesPerRead): once one of them is
-        // held (no window, or tunnel not writable), the rest must queue behind it, never replace it.
-        if held != nil {
-            held!.writeBuffer(&buffer)
-            return
-        }
-        forward(buffer)
+        perform(machine.socketRead(unwrapInboundIn(data)))
     }
 
     public func channelReadComplete(context: ChannelHandlerContext) {
@@ -83,8 +58,7 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let e = event as? ChannelEvent, e == .inputClosed {
-            if held != nil { eofPending = true } else { localEOF() }
-            return
+            return perform(machine.socketInputClosed())
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -93,7 +67,7 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
         // A socket error (ECONNRESET above all) is an RST on this side: pass it on as RESET.
         let code: ErrorCode
         if let io = error as? IOError { code = ErrorCode(errno: io.errnoCode) } else { code = .connectionReset }
-        resetBoth(code: code, how: "reset (\(error))")
+        perform(machine.socketFailed(code, "\(error)"))
     }
 
     public func channelActive(context: ChannelHandlerContext) {
@@ -105,198 +79,49 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
-        if !done {
-            if state.receivedFin && !state.sentFin {
-                // Our output was already shut (the peer finished first). NIO turns the EOF that
-                // arrives in that state into a full close without an inputClosed event: this is the
-                // socket's FIN, so finish normally, after any data still held, not with RESET.
-                if held != nil {
-                    eofPending = true
-                    drainingAfterClose = true
-                } else {
-                    localEOF()
-                }
-            } else {
-                // The socket went away without FIN both ways: the peer must not wait for more.
-                resetBoth(code: .connectionReset, how: "socket closed")
-            }
-        }
+        perform(machine.socketClosed())
         context.fireChannelInactive()
-    }
-
-    private func forward(_ buffer: ByteBuffer) {
-        var buffer = buffer
-        while buffer.readableBytes > 0 {
-            guard sendWindow.credit > 0, session.isWritable else {
-                held = buffer
-                if sendWindow.credit > 0 { session.waitForWritable(self) }
-                return
-            }
-            let n = min(buffer.readableBytes, sendWindow.credit, session.maxDataPayload)
-            let slice = buffer.readSlice(length: n)!
-            sendWindow.consume(n)
-            bytesToTunnel &+= UInt64(n)
-            session.sendData(portID: portID, slice)
-        }
-        held = nil
-        if eofPending {
-            eofPending = false
-            localEOF()
-        }
-    }
-
-    private func readIfAllowed() {
-        guard let context, !done, held == nil, !state.sentFin else { return }
-        guard sendWindow.credit > 0 else { return }
-        guard session.isWritable else {
-            session.waitForWritable(self)
-            return
-        }
-        context.read()
-    }
-
-    private func localEOF() {
-        switch state.apply(.localEOF) {
-        case .halfClosed:
-            session.send(.finished(.init(portID: portID)))
-        case .closed:
-            session.send(.finished(.init(portID: portID)))
-            closeGracefully(how: "closed")
-        case .none, .duplicate:
-            break
-        }
     }
 
     // MARK: - Tunnel side
 
     public func tunnelReceived(_ frame: Frame) {
-        guard !done else { return }
-        guard let context else {
-            if drainingAfterClose {
-                // No socket any more, only held bytes to send: WINDOW and RESET still matter.
-                switch frame {
-                case .window(let w):
-                    do { try sendWindow.grant(w.increment) } catch {
-                        return violation("window overflow on port \(portID)")
-                    }
-                    tunnelBecameWritable()
-                case .reset(let r):
-                    _ = state.apply(.reset)
-                    abort(how: "reset by peer (\(r.code))")
-                default:
-                    break
-                }
-                return
-            }
-            // Not joined to a socket yet: keep what the peer sends (bounded by our window).
-            if case .data(let d) = frame {
-                let n = d.bytes.readableBytes
-                guard earlyBytes + n <= Int(receiveWindow.size) else {
-                    return violation("DATA beyond the window before the connection was ready")
-                }
-                guard session.reserveBuffer(n) else {
-                    return resetBoth(code: .limitExceeded, how: "session buffer limit exceeded before the connection was ready")
-                }
-                earlyBytes += n
-            }
-            early.append(frame)
-            return
-        }
-        switch frame {
-        case .data(let d):
-            let n = d.bytes.readableBytes
-            do { try receiveWindow.received(n) } catch {
-                return violation("peer sent \(n) bytes beyond the window of port \(portID)")
-            }
-            bytesFromTunnel &+= UInt64(n)
-            if state.receivedFin { return violation("DATA after FINISHED on port \(portID)") }
-            guard session.reserveBuffer(n) else {
-                let limit = session.settings.maxBufferedBytes >> 20
-                session.logger.warning(
-                    "port \(portID): the session already holds \(limit) MiB not yet written to slow sockets; resetting this port")
-                return resetBoth(code: .limitExceeded, how: "session buffer limit (\(limit) MiB) exceeded")
-            }
-            context.writeAndFlush(wrapOutboundOut(d.bytes)).whenComplete { [self] result in
-                session.releaseBuffer(n)
-                guard case .success = result, !done else { return }
-                if let increment = receiveWindow.consumed(n) {
-                    session.send(.window(.init(portID: portID, increment: increment)))
-                }
-            }
-        case .window(let w):
-            do { try sendWindow.grant(w.increment) } catch {
-                return violation("window overflow on port \(portID)")
-            }
-            if let h = held {
-                held = nil
-                forward(h)
-            }
-            readIfAllowed()
-        case .finished:
-            switch state.apply(.remoteFin) {
-            case .halfClosed:
-                // Shut our output once every byte before the FIN has been written.
-                context.close(mode: .output, promise: nil)
-            case .closed:
-                closeGracefully(how: "closed")
-            case .duplicate:
-                violation("FINISHED twice on port \(portID)")
-            case .none:
-                break
-            }
-        case .reset(let r):
-            _ = state.apply(.reset)
-            abort(how: "reset by peer (\(r.code))")
-        case .datagram:
-            violation("DATAGRAM on TCP port \(portID)")
-        default:
+        switch machine.tunnelReceived(frame) {
+        case .succeeded(let action):
+            perform(action)
+        case .ignored:
             break
+        case .streamError(let violation, let action):
+            session.logger.warning("port \(portID): \(violation); resetting it")
+            perform(action)
+        case .sessionError(let violation):
+            // The session ends; its end releases every port, this one included.
+            session.logger.warning("port \(portID): \(violation); ending the session")
+            session.goAway(.protocolError, "port \(portID): \(violation)")
         }
     }
 
     public func tunnelBecameWritable() {
-        guard !done else { return }
-        if let h = held {
-            held = nil
-            forward(h)
-        }
-        readIfAllowed()
+        perform(machine.tunnelBecameWritable())
     }
 
     public func tunnelClosed() {
-        guard !done else { return }
-        abort(how: "tunnel closed")
+        perform(machine.tunnelClosed())
     }
 
-    // MARK: - Ending
+    // MARK: - Requests of the owner
 
     /// Abort the local socket (RST) and tell the peer to do the same.
     public func resetBoth(code: ErrorCode, how: String) {
-        guard !done else { return }
-        _ = state.apply(.reset)
-        session.send(.reset(.init(portID: portID, code: code)))
-        abort(how: how)
+        perform(machine.reset(code, reason: .aborted(how)))
     }
 
     /// CLOSE from the server: close the socket normally (FIN); the server already forgot the port.
     public func closeByRequest() {
-        guard !done else { return }
-        markDone(how: "closed by request")
-        context?.close(promise: nil)
-    }
-
-    private func violation(_ message: String) {
-        session.logger.warning("port \(portID): \(message); resetting it")
-        resetBoth(code: .protocolError, how: message)
+        perform(machine.closeByRequest())
     }
 
     /// Close with RST: SO_LINGER {1, 0} makes close(2) send a reset and drop unsent data.
-    private func abort(how: String) {
-        markDone(how: how)
-        guard let channel = context?.channel else { return }
-        Self.abortiveClose(channel)
-    }
-
     public static func abortiveClose(_ channel: Channel) {
         guard let provider = channel as? SocketOptionProvider else {
             channel.close(promise: nil)
@@ -305,26 +130,114 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
         provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
     }
 
-    /// Both directions finished: close once the last bytes are written.
-    private func closeGracefully(how: String) {
-        markDone(how: how)
-        guard let context else { return }
-        let channel = context.channel
-        // An empty write completes after every earlier write: then nothing is lost by closing.
-        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
-            channel.close(promise: nil)
+    // MARK: - Performing actions
+
+    private func perform(_ action: StreamPortAction) {
+        switch action {
+        case .none:
+            break
+        case .sendHeld:
+            sendHeld()
+        case .resume:
+            sendHeld()
+            readIfAllowed()
+        case .writeToSocket(let bytes):
+            write(bytes)
+        case .reserveBuffer(let n):
+            if !session.reserveBuffer(n) { perform(machine.bufferReserveFailed()) }
+        case .grant(let increment):
+            session.send(.window(.init(portID: portID, increment: increment)))
+        case .sendFinished:
+            session.send(.finished(.init(portID: portID)))
+        case .shutdownOutput:
+            // Queued behind every earlier write: the output is shut once they are done.
+            context?.close(mode: .output, promise: nil)
+        case .replay(let frames, let releaseBuffer):
+            // Replayed DATA takes its share of the session budget again as it is written.
+            session.releaseBuffer(releaseBuffer)
+            for frame in frames { tunnelReceived(frame) }
+        case .closeSocket(let how):
+            close(how)
+        case .end(let ending):
+            end(ending)
         }
     }
 
-    private func markDone(how: String) {
-        guard !done else { return }
-        done = true
-        held = nil
-        early = []
-        session.releaseBuffer(earlyBytes)
-        earlyBytes = 0
+    /// Sends what the socket delivered, slice by slice, while credit lasts and the tunnel takes it.
+    /// The payload slices share the socket's buffer: nothing is copied.
+    private func sendHeld() {
+        while true {
+            switch machine.nextOutbound(tunnelWritable: session.isWritable, maxPayload: session.maxDataPayload) {
+            case .data(let slice):
+                session.sendData(portID: portID, slice)
+            case .waitForTunnel:
+                session.waitForWritable(self)
+                return
+            case .idle:
+                return
+            case .then(let action):
+                return perform(action)
+            }
+        }
+    }
+
+    private func readIfAllowed() {
+        guard let context else { return }
+        switch machine.readDecision(tunnelWritable: session.isWritable) {
+        case .read: context.read()
+        case .waitForTunnel: session.waitForWritable(self)
+        case .none: break
+        }
+    }
+
+    private func write(_ bytes: ByteBuffer) {
+        let n = bytes.readableBytes
+        guard session.reserveBuffer(n) else {
+            let limit = session.settings.maxBufferedBytes >> 20
+            session.logger.warning(
+                "port \(portID): the session already holds \(limit) MiB not yet written to slow sockets; resetting this port")
+            return perform(machine.bufferReserveFailed())
+        }
+        guard let context else {
+            // The machine asks for writes only while the socket is there; keep the budget right anyway.
+            session.releaseBuffer(n)
+            return
+        }
+        context.writeAndFlush(wrapOutboundOut(bytes)).whenComplete { [self] result in
+            session.releaseBuffer(n)
+            var succeeded = false
+            if case .success = result { succeeded = true }
+            perform(machine.socketWriteCompleted(n, succeeded: succeeded))
+        }
+    }
+
+    private func end(_ ending: StreamPortAction.Ending) {
+        switch ending.lastFrame {
+        case .none: break
+        case .finished: session.send(.finished(.init(portID: portID)))
+        case .reset(let code): session.send(.reset(.init(portID: portID, code: code)))
+        }
+        session.releaseBuffer(ending.releaseBuffer)
         session.unregister(portID)
-        onClose?(self, how)
-        onClose = nil
+        let onClose = self.onClose
+        self.onClose = nil
+        onClose?(self, ending.reason.description)
+        close(ending.socket)
+    }
+
+    private func close(_ how: StreamPortAction.SocketClose) {
+        guard let context else { return }
+        switch how {
+        case .abort:
+            Self.abortiveClose(context.channel)
+        case .afterWrites:
+            let channel = context.channel
+            // An empty write completes after every earlier write: then nothing is lost by closing.
+            context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+                channel.close(promise: nil)
+            }
+        case .now:
+            context.close(promise: nil)
+        }
     }
 }

@@ -1,0 +1,306 @@
+import NIOCore
+import PosternWire
+
+/// One TCP connection relayed through one port of the tunnel, at either end (docs/protocol.md §6), as
+/// a value: the I/O side feeds it what happened on the socket and on the tunnel and performs the
+/// actions it returns; it reads no clock and touches no channel.
+///
+/// - Socket bytes become DATA within the peer's window and the peer's payload limit; what cannot go
+///   yet (no credit, or the tunnel is full) is held, and the socket is not read meanwhile, so
+///   back-pressure reaches the real TCP peer (§6.3).
+/// - DATA becomes socket writes, granted back with WINDOW once written.
+/// - EOF becomes FINISHED (after any held bytes) and FINISHED a write shutdown: a half-close (§6.4).
+/// - A socket error becomes RESET and RESET an abortive close (RST).
+///
+/// A port may exist before its socket does (a connection accepted on the mediator is announced
+/// before the server's own connect finishes): frames that arrive first are kept, the DATA bounded by
+/// the window we granted and counted in the session's buffer budget, and replayed once the socket
+/// joins. A socket that ends by FIN after the peer's FIN, while some of its bytes are still held,
+/// leaves the port draining: the bytes go out as the peer grants window, then FINISHED.
+public struct StreamPortStateMachine: Sendable {
+    public enum Phase: Hashable, Sendable {
+        /// No socket yet: frames from the peer are kept.
+        case awaitingSocket
+        /// Relaying between the socket and the tunnel.
+        case joined
+        /// The socket is gone after its FIN, some of its bytes still held: no socket, only sending.
+        case draining
+        /// Released: nothing more happens; frames are ignored.
+        case released
+    }
+
+    /// What to send next on the tunnel, asked in a loop after `.sendHeld` and `.resume`.
+    public enum Outbound: Hashable, Sendable {
+        /// Send this DATA payload (within credit and the payload limit), then ask again.
+        case data(ByteBuffer)
+        /// Bytes are held and credit is left, but the tunnel is full: ask to be told when it drains.
+        case waitForTunnel
+        /// Nothing to send now: nothing held, or no credit (a WINDOW will resume it).
+        case idle
+        /// Everything held is sent and the socket's EOF was behind it: perform this, then stop.
+        case then(StreamPortAction)
+    }
+
+    /// Whether to ask the socket for more bytes. With autoRead off, not asking is how reading pauses.
+    public enum ReadDecision: Hashable, Sendable {
+        case read
+        /// Credit is left but the tunnel is full: ask to be told when it drains, then read.
+        case waitForTunnel
+        case none
+    }
+
+    public private(set) var phase: Phase = .awaitingSocket
+    public private(set) var halves = StreamState()
+    public private(set) var sendWindow: SendWindow
+    public private(set) var receiveWindow: ReceiveWindow
+    public private(set) var bytesToTunnel: UInt64 = 0
+    public private(set) var bytesFromTunnel: UInt64 = 0
+
+    /// Read from the socket but not yet sent.
+    private var held: ByteBuffer?
+    /// The socket's EOF came while bytes were held: FINISHED goes after them.
+    private var eofPending = false
+    /// Frames from the peer before the socket joined, and the DATA bytes among them.
+    private var early: [Frame] = []
+    private var earlyBytes = 0
+    /// How a socket that joins after the port ended is closed.
+    private var closeOnLateJoin: StreamPortAction.SocketClose = .abort
+
+    /// `sendWindow`: the peer's initial window; `receiveWindow`: ours (§6.3).
+    public init(sendWindow: UInt32, receiveWindow: UInt32) {
+        self.sendWindow = SendWindow(initial: sendWindow)
+        self.receiveWindow = ReceiveWindow(size: receiveWindow)
+    }
+
+    /// Bytes read from the socket and not yet sent.
+    public var heldBytes: Int { held?.readableBytes ?? 0 }
+    /// DATA bytes kept before the socket joined (counted in the session budget).
+    public var earlyBufferedBytes: Int { earlyBytes }
+    public var earlyFrameCount: Int { early.count }
+    public var isEOFPending: Bool { eofPending }
+
+    // MARK: - Socket side
+
+    /// The port's socket is ready (the handler joined its channel).
+    public mutating func socketJoined() -> StreamPortAction {
+        switch phase {
+        case .awaitingSocket:
+            phase = .joined
+            var frames: [Frame] = []
+            swap(&frames, &early)
+            let kept = earlyBytes
+            earlyBytes = 0
+            return .replay(frames, releaseBuffer: kept)
+        case .released:
+            // The port ended (RESET, the session went) while the socket was being connected.
+            return .closeSocket(closeOnLateJoin)
+        case .joined, .draining:
+            return .none
+        }
+    }
+
+    /// The socket delivered bytes. One read may deliver several buffers (NIO's maxMessagesPerRead):
+    /// once one of them is held, the rest queue behind it, never replace it.
+    public mutating func socketRead(_ bytes: ByteBuffer) -> StreamPortAction {
+        guard phase == .joined else { return .none }
+        if held != nil {
+            var bytes = bytes
+            held!.writeBuffer(&bytes)
+            return .none
+        }
+        held = bytes
+        return .sendHeld
+    }
+
+    /// The socket reached end of input (a half-close event).
+    public mutating func socketInputClosed() -> StreamPortAction {
+        guard phase == .joined else { return .none }
+        if held != nil {
+            eofPending = true
+            return .none
+        }
+        return finishOutput()
+    }
+
+    /// The socket failed: an RST on this side, passed on as RESET with the errno's code.
+    public mutating func socketFailed(_ code: ErrorCode, _ description: String) -> StreamPortAction {
+        guard phase != .released else { return .none }
+        return reset(code, reason: .socketError(description))
+    }
+
+    /// The socket closed (channel inactive).
+    public mutating func socketClosed() -> StreamPortAction {
+        guard phase == .joined else { return .none }
+        guard halves.receivedFin && !halves.sentFin else {
+            // Gone without FIN both ways: the peer must not wait for more.
+            return reset(.connectionReset, reason: .socketClosed)
+        }
+        // Our output was already shut (the peer finished first). NIO turns the EOF that arrives in
+        // that state into a full close without an input-closed event: this is the socket's FIN, so
+        // finish normally, after any bytes still held, not with RESET.
+        if held != nil {
+            eofPending = true
+            phase = .draining
+            return .none
+        }
+        return finishOutput()
+    }
+
+    /// A write of `n` bytes of DATA to the socket completed, successfully or not.
+    public mutating func socketWriteCompleted(_ n: Int, succeeded: Bool) -> StreamPortAction {
+        guard succeeded, phase != .released else { return .none }
+        if let increment = receiveWindow.consumed(n) { return .grant(increment) }
+        return .none
+    }
+
+    /// Whether to ask the socket for more bytes now.
+    public func readDecision(tunnelWritable: Bool) -> ReadDecision {
+        guard phase == .joined, held == nil, !halves.sentFin, sendWindow.credit > 0 else { return .none }
+        return tunnelWritable ? .read : .waitForTunnel
+    }
+
+    /// The next thing to send of what the socket delivered. `maxPayload`: the largest DATA payload
+    /// the peer accepts (§6.1).
+    public mutating func nextOutbound(tunnelWritable: Bool, maxPayload: Int) -> Outbound {
+        precondition(maxPayload > 0, "DATA needs room for at least one byte")
+        guard phase == .joined || phase == .draining else { return .idle }
+        if held?.readableBytes == 0 { held = nil }
+        guard held != nil else {
+            guard eofPending else { return .idle }
+            eofPending = false
+            return .then(finishOutput())
+        }
+        guard sendWindow.credit > 0, tunnelWritable else {
+            return sendWindow.credit > 0 ? .waitForTunnel : .idle
+        }
+        let n = min(held!.readableBytes, sendWindow.credit, maxPayload)
+        let slice = held!.readSlice(length: n)!
+        sendWindow.consume(n)
+        bytesToTunnel &+= UInt64(n)
+        if held!.readableBytes == 0 { held = nil }
+        return .data(slice)
+    }
+
+    // MARK: - Tunnel side
+
+    /// DATA, DATAGRAM, WINDOW, FINISHED or RESET for this port.
+    public mutating func tunnelReceived(_ frame: Frame) -> StreamPortResult {
+        switch phase {
+        case .released: return .ignored
+        case .awaitingSocket: return keepEarly(frame)
+        case .joined, .draining: break
+        }
+        switch frame {
+        case .data(let d):
+            let n = d.bytes.readableBytes
+            do { try receiveWindow.received(n) } catch { return streamError(.dataBeyondWindow(bytes: n)) }
+            bytesFromTunnel &+= UInt64(n)
+            // Draining implies the peer's FIN: there is no socket to write to, and no DATA is due.
+            if halves.receivedFin { return streamError(.dataAfterFinished) }
+            return .succeeded(.writeToSocket(d.bytes))
+        case .window(let w):
+            do { try sendWindow.grant(w.increment) } catch { return streamError(.windowOverflow) }
+            return .succeeded(.resume)
+        case .finished:
+            switch halves.apply(.remoteFin) {
+            case .halfClosed: return .succeeded(.shutdownOutput)
+            case .closed: return .succeeded(end(.none, .afterWrites, .closed))
+            case .duplicate: return streamError(.finishedTwice)
+            case .none: return .succeeded(.none)
+            }
+        case .reset(let r):
+            _ = halves.apply(.reset)
+            return .succeeded(end(.none, .abort, .resetByPeer(r.code)))
+        case .datagram:
+            return streamError(.datagramOnStreamPort)
+        default:
+            return .ignored
+        }
+    }
+
+    /// The session could not take the bytes of the last `.writeToSocket` or `.reserveBuffer` from
+    /// its buffer budget: too much is waiting for slow sockets. This port is reset.
+    public mutating func bufferReserveFailed() -> StreamPortAction {
+        switch phase {
+        case .awaitingSocket:
+            // That DATA was never counted in the budget: forget it, then release the rest.
+            if case .data(let d)? = early.last {
+                early.removeLast()
+                earlyBytes -= d.bytes.readableBytes
+            }
+            return reset(.limitExceeded, reason: .sessionBufferFullBeforeReady)
+        case .joined, .draining:
+            return reset(.limitExceeded, reason: .sessionBufferFull)
+        case .released:
+            return .none
+        }
+    }
+
+    /// The tunnel can take writes again.
+    public mutating func tunnelBecameWritable() -> StreamPortAction {
+        phase == .released ? .none : .resume
+    }
+
+    /// The session is gone: drop the socket at once; no frame can be sent any more.
+    public mutating func tunnelClosed() -> StreamPortAction {
+        guard phase != .released else { return .none }
+        return end(.none, .abort, .tunnelClosed)
+    }
+
+    // MARK: - Requests of the owner
+
+    /// Reset both sides: RESET to the peer, RST on the socket.
+    public mutating func reset(_ code: ErrorCode, reason: StreamPortEnd) -> StreamPortAction {
+        guard phase != .released else { return .none }
+        _ = halves.apply(.reset)
+        return end(.reset(code), .abort, reason)
+    }
+
+    /// CLOSE from the server (§5.5): close the socket normally; the server already forgot the port.
+    public mutating func closeByRequest() -> StreamPortAction {
+        guard phase != .released else { return .none }
+        return end(.none, .now, .closedByRequest)
+    }
+
+    // MARK: - Internals
+
+    private mutating func keepEarly(_ frame: Frame) -> StreamPortResult {
+        if case .data(let d) = frame {
+            let n = d.bytes.readableBytes
+            guard earlyBytes + n <= Int(receiveWindow.size) else {
+                return streamError(.dataBeyondWindowBeforeReady(bytes: n))
+            }
+            earlyBytes += n
+            early.append(frame)
+            return .succeeded(.reserveBuffer(n))
+        }
+        early.append(frame)
+        return .succeeded(.none)
+    }
+
+    /// The socket's EOF, once nothing is held before it.
+    private mutating func finishOutput() -> StreamPortAction {
+        switch halves.apply(.localEOF) {
+        case .halfClosed: return .sendFinished
+        case .closed: return end(.finished, .afterWrites, .closed)
+        case .none, .duplicate: return .none
+        }
+    }
+
+    private mutating func streamError(_ violation: StreamPortViolation) -> StreamPortResult {
+        .streamError(violation, then: reset(.protocolError, reason: .violation(violation)))
+    }
+
+    private mutating func end(
+        _ lastFrame: StreamPortAction.LastFrame, _ socket: StreamPortAction.SocketClose, _ reason: StreamPortEnd
+    ) -> StreamPortAction {
+        phase = .released
+        held = nil
+        eofPending = false
+        early = []
+        let release = earlyBytes
+        earlyBytes = 0
+        closeOnLateJoin = socket == .now ? .now : .abort
+        return .end(.init(lastFrame: lastFrame, socket: socket, reason: reason, releaseBuffer: release))
+    }
+}
