@@ -140,6 +140,16 @@ let package = Package(
             swiftSettings: ioSettings
         ),
         .testTarget(
+            name: "PosternMediatorTests",
+            dependencies: [
+                "PosternMediator", "PosternTunnel", "PosternCore", "PosternWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: ioSettings
+        ),
+        .testTarget(
             name: "PosternNetlinkTests",
             dependencies: ["PosternNetlink", "PosternWire"]
         ),

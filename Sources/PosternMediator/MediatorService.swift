@@ -62,7 +62,8 @@ public final class MediatorService: @unchecked Sendable {
     private func dial() {
         guard !stopping else { return }
         let configuration = configuration
-        let api = RemoteSocketAPI(configuration: configuration, eventLoop: eventLoop, logger: logger)
+        // The one place the mediator's port rules meet the real clock.
+        let api = RemoteSocketAPI(configuration: configuration, eventLoop: eventLoop, logger: logger, now: { .now() })
         let session = TunnelSession(
             role: .mediator(
                 MediatorSessionStateMachine(

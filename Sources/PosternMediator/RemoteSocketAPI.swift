@@ -10,63 +10,54 @@ import PosternWire
 #endif
 
 /// Executes the server's requests on this host's real sockets (docs/protocol.md §5): the remote
-/// socket API of DESIGN.md. One instance per session; its ports die with the session.
+/// socket API of DESIGN.md. One instance per session; its ports die with the session. What may happen
+/// to which port is decided by `MediatorPortTable`; this class does the socket work (bind, resolve,
+/// connect, listen, accept) and answers.
 final class RemoteSocketAPI: TunnelSessionDelegate {
-    enum Port {
-        case reserved(ReservedSocket)
-        case stream(StreamRelay, Channel)
-        case connecting
-        case listener(Channel, Endpoint)
-        case datagram(DatagramPort, Channel)
+    /// The sockets the port table holds for each kind of port.
+    enum Handles: MediatorPortHandles {
+        typealias Reserved = ReservedSocket
+        typealias Stream = (relay: StreamRelay, channel: Channel)
+        typealias Listener = (channel: Channel, local: Endpoint)
+        typealias Datagram = (relay: DatagramPort, channel: Channel)
     }
 
     private let configuration: MediatorConfiguration
     private let eventLoop: EventLoop
     private var logger: Logger
-    private var ports: [UInt32: Port] = [:]
-    private var nextPortID: UInt32 = 1
-    private var pendingConnects = 0
-    /// OPEN, REDIRECT, CONNECT and LISTEN requests of the current session (CLOSE only frees).
-    private var requestRate: TokenBucket?
-    private var rateLimited: UInt64 = 0
+    private let now: () -> NIODeadline
+    private(set) var ports: MediatorPortTable<Handles>
     var onEstablished: ((TunnelSession, EstablishedSession) -> Void)?
     var onClosed: ((SessionEnd) -> Void)?
 
-    init(configuration: MediatorConfiguration, eventLoop: EventLoop, logger: Logger) {
+    /// `now` is the clock of the request rate.
+    init(configuration: MediatorConfiguration, eventLoop: EventLoop, logger: Logger, now: @escaping () -> NIODeadline) {
         self.configuration = configuration
         self.eventLoop = eventLoop
         self.logger = logger
+        self.now = now
+        self.ports = MediatorPortTable(
+            limits: MediatorPortLimits(
+                maxPorts: configuration.maxPorts, maxPendingConnects: configuration.maxPendingConnects,
+                maxRequestRate: configuration.maxRequestRate),
+            policy: configuration.policy, now: now())
     }
 
     // MARK: - TunnelSessionDelegate
 
     func sessionEstablished(_ session: TunnelSession, _ info: EstablishedSession) {
-        let rate = Double(configuration.maxRequestRate)
-        requestRate = TokenBucket(rate: rate, burst: rate, now: .now())
-        rateLimited = 0
         onEstablished?(session, info)
     }
 
     func session(_ session: TunnelSession, received frame: Frame) {
-        if let requestID = Self.limitedRequestID(frame), requestRate?.take(now: .now()) == false {
-            rateLimited += 1
-            if rateLimited == 1 || rateLimited % 1000 == 0 {
-                logger.warning("request rate over \(configuration.maxRequestRate)/s: \(rateLimited) requests refused this session")
-            }
-            return fail(
-                session, requestID, .limitExceeded, EAGAIN,
-                "more than \(configuration.maxRequestRate) requests a second (the mediator's --max-request-rate)")
-        }
         switch frame {
         case .open(let o): open(o, session)
         case .redirect(let r):
-            guard configuration.policy.redirectEnabled else {
+            let refusal = ports.redirect(now: now())
+            if refusal == .redirectDenied {
                 logger.warning("redirect of \(r.address):\(r.port) denied by policy (--allow-redirect is off)")
-                return fail(session, r.requestID, .deniedByPolicy, EACCES, "this mediator does not allow redirect (--allow-redirect)")
             }
-            fail(
-                session, r.requestID, .notSupported, 0,
-                "redirect needs a UDP channel, which this protocol version reserves but this mediator does not run yet")
+            refuse(session, r.requestID, refusal)
         case .connect(let c): connect(c, session)
         case .listen(let l): listen(l, session)
         case .close(let c): close(c, session)
@@ -76,35 +67,36 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
     }
 
     func sessionClosed(_ session: TunnelSession, _ end: SessionEnd) {
-        for (_, port) in ports {
+        for port in ports.sessionClosed() {
             switch port {
-            case .reserved(let r): r.close()
-            case .listener(let c, _): c.close(promise: nil)
-            case .datagram(_, let c): c.close(promise: nil)
-            case .stream, .connecting: break  // relays were told by the session
+            case .reserved(let r), .startingToListen(let r): r.close()
+            case .listener(let l): l.channel.close(promise: nil)
+            case .datagram(let d): d.channel.close(promise: nil)
+            case .stream, .connecting, .opening: break  // relays were told by the session
             }
         }
-        ports.removeAll()
         onClosed?(end)
     }
 
-    // MARK: - Operations
+    // MARK: - Answers
 
-    private func allocatePortID() -> UInt32 {
-        // Never reused within a session: a late frame can never reach the wrong port.
-        defer { nextPortID &+= 1 }
-        return nextPortID
-    }
-
-    /// The request id of a request that takes resources, nil for everything else.
-    static func limitedRequestID(_ frame: Frame) -> UInt32? {
-        switch frame {
-        case .open(let o): return o.requestID
-        case .redirect(let r): return r.requestID
-        case .connect(let c): return c.requestID
-        case .listen(let l): return l.requestID
-        default: return nil
+    /// FAILED for a request the port table refused; the refusals an operator should know of are logged.
+    private func refuse(_ session: TunnelSession, _ requestID: UInt32, _ refusal: MediatorPortRefusal) {
+        switch refusal {
+        case .requestRate(let limit):
+            let refused = ports.refusedForRate
+            if refused == 1 || refused % 1000 == 0 {
+                logger.warning("request rate over \(limit)/s: \(refused) requests refused this session")
+            }
+        case .portLimit(let limit):
+            // Every number a peer can make us hold is bounded (DESIGN.md, "Security stance").
+            logger.warning("refusing a request: this session already holds \(ports.count) ports (limit \(limit))")
+        case .portIDsExhausted:
+            logger.warning("refusing a request: \(refusal.message)")
+        default:
+            break
         }
+        fail(session, requestID, refusal.code, refusal.errno, refusal.message)
     }
 
     private func fail(_ session: TunnelSession, _ requestID: UInt32, _ code: ErrorCode, _ errno: Int32, _ message: String) {
@@ -133,34 +125,31 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         return (.internalError, 0, "\(error)")
     }
 
-    /// Every number a peer can make us hold is bounded (DESIGN.md, "Security stance").
-    private func overPortLimit(_ session: TunnelSession, _ requestID: UInt32) -> Bool {
-        guard ports.count >= configuration.maxPorts else { return false }
-        logger.warning("refusing a request: this session already holds \(ports.count) ports (limit \(configuration.maxPorts))")
-        fail(session, requestID, .limitExceeded, 0, "the mediator holds its limit of \(configuration.maxPorts) ports")
-        return true
-    }
+    // MARK: - Operations
 
     private func open(_ o: Frame.Open, _ session: TunnelSession) {
-        if overPortLimit(session, o.requestID) { return }
+        let id: UInt32
+        switch ports.open(now: now()) {
+        case .failure(let refusal): return refuse(session, o.requestID, refusal)
+        case .success(let newID): id = newID
+        }
         switch o.transport {
         case .tcp:
             do {
                 let reserved = try ReservedSocket.bind(address: o.address, port: o.port, exact: o.exact)
-                let id = allocatePortID()
-                ports[id] = .reserved(reserved)
+                guard ports.opened(id, reserved: reserved) else { return reserved.close() }
                 logger.debug("opened tcp port \(id) at \(reserved.local)")
                 session.send(.done(.init(requestID: o.requestID, portID: id, local: reserved.local)))
             } catch {
+                ports.openFailed(id)
                 fail(session, o.requestID, error, "open tcp \(o.address.bracketed):\(o.port)")
             }
         case .udp:
-            openDatagram(o, session, port: o.port)
+            openDatagram(o, session, id: id, port: o.port)
         }
     }
 
-    private func openDatagram(_ o: Frame.Open, _ session: TunnelSession, port: UInt16) {
-        let id = allocatePortID()
+    private func openDatagram(_ o: Frame.Open, _ session: TunnelSession, id: UInt32, port: UInt16) {
         let relay = DatagramPort(portID: id, session: session, policy: configuration.policy, local: Endpoint(o.address, port))
         DatagramBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 0)
@@ -170,64 +159,48 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
             .whenComplete { [self] result in
                 switch result {
                 case .success(let channel):
-                    guard session.isOpen else {
+                    relay.local = channel.localAddress?.endpoint ?? relay.local
+                    guard ports.opened(id, datagram: (relay, channel)) else {
                         channel.close(promise: nil)
                         return
                     }
-                    relay.local = channel.localAddress?.endpoint ?? relay.local
-                    ports[id] = .datagram(relay, channel)
                     session.register(relay)
                     channel.closeFuture.whenComplete { [self] _ in
                         session.unregister(id)
-                        ports[id] = nil
+                        ports.released(id)
                     }
                     session.send(.done(.init(requestID: o.requestID, portID: id, local: relay.local)))
                 case .failure(let error as IOError) where !o.exact && error.errnoCode == EADDRINUSE && port != 0 && port < UInt16.max:
-                    openDatagram(o, session, port: port + 1)
+                    openDatagram(o, session, id: id, port: port + 1)
                 case .failure(let error):
+                    ports.openFailed(id)
                     fail(session, o.requestID, error, "open udp \(o.address.bracketed):\(port)")
                 }
             }
     }
 
     private func connect(_ c: Frame.Connect, _ session: TunnelSession) {
-        var local: Endpoint? = nil
         let id: UInt32
-        guard pendingConnects < configuration.maxPendingConnects else {
-            return fail(
-                session, c.requestID, .limitExceeded, 0,
-                "\(pendingConnects) connects already in progress (limit \(configuration.maxPendingConnects))")
+        let local: Endpoint?
+        switch ports.connect(portID: c.portID, now: now()) {
+        case .failure(let refusal): return refuse(session, c.requestID, refusal)
+        case .success(let connect):
+            id = connect.portID
+            local = connect.from?.local
+            connect.from?.close()  // rebound by the connecting socket below
         }
-        if c.portID == 0 {
-            if overPortLimit(session, c.requestID) { return }
-            id = allocatePortID()
-        } else {
-            guard let port = ports[c.portID] else {
-                return fail(session, c.requestID, .noSuchPort, 0, "no port \(c.portID)")
-            }
-            guard case .reserved(let reserved) = port else {
-                return fail(session, c.requestID, .invalidState, 0, "port \(c.portID) is not an unconnected TCP port")
-            }
-            local = reserved.local
-            reserved.close()  // rebound by the connecting socket below
-            id = c.portID
-        }
-        ports[id] = .connecting
-        pendingConnects += 1
         resolve(c.destination).whenComplete { [self] result in
             switch result {
             case .failure(let error):
-                pendingConnects -= 1
-                ports[id] = nil
+                ports.connectFailed(id)
                 fail(session, c.requestID, error, "resolve \(c.destination.host)")
             case .success(let address):
-                guard let ip = address.ipAddress.flatMap({ IPAddress($0) }),
-                    configuration.policy.allowsConnect(to: ip, port: c.destination.port)
-                else {
-                    pendingConnects -= 1
-                    ports[id] = nil
-                    logger.warning("connect to \(c.destination) denied by policy")
-                    return fail(session, c.requestID, .deniedByPolicy, EACCES, "\(c.destination) is not in this mediator's --allow list")
+                let ip = address.ipAddress.flatMap { IPAddress($0) }
+                if let refusal = ports.resolved(id, destination: c.destination, address: ip) {
+                    if case .destinationDenied = refusal {
+                        logger.warning("connect to \(c.destination) denied by policy")
+                    }
+                    return refuse(session, c.requestID, refusal)
                 }
                 startConnect(id: id, requestID: c.requestID, to: address, from: local, session: session, label: c.destination)
             }
@@ -244,21 +217,18 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
             bootstrap = bootstrap.bind(to: bindAddress)
         }
         bootstrap.connect(to: address).whenComplete { [self] result in
-            pendingConnects -= 1
             switch result {
             case .failure(let error):
-                ports[id] = nil
+                ports.connectFailed(id)
                 fail(session, requestID, error, "connect to \(label)")
             case .success(let channel):
-                guard session.isOpen, case .connecting = ports[id] else {
-                    // CLOSE came while connecting: the CONNECT still gets its answer.
-                    channel.close(promise: nil)
-                    fail(session, requestID, .connectionReset, ECONNABORTED, "port \(id) was closed while connecting")
-                    return
-                }
                 let relay = StreamRelay(portID: id, session: session)
-                relay.onClose = { [weak self] _, _ in self?.ports[id] = nil }
-                ports[id] = .stream(relay, channel)
+                if let refusal = ports.connected(id, stream: (relay, channel)) {
+                    // CLOSE came while connecting (or the session ended): the CONNECT still gets its answer.
+                    channel.close(promise: nil)
+                    return refuse(session, requestID, refusal)
+                }
+                relay.onClose = { [weak self] _, _ in self?.ports.released(id) }
                 session.register(relay)
                 let localEndpoint = channel.localAddress?.endpoint ?? Endpoint(.anyV4, 0)
                 session.send(.done(.init(requestID: requestID, portID: id, local: localEndpoint)))
@@ -280,21 +250,20 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
     }
 
     private func listen(_ l: Frame.Listen, _ session: TunnelSession) {
-        guard configuration.policy.listenEnabled else {
-            logger.warning("listen on port \(l.portID) denied by policy (--allow-listen is off)")
-            return fail(session, l.requestID, .deniedByPolicy, EACCES, "this mediator does not allow listening (--allow-listen)")
-        }
-        guard let port = ports[l.portID] else {
-            return fail(session, l.requestID, .noSuchPort, 0, "no port \(l.portID)")
-        }
-        guard case .reserved(let reserved) = port else {
-            return fail(session, l.requestID, .invalidState, 0, "port \(l.portID) is not an unconnected TCP port")
+        let reserved: ReservedSocket
+        switch ports.listen(portID: l.portID, now: now()) {
+        case .failure(let refusal):
+            if refusal == .listenDenied {
+                logger.warning("listen on port \(l.portID) denied by policy (--allow-listen is off)")
+            }
+            return refuse(session, l.requestID, refusal)
+        case .success(let socket): reserved = socket
         }
         let fd: CInt
         do {
             fd = try reserved.takeForListening(backlog: Int32(max(1, min(Int(l.backlog), 4096))))
         } catch {
-            ports[l.portID] = nil
+            ports.listenFailed(l.portID)
             return fail(session, l.requestID, error, "listen on \(reserved.local)")
         }
         let listenerID = l.portID
@@ -308,32 +277,36 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
             .whenComplete { [self] result in
                 switch result {
                 case .success(let channel):
-                    guard session.isOpen else {
+                    if let refusal = ports.listening(listenerID, listener: (channel, local)) {
+                        // CLOSE came first (or the session ended): the LISTEN still gets its answer.
                         channel.close(promise: nil)
-                        return
+                        return refuse(session, l.requestID, refusal)
                     }
-                    ports[listenerID] = .listener(channel, local)
                     logger.info("listening on \(local) (port \(listenerID))")
                     session.send(.done(.init(requestID: l.requestID, portID: listenerID, local: local)))
                 case .failure(let error):
-                    ports[listenerID] = nil
+                    ports.listenFailed(listenerID)
                     fail(session, l.requestID, error, "listen on \(local)")
                 }
             }
     }
 
     private func accepted(_ child: Channel, listenerID: UInt32, session: TunnelSession) -> EventLoopFuture<Void> {
-        guard session.isOpen, case .listener = ports[listenerID] else {
+        let id: UInt32
+        switch ports.accept(on: listenerID) {
+        case .failure(.portLimit(let limit)):
+            logger.warning("refusing a connection on port \(listenerID): the session holds its limit of \(limit) ports")
             return child.close()
-        }
-        guard ports.count < configuration.maxPorts else {
-            logger.warning("refusing a connection on port \(listenerID): the session holds its limit of \(configuration.maxPorts) ports")
+        case .failure(let refusal):
+            if refusal != .noSuchPort(listenerID) {
+                logger.warning("refusing a connection on port \(listenerID): \(refusal)")
+            }
             return child.close()
+        case .success(let newID): id = newID
         }
-        let id = allocatePortID()
         let relay = StreamRelay(portID: id, session: session)
-        relay.onClose = { [weak self] _, _ in self?.ports[id] = nil }
-        ports[id] = .stream(relay, child)
+        guard ports.accepted(id, stream: (relay, child)) else { return child.close() }
+        relay.onClose = { [weak self] _, _ in self?.ports.released(id) }
         session.register(relay)
         let peer = child.remoteAddress?.endpoint ?? Endpoint(.anyV4, 0)
         // ACCEPTED goes out before any DATA of the new port.
@@ -342,26 +315,28 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
     }
 
     private func close(_ c: Frame.Close, _ session: TunnelSession) {
-        guard let port = ports.removeValue(forKey: c.portID) else {
-            return fail(session, c.requestID, .noSuchPort, 0, "no port \(c.portID)")
+        let port: MediatorPortTable<Handles>.Port
+        switch ports.close(portID: c.portID) {
+        case .failure(let refusal): return refuse(session, c.requestID, refusal)
+        case .success(let closed): port = closed
         }
         var local = Endpoint(.anyV4, 0)
         switch port {
-        case .reserved(let r):
+        case .reserved(let r), .startingToListen(let r):
             local = r.local
             r.close()
-        case .stream(let relay, let channel):
-            local = channel.localAddress?.endpoint ?? local
-            relay.closeByRequest()
-        case .connecting:
-            ports[c.portID] = nil
-        case .listener(let channel, let l):
-            local = l
-            channel.close(promise: nil)
-        case .datagram(let relay, let channel):
-            local = relay.local
+        case .stream(let s):
+            local = s.channel.localAddress?.endpoint ?? local
+            s.relay.closeByRequest()
+        case .connecting, .opening:
+            break
+        case .listener(let l):
+            local = l.local
+            l.channel.close(promise: nil)
+        case .datagram(let d):
+            local = d.relay.local
             session.unregister(c.portID)
-            channel.close(promise: nil)
+            d.channel.close(promise: nil)
         }
         session.send(.done(.init(requestID: c.requestID, portID: c.portID, local: local)))
     }

@@ -1,0 +1,80 @@
+import PosternWire
+
+/// Why the mediator will not do what the server asked: becomes FAILED (docs/protocol.md §5). The
+/// texts reach the server's user (`postern ctl`, logs), so they name the option that would change
+/// the answer.
+public enum MediatorPortRefusal: Error, Hashable, Sendable, CustomStringConvertible {
+    /// More requests this second than `--max-request-rate` allows.
+    case requestRate(limit: Int)
+    /// The session holds `--max-ports` ports.
+    case portLimit(Int)
+    /// Every u32 port id was used in this session (ids are never reused, §5); a new session starts afresh.
+    case portIDsExhausted
+    /// `--max-pending-connects` CONNECTs are in progress.
+    case pendingConnectLimit(inProgress: Int, limit: Int)
+    case noSuchPort(UInt32)
+    /// CONNECT or LISTEN on a port that is not an opened, unconnected TCP port.
+    case notUnconnectedTCP(UInt32)
+    case listenDenied
+    case redirectDenied
+    /// REDIRECT needs a UDP channel, which protocol version 1 reserves (§5.2).
+    case redirectNotSupported
+    /// The destination (as the server named it) is outside the `--allow` list.
+    case destinationDenied(Endpoint)
+    /// CLOSE came before the CONNECT finished: the CONNECT still gets its answer.
+    case closedWhileConnecting(UInt32)
+    /// CLOSE came before the LISTEN finished: the LISTEN still gets its answer.
+    case closedBeforeListening(UInt32)
+
+    public var code: ErrorCode {
+        switch self {
+        case .requestRate, .portLimit, .portIDsExhausted, .pendingConnectLimit: return .limitExceeded
+        case .noSuchPort: return .noSuchPort
+        case .notUnconnectedTCP: return .invalidState
+        case .listenDenied, .redirectDenied, .destinationDenied: return .deniedByPolicy
+        case .redirectNotSupported: return .notSupported
+        case .closedWhileConnecting, .closedBeforeListening: return .connectionReset
+        }
+    }
+
+    /// The Linux errno FAILED carries (§5), 0 where no system call failed.
+    public var errno: Int32 {
+        switch self {
+        case .requestRate: return 11  // EAGAIN
+        case .listenDenied, .redirectDenied, .destinationDenied: return 13  // EACCES
+        case .closedWhileConnecting, .closedBeforeListening: return 103  // ECONNABORTED
+        case .portLimit, .portIDsExhausted, .pendingConnectLimit, .noSuchPort, .notUnconnectedTCP, .redirectNotSupported: return 0
+        }
+    }
+
+    public var message: String {
+        switch self {
+        case .requestRate(let limit):
+            return "more than \(limit) requests a second (the mediator's --max-request-rate)"
+        case .portLimit(let limit):
+            return "the mediator holds its limit of \(limit) ports"
+        case .portIDsExhausted:
+            return "this session has used every port id; a new session starts afresh"
+        case .pendingConnectLimit(let inProgress, let limit):
+            return "\(inProgress) connects already in progress (limit \(limit))"
+        case .noSuchPort(let id):
+            return "no port \(id)"
+        case .notUnconnectedTCP(let id):
+            return "port \(id) is not an unconnected TCP port"
+        case .listenDenied:
+            return "this mediator does not allow listening (--allow-listen)"
+        case .redirectDenied:
+            return "this mediator does not allow redirect (--allow-redirect)"
+        case .redirectNotSupported:
+            return "redirect needs a UDP channel, which this protocol version reserves but this mediator does not run yet"
+        case .destinationDenied(let destination):
+            return "\(destination) is not in this mediator's --allow list"
+        case .closedWhileConnecting(let id):
+            return "port \(id) was closed while connecting"
+        case .closedBeforeListening(let id):
+            return "port \(id) was closed before it was listening"
+        }
+    }
+
+    public var description: String { message }
+}

@@ -1,0 +1,242 @@
+import NIOCore
+import NIOPosix
+import PosternCore
+import PosternWire
+import XCTest
+
+@testable import PosternMediator
+
+/// The mediator's remote socket API on real loopback sockets, driven through a real tunnel
+/// (docs/protocol.md §5): what each request answers, with the errno and text `postern ctl` shows.
+final class RemoteSocketAPITests: XCTestCase {
+    private let loopback = IPAddress("127.0.0.1")!
+    private var harness: MediatorHarness!
+    private var group: MultiThreadedEventLoopGroup!
+    private var peers: [Channel] = []
+
+    override func setUpWithError() throws {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    }
+
+    override func tearDown() {
+        harness?.shutdown()
+        for channel in peers { try? channel.close().wait() }
+        try? group.syncShutdownGracefully()
+    }
+
+    private func open(_ id: UInt32, _ transport: Frame.Transport = .tcp, exact: Bool = true, port: UInt16 = 0) -> Frame {
+        .open(.init(requestID: id, transport: transport, exact: exact, address: loopback, port: port))
+    }
+
+    private func connect(_ id: UInt32, port portID: UInt32 = 0, to port: UInt16) -> Frame {
+        .connect(.init(requestID: id, portID: portID, destination: Endpoint(loopback, port)))
+    }
+
+    private func close(_ id: UInt32, port: UInt32) -> Frame { .close(.init(requestID: id, portID: port)) }
+
+    /// A loopback TCP server that accepts and holds connections: the LAN host of these tests.
+    private func lanServer() throws -> UInt16 {
+        let server = try ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait()
+        peers.append(server)
+        return UInt16(server.localAddress!.port!)
+    }
+
+    /// A loopback port nobody listens on.
+    private func closedPort() throws -> UInt16 {
+        let server = try ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait()
+        let port = UInt16(server.localAddress!.port!)
+        try server.close().wait()
+        return port
+    }
+
+    private func assertFailed(
+        _ failed: Frame.Failed, _ code: ErrorCode, _ errno: Int32, _ message: String, file: StaticString = #filePath,
+        line: UInt = #line
+    ) {
+        XCTAssertEqual(failed.code, code, file: file, line: line)
+        XCTAssertEqual(failed.errno, errno, file: file, line: line)
+        XCTAssertEqual(failed.message, message, file: file, line: line)
+    }
+
+    // MARK: - OPEN
+
+    func testOpenTCPExactAndFirstFree() throws {
+        harness = try MediatorHarness()
+        let first = try harness.done(open(1))
+        XCTAssertEqual(first.portID, 1)
+        XCTAssertEqual(first.local.host, .ip(loopback))
+        XCTAssertNotEqual(first.local.port, 0, "DONE carries the port the kernel chose")
+        // A port another program listens on: exactly that port fails as bind(2) does.
+        let lan = try lanServer()
+        assertFailed(try harness.failed(open(2, port: lan)), .addressInUse, 98, "Address already in use")
+        let next = try harness.done(open(3, exact: false, port: lan))
+        XCTAssertGreaterThan(next.local.port, lan, "the first free port upwards")
+        XCTAssertEqual(next.portID, 3, "the failed OPEN's id is skipped, never reused")
+        // The opened port is held in the kernel: another program cannot listen on it.
+        XCTAssertThrowsError(try ServerBootstrap(group: group).bind(host: "127.0.0.1", port: Int(first.local.port)).wait())
+    }
+
+    func testOpenUDPExactAndFirstFree() throws {
+        harness = try MediatorHarness()
+        let first = try harness.done(open(1, .udp))
+        XCTAssertNotEqual(first.local.port, 0)
+        let taken = try harness.failed(open(2, .udp, port: first.local.port))
+        assertFailed(taken, .addressInUse, 98, "Address already in use")
+        let next = try harness.done(open(3, .udp, exact: false, port: first.local.port))
+        XCTAssertGreaterThan(next.local.port, first.local.port)
+        XCTAssertEqual(try harness.portCount(), 2)
+    }
+
+    // MARK: - CONNECT
+
+    func testConnectToALoopbackListener() throws {
+        harness = try MediatorHarness()
+        let lan = try lanServer()
+        let implicit = try harness.done(connect(1, to: lan))
+        XCTAssertEqual(implicit.portID, 1, "port id 0 takes a new port")
+        XCTAssertEqual(implicit.local.host, .ip(loopback))
+        // From an opened port: the connection leaves from its address and port.
+        let opened = try harness.done(open(2))
+        let fromOpened = try harness.done(connect(3, port: opened.portID, to: lan))
+        XCTAssertEqual(fromOpened.portID, opened.portID)
+        XCTAssertEqual(fromOpened.local, opened.local)
+        // A connected port cannot connect or listen again.
+        assertFailed(
+            try harness.failed(connect(4, port: opened.portID, to: lan)), .invalidState, 0,
+            "port \(opened.portID) is not an unconnected TCP port")
+        assertFailed(try harness.failed(connect(5, port: 99, to: lan)), .noSuchPort, 0, "no port 99")
+    }
+
+    func testConnectToAClosedPortIsRefused() throws {
+        harness = try MediatorHarness()
+        let port = try closedPort()
+        assertFailed(try harness.failed(connect(1, to: port)), .refused, 111, "Connection refused")
+        let opened = try harness.done(open(2))
+        assertFailed(try harness.failed(connect(3, port: opened.portID, to: port)), .refused, 111, "Connection refused")
+        XCTAssertEqual(try harness.portCount(), 0, "an opened port whose CONNECT fails no longer exists")
+        assertFailed(try harness.failed(close(4, port: opened.portID)), .noSuchPort, 0, "no port \(opened.portID)")
+    }
+
+    func testConnectOutsideTheAllowListIsDenied() throws {
+        harness = try MediatorHarness { $0.policy = Policy(allow: [try AllowRule(parsing: "127.0.0.1/32:1")]) }
+        let lan = try lanServer()
+        assertFailed(
+            try harness.failed(connect(1, to: lan)), .deniedByPolicy, 13, "127.0.0.1:\(lan) is not in this mediator's --allow list")
+        XCTAssertEqual(try harness.portCount(), 0)
+    }
+
+    func testConnectClosedWhileResolvingIsStillAnswered() throws {
+        harness = try MediatorHarness()
+        let opened = try harness.done(open(1))
+        // A name resolves off the event loop, so CLOSE (read in the same turn) comes first.
+        let name = Frame.connect(.init(requestID: 2, portID: opened.portID, destination: Endpoint(host: .name("localhost"), port: 9)))
+        let answers = try harness.send([name, close(3, port: opened.portID)])
+        guard case .failed(let connectAnswer) = answers[0], case .done(let closeAnswer) = answers[1] else {
+            return XCTFail("unexpected answers \(answers)")
+        }
+        assertFailed(connectAnswer, .connectionReset, 103, "port \(opened.portID) was closed while connecting")
+        XCTAssertEqual(closeAnswer.portID, opened.portID)
+        XCTAssertEqual(try harness.portCount(), 0)
+    }
+
+    // MARK: - LISTEN
+
+    func testListenIsDeniedWithoutAllowListen() throws {
+        harness = try MediatorHarness()
+        let opened = try harness.done(open(1))
+        assertFailed(
+            try harness.failed(.listen(.init(requestID: 2, portID: opened.portID, backlog: 16))), .deniedByPolicy, 13,
+            "this mediator does not allow listening (--allow-listen)")
+        // The port is unchanged: it still connects.
+        XCTAssertEqual(try harness.done(connect(3, port: opened.portID, to: try lanServer())).portID, opened.portID)
+    }
+
+    func testListenAcceptsAndCloseStopsAccepting() throws {
+        harness = try MediatorHarness { $0.policy.listenEnabled = true }
+        let opened = try harness.done(open(1))
+        let listening = try harness.done(.listen(.init(requestID: 2, portID: opened.portID, backlog: 16)))
+        XCTAssertEqual(listening.portID, opened.portID)
+        XCTAssertEqual(listening.local, opened.local)
+        let client = try ClientBootstrap(group: group).connect(host: "127.0.0.1", port: Int(opened.local.port)).wait()
+        peers.append(client)
+        let accepted = try harness.nextAccepted()
+        XCTAssertEqual(accepted.listenerID, opened.portID)
+        XCTAssertEqual(accepted.portID, opened.portID + 1, "each accepted connection takes a new port id")
+        XCTAssertEqual(accepted.peer, client.localAddress?.endpoint)
+        assertFailed(
+            try harness.failed(.listen(.init(requestID: 3, portID: opened.portID, backlog: 16))), .invalidState, 0,
+            "port \(opened.portID) is not an unconnected TCP port")
+        let closed = try harness.done(close(4, port: opened.portID))
+        XCTAssertEqual(closed.local, opened.local)
+        XCTAssertEqual(try harness.portCount(), 1, "the accepted connection goes on")
+        // No longer listening: the address is free again.
+        XCTAssertEqual(try harness.done(open(5, port: opened.local.port)).local, opened.local)
+    }
+
+    // MARK: - CLOSE and REDIRECT
+
+    func testCloseReleasesTheAddressAndUnknownPortsFail() throws {
+        harness = try MediatorHarness()
+        assertFailed(try harness.failed(close(1, port: 77)), .noSuchPort, 0, "no port 77")
+        let opened = try harness.done(open(2))
+        let closed = try harness.done(close(3, port: opened.portID))
+        XCTAssertEqual(closed.portID, opened.portID)
+        XCTAssertEqual(closed.local, opened.local)
+        XCTAssertEqual(try harness.done(open(4, port: opened.local.port)).local, opened.local, "the address was released")
+        assertFailed(try harness.failed(close(5, port: opened.portID)), .noSuchPort, 0, "no port \(opened.portID)")
+        let udp = try harness.done(open(6, .udp))
+        XCTAssertEqual(try harness.done(close(7, port: udp.portID)).local, udp.local)
+    }
+
+    func testRedirectIsDeniedWithoutAllowRedirect() throws {
+        harness = try MediatorHarness()
+        let redirect = Frame.redirect(.init(requestID: 1, exact: false, address: loopback, port: 0))
+        assertFailed(
+            try harness.failed(redirect), .deniedByPolicy, 13, "this mediator does not allow redirect (--allow-redirect)")
+    }
+
+    // MARK: - Limits
+
+    func testTheRequestRateFollowsTheInjectedClock() throws {
+        harness = try MediatorHarness { $0.maxRequestRate = 3 }
+        for id: UInt32 in 1...3 { _ = try harness.done(open(id)) }
+        assertFailed(
+            try harness.failed(open(4)), .limitExceeded, 11, "more than 3 requests a second (the mediator's --max-request-rate)")
+        XCTAssertEqual(try harness.done(close(5, port: 1)).portID, 1, "CLOSE only frees: never limited")
+        // The mediator's clock stands still, so no token comes back however long this test takes.
+        assertFailed(
+            try harness.failed(connect(6, to: 1)), .limitExceeded, 11, "more than 3 requests a second (the mediator's --max-request-rate)")
+        try harness.advanceClock(by: .milliseconds(340))
+        _ = try harness.done(open(7))
+        XCTAssertEqual(try harness.failed(open(8)).code, .limitExceeded)
+    }
+
+    func testThePortLimit() throws {
+        harness = try MediatorHarness { $0.maxPorts = 2 }
+        let first = try harness.done(open(1))
+        _ = try harness.done(open(2, .udp))
+        assertFailed(try harness.failed(open(3)), .limitExceeded, 0, "the mediator holds its limit of 2 ports")
+        assertFailed(try harness.failed(connect(4, to: try lanServer())), .limitExceeded, 0, "the mediator holds its limit of 2 ports")
+        _ = try harness.done(close(5, port: first.portID))
+        _ = try harness.done(open(6))
+    }
+
+    func testTheEndOfTheSessionReleasesEveryPort() throws {
+        harness = try MediatorHarness { $0.policy.listenEnabled = true }
+        let reserved = try harness.done(open(1))
+        let listener = try harness.done(open(2))
+        _ = try harness.done(.listen(.init(requestID: 3, portID: listener.portID, backlog: 4)))
+        let udp = try harness.done(open(4, .udp))
+        _ = try harness.done(connect(5, to: try lanServer()))
+        XCTAssertEqual(try harness.portCount(), 4)
+        _ = try harness.closeTunnel()
+        XCTAssertEqual(try harness.portCount(), 0)
+        // Every address is free again on this host.
+        for local in [reserved.local, listener.local] {
+            let rebound = try ServerBootstrap(group: group).bind(host: "127.0.0.1", port: Int(local.port)).wait()
+            try rebound.close().wait()
+        }
+        let datagram = try DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: Int(udp.local.port)).wait()
+        try datagram.close().wait()
+    }
+}
