@@ -44,6 +44,11 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // The packet device seam (tun device, raw socket, pcap file later): pure Swift 6 over NIOCore.
+        .target(
+            name: "PosternPacket",
+            dependencies: ["PosternWire", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .target(
             name: "PosternNetlink",
             dependencies: ["CMNL", "CPosternShims", "PosternWire"]
@@ -125,6 +130,20 @@ let package = Package(
                 "PosternTLS", "PosternTunnel", "PosternCore",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: ioSettings
+        ),
+        .testTarget(
+            name: "PosternPacketTests",
+            dependencies: ["PosternPacket", "PosternWire", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "PosternDatagramTests",
+            dependencies: [
+                "PosternTunnel", "PosternServer", "PosternMediator", "PosternCore", "PosternWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: ioSettings
         ),
