@@ -161,7 +161,9 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
 
     private func openDatagram(_ o: Frame.Open, _ session: TunnelSession, port: UInt16) {
         let id = allocatePortID()
-        let relay = DatagramPort(portID: id, session: session, policy: configuration.policy, local: Endpoint(o.address, port))
+        let relay = DatagramPort(
+            portID: id, path: TunnelDatagramPath(session: session), policy: configuration.policy, local: Endpoint(o.address, port),
+            logger: session.logger)
         DatagramBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 0)
             .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
@@ -176,7 +178,7 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
                     }
                     relay.local = channel.localAddress?.endpoint ?? relay.local
                     ports[id] = .datagram(relay, channel)
-                    session.register(relay)
+                    relay.path.attach(portID: id, relay)
                     channel.closeFuture.whenComplete { [self] _ in
                         session.unregister(id)
                         ports[id] = nil
