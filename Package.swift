@@ -44,6 +44,11 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // The packet device seam (tun device, raw socket, pcap file later): pure Swift 6 over NIOCore.
+        .target(
+            name: "PosternPacket",
+            dependencies: ["PosternWire", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .target(
             name: "PosternNetlink",
             dependencies: ["CMNL", "CPosternShims", "PosternWire"]
@@ -145,6 +150,20 @@ let package = Package(
                 "PosternMediator", "PosternTunnel", "PosternCore", "PosternWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: ioSettings
+        ),
+        .testTarget(
+            name: "PosternPacketTests",
+            dependencies: ["PosternPacket", "PosternWire", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "PosternDatagramTests",
+            dependencies: [
+                "PosternTunnel", "PosternServer", "PosternMediator", "PosternCore", "PosternWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: ioSettings

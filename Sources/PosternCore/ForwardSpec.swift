@@ -17,12 +17,15 @@ public struct ForwardSpec: Hashable, Sendable, CustomStringConvertible {
     public var transport: Frame.Transport
     public var direction: Direction
     public var mediator: String
-    public var listen: Endpoint
+    /// Always an IP address: a listen side naming a host is refused when parsing.
+    public var listenAddress: ListenAddress
     public var target: Endpoint
     /// The text it was parsed from, for messages.
     public var text: String
 
     public var description: String { text }
+
+    public var listen: Endpoint { listenAddress.endpoint }
 
     public struct ParseError: Error, Hashable, Sendable, CustomStringConvertible {
         public var spec: String
@@ -76,11 +79,11 @@ public struct ForwardSpec: Hashable, Sendable, CustomStringConvertible {
         guard let l = Self.listenEndpoint(leftRest) else {
             throw bad("listen side '\(leftRest)' is not [ADDRESS:]PORT (IPv6 in brackets)")
         }
-        guard case .ip = l.host else { throw bad("listen side must be an IP address, not a name") }
+        guard let address = ListenAddress(l) else { throw bad("listen side must be an IP address, not a name") }
         guard let t = Endpoint(parsing: rightRest), t.port != 0 else {
             throw bad("target '\(rightRest)' is not HOST:PORT (IPv6 in brackets)")
         }
-        listen = l
+        listenAddress = address
         target = t
     }
 

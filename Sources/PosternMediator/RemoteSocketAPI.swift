@@ -150,7 +150,9 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
     }
 
     private func openDatagram(_ o: Frame.Open, _ session: TunnelSession, id: UInt32, port: UInt16) {
-        let relay = DatagramPort(portID: id, session: session, policy: configuration.policy, local: Endpoint(o.address, port))
+        let relay = DatagramPort(
+            portID: id, path: TunnelDatagramPath(session: session), policy: configuration.policy, local: Endpoint(o.address, port),
+            logger: session.logger)
         DatagramBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 0)
             .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
@@ -164,7 +166,7 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
                         channel.close(promise: nil)
                         return
                     }
-                    session.register(relay)
+                    relay.path.attach(portID: id, relay)
                     channel.closeFuture.whenComplete { [self] _ in
                         session.unregister(id)
                         ports.released(id)

@@ -5,9 +5,9 @@ import PosternWire
 
 /// Everything `postern server` needs, already validated.
 public struct ServerConfiguration: Sendable {
-    public var listen: Endpoint
+    public var listen: ListenAddress
     public var secrets: SecretBook
-    public var admin: Endpoint?
+    public var admin: ListenAddress?
     /// Bearer token the admin API requires; mandatory when it listens beyond loopback.
     public var adminToken: [UInt8]?
     public var forwards: [ForwardSpec]
@@ -15,6 +15,8 @@ public struct ServerConfiguration: Sendable {
     public var transport: ServerTransport
     /// A UDP flow of a forward without traffic for this long is closed on both sides.
     public var udpIdleTimeout: TimeAmount = .seconds(60)
+    /// Datagrams a new UDP flow of a forward keeps while its port is being opened.
+    public var udpFlowBacklog = 64
     /// Connections on the service port that have not authenticated yet. When more arrive, the
     /// oldest is dropped: a flood of idle connections can never lock a real mediator out.
     public var maxUnauthenticated = 256
@@ -25,7 +27,7 @@ public struct ServerConfiguration: Sendable {
     public var softwareVersion: String
 
     public init(
-        listen: Endpoint, secrets: SecretBook, admin: Endpoint?, forwards: [ForwardSpec],
+        listen: ListenAddress, secrets: SecretBook, admin: ListenAddress?, forwards: [ForwardSpec],
         settings: SessionSettings = SessionSettings(), transport: ServerTransport = PlainTransport(),
         softwareVersion: String
     ) {

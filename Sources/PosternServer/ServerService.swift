@@ -19,7 +19,7 @@ public final class ServerService: @unchecked Sendable {
     private var nextSessionID: UInt64 = 1
     /// Sessions still in the handshake, by id (ids grow, so the smallest is the oldest).
     private var handshaking: [UInt64: TunnelSession] = [:]
-    private var stopForwards: [() -> Void] = []
+    private var forwards: [any Forward] = []
     private let finished: EventLoopPromise<Void>
     /// Where the service port and admin API are actually bound (port 0 picks one).
     public private(set) var boundService: SocketAddress?
@@ -48,7 +48,7 @@ public final class ServerService: @unchecked Sendable {
     public func stop() {
         eventLoop.execute { [self] in
             for link in registry.links.values { link.session.goAway(.shuttingDown, "server stopping") }
-            for s in stopForwards { s() }
+            for f in forwards { f.stop() }
             for c in channels { c.close(promise: nil) }
             // Let GOAWAY frames reach the wire before the loop goes.
             eventLoop.scheduleTask(in: .milliseconds(100)) { self.finished.succeed(()) }
@@ -60,36 +60,49 @@ public final class ServerService: @unchecked Sendable {
         steps.append(bindServicePort())
         if let admin = configuration.admin { steps.append(bindAdmin(admin)) }
         for spec in configuration.forwards {
-            switch (spec.transport, spec.direction) {
-            case (.tcp, .toMediator):
-                let f = TCPForwardToMediator(spec: spec, registry: registry, logger: logger)
-                stopForwards.append(f.stop)
-                steps.append(f.start(on: eventLoop).flatMapErrorThrowing { throw Self.bindError(spec.listen, "forward \(spec)", $0) })
-            case (.udp, .toMediator):
-                do {
-                    let f = try UDPForwardToMediator(
-                        spec: spec, registry: registry, idleTimeout: configuration.udpIdleTimeout, logger: logger)
-                    stopForwards.append(f.stop)
-                    steps.append(f.start(on: eventLoop).flatMapErrorThrowing { throw Self.bindError(spec.listen, "forward \(spec)", $0) })
-                } catch {
-                    steps.append(eventLoop.makeFailedFuture(error))
-                }
-            case (.tcp, .fromMediator):
-                TCPForwardFromMediator(spec: spec, registry: registry, eventLoop: eventLoop, logger: logger).start()
-            case (.udp, .fromMediator):
-                UDPForwardFromMediator(
-                    spec: spec, registry: registry, eventLoop: eventLoop, idleTimeout: configuration.udpIdleTimeout, logger: logger
-                ).start()
+            do {
+                let forward = try makeForward(spec)
+                forwards.append(forward)
+                steps.append(forward.start().flatMapErrorThrowing { throw Self.bindError(spec.listen, "forward \(spec)", $0) })
+            } catch {
+                steps.append(eventLoop.makeFailedFuture(error))
+            }
+        }
+        registry.whenAttached { [self] link in
+            for forward in forwards where forward.spec.mediator == link.name {
+                forward.attach(link)
+                link.onClose { [weak forward] _ in forward?.detach(link) }
             }
         }
         return EventLoopFuture.andAllSucceed(steps, on: eventLoop)
+    }
+
+    private func makeForward(_ spec: ForwardSpec) throws -> any Forward {
+        // The composition root: the one place the forwards' clock is the real one.
+        let now: () -> NIODeadline = { .now() }
+        switch (spec.transport, spec.direction) {
+        case (.tcp, .toMediator):
+            return TCPForwardToMediator(spec: spec, registry: registry, eventLoop: eventLoop, logger: logger)
+        case (.tcp, .fromMediator):
+            return TCPForwardFromMediator(spec: spec, registry: registry, eventLoop: eventLoop, logger: logger)
+        case (.udp, .toMediator):
+            return try UDPForwardToMediator(
+                spec: spec, registry: registry, eventLoop: eventLoop, limits: udpFlowLimits, now: now, logger: logger)
+        case (.udp, .fromMediator):
+            return UDPForwardFromMediator(
+                spec: spec, registry: registry, eventLoop: eventLoop, limits: udpFlowLimits, now: now, logger: logger)
+        }
+    }
+
+    private var udpFlowLimits: DatagramFlowLimits {
+        .init(maxBacklog: configuration.udpFlowBacklog, idleTimeout: configuration.udpIdleTimeout)
     }
 
     public struct StartError: Error, CustomStringConvertible {
         public var description: String
     }
 
-    static func bindError(_ endpoint: Endpoint, _ what: String, _ error: Error) -> StartError {
+    static func bindError(_ endpoint: some CustomStringConvertible, _ what: String, _ error: Error) -> StartError {
         if let io = error as? IOError {
             return StartError(description: "\(what): cannot listen on \(endpoint): \(String(cString: strerror(io.errnoCode)))")
         }
@@ -119,7 +132,7 @@ public final class ServerService: @unchecked Sendable {
                     return channel.eventLoop.makeFailedFuture(error)
                 }
             }
-            .bind(to: try! ForwardSocket.address(configuration.listen))
+            .bind(to: SocketAddress(configuration.listen))
             .map { [self] channel in
                 channels.append(channel)
                 boundService = channel.localAddress
@@ -163,7 +176,7 @@ public final class ServerService: @unchecked Sendable {
         return session
     }
 
-    private func bindAdmin(_ endpoint: Endpoint) -> EventLoopFuture<Void> {
+    private func bindAdmin(_ endpoint: ListenAddress) -> EventLoopFuture<Void> {
         ServerBootstrap(group: eventLoop)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [self] channel in
@@ -171,7 +184,7 @@ public final class ServerService: @unchecked Sendable {
                     channel.pipeline.addHandler(AdminAPI(registry: self.registry, token: self.configuration.adminToken))
                 }
             }
-            .bind(to: try! ForwardSocket.address(endpoint))
+            .bind(to: SocketAddress(endpoint))
             .map { [self] channel in
                 channels.append(channel)
                 boundAdmin = channel.localAddress

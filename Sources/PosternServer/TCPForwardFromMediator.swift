@@ -7,7 +7,7 @@ import PosternWire
 
 /// `tcp:NAME/ADDR:PORT=HOST:PORT`: whenever the mediator attaches, it opens and listens on its LAN
 /// port; each connection it accepts is relayed to the target as seen from the server.
-final class TCPForwardFromMediator {
+final class TCPForwardFromMediator: Forward {
     let spec: ForwardSpec
     private let registry: MediatorRegistry
     private var logger: Logger
@@ -20,17 +20,13 @@ final class TCPForwardFromMediator {
         self.logger = logger
     }
 
-    func start() {
-        registry.whenAttached { [self] link in
-            guard link.name == spec.mediator else { return }
-            attach(link)
-        }
-        if let link = registry.link(spec.mediator) { attach(link) }
-    }
+    func start() -> EventLoopFuture<Void> { eventLoop.makeSucceededVoidFuture() }
 
-    private func attach(_ link: MediatorLink) {
-        guard case .ip(let address) = spec.listen.host else { return }
-        link.open(.tcp, address: address, port: spec.listen.port, exact: true, owner: "forward \(spec)")
+    func stop() {}
+
+    func attach(_ link: MediatorLink) {
+        let listen = spec.listenAddress
+        link.open(.tcp, address: listen.address, port: listen.port, exact: true, owner: "forward \(spec)")
             .flatMap { [self] opened in
                 link.listen(portID: opened.portID) { [self] accepted in self.accepted(accepted, link) }
             }

@@ -7,19 +7,22 @@ import PosternWire
 
 /// `tcp:ADDR:PORT=NAME/HOST:PORT`: the server listens; each connection makes the mediator connect
 /// to the target (OPEN+CONNECT in one CONNECT with port 0) and is relayed through the tunnel.
-final class TCPForwardToMediator {
+final class TCPForwardToMediator: Forward {
     let spec: ForwardSpec
     private let registry: MediatorRegistry
     private var logger: Logger
+    private let eventLoop: EventLoop
     private var channel: Channel?
 
-    init(spec: ForwardSpec, registry: MediatorRegistry, logger: Logger) {
+    init(spec: ForwardSpec, registry: MediatorRegistry, eventLoop: EventLoop, logger: Logger) {
         self.spec = spec
         self.registry = registry
+        self.eventLoop = eventLoop
         self.logger = logger
     }
 
-    func start(on eventLoop: EventLoop) -> EventLoopFuture<Void> {
+    /// Each connection picks the mediator's current session when it arrives: nothing to attach.
+    func start() -> EventLoopFuture<Void> {
         ServerBootstrap(group: eventLoop)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
@@ -31,7 +34,7 @@ final class TCPForwardToMediator {
                 let early = EarlyInput()
                 return child.pipeline.addHandler(early).map { [self] in accepted(child, early) }
             }
-            .bind(to: try! ForwardSocket.address(spec.listen))
+            .bind(to: SocketAddress(spec.listenAddress))
             .map { [self] channel in
                 self.channel = channel
                 logger.info("forward \(spec): listening on \(spec.listen)")
@@ -116,12 +119,5 @@ final class EarlyInput: ChannelInboundHandler, RemovableChannelHandler {
             context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
         }
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-    }
-}
-
-enum ForwardSocket {
-    static func address(_ e: Endpoint) throws -> SocketAddress {
-        guard case .ip(let ip) = e.host else { throw OperationError(code: .invalidState, message: "listen address must be an IP address") }
-        return try SocketAddress(ipAddress: ip.description, port: Int(e.port))
     }
 }

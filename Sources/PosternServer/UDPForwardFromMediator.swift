@@ -7,54 +7,51 @@ import PosternWire
 
 /// `udp:NAME/ADDR:PORT=HOST:PORT`: the mediator opens a UDP port on its LAN; each LAN peer's datagrams
 /// reach the target from a server socket of their own, and the target's replies go back to that peer.
-/// (With UDP channels these datagrams will travel a UDP channel via REDIRECT; today they ride the TCP
-/// channel as DATAGRAM frames.)
-final class UDPForwardFromMediator {
-    /// The mediator's port, seen from the server.
-    final class MediatorPort: TunnelPort {
+/// The flows are a `DatagramFlowTable` per mediator port; the datagrams travel the session's
+/// `DatagramPath` (DATAGRAM frames on the TCP channel today; a UDP channel via REDIRECT later).
+final class UDPForwardFromMediator: Forward {
+    /// Binds a server-side socket for one flow with `handler` in its pipeline.
+    typealias SocketOpener = (_ target: SocketAddress, _ handler: FlowSocket) -> EventLoopFuture<Channel>
+
+    /// The mediator's port, seen from the server: its LAN peers' flows.
+    final class MediatorPort: DatagramPathReceiver {
         let portID: UInt32
-        let link: MediatorLink
+        let path: DatagramPath
         weak var forward: UDPForwardFromMediator?
-        var flows: [Endpoint: Flow] = [:]
+        var flows: DatagramFlowTable<Endpoint, Channel>
 
-        init(portID: UInt32, link: MediatorLink, forward: UDPForwardFromMediator) {
+        init(portID: UInt32, path: DatagramPath, limits: DatagramFlowLimits, forward: UDPForwardFromMediator) {
             self.portID = portID
-            self.link = link
+            self.path = path
             self.forward = forward
+            self.flows = DatagramFlowTable(limits: limits)
         }
 
-        func tunnelReceived(_ frame: Frame) {
-            guard case .datagram(let d) = frame else { return }
-            forward?.fromLAN(d.bytes, peer: d.peer, on: self)
+        func datagramReceived(_ bytes: ByteBuffer, peer: Endpoint, portID: UInt32) {
+            forward?.fromLAN(bytes, peer: peer, on: self)
         }
 
-        func tunnelBecameWritable() {}
-
-        func tunnelClosed() {
-            for f in flows.values { f.channel?.close(promise: nil) }
-            flows.removeAll()
+        func datagramPathClosed(portID: UInt32) {
+            for closed in flows.removeAll() { closed.handle?.close(promise: nil) }
+            if forward?.current === self { forward?.current = nil }
         }
     }
 
-    /// One LAN peer: a server-side socket talking to the target.
-    final class Flow: ChannelInboundHandler {
+    /// One LAN peer's server-side socket: what the target sends it goes back to that peer.
+    final class FlowSocket: ChannelInboundHandler {
         typealias InboundIn = AddressedEnvelope<ByteBuffer>
+        let id: DatagramFlowID
         let lanPeer: Endpoint
         unowned let port: MediatorPort
-        var channel: Channel?
-        var waiting: [ByteBuffer] = []
-        var lastActive = NIODeadline.now()
 
-        init(lanPeer: Endpoint, port: MediatorPort) {
+        init(id: DatagramFlowID, lanPeer: Endpoint, port: MediatorPort) {
+            self.id = id
             self.lanPeer = lanPeer
             self.port = port
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            let envelope = unwrapInboundIn(data)
-            lastActive = .now()
-            guard port.link.session.isWritable else { return }
-            port.link.session.send(.datagram(.init(portID: port.portID, peer: lanPeer, bytes: envelope.data)))
+            port.forward?.fromTarget(unwrapInboundIn(data).data, on: self)
         }
     }
 
@@ -62,36 +59,51 @@ final class UDPForwardFromMediator {
     private let registry: MediatorRegistry
     private var logger: Logger
     private let eventLoop: EventLoop
-    private let idleTimeout: TimeAmount
-    private var current: MediatorPort?
+    private let limits: DatagramFlowLimits
+    private let now: () -> NIODeadline
+    private let openSocket: SocketOpener
+    fileprivate(set) var current: MediatorPort?
     private var sweeper: RepeatedTask?
     private var target: SocketAddress?
 
-    init(spec: ForwardSpec, registry: MediatorRegistry, eventLoop: EventLoop, idleTimeout: TimeAmount, logger: Logger) {
+    init(
+        spec: ForwardSpec, registry: MediatorRegistry, eventLoop: EventLoop, limits: DatagramFlowLimits,
+        now: @escaping () -> NIODeadline, logger: Logger, openSocket: SocketOpener? = nil
+    ) {
         self.spec = spec
         self.registry = registry
         self.eventLoop = eventLoop
-        self.idleTimeout = idleTimeout
+        self.limits = limits
+        self.now = now
         self.logger = logger
+        self.openSocket = openSocket ?? Self.bindSocket(on: eventLoop)
+        if case .ip(let ip) = spec.target.host { target = SocketAddress(ip, port: spec.target.port) }
     }
 
-    func start() {
-        registry.whenAttached { [self] link in
-            guard link.name == spec.mediator else { return }
-            attach(link)
+    /// A socket on any address of the target's family, ephemeral port.
+    private static func bindSocket(on eventLoop: EventLoop) -> SocketOpener {
+        { target, handler in
+            let any = target.protocol == .inet6 ? "::" : "0.0.0.0"
+            return DatagramBootstrap(group: eventLoop)
+                .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
+                .channelInitializer { $0.pipeline.addHandler(handler) }
+                .bind(host: any, port: 0)
         }
-        if let link = registry.link(spec.mediator) { attach(link) }
-        sweeper = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(5), delay: .seconds(5)) { [self] _ in sweep() }
     }
 
-    private func attach(_ link: MediatorLink) {
-        guard case .ip(let address) = spec.listen.host else { return }
-        link.open(.udp, address: address, port: spec.listen.port, exact: true, owner: "forward \(spec)").whenComplete { [self] result in
+    func start() -> EventLoopFuture<Void> {
+        sweeper = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(5), delay: .seconds(5)) { [self] _ in sweep(now: now()) }
+        return eventLoop.makeSucceededVoidFuture()
+    }
+
+    func stop() { sweeper?.cancel() }
+
+    func attach(_ link: MediatorLink) {
+        let listen = spec.listenAddress
+        link.open(.udp, address: listen.address, port: listen.port, exact: true, owner: "forward \(spec)").whenComplete { [self] result in
             switch result {
             case .success(let done):
-                let port = MediatorPort(portID: done.portID, link: link, forward: self)
-                current = port
-                link.session.register(port)
+                attach(path: TunnelDatagramPath(session: link.session), portID: done.portID)
                 logger.info("forward \(spec): mediator '\(spec.mediator)' receives datagrams on \(done.local)")
                 registry.events.post(ServerEvent(mediator: spec.mediator, kind: "listening", port: done.portID, detail: "forward \(spec)"))
             case .failure(let error):
@@ -99,6 +111,13 @@ final class UDPForwardFromMediator {
                 registry.events.post(ServerEvent(mediator: spec.mediator, kind: "forward-failed", detail: "\(spec): \(error)"))
             }
         }
+    }
+
+    /// The mediator's port is open: its datagrams arrive on `path`.
+    func attach(path: DatagramPath, portID: UInt32) {
+        let port = MediatorPort(portID: portID, path: path, limits: limits, forward: self)
+        current = port
+        path.attach(portID: portID, port)
     }
 
     private func resolveTarget() -> EventLoopFuture<SocketAddress> {
@@ -114,49 +133,46 @@ final class UDPForwardFromMediator {
     }
 
     fileprivate func fromLAN(_ bytes: ByteBuffer, peer: Endpoint, on port: MediatorPort) {
-        if let flow = port.flows[peer] {
-            flow.lastActive = .now()
-            if let channel = flow.channel, let target {
-                channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: bytes), promise: nil)
-            } else if flow.waiting.count < 64 {
-                flow.waiting.append(bytes)
-            }
-            return
+        switch port.flows.arrived(bytes, from: peer, now: now()) {
+        case .send(let channel):
+            guard let target else { return }  // set before any flow opened
+            channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: bytes), promise: nil)
+        case .open(let id):
+            open(id, for: peer, on: port)
+        case .queued, .dropped:
+            break
         }
-        let flow = Flow(lanPeer: peer, port: port)
-        flow.waiting.append(bytes)
-        port.flows[peer] = flow
-        resolveTarget().flatMap { [self] target -> EventLoopFuture<(Channel, SocketAddress)> in
-            let any = target.protocol == .inet6 ? "::" : "0.0.0.0"
-            return DatagramBootstrap(group: eventLoop)
-                .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
-                .channelInitializer { $0.pipeline.addHandler(flow) }
-                .bind(host: any, port: 0)
-                .map { ($0, target) }
+    }
+
+    private func open(_ id: DatagramFlowID, for peer: Endpoint, on port: MediatorPort) {
+        let socket = FlowSocket(id: id, lanPeer: peer, port: port)
+        resolveTarget().flatMap { [self] target in
+            openSocket(target, socket).map { ($0, target) }
         }.whenComplete { [self] result in
             switch result {
             case .success(let (channel, target)):
-                guard port.flows[peer] === flow else {
-                    channel.close(promise: nil)
+                guard let backlog = port.flows.opened(id, handle: channel, now: now()) else {
+                    channel.close(promise: nil)  // the flow ended while its socket was being bound
                     return
                 }
-                flow.channel = channel
-                for b in flow.waiting { channel.write(AddressedEnvelope(remoteAddress: target, data: b), promise: nil) }
+                for bytes in backlog { channel.write(AddressedEnvelope(remoteAddress: target, data: bytes), promise: nil) }
                 channel.flush()
-                flow.waiting = []
             case .failure(let error):
                 logger.info("forward \(spec): cannot relay datagrams from \(peer) to \(spec.target): \(error)")
-                port.flows[peer] = nil
+                port.flows.openFailed(id)
             }
         }
     }
 
-    private func sweep() {
+    fileprivate func fromTarget(_ bytes: ByteBuffer, on socket: FlowSocket) {
+        let port = socket.port
+        port.flows.touch(socket.id, now: now())
+        port.path.offer(portID: port.portID, peer: socket.lanPeer, bytes: bytes, drops: &port.flows.drops)
+    }
+
+    /// Closes the flows idle for longer than the idle timeout, and their sockets.
+    func sweep(now: NIODeadline) {
         guard let port = current else { return }
-        let now = NIODeadline.now()
-        for (peer, flow) in port.flows where now - flow.lastActive > idleTimeout {
-            flow.channel?.close(promise: nil)
-            port.flows[peer] = nil
-        }
+        for closed in port.flows.sweep(now: now) { closed.handle?.close(promise: nil) }
     }
 }

@@ -6,67 +6,92 @@ import PosternTunnel
 import PosternWire
 
 /// `udp:ADDR:PORT=NAME/IP:PORT`: the server listens for datagrams; each remote peer gets its own UDP
-/// port on the mediator (so replies find their way back), closed after a quiet spell.
-final class UDPForwardToMediator: ChannelInboundHandler {
+/// port on the mediator (so replies find their way back), closed after a quiet spell. The flows are
+/// a `DatagramFlowTable`; the datagrams travel the mediator session's `DatagramPath`.
+final class UDPForwardToMediator: ChannelInboundHandler, Forward {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
 
-    /// One remote peer's flow: the mediator port that carries it.
-    final class Flow: TunnelPort {
-        var portID: UInt32 = 0
-        let peer: SocketAddress
-        let link: MediatorLink
-        weak var forward: UDPForwardToMediator?
-        var waiting: [ByteBuffer] = []
-        var lastActive = NIODeadline.now()
-        var isOpen = false
+    /// A mediator port opened for one flow, and how to close it.
+    struct OpenedPort {
+        var portID: UInt32
+        var path: DatagramPath
+        var close: () -> Void
+    }
 
-        init(peer: SocketAddress, link: MediatorLink, forward: UDPForwardToMediator) {
+    /// Opens a UDP port on the mediator for a flow (the argument names its owner); nil when the
+    /// mediator is not connected.
+    typealias PortOpener = (_ owner: String) -> EventLoopFuture<OpenedPort>?
+
+    /// One remote peer's flow, once its mediator port is open: receives the replies.
+    final class FlowPort: DatagramPathReceiver {
+        let id: DatagramFlowID
+        let peer: SocketAddress
+        let port: OpenedPort
+        weak var forward: UDPForwardToMediator?
+
+        init(id: DatagramFlowID, peer: SocketAddress, port: OpenedPort, forward: UDPForwardToMediator) {
+            self.id = id
             self.peer = peer
-            self.link = link
+            self.port = port
             self.forward = forward
         }
 
-        func tunnelReceived(_ frame: Frame) {
-            guard case .datagram(let d) = frame else { return }
-            lastActive = .now()
-            forward?.reply(d.bytes, to: peer)
+        func datagramReceived(_ bytes: ByteBuffer, peer: Endpoint, portID: UInt32) {
+            forward?.reply(bytes, on: self)
         }
 
-        func tunnelBecameWritable() {}
-        func tunnelClosed() { forward?.flows[peer] = nil }
+        func datagramPathClosed(portID: UInt32) { forward?.ended(self) }
     }
 
     let spec: ForwardSpec
-    private let registry: MediatorRegistry
+    private let eventLoop: EventLoop
     private var logger: Logger
-    private let idleTimeout: TimeAmount
+    private let now: () -> NIODeadline
+    private var openPort: PortOpener = { _ in nil }
     private var channel: Channel?
     private var context: ChannelHandlerContext?
-    fileprivate var flows: [SocketAddress: Flow] = [:]
+    private(set) var flows: DatagramFlowTable<SocketAddress, FlowPort>
     private var sweeper: RepeatedTask?
-    private let targetAddress: IPAddress
 
-    init(spec: ForwardSpec, registry: MediatorRegistry, idleTimeout: TimeAmount, logger: Logger) throws {
-        guard case .ip(let ip) = spec.target.host else {
+    /// `openPort` nil: ports are opened on the mediator's current session in `registry`.
+    init(
+        spec: ForwardSpec, registry: MediatorRegistry, eventLoop: EventLoop, limits: DatagramFlowLimits,
+        now: @escaping () -> NIODeadline, logger: Logger, openPort: PortOpener? = nil
+    ) throws {
+        guard case .ip(let target) = spec.target.host else {
             throw ForwardSpec.ParseError(spec: spec.text, reason: "a udp target must be an IP address")
         }
         self.spec = spec
-        self.registry = registry
-        self.idleTimeout = idleTimeout
+        self.eventLoop = eventLoop
+        self.now = now
         self.logger = logger
-        self.targetAddress = ip
+        self.flows = DatagramFlowTable(limits: limits)
+        self.openPort = openPort ?? Self.opener(spec: spec, target: target, registry: registry)
     }
 
-    func start(on eventLoop: EventLoop) -> EventLoopFuture<Void> {
+    /// Each flow opens an ephemeral UDP port of the target's family on the mediator.
+    private static func opener(spec: ForwardSpec, target: IPAddress, registry: MediatorRegistry) -> PortOpener {
+        { owner in
+            guard let link = registry.link(spec.mediator) else { return nil }
+            let any: IPAddress = target.isIPv6 ? .anyV6 : .anyV4
+            return link.open(.udp, address: any, port: 0, exact: false, owner: owner).map { done in
+                OpenedPort(
+                    portID: done.portID, path: TunnelDatagramPath(session: link.session),
+                    close: { if link.isOpen { _ = link.close(portID: done.portID) } })
+            }
+        }
+    }
+
+    func start() -> EventLoopFuture<Void> {
         DatagramBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
             .channelInitializer { [self] in $0.pipeline.addHandler(self) }
-            .bind(to: try! ForwardSocket.address(spec.listen))
+            .bind(to: SocketAddress(spec.listenAddress))
             .map { [self] channel in
                 self.channel = channel
                 logger.info("forward \(spec): listening on \(spec.listen)")
-                sweeper = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(5), delay: .seconds(5)) { [self] _ in sweep() }
+                sweeper = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(5), delay: .seconds(5)) { [self] _ in sweep(now: now()) }
             }
     }
 
@@ -76,60 +101,62 @@ final class UDPForwardToMediator: ChannelInboundHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         let peer = envelope.remoteAddress
-        if let flow = flows[peer], flow.link.isOpen {
-            flow.lastActive = .now()
-            if flow.isOpen {
-                send(envelope.data, on: flow)
-            } else if flow.waiting.count < 64 {
-                flow.waiting.append(envelope.data)
-            }
-            return
+        switch flows.arrived(envelope.data, from: peer, now: now()) {
+        case .send(let flow):
+            flow.port.path.offer(portID: flow.port.portID, peer: spec.target, bytes: envelope.data, drops: &flows.drops)
+        case .open(let id):
+            open(id, for: peer)
+        case .queued, .dropped:
+            break
         }
-        guard let link = registry.link(spec.mediator) else {
+    }
+
+    private func open(_ id: DatagramFlowID, for peer: SocketAddress) {
+        guard let opening = openPort("forward \(spec) for \(peer)") else {
             logger.debug("forward \(spec): mediator '\(spec.mediator)' not connected; datagram dropped")
+            flows.openFailed(id)
             return
         }
-        let flow = Flow(peer: peer, link: link, forward: self)
-        flow.waiting.append(envelope.data)
-        flows[peer] = flow
-        let any: IPAddress = targetAddress.isIPv6 ? .anyV6 : .anyV4
-        link.open(.udp, address: any, port: 0, exact: false, owner: "forward \(spec) for \(peer)").whenComplete { [self] result in
+        opening.whenComplete { [self] result in
             switch result {
-            case .success(let done):
-                guard flows[peer] === flow else {
-                    _ = link.close(portID: done.portID)
+            case .success(let port):
+                let flow = FlowPort(id: id, peer: peer, port: port, forward: self)
+                guard let backlog = flows.opened(id, handle: flow, now: now()) else {
+                    port.close()  // the flow ended while its port was being opened
                     return
                 }
-                flow.portID = done.portID
-                flow.isOpen = true
-                link.session.register(flow)
-                for d in flow.waiting { send(d, on: flow) }
-                flow.waiting = []
+                port.path.attach(portID: port.portID, flow)
+                for bytes in backlog {
+                    port.path.offer(portID: port.portID, peer: spec.target, bytes: bytes, drops: &flows.drops)
+                }
             case .failure(let error):
                 logger.info("forward \(spec): cannot open a UDP port on '\(spec.mediator)': \(error)")
-                flows[peer] = nil
+                flows.openFailed(id)
             }
         }
     }
 
-    private func send(_ bytes: ByteBuffer, on flow: Flow) {
-        guard flow.link.session.isWritable else { return }  // datagrams are dropped, not queued
-        flow.link.session.send(.datagram(.init(portID: flow.portID, peer: spec.target, bytes: bytes)))
+    fileprivate func reply(_ bytes: ByteBuffer, on flow: FlowPort) {
+        flows.touch(flow.id, now: now())
+        context?.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: flow.peer, data: bytes)), promise: nil)
     }
 
-    fileprivate func reply(_ bytes: ByteBuffer, to peer: SocketAddress) {
-        context?.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: peer, data: bytes)), promise: nil)
+    /// The flow's path is gone (its session ended): the next datagram of its peer opens a new flow.
+    fileprivate func ended(_ flow: FlowPort) {
+        flows.remove(flow.id)
     }
 
-    private func sweep() {
-        let now = NIODeadline.now()
-        for (peer, flow) in flows where now - flow.lastActive > idleTimeout || !flow.link.isOpen {
-            flows[peer] = nil
-            if flow.isOpen && flow.link.isOpen { _ = flow.link.close(portID: flow.portID) }
+    /// Closes the flows idle for longer than the idle timeout, and their mediator ports.
+    func sweep(now: NIODeadline) {
+        for closed in flows.sweep(now: now) {
+            guard let flow = closed.handle else { continue }
+            flow.port.path.detach(portID: flow.port.portID)
+            flow.port.close()
         }
     }
 }

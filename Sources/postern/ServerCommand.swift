@@ -99,17 +99,17 @@ struct ServerCommand: AsyncParsableCommand {
         guard let listenText = try listen ?? section?.string("listen") else {
             throw ValidationError("--listen ADDR:PORT is required (or listen in the config file)")
         }
-        guard let listenEndpoint = Endpoint(parsing: listenText), case .ip = listenEndpoint.host else {
+        guard let listenEndpoint = Endpoint(parsing: listenText), let listenAddress = ListenAddress(listenEndpoint) else {
             throw ValidationError("--listen '\(listenText)' is not ADDR:PORT (IPv6 in brackets)")
         }
         let secretText = try SecretSource.resolve(file: try secretFile ?? section?.string("secret-file"), logger: logger)
         let secrets = try SecretBook.parse(secretText, source: "the secret file")
-        var adminEndpoint: Endpoint? = Endpoint(.v4(0x7f00_0001), 7070)
+        var adminEndpoint: ListenAddress? = ListenAddress(.v4(0x7f00_0001), 7070)
         if let adminText = try admin ?? section?.string("admin") {
             if adminText == "off" {
                 adminEndpoint = nil
             } else {
-                guard let e = Endpoint(parsing: adminText), case .ip = e.host else {
+                guard let e = Endpoint(parsing: adminText).flatMap(ListenAddress.init) else {
                     throw ValidationError("--admin '\(adminText)' is not ADDR:PORT")
                 }
                 adminEndpoint = e
@@ -121,7 +121,7 @@ struct ServerCommand: AsyncParsableCommand {
         } else if let env = ProcessInfo.processInfo.environment["POSTERN_ADMIN_TOKEN"], !env.isEmpty {
             adminToken = Array(env.utf8)
         }
-        if let admin = adminEndpoint, case .ip(let ip) = admin.host, !ip.isLoopback, adminToken == nil {
+        if let admin = adminEndpoint, !admin.address.isLoopback, adminToken == nil {
             throw ValidationError(
                 "the admin API on \(admin) would be reachable from the network: give --admin-token-file (or POSTERN_ADMIN_TOKEN), or bind it to 127.0.0.1"
             )
@@ -134,7 +134,7 @@ struct ServerCommand: AsyncParsableCommand {
             deadTimeout: try deadTimeout ?? section?.seconds("dead-timeout"), to: &settings)
         try SessionBuffer.apply(try maxSessionBuffer ?? section?.int("max-session-buffer"), to: &settings)
         var configuration = ServerConfiguration(
-            listen: listenEndpoint, secrets: secrets, admin: adminEndpoint, forwards: forwards, settings: settings,
+            listen: listenAddress, secrets: secrets, admin: adminEndpoint, forwards: forwards, settings: settings,
             transport: try ServerTransportOptions(
                 insecure: insecure || (section?.bool("insecure") ?? false),
                 certificateFile: try tlsCert ?? section?.string("tls-cert"),

@@ -1,0 +1,22 @@
+import NIOCore
+import PosternCore
+
+/// One configured forward (`ForwardSpec`). The four shapes (TCP or UDP, listening on the server or on
+/// the mediator) share this life: `ServerService` starts each once, attaches it to every session of
+/// its mediator as that session is established, detaches it when the session ends, and stops it.
+protocol Forward: AnyObject {
+    var spec: ForwardSpec { get }
+    /// Binds what the forward listens on at the server, failing with the reason when it cannot.
+    /// Forwards that listen on the mediator bind nothing here: they open their port on `attach`.
+    func start() -> EventLoopFuture<Void>
+    /// A session of `spec.mediator` is established.
+    func attach(_ link: MediatorLink)
+    /// That session ended; its ports are gone with it.
+    func detach(_ link: MediatorLink)
+    func stop()
+}
+
+extension Forward {
+    func attach(_ link: MediatorLink) {}
+    func detach(_ link: MediatorLink) {}
+}
