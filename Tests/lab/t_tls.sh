@@ -17,7 +17,8 @@
 source "$(dirname "$0")/lib.sh"
 postern_setup
 
-marker="POSTERN-PLAINTEXT-MARKER-$RANDOM$RANDOM"
+# Fixed width: the file (and so the capture checked below) must not shrink with a short $RANDOM.
+marker="POSTERN-PLAINTEXT-MARKER-$(printf '%05d%05d' "$RANDOM" "$RANDOM")"
 mkdir -p "$TEST_TMP/www"
 python3 -c "import sys; sys.stdout.write(('$marker ' * 50000))" >"$TEST_TMP/www/marker.txt"
 want=$(sha256sum <"$TEST_TMP/www/marker.txt" | cut -d' ' -f1)
