@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 // Layers, bottom up (see docs/architecture.md):
 //   PosternWire (pure codec) -> PosternCore (pure state machines) -> PosternTunnel (thin NIO handlers)
 //   -> PosternServer / PosternMediator (services) -> postern (command line).
@@ -8,7 +8,10 @@ import PackageDescription
 // The I/O layers keep every piece of a session's mutable state on one event loop (see
 // docs/architecture.md) and are compiled in Swift 5 mode: NIO handlers are loop-confined, non-Sendable
 // classes by design. The pure layers (wire, core, netlink) use full Swift 6 checking.
-let ioSettings: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+// Warnings are errors in every project target (never in dependencies): a warning left standing is
+// either a bug or noise that hides the next one.
+let ioSettings: [SwiftSetting] = [.swiftLanguageMode(.v5), .treatAllWarnings(as: .error)]
+let pureSettings: [SwiftSetting] = [.treatAllWarnings(as: .error)]
 
 let package = Package(
     name: "postern",
@@ -34,7 +37,8 @@ let package = Package(
         .target(name: "CPosternShims", dependencies: ["CMNL"]),
         .target(
             name: "PosternWire",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: pureSettings
         ),
         .target(
             name: "PosternCore",
@@ -42,16 +46,19 @@ let package = Package(
                 "PosternWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
-            ]
+            ],
+            swiftSettings: pureSettings
         ),
         // The packet device seam (tun device, raw socket, pcap file later): pure Swift 6 over NIOCore.
         .target(
             name: "PosternPacket",
-            dependencies: ["PosternWire", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["PosternWire", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: pureSettings
         ),
         .target(
             name: "PosternNetlink",
-            dependencies: ["CMNL", "CPosternShims", "PosternWire"]
+            dependencies: ["CMNL", "CPosternShims", "PosternWire"],
+            swiftSettings: pureSettings
         ),
         .target(
             name: "PosternTunnel",
@@ -60,7 +67,6 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: ioSettings
         ),
@@ -106,23 +112,25 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ],
             swiftSettings: ioSettings
         ),
         .testTarget(
             name: "PosternWireTests",
-            dependencies: ["PosternWire", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["PosternWire", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: pureSettings
         ),
         .testTarget(
             name: "PosternCoreTests",
-            dependencies: ["PosternCore", "PosternWire", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["PosternCore", "PosternWire", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: pureSettings
         ),
         .testTarget(
             name: "PosternServerTests",
-            dependencies: ["PosternServer", "PosternCore", "PosternWire"]
+            dependencies: ["PosternServer"],
+            swiftSettings: pureSettings
         ),
         .testTarget(
             name: "PosternTLSTests",
@@ -156,7 +164,8 @@ let package = Package(
         ),
         .testTarget(
             name: "PosternPacketTests",
-            dependencies: ["PosternPacket", "PosternWire", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["PosternPacket", "PosternWire", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: pureSettings
         ),
         .testTarget(
             name: "PosternDatagramTests",
@@ -170,7 +179,8 @@ let package = Package(
         ),
         .testTarget(
             name: "PosternNetlinkTests",
-            dependencies: ["PosternNetlink", "PosternWire"]
+            dependencies: ["PosternNetlink", "PosternWire"],
+            swiftSettings: pureSettings
         ),
     ]
 )

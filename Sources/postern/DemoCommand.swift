@@ -39,8 +39,10 @@ struct DemoCommand: ParsableCommand {
         print("LAN 192.168.77.0/24 behind NAT gateway 203.0.113.1; server 203.0.113.10; user 203.0.113.20")
 
         let secret = work.appendingPathComponent("secret")
-        FileManager.default.createFile(
-            atPath: secret.path, contents: Data("demo-\(UUID().uuidString)\n".utf8), attributes: [.posixPermissions: 0o600])
+        guard
+            FileManager.default.createFile(
+                atPath: secret.path, contents: Data("demo-\(UUID().uuidString)\n".utf8), attributes: [.posixPermissions: 0o600])
+        else { throw ValidationError("cannot write the demo's secret file \(secret.path)") }
         let site = work.appendingPathComponent("site")
         try FileManager.default.createDirectory(at: site, withIntermediateDirectories: true)
         try "<h1>Router configuration page</h1>\n<p>Served from 192.168.77.10 inside the private LAN.</p>\n"
@@ -52,7 +54,9 @@ struct DemoCommand: ParsableCommand {
             if !FileManager.default.fileExists(atPath: "/usr/sbin/ip") { p.executableURL = URL(fileURLWithPath: "/sbin/ip") }
             p.arguments = ["netns", "exec", ns(namespace)] + args
             let logURL = work.appendingPathComponent(log)
-            FileManager.default.createFile(atPath: logURL.path, contents: nil)
+            guard FileManager.default.createFile(atPath: logURL.path, contents: nil) else {
+                throw ValidationError("cannot create the log file \(logURL.path)")
+            }
             let handle = try FileHandle(forWritingTo: logURL)
             p.standardOutput = handle
             p.standardError = handle

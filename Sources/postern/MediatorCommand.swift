@@ -112,7 +112,7 @@ struct MediatorCommand: AsyncParsableCommand {
         let secret = try SecretSource.single(
             try SecretSource.resolve(file: try secretFile ?? section?.string("secret-file"), logger: logger),
             source: "the secret file")
-        let rules = try (try section?.strings("allow") ?? []) + allow
+        let rules = (try section?.strings("allow") ?? []) + allow
         let policy = Policy(
             allow: try rules.map { try AllowRule(parsing: $0) },
             listenEnabled: try allowListen || (section?.bool("allow-listen") ?? false),

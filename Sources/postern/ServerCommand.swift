@@ -126,7 +126,7 @@ struct ServerCommand: AsyncParsableCommand {
                 "the admin API on \(admin) would be reachable from the network: give --admin-token-file (or POSTERN_ADMIN_TOKEN), or bind it to 127.0.0.1"
             )
         }
-        let specs = try (try section?.strings("forwards") ?? []) + forward
+        let specs = (try section?.strings("forwards") ?? []) + forward
         let forwards = try specs.map { try ForwardSpec(parsing: $0) }
         var settings = SessionSettings()
         try Timing.apply(

@@ -66,7 +66,7 @@ final class TLSTransportTests: XCTestCase {
 
     func testMissingOrGarbageCertificateGivesASentence() throws {
         _ = try ServerIdentity.loadOrCreate(directory: directory + "/a")
-        FileManager.default.createFile(atPath: directory + "/garbage.crt", contents: Data("not a certificate".utf8))
+        XCTAssertTrue(FileManager.default.createFile(atPath: directory + "/garbage.crt", contents: Data("not a certificate".utf8)))
         XCTAssertThrowsError(
             try ServerIdentity.load(certificateFile: directory + "/garbage.crt", keyFile: directory + "/a/server.key")
         ) { error in
