@@ -21,27 +21,3 @@ public protocol PacketDevice: AnyObject, Sendable {
     /// Stops the device: pending and later reads and writes fail with `.closed`, events finish.
     func close() async
 }
-
-/// What happened to a packet device (wireguard-go's `tun.Event`).
-public enum PacketDeviceEvent: Hashable, Sendable {
-    case up
-    case down
-    case mtuChanged(Int)
-}
-
-public enum PacketDeviceError: Error, Hashable, Sendable, CustomStringConvertible {
-    case closed
-    /// A packet longer than the MTU; `written` packets before it went out.
-    case packetTooLarge(size: Int, mtu: Int, written: Int)
-    /// A second read while one is waiting: a device has one reader.
-    case concurrentRead
-
-    public var description: String {
-        switch self {
-        case .closed: return "the packet device is closed"
-        case .packetTooLarge(let size, let mtu, let written):
-            return "a \(size)-byte packet does not fit the MTU of \(mtu) (\(written) packets written before it)"
-        case .concurrentRead: return "the packet device already has a read waiting"
-        }
-    }
-}

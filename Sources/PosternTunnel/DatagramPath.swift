@@ -22,14 +22,6 @@ public protocol DatagramPath: AnyObject {
     func detach(portID: UInt32)
 }
 
-/// The user of a port's datagrams: a datagram relay.
-public protocol DatagramPathReceiver: AnyObject {
-    /// A datagram for this port, with its peer (see `DatagramPath.send`).
-    func datagramReceived(_ bytes: ByteBuffer, peer: Endpoint, portID: UInt32)
-    /// The path is gone (the session ended): the port is dead.
-    func datagramPathClosed(portID: UInt32)
-}
-
 extension DatagramPath {
     /// Sends a datagram if the size rule admits it (`DatagramDrops.admit`: it fits, and the path can
     /// take it now); otherwise counts the drop. Every relay sends through here.

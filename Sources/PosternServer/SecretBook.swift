@@ -1,0 +1,58 @@
+import PosternCore
+
+/// Which mediators may connect and with what secret. A secret file holds either one line, the secret
+/// shared by every mediator (any valid name is accepted), or `NAME SECRET` lines, one secret per
+/// mediator (other names are refused as unknown).
+public struct SecretBook: Sendable, CustomStringConvertible {
+    public var shared: [UInt8]?
+    public var perMediator: [String: [UInt8]]
+
+    public init(shared: [UInt8]?, perMediator: [String: [UInt8]] = [:]) {
+        self.shared = shared
+        self.perMediator = perMediator
+    }
+
+    public func secret(for name: String) -> [UInt8]? {
+        perMediator[name] ?? shared
+    }
+
+    public struct ParseError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Parses the text of a secret file (see the type's comment).
+    public static func parse(_ text: String, source: String) throws -> SecretBook {
+        // Numbered before comments and blank lines are dropped, so errors name the file's own line.
+        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated()
+            .map { (number: $0.offset + 1, text: $0.element.trimmingCharacters(in: " \t\r")) }
+            .filter { !$0.text.isEmpty && !$0.text.hasPrefix("#") }
+        guard !lines.isEmpty else { throw ParseError(description: "\(source) holds no secret") }
+        if lines.count == 1, !lines[0].text.contains(where: { $0 == " " || $0 == "\t" }) {
+            return SecretBook(shared: Array(lines[0].text.utf8))
+        }
+        var book = SecretBook(shared: nil)
+        for line in lines {
+            let parts = line.text.split(maxSplits: 1, whereSeparator: { $0 == " " || $0 == "\t" })
+            guard parts.count == 2 else {
+                throw ParseError(description: "\(source) line \(line.number): expected 'NAME SECRET'")
+            }
+            let name = String(parts[0])
+            guard MediatorName.isValid(name) else {
+                // Not echoed: a one-line secret with a space lands here, and secrets are never shown.
+                throw ParseError(
+                    description:
+                        "\(source) line \(line.number): the first word is not a valid mediator name (letters, digits, '-', '_', '.')")
+            }
+            book.perMediator[name] = Array(parts[1].trimmingCharacters(in: " \t").utf8)
+        }
+        return book
+    }
+
+    /// Never shows a secret, only its shape.
+    public var description: String {
+        var parts: [String] = []
+        if shared != nil { parts.append("shared secret ****") }
+        if !perMediator.isEmpty { parts.append("per-mediator secrets for \(perMediator.keys.sorted().joined(separator: ", "))") }
+        return parts.joined(separator: "; ")
+    }
+}

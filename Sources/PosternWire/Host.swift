@@ -1,0 +1,16 @@
+/// The host part of a destination: an address, or a name the mediator resolves in its own network.
+public enum Host: Hashable, Sendable, CustomStringConvertible {
+    case ip(IPAddress)
+    case name(String)
+
+    public init(_ text: some StringProtocol) {
+        if let ip = IPAddress(text) { self = .ip(ip) } else { self = .name(String(text)) }
+    }
+
+    public var description: String {
+        switch self {
+        case .ip(let a): return a.bracketed
+        case .name(let n): return n
+        }
+    }
+}
