@@ -64,11 +64,10 @@ public final class MediatorService: @unchecked Sendable {
         let configuration = configuration
         let api = RemoteSocketAPI(configuration: configuration, eventLoop: eventLoop, logger: logger)
         let session = TunnelSession(
-            role: .mediator(
-                MediatorSessionStateMachine(
-                    name: configuration.name, secret: configuration.secret, nonce: Nonce.make(),
-                    softwareVersion: configuration.softwareVersion, settings: configuration.settings)),
-            settings: configuration.settings, eventLoop: eventLoop, logger: logger)
+            machine: MediatorSessionStateMachine(
+                name: configuration.name, secret: configuration.secret, nonce: Nonce.make(),
+                softwareVersion: configuration.softwareVersion, settings: configuration.settings),
+            settings: configuration.settings, eventLoop: eventLoop, logger: logger, now: { .now() })
         session.delegate = api
         api.onEstablished = { [self] session, info in
             backoff.reset()

@@ -66,7 +66,7 @@ final class TLSTransportTests: XCTestCase {
 
     func testMissingOrGarbageCertificateGivesASentence() throws {
         _ = try ServerIdentity.loadOrCreate(directory: directory + "/a")
-        FileManager.default.createFile(atPath: directory + "/garbage.crt", contents: Data("not a certificate".utf8))
+        _ = FileManager.default.createFile(atPath: directory + "/garbage.crt", contents: Data("not a certificate".utf8))
         XCTAssertThrowsError(
             try ServerIdentity.load(certificateFile: directory + "/garbage.crt", keyFile: directory + "/a/server.key")
         ) { error in
@@ -99,8 +99,11 @@ final class TLSTransportTests: XCTestCase {
     final class Outcome: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
         let handshake: EventLoopPromise<Void>
+        /// What the transport told the session it is ready with.
+        private(set) var ready: [TransportFacts] = []
         init(_ promise: EventLoopPromise<Void>) { handshake = promise }
         func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if let event = event as? TransportReadyEvent { ready.append(event.facts) }
             if "\(event)".contains("handshakeCompleted") { handshake.succeed(()) }
             context.fireUserInboundEventTriggered(event)
         }
@@ -112,12 +115,19 @@ final class TLSTransportTests: XCTestCase {
         }
     }
 
-    private func serve(_ transport: ServerTransport, port: Int = 0) throws -> Channel {
+    /// The server ends' connections, in the order they were accepted (touched on the group's one loop).
+    final class Accepted: @unchecked Sendable {
+        var connections: [TransportConnection] = []
+    }
+
+    private func serve(_ transport: ServerTransport, port: Int = 0, accepted: Accepted = Accepted()) throws -> Channel {
         try ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 do {
-                    return channel.pipeline.addHandlers(try transport.serverConnection().handlers)
+                    let connection = try transport.serverConnection()
+                    accepted.connections.append(connection)
+                    return channel.pipeline.addHandlers(connection.handlers)
                 } catch {
                     return channel.eventLoop.makeFailedFuture(error)
                 }
@@ -127,28 +137,52 @@ final class TLSTransportTests: XCTestCase {
 
     /// Dials `server` and waits for the handshake; returns the connection or throws what failed.
     private func dial(_ transport: ClientTransport, _ server: Channel, send: String? = nil) throws -> (TransportConnection, Channel) {
+        try dialRecording(transport, server, send: send).0
+    }
+
+    /// `dial`, and the handler at the top of the pipeline (what reached it).
+    private func dialRecording(_ transport: ClientTransport, _ server: Channel, send: String? = nil) throws -> (
+        (TransportConnection, Channel), Outcome
+    ) {
         struct TimedOut: Error {}
         let port = server.localAddress!.port!
         let promise = group.next().makePromise(of: Void.self)
         promise.futureResult.eventLoop.scheduleTask(in: .seconds(5)) { promise.fail(TimedOut()) }
         let connection = try transport.clientConnection(serverHost: "127.0.0.1", serverPort: port)
+        let outcome = Outcome(promise)
         let channel = try ClientBootstrap(group: group)
-            .channelInitializer { $0.pipeline.addHandlers(connection.handlers + [Outcome(promise)]) }
+            .channelInitializer { $0.pipeline.addHandlers(connection.handlers + [outcome]) }
             .connect(host: "127.0.0.1", port: port).wait()
         defer { _ = channel.close() }
         if let send { channel.writeAndFlush(ByteBuffer(string: send), promise: nil) }
         try promise.futureResult.wait()
-        return (connection, channel)
+        return ((connection, channel), outcome)
     }
 
     func testPinnedKeyConnectsAndBindsTheChannelToTheServerKey() throws {
         let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s")
-        let server = try serve(try TLSServerTransport(identity: identity))
+        let accepted = Accepted()
+        let server = try serve(try TLSServerTransport(identity: identity), accepted: accepted)
         defer { _ = server.close() }
         let client = try TLSClientTransport(trust: .fingerprint(identity.fingerprint), logger: .init(label: "t"))
-        let (connection, channel) = try dial(client, server)
-        XCTAssertEqual(try channel.eventLoop.submit { connection.channelBinding }.wait(), identity.fingerprint.bytes)
-        XCTAssertEqual(try TLSServerTransport(identity: identity).channelBinding, identity.fingerprint.bytes)
+        let ((connection, channel), outcome) = try dialRecording(client, server)
+        // The mediator end tells its session the key it saw, once the handshake is done.
+        let expected = TransportFacts(channelBinding: identity.fingerprint.bytes)
+        XCTAssertEqual(try channel.eventLoop.submit { connection.facts }.wait(), expected)
+        XCTAssertEqual(try channel.eventLoop.submit { outcome.ready }.wait(), [expected])
+        // The server end binds to its own key; no client certificate was asked for or given.
+        // (TLS 1.3: the server's handshake ends after the client's, when the client's Finished arrives.)
+        var serverFacts: TransportFacts?
+        for _ in 0..<200 where serverFacts == nil {
+            serverFacts = try channel.eventLoop.submit { accepted.connections.first?.facts }.wait()
+            if serverFacts == nil { usleep(10_000) }
+        }
+        XCTAssertEqual(serverFacts, expected)
+    }
+
+    func testPlainTransportIsReadyAtOnceAndBindsNothing() throws {
+        XCTAssertEqual(try PlainTransport().serverConnection().facts, .plain)
+        XCTAssertEqual(try PlainTransport().clientConnection(serverHost: "h", serverPort: 1).facts, .plain)
     }
 
     func testAnotherKeyThanThePinnedOneIsAFatalRefusal() throws {
