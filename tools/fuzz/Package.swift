@@ -4,7 +4,8 @@
 // them, as their `main` is libFuzzer's.
 //
 // The pure modules are compiled here from symlinks to the main package's sources
-// (Sources/PosternWire -> ../../../Sources/PosternWire): the main package exports only the `postern`
+// (Sources/PosternWire -> ../../../Sources/PosternWire), and the session driver from a symlink to the
+// unit tests' copy of it: the main package exports only the `postern`
 // executable, so its library targets cannot be depended on by product, and SwiftPM refuses a target
 // `path:` outside this package's root.
 import PackageDescription
@@ -32,9 +33,15 @@ let package = Package(
             name: "FuzzFrameDecoder",
             dependencies: ["PosternWire", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        // The session driver lives with the unit tests that replay its corpus and past crashes
+        // (Sources/SessionFuzz -> ../../../Tests/PosternCoreTests/SessionFuzz): one copy of the code.
+        .target(
+            name: "SessionFuzz",
+            dependencies: ["PosternCore", "PosternWire", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .executableTarget(
             name: "FuzzSessionStateMachine",
-            dependencies: ["PosternCore", "PosternWire", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["SessionFuzz"]
         ),
     ]
 )
