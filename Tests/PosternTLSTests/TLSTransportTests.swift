@@ -32,31 +32,31 @@ final class TLSTransportTests: XCTestCase {
 
     func testIdentityIsCreatedOnceWithAPrivateKeyFileAndKeptAcrossStarts() throws {
         let state = directory + "/state"
-        let (first, created) = try ServerIdentity.loadOrCreate(directory: state)
+        let (first, created) = try ServerIdentity.loadOrCreate(directory: state, now: Date())
         XCTAssertTrue(created)
         XCTAssertEqual(try mode(state + "/server.key"), 0o600)
         XCTAssertEqual(try mode(state), 0o700)
-        let (second, createdAgain) = try ServerIdentity.loadOrCreate(directory: state)
+        let (second, createdAgain) = try ServerIdentity.loadOrCreate(directory: state, now: Date())
         XCTAssertFalse(createdAgain)
         XCTAssertEqual(first.fingerprint, second.fingerprint, "a restart must keep the key mediators pinned")
         XCTAssertEqual(try ServerIdentity.fingerprint(of: second.certificateChain[0]), second.fingerprint)
         // Another directory, another key.
-        let (other, _) = try ServerIdentity.loadOrCreate(directory: directory + "/other")
+        let (other, _) = try ServerIdentity.loadOrCreate(directory: directory + "/other", now: Date())
         XCTAssertNotEqual(other.fingerprint, first.fingerprint)
     }
 
     func testKeyReadableByOthersIsRefused() throws {
         let state = directory + "/state"
-        _ = try ServerIdentity.loadOrCreate(directory: state)
+        _ = try ServerIdentity.loadOrCreate(directory: state, now: Date())
         chmod(state + "/server.key", 0o644)
-        XCTAssertThrowsError(try ServerIdentity.loadOrCreate(directory: state)) { error in
+        XCTAssertThrowsError(try ServerIdentity.loadOrCreate(directory: state, now: Date())) { error in
             XCTAssertTrue("\(error)".contains("accessible to other users"), "\(error)")
         }
     }
 
     func testKeyOfAnotherCertificateIsRefused() throws {
-        _ = try ServerIdentity.loadOrCreate(directory: directory + "/a")
-        _ = try ServerIdentity.loadOrCreate(directory: directory + "/b")
+        _ = try ServerIdentity.loadOrCreate(directory: directory + "/a", now: Date())
+        _ = try ServerIdentity.loadOrCreate(directory: directory + "/b", now: Date())
         XCTAssertThrowsError(
             try ServerIdentity.load(certificateFile: directory + "/a/server.crt", keyFile: directory + "/b/server.key")
         ) { error in
@@ -65,7 +65,7 @@ final class TLSTransportTests: XCTestCase {
     }
 
     func testMissingOrGarbageCertificateGivesASentence() throws {
-        _ = try ServerIdentity.loadOrCreate(directory: directory + "/a")
+        _ = try ServerIdentity.loadOrCreate(directory: directory + "/a", now: Date())
         _ = FileManager.default.createFile(atPath: directory + "/garbage.crt", contents: Data("not a certificate".utf8))
         XCTAssertThrowsError(
             try ServerIdentity.load(certificateFile: directory + "/garbage.crt", keyFile: directory + "/a/server.key")
@@ -75,7 +75,7 @@ final class TLSTransportTests: XCTestCase {
     }
 
     func testCertificateNamesAreTheCommonNameAndTheDNSAlternativeNames() throws {
-        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s")
+        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s", now: Date())
         XCTAssertEqual(CertificateNames.of(identity.certificateChain[0]), ["postern server", "postern-server"])
     }
 
@@ -160,7 +160,7 @@ final class TLSTransportTests: XCTestCase {
     }
 
     func testPinnedKeyConnectsAndBindsTheChannelToTheServerKey() throws {
-        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s")
+        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s", now: Date())
         let accepted = Accepted()
         let server = try serve(try TLSServerTransport(identity: identity), accepted: accepted)
         defer { _ = server.close() }
@@ -186,7 +186,7 @@ final class TLSTransportTests: XCTestCase {
     }
 
     func testAnotherKeyThanThePinnedOneIsAFatalRefusal() throws {
-        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s")
+        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s", now: Date())
         let server = try serve(try TLSServerTransport(identity: identity))
         defer { _ = server.close() }
         let pin = KeyFingerprint(subjectPublicKeyInfo: [0])
@@ -201,7 +201,7 @@ final class TLSTransportTests: XCTestCase {
     }
 
     func testFirstUseRecordsTheKeyOnlyAfterAuthenticationThenPinsIt() throws {
-        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s")
+        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s", now: Date())
         let server = try serve(try TLSServerTransport(identity: identity))
         defer { _ = server.close() }
         let known = try KnownServersFile(path: directory + "/known")
@@ -214,7 +214,7 @@ final class TLSTransportTests: XCTestCase {
         XCTAssertEqual(try KnownServersFile(path: directory + "/known").fingerprint(for: key), identity.fingerprint)
 
         // The same address with another key is now refused.
-        let (other, _) = try ServerIdentity.loadOrCreate(directory: directory + "/other")
+        let (other, _) = try ServerIdentity.loadOrCreate(directory: directory + "/other", now: Date())
         let port = server.localAddress!.port!
         try server.close().wait()
         let impostor = try serve(try TLSServerTransport(identity: other), port: port)
@@ -225,7 +225,7 @@ final class TLSTransportTests: XCTestCase {
     }
 
     func testPlainClientAgainstTLSServerIsExplained() throws {
-        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s")
+        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s", now: Date())
         let server = try serve(try TLSServerTransport(identity: identity))
         defer { _ = server.close() }
         XCTAssertThrowsError(try dial(PlainTransport(), server, send: "\0\0\0\u{10}\u{1}\0 a plain HELLO")) { error in
@@ -245,7 +245,7 @@ final class TLSTransportTests: XCTestCase {
     }
 
     func testTheHandshakeIsTLS13() throws {
-        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s")
+        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s", now: Date())
         let server = try serve(try TLSServerTransport(identity: identity))
         defer { _ = server.close() }
         let client = try TLSClientTransport(trust: .fingerprint(identity.fingerprint), logger: .init(label: "t"))
