@@ -58,10 +58,8 @@ public struct MediatorSessionStateMachine: SessionStateMachine {
     }
 
     public mutating func decodeFailed(_ error: WireError, now: NIODeadline) -> [SessionAction] {
-        switch state {
-        case .idle, .closed: return []
-        default: return fail(.protocolError, error.description)
-        }
+        if case .closed = state { return [] }
+        return fail(.protocolError, error.description)
     }
 
     public mutating func receive(_ frame: Frame, now: NIODeadline) -> [SessionAction] {

@@ -158,6 +158,14 @@ final class SessionTransportTests: XCTestCase {
         XCTAssertFalse(mediator.mediator.isEstablished)
     }
 
+    func testADecodeFailureBeforeStartEndsTheSessionToo() {
+        // Unreachable through the handlers (they start the machine before reading), and closed all the same.
+        let link = F.link()
+        XCTAssertEqual(link.mediatorDecodeFailed(garbage).closes.map(\.code), [.protocolError])
+        XCTAssertEqual(link.start(), [], "a closed mediator never says HELLO")
+        XCTAssertNil(link.mediator.nextDeadline)
+    }
+
     func testADecodeFailureAfterCloseDoesNothing() throws {
         let link = try F.establishedLink()
         link.serverGoAway(.shuttingDown, "bye")
