@@ -3,7 +3,7 @@ import PosternWire
 
 /// The mediator's side of one tunnel connection (docs/protocol.md §4). It speaks first (HELLO),
 /// proves the secret, and checks the server's proof before trusting anything the server asks.
-public struct MediatorSessionStateMachine: Sendable {
+public struct MediatorSessionStateMachine: SessionStateMachine {
     enum State: Sendable {
         case idle
         case awaitingChallenge
@@ -19,9 +19,9 @@ public struct MediatorSessionStateMachine: Sendable {
     private let settings: SessionSettings
     private let softwareVersion: String
     private var handshakeDeadline: NIODeadline = .distantFuture
-    /// The server key fingerprint the TLS handshake presented (empty on plain TCP): set before CHALLENGE
-    /// arrives, mixed into both proofs (docs/protocol.md §4.2).
-    public var channelBinding: [UInt8] = []
+    /// The server key fingerprint the TLS handshake presented (empty on plain TCP), mixed into both
+    /// proofs (docs/protocol.md §4.2); nil until the transport is ready.
+    private var channelBinding: [UInt8]?
 
     public init(name: String, secret: [UInt8], nonce: [UInt8], softwareVersion: String, settings: SessionSettings) {
         self.name = name
@@ -50,6 +50,18 @@ public struct MediatorSessionStateMachine: Sendable {
         ]
     }
 
+    public mutating func transportReady(_ facts: TransportFacts, now: NIODeadline) -> [SessionAction] {
+        // Once, before CHALLENGE (a CHALLENGE without it is refused): later calls change nothing. HELLO
+        // may go out before it: TLS holds it until its own handshake is done.
+        if channelBinding == nil { channelBinding = facts.channelBinding }
+        return []
+    }
+
+    public mutating func decodeFailed(_ error: WireError, now: NIODeadline) -> [SessionAction] {
+        if case .closed = state { return [] }
+        return fail(.protocolError, error.description)
+    }
+
     public mutating func receive(_ frame: Frame, now: NIODeadline) -> [SessionAction] {
         switch state {
         case .idle, .closed:
@@ -57,6 +69,9 @@ public struct MediatorSessionStateMachine: Sendable {
         case .awaitingChallenge:
             switch frame {
             case .challenge(let c):
+                guard let channelBinding else {
+                    return fail(.protocolError, "CHALLENGE arrived before the transport was ready")
+                }
                 guard c.version == Frame.protocolVersion else {
                     return fail(.versionMismatch, "server speaks protocol \(c.version), mediator speaks \(Frame.protocolVersion)")
                 }
@@ -73,8 +88,10 @@ public struct MediatorSessionStateMachine: Sendable {
         case .awaitingWelcome(let serverNonce):
             switch frame {
             case .welcome(let w):
+                // Set: CHALLENGE needed it to get here.
+                let binding = channelBinding ?? []
                 let expected = Proof.compute(
-                    role: .server, secret: secret, serverNonce: serverNonce, mediatorNonce: nonce, binding: channelBinding, name: name)
+                    role: .server, secret: secret, serverNonce: serverNonce, mediatorNonce: nonce, binding: binding, name: name)
                 guard Proof.constantTimeEqual(expected, w.proof) else {
                     return fail(
                         .authenticationFailed,
@@ -88,11 +105,14 @@ public struct MediatorSessionStateMachine: Sendable {
                     interval: .milliseconds(Int64(w.keepaliveIntervalMillis)),
                     deadTimeout: .milliseconds(Int64(w.deadTimeoutMillis)), now: now)
                 state = .established(liveness)
+                let keys = SessionKeys(
+                    role: .mediator, secret: secret, serverNonce: serverNonce, mediatorNonce: nonce, binding: binding,
+                    sessionID: w.sessionID, name: name)
                 return [
                     .established(
                         .init(
                             name: name, sessionID: w.sessionID, peerInitialWindow: w.initialWindow,
-                            peerMaxPayload: w.maxPayload, peerSoftwareVersion: ""))
+                            peerMaxPayload: w.maxPayload, peerSoftwareVersion: "", keys: keys))
                 ]
             case .refused(let r):
                 state = .closed

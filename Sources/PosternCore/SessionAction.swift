@@ -21,8 +21,14 @@ public struct EstablishedSession: Hashable, Sendable {
     /// The peer's largest accepted payload.
     public var peerMaxPayload: UInt32
     public var peerSoftwareVersion: String
+    /// What the channels beside the TCP connection will seal their packets with (§4.5).
+    public var keys: SessionKeys
 
-    public init(name: String, sessionID: UInt64, peerInitialWindow: UInt32, peerMaxPayload: UInt32, peerSoftwareVersion: String) {
+    public init(
+        name: String, sessionID: UInt64, peerInitialWindow: UInt32, peerMaxPayload: UInt32, peerSoftwareVersion: String,
+        keys: SessionKeys
+    ) {
+        self.keys = keys
         self.name = name
         self.sessionID = sessionID
         self.peerInitialWindow = peerInitialWindow

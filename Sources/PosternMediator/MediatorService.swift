@@ -65,11 +65,10 @@ public final class MediatorService: @unchecked Sendable {
         // The one place the mediator's port rules meet the real clock.
         let api = RemoteSocketAPI(configuration: configuration, eventLoop: eventLoop, logger: logger, now: { .now() })
         let session = TunnelSession(
-            role: .mediator(
-                MediatorSessionStateMachine(
-                    name: configuration.name, secret: configuration.secret, nonce: Nonce.make(),
-                    softwareVersion: configuration.softwareVersion, settings: configuration.settings)),
-            settings: configuration.settings, eventLoop: eventLoop, logger: logger)
+            machine: MediatorSessionStateMachine(
+                name: configuration.name, secret: configuration.secret, nonce: Nonce.make(),
+                softwareVersion: configuration.softwareVersion, settings: configuration.settings),
+            settings: configuration.settings, eventLoop: eventLoop, logger: logger, now: { .now() })
         session.delegate = api
         api.onEstablished = { [self] session, info in
             backoff.reset()

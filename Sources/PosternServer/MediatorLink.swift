@@ -13,7 +13,7 @@ public final class MediatorLink: TunnelSessionDelegate {
     private let registry: MediatorRegistry
     public private(set) var info: EstablishedSession?
     public private(set) var environment: MediatorEnvironment?
-    public let connectedAt = Date()
+    public let connectedAt: Date
     private var nextRequestID: UInt32 = 1
     private var pending: [UInt32: EventLoopPromise<Frame.Done>] = [:]
     /// Who takes the connections a listening port accepts.
@@ -33,9 +33,10 @@ public final class MediatorLink: TunnelSessionDelegate {
         public var owner: String
     }
 
-    init(session: TunnelSession, registry: MediatorRegistry) {
+    init(session: TunnelSession, registry: MediatorRegistry, connectedAt: Date) {
         self.session = session
         self.registry = registry
+        self.connectedAt = connectedAt
     }
 
     public var name: String { info?.name ?? "?" }
@@ -123,12 +124,6 @@ public final class MediatorLink: TunnelSessionDelegate {
     // MARK: - TunnelSessionDelegate
 
     public func sessionEstablished(_ session: TunnelSession, _ info: EstablishedSession) {
-        if let names = session.transport?.peerCertificateNames, !names.contains(info.name) {
-            // Mutual TLS: a certificate vouches for the names it carries, and no other.
-            let shown = names.isEmpty ? "no name" : names.joined(separator: ", ")
-            session.goAway(.authenticationFailed, "the TLS client certificate is for \(shown), not for mediator '\(info.name)'")
-            return
-        }
         self.info = info
         let handlers = establishedHandlers
         establishedHandlers.removeAll()

@@ -8,18 +8,19 @@ public struct ServerEvent: Codable, Sendable {
     public var port: UInt32?
     public var detail: String
 
+    /// `time` is stamped by `EventLog.post`, from the clock the server gave it.
     public init(mediator: String?, kind: String, port: UInt32? = nil, detail: String) {
-        self.time = ServerEvent.timestamp()
+        self.time = ""
         self.mediator = mediator
         self.kind = kind
         self.port = port
         self.detail = detail
     }
 
-    static func timestamp() -> String {
+    static func timestamp(_ date: Date) -> String {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f.string(from: Date())
+        return f.string(from: date)
     }
 }
 
@@ -29,10 +30,16 @@ public final class EventLog {
     private let keep = 1000
     private var subscribers: [UInt64: (ServerEvent) -> Void] = [:]
     private var nextID: UInt64 = 0
+    /// The wall clock events are stamped with.
+    private let clock: () -> Date
 
-    public init() {}
+    public init(clock: @escaping () -> Date) {
+        self.clock = clock
+    }
 
     public func post(_ event: ServerEvent) {
+        var event = event
+        event.time = ServerEvent.timestamp(clock())
         recent.append(event)
         if recent.count > keep { recent.removeFirst(recent.count - keep) }
         for s in subscribers.values { s(event) }

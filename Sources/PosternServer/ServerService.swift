@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -30,7 +31,7 @@ public final class ServerService: @unchecked Sendable {
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.eventLoop = group.next()
-        self.registry = MediatorRegistry(events: EventLog(), logger: logger)
+        self.registry = MediatorRegistry(events: EventLog(clock: { Date() }), logger: logger)
         registry.maxMediators = configuration.maxMediators
         self.finished = eventLoop.makePromise()
     }
@@ -148,12 +149,10 @@ public final class ServerService: @unchecked Sendable {
         nextSessionID += 1
         let secrets = configuration.secrets
         let machine = ServerSessionStateMachine(
-            settings: configuration.settings, sessionID: id, serverNonce: Nonce.make(),
-            channelBinding: configuration.transport.channelBinding, now: .now())
+            settings: configuration.settings, sessionID: id, serverNonce: Nonce.make(), secretFor: { secrets.secret(for: $0) })
         let session = TunnelSession(
-            role: .server(machine, secretFor: { secrets.secret(for: $0) }),
-            settings: configuration.settings, eventLoop: eventLoop, logger: logger)
-        let link = MediatorLink(session: session, registry: registry)
+            machine: machine, settings: configuration.settings, eventLoop: eventLoop, logger: logger, now: { .now() })
+        let link = MediatorLink(session: session, registry: registry, connectedAt: Date())
         link.maxPorts = configuration.maxPortsPerSession
         session.delegate = link
         handshaking[id] = session

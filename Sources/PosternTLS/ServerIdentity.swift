@@ -44,9 +44,9 @@ public struct ServerIdentity: Sendable {
         return ServerIdentity(certificateChain: chain, privateKey: key, fingerprint: fingerprint)
     }
 
-    /// The key and self-signed certificate in `directory` (server.key, server.crt), made on first use.
-    /// Returns whether they were just created.
-    public static func loadOrCreate(directory: String) throws -> (ServerIdentity, created: Bool) {
+    /// The key and self-signed certificate in `directory` (server.key, server.crt), made on first use
+    /// (valid from `now`). Returns whether they were just created.
+    public static func loadOrCreate(directory: String, now: Date) throws -> (ServerIdentity, created: Bool) {
         let keyFile = directory + "/server.key"
         let certificateFile = directory + "/server.crt"
         let fm = FileManager.default
@@ -54,7 +54,7 @@ public struct ServerIdentity: Sendable {
             return (try load(certificateFile: certificateFile, keyFile: keyFile), false)
         }
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let (certificatePEM, keyPEM) = try makeSelfSigned()
+        let (certificatePEM, keyPEM) = try makeSelfSigned(now: now)
         try FilePermissions.writeNew(keyFile, keyPEM, mode: 0o600)
         try FilePermissions.writeNew(certificateFile, certificatePEM, mode: 0o644)
         return (try load(certificateFile: certificateFile, keyFile: keyFile), true)
@@ -62,7 +62,7 @@ public struct ServerIdentity: Sendable {
 
     /// A P-256 key and a self-signed certificate for it, valid for 20 years: mediators pin the key,
     /// so no name or expiry checks depend on it.
-    static func makeSelfSigned(now: Date = Date()) throws -> (certificate: String, key: String) {
+    static func makeSelfSigned(now: Date) throws -> (certificate: String, key: String) {
         let key = P256.Signing.PrivateKey()
         let certificateKey = Certificate.PrivateKey(key)
         let name = try DistinguishedName {

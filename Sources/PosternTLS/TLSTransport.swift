@@ -35,13 +35,11 @@ public struct TLSServerTransport: ServerTransport {
     }
 
     public func serverConnection() throws -> TransportConnection {
-        let events = TLSEvents(client: nil)
+        let events = TLSEvents(server: (identity.fingerprint, requiresClientCertificates))
         let connection = TransportConnection(handlers: [NIOSSLServerHandler(context: context), events])
         events.connection = connection
         return connection
     }
-
-    public var channelBinding: [UInt8] { identity.fingerprint.bytes }
 }
 
 /// TLS 1.3 at the mediator's end, with one way to trust the server (see `ServerTrust`).
@@ -190,31 +188,48 @@ final class PinCheck: @unchecked Sendable {
     }
 }
 
-/// Sits above the TLS handler: turns TLS failures into sentences and hands the server key to the
-/// session (channel binding) once the handshake is done.
+/// Sits above the TLS handler: turns TLS failures into sentences and, once the handshake is done,
+/// tells the session what it learned (`TransportReadyEvent`): the server key (channel binding) and,
+/// with mutual TLS, the names of the mediator's certificate.
 final class TLSEvents: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
     private let client: PinCheck?
+    /// Server end: its own key, and whether mediators must present a certificate.
+    private let server: (key: KeyFingerprint, requiresClientCertificate: Bool)?
     weak var connection: TransportConnection?
 
-    init(client: PinCheck?) {
+    init(client: PinCheck) {
         self.client = client
+        self.server = nil
+    }
+
+    init(server: (key: KeyFingerprint, requiresClientCertificate: Bool)) {
+        self.client = nil
+        self.server = server
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case TLSUserEvent.handshakeCompleted = event {
-            if let client {
-                let peer = try? context.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).peerCertificate
-                client.handshakeCompleted(peer: peer)
-                connection?.channelBinding = client.presented?.bytes ?? []
-            } else if let peer = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate {
-                // Mutual TLS: the certificate was verified against --mediator-ca; the session checks the name.
-                connection?.peerCertificateNames = CertificateNames.of(peer)
-            }
+        guard case TLSUserEvent.handshakeCompleted = event else {
+            return context.fireUserInboundEventTriggered(event)
         }
+        let facts: TransportFacts
+        if let client {
+            let peer = try? context.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).peerCertificate
+            client.handshakeCompleted(peer: peer)
+            facts = TransportFacts(channelBinding: client.presented?.bytes ?? [])
+        } else {
+            // Mutual TLS: the certificate was verified against --mediator-ca; the session machine
+            // checks that it names the mediator.
+            let peer = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate
+            facts = TransportFacts(
+                channelBinding: server?.key.bytes ?? [], peerCertificateNames: peer.map { CertificateNames.of($0) },
+                requiresClientCertificate: server?.requiresClientCertificate ?? false)
+        }
+        connection?.facts = facts
         context.fireUserInboundEventTriggered(event)
+        context.fireUserInboundEventTriggered(TransportReadyEvent(facts: facts))
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

@@ -11,17 +11,12 @@ public protocol TunnelSessionDelegate: AnyObject {
     func sessionClosed(_ session: TunnelSession, _ end: SessionEnd)
 }
 
-/// One tunnel connection, at either end: runs the pure session state machine, writes frames, keeps the
-/// port table and routes relay frames to ports. Everything here runs on the channel's event loop.
+/// One tunnel connection, at either end: feeds the pure session state machine (the server's or the
+/// mediator's: it does not know which), performs its actions, keeps the port table and routes relay
+/// frames to ports. Everything here runs on the channel's event loop.
 public final class TunnelSession: ChannelInboundHandler {
     public typealias InboundIn = Frame
     public typealias OutboundOut = ByteBuffer
-
-    public enum Role {
-        /// `secretFor` gives the secret of a configured mediator name, nil for unknown names.
-        case server(ServerSessionStateMachine, secretFor: (String) -> [UInt8]?)
-        case mediator(MediatorSessionStateMachine)
-    }
 
     public let eventLoop: EventLoop
     public var logger: Logger
@@ -31,10 +26,12 @@ public final class TunnelSession: ChannelInboundHandler {
     /// Local settings: our receive window and frame limit.
     public let settings: SessionSettings
     public private(set) var remoteAddress: SocketAddress?
-    /// The transport of this connection: its channel binding feeds the proofs (mediator end).
+    /// The transport of this connection: what its handshake learned goes to the machine
+    /// (`transportReady`), and it is told when the peer proved the secret (trust on first use).
     public var transport: TransportConnection?
 
-    private var role: Role
+    private var machine: any SessionStateMachine
+    private var transportReadySent = false
     private var context: ChannelHandlerContext?
     private var ports: [UInt32: TunnelPort] = [:]
     /// Ports that stopped reading because the tunnel was not writable.
@@ -60,9 +57,13 @@ public final class TunnelSession: ChannelInboundHandler {
     public private(set) var framesIn: UInt64 = 0
     public private(set) var framesOut: UInt64 = 0
 
-    public init(role: Role, settings: SessionSettings, eventLoop: EventLoop, logger: Logger, now: @escaping () -> NIODeadline = { .now() })
-    {
-        self.role = role
+    /// `now` is the clock every input to the machine is stamped with (the composition root passes the
+    /// real one; tests a clock they move).
+    public init(
+        machine: any SessionStateMachine, settings: SessionSettings, eventLoop: EventLoop, logger: Logger,
+        now: @escaping () -> NIODeadline
+    ) {
+        self.machine = machine
         self.settings = settings
         self.eventLoop = eventLoop
         self.logger = logger
@@ -158,16 +159,7 @@ public final class TunnelSession: ChannelInboundHandler {
 
     /// Ends the session on our side with GOAWAY (shutdown, replaced, protocol error in a layer above).
     public func goAway(_ code: ErrorCode, _ message: String) {
-        let actions: [SessionAction]
-        switch role {
-        case .server(var m, let s):
-            actions = m.goAway(code, message)
-            role = .server(m, secretFor: s)
-        case .mediator(var m):
-            actions = m.goAway(code, message)
-            role = .mediator(m)
-        }
-        perform(actions)
+        perform(machine.goAway(code, message))
     }
 
     // MARK: - Channel events
@@ -187,31 +179,31 @@ public final class TunnelSession: ChannelInboundHandler {
         guard !started else { return }
         started = true
         remoteAddress = context.channel.remoteAddress
-        switch role {
-        case .mediator(var m):
-            let actions = m.start(now: now())
-            role = .mediator(m)
-            perform(actions)
-        case .server:
-            rescheduleTimer()
+        perform(machine.start(now: now()))
+        // Plain TCP is ready at once; TLS says so at the end of its handshake (`TransportReadyEvent`).
+        // Without a transport (tests on a bare channel) the connection is plain.
+        let facts: TransportFacts? = transport == nil ? .plain : transport?.facts
+        if let facts { transportReady(facts) }
+    }
+
+    private func transportReady(_ facts: TransportFacts) {
+        guard !transportReadySent else { return }
+        transportReadySent = true
+        perform(machine.transportReady(facts, now: now()))
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let ready = event as? TransportReadyEvent {
+            transportReady(ready.facts)
         }
+        context.fireUserInboundEventTriggered(event)
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         framesIn &+= 1
         inRead = true
-        let actions: [SessionAction]
-        switch role {
-        case .server(var m, let secretFor):
-            actions = m.receive(frame, now: now(), secretFor: secretFor)
-            role = .server(m, secretFor: secretFor)
-        case .mediator(var m):
-            if established == nil, let transport { m.channelBinding = transport.channelBinding }
-            actions = m.receive(frame, now: now())
-            role = .mediator(m)
-        }
-        perform(actions)
+        perform(machine.receive(frame, now: now()))
     }
 
     public func channelReadComplete(context: ChannelHandlerContext) {
@@ -232,14 +224,8 @@ public final class TunnelSession: ChannelInboundHandler {
     public func errorCaught(context: ChannelHandlerContext, error: Error) {
         if let wire = error as? WireError {
             // A frame we cannot accept ends the session with the reason, never the process.
-            let code = ErrorCode.protocolError
             logger.warning("malformed input from \(remoteAddress?.display ?? "peer"): \(wire)")
-            if established == nil {
-                send(.refused(.init(code: code, message: wire.description)))
-                finish(SessionEnd(code: code, message: wire.description))
-            } else {
-                goAway(code, wire.description)
-            }
+            perform(machine.decodeFailed(wire, now: now()))
         } else if let t = error as? TransportError {
             // A fatal transport error (a key other than the pinned one) must not be retried.
             finish(SessionEnd(code: t.fatal ? .authenticationFailed : .connectionReset, message: t.description))
@@ -263,7 +249,9 @@ public final class TunnelSession: ChannelInboundHandler {
                 send(frame)
             case .established(let info):
                 established = info
-                if case .mediator = role { transport?.authenticated() }
+                // The peer proved the secret: only now may the mediator's transport trust the server
+                // key on first use (a no-op at the server).
+                transport?.authenticated()
                 delegate?.sessionEstablished(self, info)
             case .deliver(let frame):
                 deliver(frame)
@@ -310,15 +298,8 @@ public final class TunnelSession: ChannelInboundHandler {
         delegate?.sessionClosed(self, end)
     }
 
-    private var nextDeadline: NIODeadline? {
-        switch role {
-        case .server(let m, _): return m.nextDeadline
-        case .mediator(let m): return m.nextDeadline
-        }
-    }
-
     private func rescheduleTimer() {
-        guard end == nil, let deadline = nextDeadline else {
+        guard end == nil, let deadline = machine.nextDeadline else {
             timer?.cancel()
             timer = nil
             return
@@ -334,15 +315,6 @@ public final class TunnelSession: ChannelInboundHandler {
     }
 
     private func tick() {
-        let actions: [SessionAction]
-        switch role {
-        case .server(var m, let s):
-            actions = m.tick(now: now())
-            role = .server(m, secretFor: s)
-        case .mediator(var m):
-            actions = m.tick(now: now())
-            role = .mediator(m)
-        }
-        perform(actions)
+        perform(machine.tick(now: now()))
     }
 }

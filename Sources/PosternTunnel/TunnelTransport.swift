@@ -1,4 +1,5 @@
 import NIOCore
+import PosternCore
 
 /// What carries the tunnel's bytes: the handlers between the socket and the frame codec. TLS adds its
 /// handler; plain TCP (`--insecure`) adds none. Nothing above the codec knows which one is in use.
@@ -13,8 +14,6 @@ public protocol TunnelTransport: Sendable {
 public protocol ServerTransport: TunnelTransport {
     /// One new connection on the service port.
     func serverConnection() throws -> TransportConnection
-    /// What the server binds both proofs to: its own key fingerprint; empty on plain TCP.
-    var channelBinding: [UInt8] { get }
 }
 
 /// The mediator's end.
@@ -26,18 +25,26 @@ public protocol ClientTransport: TunnelTransport {
 /// One connection's transport handlers and what its handshake learned. Loop-confined, like the channel.
 public final class TransportConnection {
     public let handlers: [ChannelHandler]
-    /// Mediator end: the server key fingerprint the handshake presented (empty on plain TCP). The
-    /// session machine mixes it into both proofs.
-    public var channelBinding: [UInt8] = []
+    /// What the session machine needs from the transport (channel binding, the peer certificate's
+    /// names): set when the transport is ready, at once on plain TCP. A transport that becomes ready
+    /// later (TLS) also fires a `TransportReadyEvent` down the pipeline.
+    public var facts: TransportFacts?
     /// Mediator end: called once the server has proved it knows the secret (trust on first use records
     /// the key here, never earlier).
     public var authenticated: () -> Void = {}
-    /// Server end with mutual TLS: the names the mediator's certificate carries (subject CN and DNS
-    /// subject alternative names); nil without a client certificate. The mediator must use one of them.
-    public var peerCertificateNames: [String]?
 
-    public init(handlers: [ChannelHandler]) {
+    public init(handlers: [ChannelHandler], facts: TransportFacts? = nil) {
         self.handlers = handlers
+        self.facts = facts
+    }
+}
+
+/// The inbound user event a transport fires when its own handshake is done and frames may flow.
+public struct TransportReadyEvent: Sendable {
+    public var facts: TransportFacts
+
+    public init(facts: TransportFacts) {
+        self.facts = facts
     }
 }
 
@@ -58,10 +65,11 @@ public struct PlainTransport: ServerTransport, ClientTransport {
     public init() {}
     public var name: String { "plain TCP (--insecure: not encrypted)" }
     public func clientConnection(serverHost: String, serverPort: Int) throws -> TransportConnection {
-        TransportConnection(handlers: [PlainPeerCheck()])
+        TransportConnection(handlers: [PlainPeerCheck()], facts: .plain)
     }
-    public func serverConnection() throws -> TransportConnection { TransportConnection(handlers: [PlainPeerCheck()]) }
-    public var channelBinding: [UInt8] { [] }
+    public func serverConnection() throws -> TransportConnection {
+        TransportConnection(handlers: [PlainPeerCheck()], facts: .plain)
+    }
 }
 
 /// On a plain tunnel, a peer that opens with a TLS record is a peer configured for TLS: say so instead

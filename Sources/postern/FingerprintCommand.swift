@@ -28,7 +28,7 @@ struct FingerprintCommand: ParsableCommand {
                 print(try ServerIdentity.fingerprint(of: leaf))
             } else {
                 let directory = StateDirectory.resolve(stateDir)
-                let (identity, created) = try ServerIdentity.loadOrCreate(directory: directory)
+                let (identity, created) = try ServerIdentity.loadOrCreate(directory: directory, now: Date())
                 if created { FileHandle.standardError.write(Data("created a TLS key and self-signed certificate in \(directory)\n".utf8)) }
                 print(identity.fingerprint)
             }

@@ -41,7 +41,7 @@ struct ServerTransportOptions {
             identity = try ServerIdentity.load(certificateFile: cert, keyFile: key)
         case nil:
             let directory = StateDirectory.resolve(stateDirectory)
-            let (loaded, created) = try ServerIdentity.loadOrCreate(directory: directory)
+            let (loaded, created) = try ServerIdentity.loadOrCreate(directory: directory, now: Date())
             if created { logger.notice("created a TLS key and self-signed certificate in \(directory)") }
             identity = loaded
         }

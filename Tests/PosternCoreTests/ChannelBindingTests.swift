@@ -13,7 +13,6 @@ final class ChannelBindingTests: XCTestCase {
 
     func testSameKeyOnBothEndsEstablishes() throws {
         let link = F.link(serverBinding: serverKey)
-        link.mediator.channelBinding = serverKey
         link.start()
         try link.pump()
         XCTAssertTrue(link.server.isEstablished)
@@ -21,8 +20,7 @@ final class ChannelBindingTests: XCTestCase {
     }
 
     func testInterceptorKeyIsRefusedByTheServerWithAReasonThatNamesIt() throws {
-        let link = F.link(serverBinding: serverKey)
-        link.mediator.channelBinding = interceptorKey
+        let link = F.link(serverBinding: serverKey, mediatorBinding: interceptorKey)
         link.start()
         try link.pump()
         XCTAssertFalse(link.server.isEstablished)
@@ -36,7 +34,7 @@ final class ChannelBindingTests: XCTestCase {
 
     func testPlainMediatorAgainstBoundServerIsRefused() throws {
         // A mediator that saw no key (plain TCP) cannot authenticate to a server bound to one.
-        let link = F.link(serverBinding: serverKey)
+        let link = F.link(serverBinding: serverKey, mediatorBinding: [])
         link.start()
         try link.pump()
         XCTAssertFalse(link.server.isEstablished)
@@ -47,7 +45,6 @@ final class ChannelBindingTests: XCTestCase {
         // An interceptor that somehow got the mediator's proof accepted still cannot produce the
         // server's proof for the key the mediator saw: simulate by binding only the server's proof.
         let link = F.link(serverBinding: serverKey)
-        link.mediator.channelBinding = serverKey
         link.alterToMediator = { frame in
             guard case .welcome(var w) = frame else { return frame }
             w.proof = Proof.compute(

@@ -40,14 +40,24 @@ struct FramePipe {
     }
 }
 
+/// Names the server's machine asked the secret of. The machine's lookup is `@Sendable`; the tests
+/// call it from one thread only.
+final class LookupLog: @unchecked Sendable {
+    var names: [String] = []
+}
+
 /// A server and a mediator session machine joined by two `FramePipe`s, with a clock the test moves.
-/// It does what the NIO handlers do: writes every `.send` frame to the peer's pipe, feeds received
-/// frames to `receive`, calls `tick` when asked; and it records every action for the test to inspect.
+/// It does what the NIO handlers do: starts the server on accept and gives each machine its
+/// transport's facts (`transportReady`) before it reads, writes every `.send` frame to the peer's pipe,
+/// feeds received frames to `receive`, calls `tick` when asked; and it records every action for the
+/// test to inspect.
 final class SessionLink {
     var server: ServerSessionStateMachine
     var mediator: MediatorSessionStateMachine
     var now: NIODeadline
-    let secrets: (String) -> [UInt8]?
+    /// What each end's transport reports when ready; nil: the test feeds `transportReady` itself.
+    let serverTransport: TransportFacts?
+    let mediatorTransport: TransportFacts?
 
     /// Rewrite a frame a machine sends, or drop it by returning nil: an impostor, a broken path.
     var alterToServer: (Frame) -> Frame? = { $0 }
@@ -57,20 +67,26 @@ final class SessionLink {
     private(set) var mediatorLog: [SessionAction] = []
     private(set) var serverReceived: [Frame] = []
     private(set) var mediatorReceived: [Frame] = []
+    private let lookups: LookupLog
     /// Names the server asked the secret of.
-    private(set) var secretLookups: [String] = []
+    var secretLookups: [String] { lookups.names }
 
     private var toServer = FramePipe()
     private var toMediator = FramePipe()
 
+    /// Starts the server at `now`, as the handler does when the connection is accepted.
     init(
-        server: ServerSessionStateMachine, mediator: MediatorSessionStateMachine, now: NIODeadline,
-        secrets: @escaping (String) -> [UInt8]?
+        server: ServerSessionStateMachine, mediator: MediatorSessionStateMachine, now: NIODeadline, lookups: LookupLog,
+        serverTransport: TransportFacts?, mediatorTransport: TransportFacts?
     ) {
         self.server = server
         self.mediator = mediator
         self.now = now
-        self.secrets = secrets
+        self.lookups = lookups
+        self.serverTransport = serverTransport
+        self.mediatorTransport = mediatorTransport
+        serverDid(self.server.start(now: now))
+        if let serverTransport { serverTransportReady(serverTransport) }
     }
 
     var chunkSize: Int {
@@ -86,10 +102,32 @@ final class SessionLink {
 
     // MARK: Driving the machines
 
-    /// The mediator's channel connected.
+    /// The mediator's channel connected (and its transport became ready, unless the test does that).
     @discardableResult
     func start() -> [SessionAction] {
-        mediatorDid(mediator.start(now: now))
+        var actions = mediatorDid(mediator.start(now: now))
+        if let mediatorTransport { actions += mediatorTransportReady(mediatorTransport) }
+        return actions
+    }
+
+    @discardableResult
+    func serverTransportReady(_ facts: TransportFacts) -> [SessionAction] {
+        serverDid(server.transportReady(facts, now: now))
+    }
+
+    @discardableResult
+    func mediatorTransportReady(_ facts: TransportFacts) -> [SessionAction] {
+        mediatorDid(mediator.transportReady(facts, now: now))
+    }
+
+    @discardableResult
+    func serverDecodeFailed(_ error: WireError) -> [SessionAction] {
+        serverDid(server.decodeFailed(error, now: now))
+    }
+
+    @discardableResult
+    func mediatorDecodeFailed(_ error: WireError) -> [SessionAction] {
+        mediatorDid(mediator.decodeFailed(error, now: now))
     }
 
     /// Feeds the next frame waiting for the server to it; nil when none is waiting.
@@ -97,13 +135,7 @@ final class SessionLink {
     func deliverToServer(file: StaticString = #filePath, line: UInt = #line) throws -> [SessionAction]? {
         guard let frame = try toServer.read(file: file, line: line) else { return nil }
         serverReceived.append(frame)
-        var asked: [String] = []
-        let actions = server.receive(frame, now: now) { name in
-            asked.append(name)
-            return self.secrets(name)
-        }
-        secretLookups += asked
-        return serverDid(actions)
+        return serverDid(server.receive(frame, now: now))
     }
 
     /// Feeds the next frame waiting for the mediator to it; nil when none is waiting.
@@ -170,6 +202,7 @@ final class SessionLink {
 
     // MARK: Recording
 
+    @discardableResult
     private func serverDid(_ actions: [SessionAction]) -> [SessionAction] {
         serverLog += actions
         for case .send(let frame) in actions {
@@ -178,6 +211,7 @@ final class SessionLink {
         return actions
     }
 
+    @discardableResult
     private func mediatorDid(_ actions: [SessionAction]) -> [SessionAction] {
         mediatorLog += actions
         for case .send(let frame) in actions {
@@ -236,19 +270,44 @@ enum Fixture {
         return s
     }
 
+    /// `serverBinding` is the server's own key, `mediatorBinding` the key the mediator saw (the
+    /// server's unless told); `peerCertificateNames` and `requiresClientCertificate` what the server's
+    /// TLS learned of the mediator's certificate. With `feedTransport` false the test calls
+    /// `transportReady` itself.
     static func link(
         name: String = "acme", mediatorSecret: [UInt8] = secret,
-        serverSecrets: @escaping (String) -> [UInt8]? = { $0 == "acme" ? Fixture.secret : nil },
+        serverSecrets: @escaping @Sendable (String) -> [UInt8]? = { $0 == "acme" ? Fixture.secret : nil },
         serverSettings: SessionSettings = serverSettings, mediatorSettings: SessionSettings = mediatorSettings,
-        serverBinding: [UInt8] = [], now: NIODeadline = t0
+        serverBinding: [UInt8] = [], mediatorBinding: [UInt8]? = nil, peerCertificateNames: [String]? = nil,
+        requiresClientCertificate: Bool = false, feedTransport: Bool = true,
+        sessionID: UInt64 = sessionID, mediatorNonce: [UInt8] = mediatorNonce, now: NIODeadline = t0
     ) -> SessionLink {
-        SessionLink(
+        let lookups = LookupLog()
+        return SessionLink(
             server: ServerSessionStateMachine(
-                settings: serverSettings, sessionID: sessionID, serverNonce: serverNonce, channelBinding: serverBinding, now: now),
+                settings: serverSettings, sessionID: sessionID, serverNonce: serverNonce,
+                secretFor: { name in
+                    lookups.names.append(name)
+                    return serverSecrets(name)
+                }),
             mediator: MediatorSessionStateMachine(
                 name: name, secret: mediatorSecret, nonce: mediatorNonce, softwareVersion: "mediator-1.0",
                 settings: mediatorSettings),
-            now: now, secrets: serverSecrets)
+            now: now, lookups: lookups,
+            serverTransport: feedTransport
+                ? TransportFacts(
+                    channelBinding: serverBinding, peerCertificateNames: peerCertificateNames,
+                    requiresClientCertificate: requiresClientCertificate) : nil,
+            mediatorTransport: feedTransport ? TransportFacts(channelBinding: mediatorBinding ?? serverBinding) : nil)
+    }
+
+    /// The keys the handshake of `link(...)` derives at each end, computed apart from the machines.
+    static func keys(
+        _ role: Proof.Role, binding: [UInt8] = [], sessionID: UInt64 = sessionID, mediatorNonce: [UInt8] = mediatorNonce
+    ) -> SessionKeys {
+        SessionKeys(
+            role: role, secret: secret, serverNonce: serverNonce, mediatorNonce: mediatorNonce, binding: binding,
+            sessionID: sessionID, name: "acme")
     }
 
     /// A link whose handshake has completed at `t0`.

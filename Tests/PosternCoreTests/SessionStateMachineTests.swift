@@ -27,14 +27,14 @@ final class SessionStateMachineTests: XCTestCase {
             [
                 EstablishedSession(
                     name: "acme", sessionID: F.sessionID, peerInitialWindow: 256 << 10, peerMaxPayload: 32_768,
-                    peerSoftwareVersion: "mediator-1.0")
+                    peerSoftwareVersion: "mediator-1.0", keys: F.keys(.server))
             ])
         XCTAssertEqual(
             link.mediatorLog.established,
             [
                 EstablishedSession(
                     name: "acme", sessionID: F.sessionID, peerInitialWindow: 1 << 20, peerMaxPayload: 65_536,
-                    peerSoftwareVersion: "")
+                    peerSoftwareVersion: "", keys: F.keys(.mediator))
             ])
         XCTAssertEqual(link.serverLog.closes, [])
         XCTAssertEqual(link.mediatorLog.closes, [])

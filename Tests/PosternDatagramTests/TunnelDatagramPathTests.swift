@@ -13,7 +13,7 @@ final class TunnelDatagramPathTests: XCTestCase {
         let machine = MediatorSessionStateMachine(
             name: "acme", secret: [1, 2, 3], nonce: [UInt8](repeating: 7, count: 32), softwareVersion: "test", settings: settings)
         return TunnelSession(
-            role: .mediator(machine), settings: settings, eventLoop: EmbeddedEventLoop(), logger: Logger(label: "test"),
+            machine: machine, settings: settings, eventLoop: EmbeddedEventLoop(), logger: Logger(label: "test"),
             now: { .uptimeNanoseconds(0) })
     }
 

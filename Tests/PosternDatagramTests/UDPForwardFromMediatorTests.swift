@@ -28,7 +28,7 @@ final class UDPForwardFromMediatorTests: XCTestCase {
         (server, mediator) = FakeDatagramPath.pair(maxSize: 1000)
         recorder = DatagramRecorder()
         mediator.attach(portID: portID, recorder)
-        let registry = MediatorRegistry(events: EventLog(), logger: Logger(label: "test"))
+        let registry = MediatorRegistry(events: EventLog(clock: { Date(timeIntervalSince1970: 0) }), logger: Logger(label: "test"))
         forward = UDPForwardFromMediator(
             spec: try ForwardSpec(parsing: "udp:acme/0.0.0.0:5000=203.0.113.10:5000"), registry: registry, eventLoop: loop,
             limits: DatagramFlowLimits(maxBacklog: 4, idleTimeout: .seconds(60)), now: { [clock] in clock!.now },

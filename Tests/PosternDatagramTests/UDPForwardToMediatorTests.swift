@@ -29,7 +29,7 @@ final class UDPForwardToMediatorTests: XCTestCase {
         clock = TestClock()
         (server, mediator) = FakeDatagramPath.pair(maxSize: 1000)
         recorder = DatagramRecorder()
-        let registry = MediatorRegistry(events: EventLog(), logger: Logger(label: "test"))
+        let registry = MediatorRegistry(events: EventLog(clock: { Date(timeIntervalSince1970: 0) }), logger: Logger(label: "test"))
         forward = try UDPForwardToMediator(
             spec: ForwardSpec(parsing: "udp:0.0.0.0:5353=acme/192.168.77.10:5353"), registry: registry, eventLoop: loop,
             limits: DatagramFlowLimits(maxBacklog: 4, idleTimeout: .seconds(60)), now: { [clock] in clock!.now },

@@ -49,10 +49,10 @@ final class MediatorHarness {
         let listener = try ServerBootstrap(group: group)
             .childChannelInitializer { [self] channel in
                 let machine = ServerSessionStateMachine(
-                    settings: settings, sessionID: 1, serverNonce: [UInt8](repeating: 7, count: 32), now: .now())
+                    settings: settings, sessionID: 1, serverNonce: [UInt8](repeating: 7, count: 32),
+                    secretFor: { $0 == "acme" ? secret : nil })
                 let session = TunnelSession(
-                    role: .server(machine, secretFor: { $0 == "acme" ? secret : nil }), settings: settings,
-                    eventLoop: channel.eventLoop, logger: logger)
+                    machine: machine, settings: settings, eventLoop: channel.eventLoop, logger: logger, now: { .now() })
                 session.delegate = answers
                 serverSession = session
                 return channel.eventLoop.makeCompletedFuture {
@@ -72,11 +72,10 @@ final class MediatorHarness {
         api.onClosed = { [mediatorClosed] end in mediatorClosed.succeed(end) }
         self.api = api
         let session = TunnelSession(
-            role: .mediator(
-                MediatorSessionStateMachine(
-                    name: "acme", secret: secret, nonce: [UInt8](repeating: 9, count: 32), softwareVersion: "test",
-                    settings: settings)),
-            settings: settings, eventLoop: loop, logger: logger)
+            machine: MediatorSessionStateMachine(
+                name: "acme", secret: secret, nonce: [UInt8](repeating: 9, count: 32), softwareVersion: "test",
+                settings: settings),
+            settings: settings, eventLoop: loop, logger: logger, now: { .now() })
         session.delegate = api
         _ = try ClientBootstrap(group: loop)
             .channelInitializer { channel in

@@ -32,31 +32,31 @@ final class TLSTransportTests: XCTestCase {
 
     func testIdentityIsCreatedOnceWithAPrivateKeyFileAndKeptAcrossStarts() throws {
         let state = directory + "/state"
-        let (first, created) = try ServerIdentity.loadOrCreate(directory: state)
+        let (first, created) = try ServerIdentity.loadOrCreate(directory: state, now: Date())
         XCTAssertTrue(created)
         XCTAssertEqual(try mode(state + "/server.key"), 0o600)
         XCTAssertEqual(try mode(state), 0o700)
-        let (second, createdAgain) = try ServerIdentity.loadOrCreate(directory: state)
+        let (second, createdAgain) = try ServerIdentity.loadOrCreate(directory: state, now: Date())
         XCTAssertFalse(createdAgain)
         XCTAssertEqual(first.fingerprint, second.fingerprint, "a restart must keep the key mediators pinned")
         XCTAssertEqual(try ServerIdentity.fingerprint(of: second.certificateChain[0]), second.fingerprint)
         // Another directory, another key.
-        let (other, _) = try ServerIdentity.loadOrCreate(directory: directory + "/other")
+        let (other, _) = try ServerIdentity.loadOrCreate(directory: directory + "/other", now: Date())
         XCTAssertNotEqual(other.fingerprint, first.fingerprint)
     }
 
     func testKeyReadableByOthersIsRefused() throws {
         let state = directory + "/state"
-        _ = try ServerIdentity.loadOrCreate(directory: state)
+        _ = try ServerIdentity.loadOrCreate(directory: state, now: Date())
         chmod(state + "/server.key", 0o644)
-        XCTAssertThrowsError(try ServerIdentity.loadOrCreate(directory: state)) { error in
+        XCTAssertThrowsError(try ServerIdentity.loadOrCreate(directory: state, now: Date())) { error in
             XCTAssertTrue("\(error)".contains("accessible to other users"), "\(error)")
         }
     }
 
     func testKeyOfAnotherCertificateIsRefused() throws {
-        _ = try ServerIdentity.loadOrCreate(directory: directory + "/a")
-        _ = try ServerIdentity.loadOrCreate(directory: directory + "/b")
+        _ = try ServerIdentity.loadOrCreate(directory: directory + "/a", now: Date())
+        _ = try ServerIdentity.loadOrCreate(directory: directory + "/b", now: Date())
         XCTAssertThrowsError(
             try ServerIdentity.load(certificateFile: directory + "/a/server.crt", keyFile: directory + "/b/server.key")
         ) { error in
@@ -65,7 +65,7 @@ final class TLSTransportTests: XCTestCase {
     }
 
     func testMissingOrGarbageCertificateGivesASentence() throws {
-        _ = try ServerIdentity.loadOrCreate(directory: directory + "/a")
+        _ = try ServerIdentity.loadOrCreate(directory: directory + "/a", now: Date())
         XCTAssertTrue(FileManager.default.createFile(atPath: directory + "/garbage.crt", contents: Data("not a certificate".utf8)))
         XCTAssertThrowsError(
             try ServerIdentity.load(certificateFile: directory + "/garbage.crt", keyFile: directory + "/a/server.key")
@@ -75,7 +75,7 @@ final class TLSTransportTests: XCTestCase {
     }
 
     func testCertificateNamesAreTheCommonNameAndTheDNSAlternativeNames() throws {
-        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s")
+        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s", now: Date())
         XCTAssertEqual(CertificateNames.of(identity.certificateChain[0]), ["postern server", "postern-server"])
     }
 
@@ -99,8 +99,11 @@ final class TLSTransportTests: XCTestCase {
     final class Outcome: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
         let handshake: EventLoopPromise<Void>
+        /// What the transport told the session it is ready with.
+        private(set) var ready: [TransportFacts] = []
         init(_ promise: EventLoopPromise<Void>) { handshake = promise }
         func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if let event = event as? TransportReadyEvent { ready.append(event.facts) }
             if "\(event)".contains("handshakeCompleted") { handshake.succeed(()) }
             context.fireUserInboundEventTriggered(event)
         }
@@ -112,12 +115,19 @@ final class TLSTransportTests: XCTestCase {
         }
     }
 
-    private func serve(_ transport: ServerTransport, port: Int = 0) throws -> Channel {
+    /// The server ends' connections, in the order they were accepted (touched on the group's one loop).
+    final class Accepted: @unchecked Sendable {
+        var connections: [TransportConnection] = []
+    }
+
+    private func serve(_ transport: ServerTransport, port: Int = 0, accepted: Accepted = Accepted()) throws -> Channel {
         try ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 do {
-                    return channel.pipeline.addHandlers(try transport.serverConnection().handlers)
+                    let connection = try transport.serverConnection()
+                    accepted.connections.append(connection)
+                    return channel.pipeline.addHandlers(connection.handlers)
                 } catch {
                     return channel.eventLoop.makeFailedFuture(error)
                 }
@@ -127,32 +137,56 @@ final class TLSTransportTests: XCTestCase {
 
     /// Dials `server` and waits for the handshake; returns the connection or throws what failed.
     private func dial(_ transport: ClientTransport, _ server: Channel, send: String? = nil) throws -> (TransportConnection, Channel) {
+        try dialRecording(transport, server, send: send).0
+    }
+
+    /// `dial`, and the handler at the top of the pipeline (what reached it).
+    private func dialRecording(_ transport: ClientTransport, _ server: Channel, send: String? = nil) throws -> (
+        (TransportConnection, Channel), Outcome
+    ) {
         struct TimedOut: Error {}
         let port = server.localAddress!.port!
         let promise = group.next().makePromise(of: Void.self)
         promise.futureResult.eventLoop.scheduleTask(in: .seconds(5)) { promise.fail(TimedOut()) }
         let connection = try transport.clientConnection(serverHost: "127.0.0.1", serverPort: port)
+        let outcome = Outcome(promise)
         let channel = try ClientBootstrap(group: group)
-            .channelInitializer { $0.pipeline.addHandlers(connection.handlers + [Outcome(promise)]) }
+            .channelInitializer { $0.pipeline.addHandlers(connection.handlers + [outcome]) }
             .connect(host: "127.0.0.1", port: port).wait()
         defer { _ = channel.close() }
         if let send { channel.writeAndFlush(ByteBuffer(string: send), promise: nil) }
         try promise.futureResult.wait()
-        return (connection, channel)
+        return ((connection, channel), outcome)
     }
 
     func testPinnedKeyConnectsAndBindsTheChannelToTheServerKey() throws {
-        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s")
-        let server = try serve(try TLSServerTransport(identity: identity))
+        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s", now: Date())
+        let accepted = Accepted()
+        let server = try serve(try TLSServerTransport(identity: identity), accepted: accepted)
         defer { _ = server.close() }
         let client = try TLSClientTransport(trust: .fingerprint(identity.fingerprint), logger: .init(label: "t"))
-        let (connection, channel) = try dial(client, server)
-        XCTAssertEqual(try channel.eventLoop.submit { connection.channelBinding }.wait(), identity.fingerprint.bytes)
-        XCTAssertEqual(try TLSServerTransport(identity: identity).channelBinding, identity.fingerprint.bytes)
+        let ((connection, channel), outcome) = try dialRecording(client, server)
+        // The mediator end tells its session the key it saw, once the handshake is done.
+        let expected = TransportFacts(channelBinding: identity.fingerprint.bytes)
+        XCTAssertEqual(try channel.eventLoop.submit { connection.facts }.wait(), expected)
+        XCTAssertEqual(try channel.eventLoop.submit { outcome.ready }.wait(), [expected])
+        // The server end binds to its own key; no client certificate was asked for or given.
+        // (TLS 1.3: the server's handshake ends after the client's, when the client's Finished arrives.)
+        var serverFacts: TransportFacts?
+        for _ in 0..<200 where serverFacts == nil {
+            serverFacts = try channel.eventLoop.submit { accepted.connections.first?.facts }.wait()
+            if serverFacts == nil { usleep(10_000) }
+        }
+        XCTAssertEqual(serverFacts, expected)
+    }
+
+    func testPlainTransportIsReadyAtOnceAndBindsNothing() throws {
+        XCTAssertEqual(try PlainTransport().serverConnection().facts, .plain)
+        XCTAssertEqual(try PlainTransport().clientConnection(serverHost: "h", serverPort: 1).facts, .plain)
     }
 
     func testAnotherKeyThanThePinnedOneIsAFatalRefusal() throws {
-        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s")
+        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s", now: Date())
         let server = try serve(try TLSServerTransport(identity: identity))
         defer { _ = server.close() }
         let pin = KeyFingerprint(subjectPublicKeyInfo: [0])
@@ -167,7 +201,7 @@ final class TLSTransportTests: XCTestCase {
     }
 
     func testFirstUseRecordsTheKeyOnlyAfterAuthenticationThenPinsIt() throws {
-        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s")
+        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s", now: Date())
         let server = try serve(try TLSServerTransport(identity: identity))
         defer { _ = server.close() }
         let known = try KnownServersFile(path: directory + "/known")
@@ -180,7 +214,7 @@ final class TLSTransportTests: XCTestCase {
         XCTAssertEqual(try KnownServersFile(path: directory + "/known").fingerprint(for: key), identity.fingerprint)
 
         // The same address with another key is now refused.
-        let (other, _) = try ServerIdentity.loadOrCreate(directory: directory + "/other")
+        let (other, _) = try ServerIdentity.loadOrCreate(directory: directory + "/other", now: Date())
         let port = server.localAddress!.port!
         try server.close().wait()
         let impostor = try serve(try TLSServerTransport(identity: other), port: port)
@@ -191,7 +225,7 @@ final class TLSTransportTests: XCTestCase {
     }
 
     func testPlainClientAgainstTLSServerIsExplained() throws {
-        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s")
+        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s", now: Date())
         let server = try serve(try TLSServerTransport(identity: identity))
         defer { _ = server.close() }
         XCTAssertThrowsError(try dial(PlainTransport(), server, send: "\0\0\0\u{10}\u{1}\0 a plain HELLO")) { error in
@@ -211,7 +245,7 @@ final class TLSTransportTests: XCTestCase {
     }
 
     func testTheHandshakeIsTLS13() throws {
-        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s")
+        let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s", now: Date())
         let server = try serve(try TLSServerTransport(identity: identity))
         defer { _ = server.close() }
         let client = try TLSClientTransport(trust: .fingerprint(identity.fingerprint), logger: .init(label: "t"))

@@ -24,10 +24,11 @@ final class EmbeddedTunnel {
         settings.initialWindow = window
         settings.maxBufferedBytes = maxBufferedBytes
         let machine = ServerSessionStateMachine(
-            settings: settings, sessionID: 42, serverNonce: [UInt8](repeating: 1, count: 32), now: t0)
+            settings: settings, sessionID: 42, serverNonce: [UInt8](repeating: 1, count: 32),
+            secretFor: { $0 == "acme" ? secret : nil })
         session = TunnelSession(
-            role: .server(machine, secretFor: { $0 == "acme" ? secret : nil }), settings: settings,
-            eventLoop: channel.embeddedEventLoop, logger: Logger(label: "test"), now: { t0 })
+            machine: machine, settings: settings, eventLoop: channel.embeddedEventLoop, logger: Logger(label: "test"),
+            now: { t0 })
         try channel.pipeline.syncOperations.addHandler(session)
         try channel.connect(to: SocketAddress(ipAddress: "198.51.100.1", port: 4433)).wait()
 
@@ -36,6 +37,7 @@ final class EmbeddedTunnel {
         var mediator = MediatorSessionStateMachine(
             name: "acme", secret: secret, nonce: [UInt8](repeating: 2, count: 32), softwareVersion: "test",
             settings: mediatorSettings)
+        _ = mediator.transportReady(.plain, now: t0)
         var toServer = Self.sent(mediator.start(now: t0))
         var rounds = 0
         while !toServer.isEmpty && rounds < 10 {

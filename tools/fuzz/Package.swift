@@ -4,7 +4,8 @@
 // them, as their `main` is libFuzzer's.
 //
 // The pure modules are compiled here from symlinks to the main package's sources
-// (Sources/PosternWire -> ../../../Sources/PosternWire): the main package exports only the `postern`
+// (Sources/PosternWire -> ../../../Sources/PosternWire), and the fuzz checks from symlinks to the unit
+// tests' copies of them: the main package exports only the `postern`
 // executable, so its library targets cannot be depended on by product, and SwiftPM refuses a target
 // `path:` outside this package's root.
 import PackageDescription
@@ -28,13 +29,24 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        .executableTarget(
-            name: "FuzzFrameDecoder",
+        // Each target's check lives with the unit tests that replay its corpus and past crashes
+        // (Sources/FrameFuzz -> ../../../Tests/PosternWireTests/FrameFuzz, Sources/SessionFuzz ->
+        // ../../../Tests/PosternCoreTests/SessionFuzz): one copy of the code.
+        .target(
+            name: "FrameFuzz",
             dependencies: ["PosternWire", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .executableTarget(
-            name: "FuzzSessionStateMachine",
+            name: "FuzzFrameDecoder",
+            dependencies: ["FrameFuzz"]
+        ),
+        .target(
+            name: "SessionFuzz",
             dependencies: ["PosternCore", "PosternWire", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .executableTarget(
+            name: "FuzzSessionStateMachine",
+            dependencies: ["SessionFuzz"]
         ),
     ]
 )
