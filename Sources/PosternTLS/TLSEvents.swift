@@ -1,0 +1,64 @@
+import Logging
+import NIOCore
+import NIOSSL
+import NIOTLS
+import PosternCore
+import PosternTunnel
+import X509
+
+/// Sits above the TLS handler: turns TLS failures into sentences and, once the handshake is done,
+/// tells the session what it learned (`TransportReadyEvent`): the server key (channel binding) and,
+/// with mutual TLS, the names of the mediator's certificate.
+final class TLSEvents: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let client: PinCheck?
+    /// Server end: its own key, and whether mediators must present a certificate.
+    private let server: (key: KeyFingerprint, requiresClientCertificate: Bool)?
+    weak var connection: TransportConnection?
+
+    init(client: PinCheck) {
+        self.client = client
+        self.server = nil
+    }
+
+    init(server: (key: KeyFingerprint, requiresClientCertificate: Bool)) {
+        self.client = nil
+        self.server = server
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard case TLSUserEvent.handshakeCompleted = event else {
+            return context.fireUserInboundEventTriggered(event)
+        }
+        let facts: TransportFacts
+        if let client {
+            let peer = try? context.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).peerCertificate
+            client.handshakeCompleted(peer: peer)
+            facts = TransportFacts(channelBinding: client.presented?.bytes ?? [])
+        } else {
+            // Mutual TLS: the certificate was verified against --mediator-ca; the session machine
+            // checks that it names the mediator.
+            let peer = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate
+            facts = TransportFacts(
+                channelBinding: server?.key.bytes ?? [], peerCertificateNames: peer.map { CertificateNames.of($0) },
+                requiresClientCertificate: server?.requiresClientCertificate ?? false)
+        }
+        connection?.facts = facts
+        context.fireUserInboundEventTriggered(event)
+        context.fireUserInboundEventTriggered(TransportReadyEvent(facts: facts))
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let refusal = client?.refusal {
+            context.fireErrorCaught(TransportError(refusal, fatal: true))
+        } else if TLSErrorText.isTLSError(error) {
+            // At the mediator, a certificate refused either way will be refused again: stop, loudly.
+            let (text, trust) = TLSErrorText.classify(error, client: client != nil)
+            context.fireErrorCaught(TransportError(text, fatal: trust && client != nil))
+        } else {
+            context.fireErrorCaught(error)
+        }
+    }
+}
