@@ -73,7 +73,6 @@ public final class TunnelSession: ChannelInboundHandler {
     public var isWritable: Bool { context?.channel.isWritable ?? false }
     public var isOpen: Bool { context != nil && end == nil }
     public var portCount: Int { ports.count }
-    public var portIDs: [UInt32] { Array(ports.keys) }
     public func port(_ id: UInt32) -> TunnelPort? { ports[id] }
 
     // MARK: - Port table
