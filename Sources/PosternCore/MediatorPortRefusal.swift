@@ -76,9 +76,9 @@ public enum MediatorPortRefusal: Error, Hashable, Sendable, CustomStringConverti
             return "\(destination) is not in this mediator's --allow list"
         case .protectedDestination(let destination, let address, let range):
             let resolved = destination.host == .ip(address) ? "" : " (\(address))"
-            return "\(destination)\(resolved) is in the mediator host's \(range): only an --allow rule inside that range opens it"
+            return "\(destination)\(resolved) is in the \(range), protected on the mediator: only an --allow rule inside it opens it"
         case .bindDenied(let address, let range):
-            return "\(address) is in the mediator host's \(range): only an --allow rule inside that range allows binding it"
+            return "\(address) is in the \(range), protected on the mediator: only an --allow rule inside it allows binding it"
         case .closedWhileConnecting(let id):
             return "port \(id) was closed while connecting"
         case .closedBeforeListening(let id):

@@ -58,12 +58,12 @@ public enum ProtectedRange: CaseIterable, Hashable, Sendable, CustomStringConver
 
     public var description: String {
         switch self {
-        case .thisHostV4: return "this host (0.0.0.0/8)"
-        case .loopbackV4: return "loopback (127.0.0.0/8)"
-        case .linkLocalV4: return "link-local (169.254.0.0/16)"
-        case .unspecifiedV6: return "this host (::)"
-        case .loopbackV6: return "loopback (::1)"
-        case .linkLocalV6: return "link-local (fe80::/10)"
+        case .thisHostV4: return "\"this host\" range 0.0.0.0/8"
+        case .loopbackV4: return "loopback range 127.0.0.0/8"
+        case .linkLocalV4: return "link-local range 169.254.0.0/16"
+        case .unspecifiedV6: return "unspecified address ::"
+        case .loopbackV6: return "loopback address ::1"
+        case .linkLocalV6: return "link-local range fe80::/10"
         }
     }
 }

@@ -320,7 +320,7 @@ final class MediatorPortTableTests: XCTestCase {
         XCTAssertEqual(refused, .protectedDestination(mapped, address: IPAddress("127.0.0.1")!, .loopbackV4))
         XCTAssertEqual(
             refused?.message,
-            "[::ffff:127.0.0.1]:22 (127.0.0.1) is in the mediator host's loopback (127.0.0.0/8): only an --allow rule inside that range opens it"
+            "[::ffff:127.0.0.1]:22 (127.0.0.1) is in the loopback range 127.0.0.0/8, protected on the mediator: only an --allow rule inside it opens it"
         )
         XCTAssertEqual(refused?.code, .deniedByPolicy)
         XCTAssertEqual(refused?.errno, 13, "EACCES, like every policy refusal")
@@ -333,7 +333,8 @@ final class MediatorPortTableTests: XCTestCase {
         let cloud = try success(t.connect(portID: 0, now: t0)).portID
         XCTAssertEqual(
             t.resolved(cloud, destination: metadata, address: IPAddress("169.254.169.254"))?.message,
-            "169.254.169.254:80 is in the mediator host's link-local (169.254.0.0/16): only an --allow rule inside that range opens it")
+            "169.254.169.254:80 is in the link-local range 169.254.0.0/16, protected on the mediator: only an --allow rule inside it opens it"
+        )
         XCTAssertEqual(t.count, 0)
         XCTAssertEqual(t.pendingConnects, 0)
 
@@ -357,7 +358,7 @@ final class MediatorPortTableTests: XCTestCase {
         let denied = MediatorPortRefusal.bindDenied(loopback, .loopbackV4)
         XCTAssertEqual(
             denied.message,
-            "127.0.0.1 is in the mediator host's loopback (127.0.0.0/8): only an --allow rule inside that range allows binding it")
+            "127.0.0.1 is in the loopback range 127.0.0.0/8, protected on the mediator: only an --allow rule inside it allows binding it")
         XCTAssertEqual(denied.code, .deniedByPolicy)
         XCTAssertEqual(denied.errno, 13)
         XCTAssertNotNil(try success(t.open(at: .anyV4, now: t0)), "every interface is fine")

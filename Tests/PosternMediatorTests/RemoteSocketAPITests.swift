@@ -153,7 +153,7 @@ final class RemoteSocketAPITests: XCTestCase {
         let mapped = Endpoint(IPAddress("::ffff:127.0.0.1")!, service.port)
         assertFailed(
             try harness.failed(.connect(.init(requestID: 1, portID: 0, destination: mapped))), .deniedByPolicy, 13,
-            "[::ffff:127.0.0.1]:\(service.port) (127.0.0.1) is in the mediator host's loopback (127.0.0.0/8): only an --allow rule inside that range opens it"
+            "[::ffff:127.0.0.1]:\(service.port) (127.0.0.1) is in the loopback range 127.0.0.0/8, protected on the mediator: only an --allow rule inside it opens it"
         )
         for (id, name) in [(2, "::ffff:127.0.0.1"), (3, "localhost"), (4, "::ffff:7f00:1")] {
             let byName = Endpoint(host: .name(name), port: service.port)
@@ -164,7 +164,7 @@ final class RemoteSocketAPITests: XCTestCase {
         assertFailed(
             try harness.failed(.open(.init(requestID: 5, transport: .udp, exact: false, address: IPAddress("::ffff:127.0.0.1")!, port: 0))),
             .deniedByPolicy, 13,
-            "127.0.0.1 is in the mediator host's loopback (127.0.0.0/8): only an --allow rule inside that range allows binding it")
+            "127.0.0.1 is in the loopback range 127.0.0.0/8, protected on the mediator: only an --allow rule inside it allows binding it")
         XCTAssertEqual(try service.accepted(), 0, "nothing reached the host's loopback")
         XCTAssertEqual(try harness.portCount(), 0)
     }
