@@ -55,6 +55,12 @@ public struct AllowRule: Hashable, Sendable, CustomStringConvertible {
             prefixLength = maxPrefix
         }
         network = Self.mask(address, prefixLength)
+        // A rule written in the IPv4-mapped or -compatible form (`::ffff:10.0.0.0/104`) is the IPv4
+        // rule it means, since addresses are normalised the same way before they meet the rules.
+        if network.isIPv6, prefixLength >= 96, !network.normalized.isIPv6 {
+            network = network.normalized
+            prefixLength -= 96
+        }
         ports = []
         if let portPart {
             for item in portPart.split(separator: ",") {
@@ -68,11 +74,25 @@ public struct AllowRule: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Whether the rule admits `address` (normalised first: `::ffff:a.b.c.d` is IPv4) and `port`.
+    /// Protected ranges are the policy's business (`Policy.allowsConnect`), not the rule's.
     public func allows(_ address: IPAddress, port: UInt16) -> Bool {
-        if anyFamily { return ports.isEmpty || ports.contains { $0.contains(port) } }
+        covers(address) && (ports.isEmpty || ports.contains { $0.contains(port) })
+    }
+
+    /// Whether the rule's network holds `address` (normalised first), whatever the port.
+    public func covers(_ address: IPAddress) -> Bool {
+        if anyFamily { return true }
+        let address = address.normalized
         guard address.isIPv6 == network.isIPv6 else { return false }
-        guard Self.mask(address, prefixLength) == network else { return false }
-        return ports.isEmpty || ports.contains { $0.contains(port) }
+        return Self.mask(address, prefixLength) == network
+    }
+
+    /// Whether the rule names addresses of `range` explicitly: its network lies inside the range
+    /// (`127.0.0.1:22`, `169.254.0.0/16`). A rule that only contains the range (`0.0.0.0/0`,
+    /// `::/0`, `any`, `127.0.0.0/7`) does not: opening the mediator's own host takes intent.
+    public func names(_ range: ProtectedRange) -> Bool {
+        !anyFamily && range.contains(network: network, prefixLength: prefixLength)
     }
 
     static func mask(_ a: IPAddress, _ prefix: Int) -> IPAddress {

@@ -11,7 +11,10 @@ public struct DatagramDrops: Hashable, Sendable {
         case backlogFull
         /// Its flow's port could not be opened, or the flow was closed before it opened.
         case notOpened
-        /// From a peer this port never sent to, with no policy admitting such peers.
+        /// From a new peer while the relay holds its limit of flows.
+        case flowLimit
+        /// From a peer this port never sent to, with no policy admitting such peers; or, on a
+        /// forward's socket, from anyone but the forward's target.
         case unsolicited
         /// To a destination the policy does not allow.
         case denied
@@ -22,6 +25,7 @@ public struct DatagramDrops: Hashable, Sendable {
             case .pathFull: return "path full"
             case .backlogFull: return "backlog full"
             case .notOpened: return "not opened"
+            case .flowLimit: return "flow limit"
             case .unsolicited: return "unsolicited"
             case .denied: return "denied"
             }

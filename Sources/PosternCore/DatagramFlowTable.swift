@@ -6,8 +6,10 @@ import NIOCore
 ///
 /// A flow starts when its peer's first datagram arrives: the relay opens its port and the datagrams
 /// that arrive meanwhile wait in one bounded backlog. A flow without traffic either way for
-/// `idleTimeout` is closed by `sweep(now:)`. `Handle` is whatever the relay needs to reach an open
-/// flow's port.
+/// `idleTimeout` is closed by `sweep(now:)`. At most `maxFlows` flows exist at once: a new peer's
+/// datagrams beyond that are dropped (and counted) until a flow ends, so the senders of one relay
+/// hold a bounded share of the far end's ports. `Handle` is whatever the relay needs to reach an
+/// open flow's port.
 public struct DatagramFlowTable<Peer: Hashable, Handle> {
     /// What the relay does with a datagram that arrived from a peer.
     public enum Arrival {
@@ -20,6 +22,10 @@ public struct DatagramFlowTable<Peer: Hashable, Handle> {
         case send(Handle)
         /// Dropped (and counted in `drops`).
         case dropped(DatagramDrops.Reason)
+        /// A new peer while the table holds `limits.maxFlows` flows: dropped and counted as
+        /// `flowLimit`. `log` is true for the first such drop in `limits.flowLimitLogInterval`, so
+        /// the relay says so once per burst, not once per datagram.
+        case overFlowLimit(log: Bool)
     }
 
     /// A flow the table let go: the relay closes its port, if it had one.
@@ -46,9 +52,12 @@ public struct DatagramFlowTable<Peer: Hashable, Handle> {
     private var flows: [Peer: Flow] = [:]
     private var peers: [DatagramFlowID: Peer] = [:]
     private var nextID: UInt64 = 1
+    /// When the relay was last told to log a drop for `maxFlows`.
+    private var flowLimitLoggedAt: NIODeadline?
 
     public init(limits: DatagramFlowLimits = DatagramFlowLimits()) {
         precondition(limits.maxBacklog >= 1, "a flow keeps at least the datagram that started it")
+        precondition(limits.maxFlows >= 1, "a relay carries at least one flow")
         self.limits = limits
     }
 
@@ -67,6 +76,12 @@ public struct DatagramFlowTable<Peer: Hashable, Handle> {
     /// A datagram arrived from `peer`.
     public mutating func arrived(_ bytes: ByteBuffer, from peer: Peer, now: NIODeadline) -> Arrival {
         guard var flow = flows[peer] else {
+            guard flows.count < limits.maxFlows else {
+                drops.count(.flowLimit)
+                let log = flowLimitLoggedAt.map { now - $0 >= limits.flowLimitLogInterval } ?? true
+                if log { flowLimitLoggedAt = now }
+                return .overFlowLimit(log: log)
+            }
             let id = DatagramFlowID(rawValue: nextID)
             nextID += 1
             flows[peer] = Flow(id: id, state: .opening(backlog: [bytes]), lastActive: now)

@@ -21,6 +21,11 @@ public enum MediatorPortRefusal: Error, Hashable, Sendable, CustomStringConverti
     case redirectNotSupported
     /// The destination (as the server named it) is outside the `--allow` list.
     case destinationDenied(Endpoint)
+    /// The destination (as the server named it) resolved to `address` (normalised), which lies in a
+    /// protected range that no `--allow` rule names.
+    case protectedDestination(Endpoint, address: IPAddress, ProtectedRange)
+    /// OPEN or REDIRECT would bind an address of a protected range that no `--allow` rule names.
+    case bindDenied(IPAddress, ProtectedRange)
     /// CLOSE came before the CONNECT finished: the CONNECT still gets its answer.
     case closedWhileConnecting(UInt32)
     /// CLOSE came before the LISTEN finished: the LISTEN still gets its answer.
@@ -31,7 +36,7 @@ public enum MediatorPortRefusal: Error, Hashable, Sendable, CustomStringConverti
         case .requestRate, .portLimit, .portIDsExhausted, .pendingConnectLimit: return .limitExceeded
         case .noSuchPort: return .noSuchPort
         case .notUnconnectedTCP: return .invalidState
-        case .listenDenied, .redirectDenied, .destinationDenied: return .deniedByPolicy
+        case .listenDenied, .redirectDenied, .destinationDenied, .protectedDestination, .bindDenied: return .deniedByPolicy
         case .redirectNotSupported: return .notSupported
         case .closedWhileConnecting, .closedBeforeListening: return .connectionReset
         }
@@ -41,7 +46,7 @@ public enum MediatorPortRefusal: Error, Hashable, Sendable, CustomStringConverti
     public var errno: Int32 {
         switch self {
         case .requestRate: return 11  // EAGAIN
-        case .listenDenied, .redirectDenied, .destinationDenied: return 13  // EACCES
+        case .listenDenied, .redirectDenied, .destinationDenied, .protectedDestination, .bindDenied: return 13  // EACCES
         case .closedWhileConnecting, .closedBeforeListening: return 103  // ECONNABORTED
         case .portLimit, .portIDsExhausted, .pendingConnectLimit, .noSuchPort, .notUnconnectedTCP, .redirectNotSupported: return 0
         }
@@ -69,6 +74,11 @@ public enum MediatorPortRefusal: Error, Hashable, Sendable, CustomStringConverti
             return "redirect needs a UDP channel, which this protocol version reserves but this mediator does not run yet"
         case .destinationDenied(let destination):
             return "\(destination) is not in this mediator's --allow list"
+        case .protectedDestination(let destination, let address, let range):
+            let resolved = destination.host == .ip(address) ? "" : " (\(address))"
+            return "\(destination)\(resolved) is in the \(range), protected on the mediator: only an --allow rule inside it opens it"
+        case .bindDenied(let address, let range):
+            return "\(address) is in the \(range), protected on the mediator: only an --allow rule inside it allows binding it"
         case .closedWhileConnecting(let id):
             return "port \(id) was closed while connecting"
         case .closedBeforeListening(let id):

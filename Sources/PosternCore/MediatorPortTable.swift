@@ -78,9 +78,10 @@ public struct MediatorPortTable<Handles: MediatorPortHandles> {
 
     // MARK: - OPEN and REDIRECT
 
-    /// OPEN: takes a new port id for the socket about to be bound.
-    public mutating func open(now: NIODeadline) -> Result<UInt32, MediatorPortRefusal> {
-        if let refusal = admit(now: now) ?? mayCreatePort() { return .failure(refusal) }
+    /// OPEN: takes a new port id for the socket about to be bound at `address` (the policy decides
+    /// whether that address may be bound).
+    public mutating func open(at address: IPAddress, now: NIODeadline) -> Result<UInt32, MediatorPortRefusal> {
+        if let refusal = admit(now: now) ?? mayBind(address) ?? mayCreatePort() { return .failure(refusal) }
         return .success(take())
     }
 
@@ -100,11 +101,12 @@ public struct MediatorPortTable<Handles: MediatorPortHandles> {
         if case .opening = ports[portID] { ports[portID] = nil }
     }
 
-    /// REDIRECT (§5.2) is refused by every version 1 mediator; the reason tells the server which.
-    public mutating func redirect(now: NIODeadline) -> MediatorPortRefusal {
+    /// REDIRECT (§5.2) of `address` is refused by every version 1 mediator; the reason tells the
+    /// server which.
+    public mutating func redirect(at address: IPAddress, now: NIODeadline) -> MediatorPortRefusal {
         if let refusal = admit(now: now) { return refusal }
         guard policy.redirectEnabled else { return .redirectDenied }
-        return .redirectNotSupported
+        return mayBind(address) ?? .redirectNotSupported
     }
 
     // MARK: - CONNECT
@@ -136,8 +138,8 @@ public struct MediatorPortTable<Handles: MediatorPortHandles> {
     }
 
     /// The destination of a CONNECT resolved to `address` (nil: not an IP address). Nil: connect
-    /// now. A refusal ends the CONNECT: the port was closed meanwhile, or the `--allow` list
-    /// denies the destination (the port is gone, §5.3).
+    /// now. A refusal ends the CONNECT: the port was closed meanwhile, or the policy denies the
+    /// destination, judged by its normalised address (the port is gone, §5.3).
     public mutating func resolved(_ portID: UInt32, destination: Endpoint, address: IPAddress?) -> MediatorPortRefusal? {
         guard case .connecting = ports[portID] else {
             pendingConnects -= 1
@@ -146,6 +148,11 @@ public struct MediatorPortTable<Handles: MediatorPortHandles> {
         guard let address, policy.allowsConnect(to: address, port: destination.port) else {
             pendingConnects -= 1
             ports[portID] = nil
+            // Said apart from "not in the --allow list" when no rule could have opened the range,
+            // since a broad rule that seems to cover it is the likely surprise.
+            if let address, let range = ProtectedRange.containing(address), !policy.allow.contains(where: { $0.names(range) }) {
+                return .protectedDestination(destination, address: address.normalized, range)
+            }
             return .destinationDenied(destination)
         }
         return nil
@@ -244,6 +251,13 @@ public struct MediatorPortTable<Handles: MediatorPortHandles> {
         guard requestRate.take(now: now) else {
             refusedForRate += 1
             return .requestRate(limit: limits.maxRequestRate)
+        }
+        return nil
+    }
+
+    private func mayBind(_ address: IPAddress) -> MediatorPortRefusal? {
+        guard policy.allowsBind(to: address) else {
+            return ProtectedRange.containing(address).map { .bindDenied(address.normalized, $0) }
         }
         return nil
     }

@@ -9,7 +9,9 @@ import PosternWire
 /// A datagram that arrives goes to the server, with its sender, if the sender is a peer this port
 /// sent to (a reply), or if the mediator exposes its LAN (`--allow-listen` or `--allow-redirect`:
 /// reverse UDP forwards); others are dropped and counted. The datagrams travel the session's
-/// `DatagramPath`, whose size rule applies.
+/// `DatagramPath`, whose size rule applies. Peers are known and judged by their normalised address
+/// (a dual-stack socket sees IPv4 peers as `::ffff:a.b.c.d`), so the mapped form of an address is
+/// the same peer and meets the same rules; datagrams still go to the address as given.
 final class DatagramPort: ChannelInboundHandler, DatagramPathReceiver {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
@@ -20,7 +22,7 @@ final class DatagramPort: ChannelInboundHandler, DatagramPathReceiver {
     private let logger: Logger
     private var context: ChannelHandlerContext?
     private(set) var drops = DatagramDrops()
-    /// Peers this port exchanged datagrams with, so replies pass the policy both ways.
+    /// Peers this port exchanged datagrams with (normalised), so replies pass the policy both ways.
     private var peers = DatagramPeerMemory<Endpoint>(capacity: 4096)
     private var loggedUnsolicited = false
     var local: Endpoint
@@ -38,8 +40,9 @@ final class DatagramPort: ChannelInboundHandler, DatagramPathReceiver {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
-        guard let peer = envelope.remoteAddress.endpoint else { return }
-        guard peers.contains(peer) || policy.listenEnabled || policy.redirectEnabled else {
+        guard let peer = envelope.remoteAddress.endpoint, case .ip(let address) = peer.host else { return }
+        let known = Endpoint(address.normalized, peer.port)
+        guard peers.contains(known) || policy.listenEnabled || policy.redirectEnabled else {
             drops.count(.unsolicited)
             if !loggedUnsolicited {
                 loggedUnsolicited = true
@@ -48,18 +51,20 @@ final class DatagramPort: ChannelInboundHandler, DatagramPathReceiver {
             }
             return
         }
-        peers.remember(peer)
+        peers.remember(known)
         path.offer(portID: portID, peer: peer, bytes: envelope.data, drops: &drops)
     }
 
     func datagramReceived(_ bytes: ByteBuffer, peer: Endpoint, portID: UInt32) {
         guard let context else { return }
-        guard case .ip(let address) = peer.host, peers.contains(peer) || policy.allowsConnect(to: address, port: peer.port) else {
+        guard case .ip(let address) = peer.host, case let known = Endpoint(address.normalized, peer.port),
+            peers.contains(known) || policy.allowsConnect(to: address, port: peer.port)
+        else {
             drops.count(.denied)
             logger.notice("port \(self.portID): datagram to \(peer) denied by policy")
             return
         }
-        peers.remember(peer)
+        peers.remember(known)
         let remote = SocketAddress(address, port: peer.port)
         context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: bytes)), promise: nil)
     }

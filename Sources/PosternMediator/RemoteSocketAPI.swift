@@ -53,9 +53,11 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         switch frame {
         case .open(let o): open(o, session)
         case .redirect(let r):
-            let refusal = ports.redirect(now: now())
+            let refusal = ports.redirect(at: r.address, now: now())
             if refusal == .redirectDenied {
                 logger.warning("redirect of \(r.address):\(r.port) denied by policy (--allow-redirect is off)")
+            } else if case .bindDenied = refusal {
+                logger.warning("redirect of \(r.address.bracketed):\(r.port) denied by policy: \(refusal)")
             }
             refuse(session, r.requestID, refusal)
         case .connect(let c): connect(c, session)
@@ -129,8 +131,12 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
 
     private func open(_ o: Frame.Open, _ session: TunnelSession) {
         let id: UInt32
-        switch ports.open(now: now()) {
-        case .failure(let refusal): return refuse(session, o.requestID, refusal)
+        switch ports.open(at: o.address, now: now()) {
+        case .failure(let refusal):
+            if case .bindDenied = refusal {
+                logger.warning("open \(o.transport) \(o.address.bracketed):\(o.port) denied by policy: \(refusal)")
+            }
+            return refuse(session, o.requestID, refusal)
         case .success(let newID): id = newID
         }
         switch o.transport {
@@ -199,8 +205,13 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
             case .success(let address):
                 let ip = address.ipAddress.flatMap { IPAddress($0) }
                 if let refusal = ports.resolved(id, destination: c.destination, address: ip) {
-                    if case .destinationDenied = refusal {
+                    switch refusal {
+                    case .destinationDenied:
                         logger.warning("connect to \(c.destination) denied by policy")
+                    case .protectedDestination:
+                        logger.warning("connect to \(c.destination) denied by policy: \(refusal)")
+                    default:
+                        break
                     }
                     return refuse(session, c.requestID, refusal)
                 }

@@ -17,6 +17,10 @@ public struct ServerConfiguration: Sendable {
     public var udpIdleTimeout: TimeAmount = .seconds(60)
     /// Datagrams a new UDP flow of a forward keeps while its port is being opened.
     public var udpFlowBacklog = 64
+    /// UDP flows (remote or LAN peers) one forward holds at once; a new peer's datagrams past it are
+    /// dropped. Each flow of a `udp:ADDR:PORT=NAME/…` forward holds a mediator port, so this keeps one
+    /// forward's senders from spending the mediator's whole `--max-ports` (4096 by default).
+    public var udpMaxFlows = DatagramFlowLimits.defaultMaxFlows
     /// Connections on the service port that have not authenticated yet. When more arrive, the
     /// oldest is dropped: a flood of idle connections can never lock a real mediator out.
     public var maxUnauthenticated = 256

@@ -96,7 +96,7 @@ public final class ServerService: @unchecked Sendable {
     }
 
     private var udpFlowLimits: DatagramFlowLimits {
-        .init(maxBacklog: configuration.udpFlowBacklog, idleTimeout: configuration.udpIdleTimeout)
+        .init(maxBacklog: configuration.udpFlowBacklog, idleTimeout: configuration.udpIdleTimeout, maxFlows: configuration.udpMaxFlows)
     }
 
     public struct StartError: Error, CustomStringConvertible {

@@ -7,8 +7,11 @@ import PosternWire
 
 /// `udp:NAME/ADDR:PORT=HOST:PORT`: the mediator opens a UDP port on its LAN; each LAN peer's datagrams
 /// reach the target from a server socket of their own, and the target's replies go back to that peer.
-/// The flows are a `DatagramFlowTable` per mediator port; the datagrams travel the session's
-/// `DatagramPath` (DATAGRAM frames on the TCP channel today; a UDP channel via REDIRECT later).
+/// Each such socket is connected to the target, and what it receives from anyone else is dropped
+/// too, so a stranger spraying the server's ports reaches no LAN peer. The flows are a
+/// `DatagramFlowTable` per mediator port, at most `limits.maxFlows` of them (`--udp-max-flows`);
+/// the datagrams travel the session's `DatagramPath` (DATAGRAM frames on the TCP channel today; a
+/// UDP channel via REDIRECT later).
 final class UDPForwardFromMediator: Forward {
     /// Binds a server-side socket for one flow with `handler` in its pipeline.
     typealias SocketOpener = (_ target: SocketAddress, _ handler: FlowSocket) -> EventLoopFuture<Channel>
@@ -37,7 +40,9 @@ final class UDPForwardFromMediator: Forward {
         }
     }
 
-    /// One LAN peer's server-side socket: what the target sends it goes back to that peer.
+    /// One LAN peer's server-side socket: what the target sends it goes back to that peer; what
+    /// anyone else sends it is dropped (the kernel filters a connected socket already; this holds
+    /// for any socket the opener gives).
     final class FlowSocket: ChannelInboundHandler {
         typealias InboundIn = AddressedEnvelope<ByteBuffer>
         let id: DatagramFlowID
@@ -51,7 +56,8 @@ final class UDPForwardFromMediator: Forward {
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            port.forward?.fromTarget(unwrapInboundIn(data).data, on: self)
+            let envelope = unwrapInboundIn(data)
+            port.forward?.fromTarget(envelope.data, sender: envelope.remoteAddress, on: self)
         }
     }
 
@@ -80,14 +86,14 @@ final class UDPForwardFromMediator: Forward {
         if case .ip(let ip) = spec.target.host { target = SocketAddress(ip, port: spec.target.port) }
     }
 
-    /// A socket on any address of the target's family, ephemeral port.
+    /// A socket on an ephemeral port, connected to the target: the kernel delivers it nothing from
+    /// any other address.
     private static func bindSocket(on eventLoop: EventLoop) -> SocketOpener {
         { target, handler in
-            let any = target.protocol == .inet6 ? "::" : "0.0.0.0"
-            return DatagramBootstrap(group: eventLoop)
+            DatagramBootstrap(group: eventLoop)
                 .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
                 .channelInitializer { $0.pipeline.addHandler(handler) }
-                .bind(host: any, port: 0)
+                .connect(to: target)
         }
     }
 
@@ -136,9 +142,16 @@ final class UDPForwardFromMediator: Forward {
         switch port.flows.arrived(bytes, from: peer, now: now()) {
         case .send(let channel):
             guard let target else { return }  // set before any flow opened
-            channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: bytes), promise: nil)
+            // A connected socket takes only its peer's address, exactly as the kernel reports it.
+            channel.writeAndFlush(AddressedEnvelope(remoteAddress: channel.remoteAddress ?? target, data: bytes), promise: nil)
         case .open(let id):
             open(id, for: peer, on: port)
+        case .overFlowLimit(let log):
+            if log {
+                logger.warning(
+                    "forward \(spec): holds its limit of \(port.flows.limits.maxFlows) UDP flows (--udp-max-flows); datagrams from new LAN peers such as \(peer) are dropped (\(port.flows.drops[.flowLimit]) so far)"
+                )
+            }
         case .queued, .dropped:
             break
         }
@@ -155,7 +168,8 @@ final class UDPForwardFromMediator: Forward {
                     channel.close(promise: nil)  // the flow ended while its socket was being bound
                     return
                 }
-                for bytes in backlog { channel.write(AddressedEnvelope(remoteAddress: target, data: bytes), promise: nil) }
+                let remote = channel.remoteAddress ?? target
+                for bytes in backlog { channel.write(AddressedEnvelope(remoteAddress: remote, data: bytes), promise: nil) }
                 channel.flush()
             case .failure(let error):
                 logger.info("forward \(spec): cannot relay datagrams from \(peer) to \(spec.target): \(error)")
@@ -164,10 +178,20 @@ final class UDPForwardFromMediator: Forward {
         }
     }
 
-    fileprivate func fromTarget(_ bytes: ByteBuffer, on socket: FlowSocket) {
+    fileprivate func fromTarget(_ bytes: ByteBuffer, sender: SocketAddress, on socket: FlowSocket) {
         let port = socket.port
+        guard let target, Self.sameHost(sender, target) else {
+            port.flows.drops.count(.unsolicited)
+            return
+        }
         port.flows.touch(socket.id, now: now())
         port.path.offer(portID: port.portID, peer: socket.lanPeer, bytes: bytes, drops: &port.flows.drops)
+    }
+
+    /// Whether `a` and `b` are one address and port, an IPv4 address and its mapped form alike.
+    private static func sameHost(_ a: SocketAddress, _ b: SocketAddress) -> Bool {
+        guard let x = a.endpoint, let y = b.endpoint, case .ip(let xa) = x.host, case .ip(let ya) = y.host else { return false }
+        return x.port == y.port && xa.normalized == ya.normalized
     }
 
     /// Closes the flows idle for longer than the idle timeout, and their sockets.

@@ -7,7 +7,9 @@ import PosternWire
 
 /// `udp:ADDR:PORT=NAME/IP:PORT`: the server listens for datagrams; each remote peer gets its own UDP
 /// port on the mediator (so replies find their way back), closed after a quiet spell. The flows are
-/// a `DatagramFlowTable`; the datagrams travel the mediator session's `DatagramPath`.
+/// a `DatagramFlowTable`, at most `limits.maxFlows` of them (`--udp-max-flows`): a sender spraying
+/// from thousands of source ports cannot take every port of the mediator's `--max-ports` from the
+/// other forwards. The datagrams travel the mediator session's `DatagramPath`.
 final class UDPForwardToMediator: ChannelInboundHandler, Forward {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
@@ -111,6 +113,12 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
             flow.port.path.offer(portID: flow.port.portID, peer: spec.target, bytes: envelope.data, drops: &flows.drops)
         case .open(let id):
             open(id, for: peer)
+        case .overFlowLimit(let log):
+            if log {
+                logger.warning(
+                    "forward \(spec): holds its limit of \(flows.limits.maxFlows) UDP flows (--udp-max-flows); datagrams from new senders such as \(peer.display) are dropped (\(flows.drops[.flowLimit]) so far)"
+                )
+            }
         case .queued, .dropped:
             break
         }

@@ -59,6 +59,25 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
 
     public var isUnspecified: Bool { bytes.allSatisfy { $0 == 0 } }
 
+    /// The address a socket would really reach, for every decision of policy: an IPv4-mapped
+    /// (`::ffff:a.b.c.d`) or IPv4-compatible (`::a.b.c.d`) IPv6 address is the IPv4 address it
+    /// carries (a dual-stack socket sends a mapped one over IPv4; a compatible one goes to that IPv4
+    /// address by an automatic tunnel). Every other address, `::` and `::1` among them, is itself.
+    /// Without this, `--allow ::/0` would admit `::ffff:127.0.0.1`.
+    public var normalized: IPAddress {
+        guard case .v6(let b) = self, b.count == 16, b[0..<10].allSatisfy({ $0 == 0 }) else { return self }
+        let v4 = IPAddress(bytes: b[12..<16])!
+        switch (b[10], b[11]) {
+        case (0xff, 0xff):
+            return v4
+        case (0, 0):
+            guard case .v4(let value) = v4, value > 1 else { return self }  // :: and ::1 stay IPv6
+            return v4
+        default:
+            return self
+        }
+    }
+
     /// 127.0.0.0/8 or ::1.
     public var isLoopback: Bool {
         switch self {

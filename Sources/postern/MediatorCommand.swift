@@ -20,7 +20,10 @@ struct MediatorCommand: AsyncParsableCommand {
     @Option(help: "File holding this mediator's secret.")
     var secretFile: String?
 
-    @Option(help: "Destinations CONNECT may reach: CIDR[:PORTS], e.g. 192.168.77.0/24:80,443 (repeatable; none = any).")
+    @Option(
+        help:
+            "Destinations CONNECT may reach: CIDR[:PORTS], e.g. 192.168.77.0/24:80,443 (repeatable; none = any). This host's loopback and link-local addresses need a rule inside their range, e.g. 127.0.0.1:22."
+    )
     var allow: [String] = []
 
     @Flag(

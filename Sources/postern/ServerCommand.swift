@@ -44,6 +44,9 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "MiB received from a mediator but not yet written to local sockets, per session (default 256).")
     var maxSessionBuffer: Int?
 
+    @Option(help: "UDP flows (peers) each udp: forward holds at once (default 256); new peers past it are dropped.")
+    var udpMaxFlows: Int?
+
     @Flag(help: "Plain TCP on the service port, no TLS: relayed data is not encrypted. For tests and trusted links only.")
     var insecure = false
 
@@ -93,7 +96,7 @@ struct ServerCommand: AsyncParsableCommand {
             "server",
             allowed: [
                 "listen", "secret-file", "admin", "admin-token-file", "forwards", "keepalive", "dead-timeout",
-                "max-mediators", "max-session-buffer",
+                "max-mediators", "max-session-buffer", "udp-max-flows",
                 "insecure", "tls-cert", "tls-key", "state-dir", "mediator-ca",
             ])
         guard let listenText = try listen ?? section?.string("listen") else {
@@ -147,6 +150,10 @@ struct ServerCommand: AsyncParsableCommand {
         if let n = try maxMediators ?? section?.int("max-mediators") {
             guard (1...1_000_000).contains(n) else { throw ValidationError("--max-mediators must be 1-1000000") }
             configuration.maxMediators = n
+        }
+        if let n = try udpMaxFlows ?? section?.int("udp-max-flows") {
+            guard (1...65536).contains(n) else { throw ValidationError("--udp-max-flows must be 1-65536") }
+            configuration.udpMaxFlows = n
         }
         return configuration
     }

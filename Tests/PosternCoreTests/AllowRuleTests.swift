@@ -66,10 +66,65 @@ final class AllowRuleTests: XCTestCase {
 
     func testFamiliesNeverMix() throws {
         XCTAssertFalse(try allows("0.0.0.0/0", "::", 80))
-        XCTAssertFalse(try allows("0.0.0.0/0", "::ffff:192.168.77.10", 80))
         XCTAssertFalse(try allows("0.0.0.0/0", "fd00::1", 80))
         XCTAssertFalse(try allows("::/0", "0.0.0.0", 80))
         XCTAssertFalse(try allows("::/0", "192.168.77.10", 80))
+    }
+
+    func testMappedAndCompatibleAddressesMeetTheIPv4Rules() throws {
+        XCTAssertTrue(try allows("0.0.0.0/0", "::ffff:192.168.77.10", 80))
+        XCTAssertTrue(try allows("192.168.77.0/24", "::ffff:192.168.77.10", 80))
+        XCTAssertTrue(try allows("192.168.77.0/24", "::192.168.77.10", 80))
+        XCTAssertFalse(try allows("192.168.77.0/24", "::ffff:192.168.78.10", 80))
+        XCTAssertFalse(try allows("::/0", "::ffff:127.0.0.1", 80), "a mapped address is not IPv6 for the rules")
+        XCTAssertFalse(try allows("::/0", "::ffff:192.168.77.10", 80))
+        XCTAssertFalse(try allows("::/0", "::10.0.0.1", 80))
+        XCTAssertTrue(try allows("::/0", "::1", 80), "::1 is IPv6 loopback, not 0.0.0.1")
+        XCTAssertTrue(try allows("::/0", "2001:db8::ffff:127.0.0.1", 80))
+    }
+
+    func testRulesWrittenInTheMappedFormAreIPv4Rules() throws {
+        let one = try AllowRule(parsing: "::ffff:127.0.0.1")
+        XCTAssertEqual(one.network, ip("127.0.0.1"))
+        XCTAssertEqual(one.prefixLength, 32)
+        XCTAssertEqual(one.text, "::ffff:127.0.0.1", "the text stays as written")
+        let net = try AllowRule(parsing: "[::ffff:10.0.0.0/104]:80")
+        XCTAssertEqual(net.network, ip("10.0.0.0"))
+        XCTAssertEqual(net.prefixLength, 8)
+        XCTAssertTrue(net.allows(ip("10.1.2.3"), port: 80))
+        XCTAssertTrue(net.allows(ip("::ffff:10.1.2.3"), port: 80))
+        XCTAssertFalse(net.allows(ip("10.1.2.3"), port: 81))
+        let all = try AllowRule(parsing: "::ffff:0:0/96")
+        XCTAssertEqual(all.network, .anyV4)
+        XCTAssertEqual(all.prefixLength, 0)
+        XCTAssertEqual(try AllowRule(parsing: "::10.0.0.0/104").network, ip("10.0.0.0"), "IPv4-compatible")
+        // Short of /96 the rule is IPv6 and, after normalisation, never meets a mapped address.
+        XCTAssertEqual(try AllowRule(parsing: "::/95").network, .anyV6)
+        XCTAssertEqual(try AllowRule(parsing: "::1").network, ip("::1"))
+    }
+
+    func testWhichRulesNameAProtectedRange() throws {
+        func names(_ rule: String, _ range: ProtectedRange) throws -> Bool { try AllowRule(parsing: rule).names(range) }
+        XCTAssertTrue(try names("127.0.0.1:22", .loopbackV4))
+        XCTAssertTrue(try names("127.0.0.0/8", .loopbackV4))
+        XCTAssertTrue(try names("::ffff:127.0.0.1", .loopbackV4))
+        XCTAssertTrue(try names("169.254.169.254", .linkLocalV4))
+        XCTAssertTrue(try names("169.254.0.0/16", .linkLocalV4))
+        XCTAssertTrue(try names("::1", .loopbackV6))
+        XCTAssertTrue(try names("[fe80::/64]:22", .linkLocalV6))
+        XCTAssertTrue(try names("0.0.0.0/8", .thisHostV4))
+        XCTAssertTrue(try names("::", .unspecifiedV6))
+        XCTAssertFalse(try names("127.0.0.0/7", .loopbackV4), "wider than the range")
+        XCTAssertFalse(try names("0.0.0.0/0", .loopbackV4))
+        XCTAssertFalse(try names("0.0.0.0/0", .thisHostV4))
+        XCTAssertFalse(try names("::/0", .loopbackV6))
+        XCTAssertFalse(try names("::/0", .linkLocalV6))
+        XCTAssertFalse(try names("any", .loopbackV4))
+        XCTAssertFalse(try names("*:22", .loopbackV6))
+        XCTAssertFalse(try names("169.254.0.0/15", .linkLocalV4))
+        XCTAssertFalse(try names("127.0.0.1", .loopbackV6), "the other family")
+        XCTAssertFalse(try names("192.168.77.0/24", .loopbackV4))
+        XCTAssertFalse(try names("fe80::/9", .linkLocalV6))
     }
 
     func testAnyMeansEveryAddressOfBothFamilies() throws {

@@ -42,6 +42,40 @@ final class DatagramFlowTableTests: XCTestCase {
         XCTAssertEqual(table.count, 2)
     }
 
+    func testFlowsAreCappedAndKnownPeersGoOn() throws {
+        var table = Table(limits: DatagramFlowLimits(maxFlows: 3))
+        XCTAssertEqual(Table().limits.maxFlows, 256, "the default, well under the mediator's 4096 ports")
+        var ids: [DatagramFlowID] = []
+        for peer in ["a", "b", "c"] { ids.append(try XCTUnwrap(openID(table.arrived(bytes("1"), from: peer, now: t0)))) }
+        _ = table.opened(ids[0], handle: 10, now: t0)
+        guard case .overFlowLimit(log: true) = table.arrived(bytes("1"), from: "d", now: t0) else { return XCTFail("4th peer") }
+        guard case .overFlowLimit(log: false) = table.arrived(bytes("2"), from: "d", now: t0) else { return XCTFail("same burst") }
+        guard case .overFlowLimit(log: false) = table.arrived(bytes("1"), from: "e", now: t0) else { return XCTFail("same burst") }
+        XCTAssertEqual(table.drops[.flowLimit], 3, "each refused datagram is counted")
+        XCTAssertEqual(table.count, 3)
+        XCTAssertFalse(table.contains("d"), "a refused peer holds nothing")
+        guard case .send(10) = table.arrived(bytes("2"), from: "a", now: t0) else { return XCTFail("a known open peer still sends") }
+        guard case .queued = table.arrived(bytes("2"), from: "b", now: t0) else { return XCTFail("a known opening peer still queues") }
+        // A flow ends: one new peer fits again.
+        table.openFailed(ids[2])
+        XCTAssertNotNil(openID(table.arrived(bytes("3"), from: "d", now: t0)))
+        guard case .overFlowLimit = table.arrived(bytes("1"), from: "f", now: t0) else { return XCTFail("full again") }
+        XCTAssertEqual(table.count, 3)
+    }
+
+    func testTheFlowLimitIsLoggedOncePerInterval() throws {
+        var table = Table(limits: DatagramFlowLimits(maxFlows: 1, flowLimitLogInterval: .seconds(30)))
+        _ = table.arrived(bytes("1"), from: "a", now: t0)
+        var logged: [Int] = []
+        for second in 0..<100 {
+            if case .overFlowLimit(log: true) = table.arrived(bytes("x"), from: "p\(second)", now: t0 + .seconds(Int64(second))) {
+                logged.append(second)
+            }
+        }
+        XCTAssertEqual(logged, [0, 30, 60, 90], "the first refusal, then at most once per interval")
+        XCTAssertEqual(table.drops[.flowLimit], 100)
+    }
+
     func testBacklogIsBounded() throws {
         var table = Table(limits: DatagramFlowLimits(maxBacklog: 64))
         let id = try XCTUnwrap(openID(table.arrived(bytes("0"), from: "p", now: t0)))

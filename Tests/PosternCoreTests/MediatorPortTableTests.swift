@@ -44,7 +44,7 @@ final class MediatorPortTableTests: XCTestCase {
 
     /// OPEN of a TCP port, bound as `name`.
     private func openReserved(_ t: inout Table, _ name: String) throws -> UInt32 {
-        let id = try success(t.open(now: t0))
+        let id = try success(t.open(at: .anyV4, now: t0))
         XCTAssertTrue(t.opened(id, reserved: name))
         return id
     }
@@ -69,7 +69,7 @@ final class MediatorPortTableTests: XCTestCase {
         var t = table()
         let a = try openReserved(&t, "a")
         XCTAssertEqual(a, 1)
-        let failed = try success(t.open(now: t0))
+        let failed = try success(t.open(at: .anyV4, now: t0))
         t.openFailed(failed)
         XCTAssertNil(t[failed], "a failed open leaves nothing behind")
         _ = try success(t.close(portID: a))
@@ -88,7 +88,7 @@ final class MediatorPortTableTests: XCTestCase {
         t.nextPortID = UInt32.max
         let last = try openReserved(&t, "last")
         XCTAssertEqual(last, UInt32.max)
-        XCTAssertEqual(refusal(t.open(now: t0)), .portIDsExhausted)
+        XCTAssertEqual(refusal(t.open(at: .anyV4, now: t0)), .portIDsExhausted)
         XCTAssertEqual(refusal(t.connect(portID: 0, now: t0)), .portIDsExhausted)
         XCTAssertEqual(t.portIDs, [UInt32.max], "0 (\"no port\" in CONNECT) and 1 are never handed out again")
         XCTAssertEqual(MediatorPortRefusal.portIDsExhausted.code, .limitExceeded)
@@ -101,10 +101,10 @@ final class MediatorPortTableTests: XCTestCase {
     func testPortLimitExactlyAtTheBoundary() throws {
         var t = table(maxPorts: 3)
         let first = try openReserved(&t, "a")
-        let opening = try success(t.open(now: t0))  // still binding: it counts
+        let opening = try success(t.open(at: .anyV4, now: t0))  // still binding: it counts
         _ = try openStream(&t, "b")
         XCTAssertEqual(t.count, 3)
-        XCTAssertEqual(refusal(t.open(now: t0)), .portLimit(3))
+        XCTAssertEqual(refusal(t.open(at: .anyV4, now: t0)), .portLimit(3))
         XCTAssertEqual(refusal(t.connect(portID: 0, now: t0)), .portLimit(3))
         XCTAssertEqual(MediatorPortRefusal.portLimit(3).message, "the mediator holds its limit of 3 ports")
         XCTAssertEqual(MediatorPortRefusal.portLimit(3).code, .limitExceeded)
@@ -113,8 +113,8 @@ final class MediatorPortTableTests: XCTestCase {
         XCTAssertEqual(try success(t.connect(portID: first, now: t0)).from, "a")
         t.openFailed(opening)
         XCTAssertEqual(t.count, 2)
-        XCTAssertNotNil(try success(t.open(now: t0)), "one below the limit again")
-        XCTAssertEqual(refusal(t.open(now: t0)), .portLimit(3))
+        XCTAssertNotNil(try success(t.open(at: .anyV4, now: t0)), "one below the limit again")
+        XCTAssertEqual(refusal(t.open(at: .anyV4, now: t0)), .portLimit(3))
     }
 
     func testAcceptedConnectionsCountAndAreRefusedAtTheLimit() throws {
@@ -154,14 +154,14 @@ final class MediatorPortTableTests: XCTestCase {
     func testRequestRateRefillsWithTheInjectedClock() throws {
         var t = table(maxRequestRate: 4)
         // A fresh session may send the whole burst at once; every limited kind of request takes a token.
-        XCTAssertNotNil(try? t.open(now: t0).get())
+        XCTAssertNotNil(try? t.open(at: .anyV4, now: t0).get())
         XCTAssertNotNil(try? t.connect(portID: 0, now: t0).get())
-        XCTAssertEqual(t.redirect(now: t0), .redirectDenied)
+        XCTAssertEqual(t.redirect(at: .anyV4, now: t0), .redirectDenied)
         XCTAssertEqual(refusal(t.listen(portID: 99, now: t0)), .noSuchPort(99), "a request refused later still took its token")
-        XCTAssertEqual(refusal(t.open(now: t0)), .requestRate(limit: 4))
+        XCTAssertEqual(refusal(t.open(at: .anyV4, now: t0)), .requestRate(limit: 4))
         XCTAssertEqual(refusal(t.connect(portID: 0, now: t0)), .requestRate(limit: 4))
         XCTAssertEqual(refusal(t.listen(portID: 99, now: t0)), .requestRate(limit: 4))
-        XCTAssertEqual(t.redirect(now: t0), .requestRate(limit: 4))
+        XCTAssertEqual(t.redirect(at: .anyV4, now: t0), .requestRate(limit: 4))
         XCTAssertEqual(t.refusedForRate, 4)
         let rate = MediatorPortRefusal.requestRate(limit: 4)
         XCTAssertEqual(rate.message, "more than 4 requests a second (the mediator's --max-request-rate)")
@@ -170,12 +170,12 @@ final class MediatorPortTableTests: XCTestCase {
         // CLOSE only frees: never limited.
         XCTAssertEqual(refusal(t.close(portID: 99)), .noSuchPort(99))
         // 4 a second: one token after 250 ms, not before.
-        XCTAssertEqual(refusal(t.open(now: t0 + .milliseconds(200))), .requestRate(limit: 4))
-        XCTAssertNotNil(try? t.open(now: t0 + .milliseconds(250)).get())
-        XCTAssertEqual(refusal(t.open(now: t0 + .milliseconds(250))), .requestRate(limit: 4))
+        XCTAssertEqual(refusal(t.open(at: .anyV4, now: t0 + .milliseconds(200))), .requestRate(limit: 4))
+        XCTAssertNotNil(try? t.open(at: .anyV4, now: t0 + .milliseconds(250)).get())
+        XCTAssertEqual(refusal(t.open(at: .anyV4, now: t0 + .milliseconds(250))), .requestRate(limit: 4))
         // Savings are capped at one second's worth.
         let later = t0 + .seconds(60)
-        XCTAssertEqual((0..<10).filter { _ in (try? t.open(now: later).get()) != nil }.count, 4)
+        XCTAssertEqual((0..<10).filter { _ in (try? t.open(at: .anyV4, now: later).get()) != nil }.count, 4)
         XCTAssertEqual(t.refusedForRate, 12)
     }
 
@@ -183,7 +183,7 @@ final class MediatorPortTableTests: XCTestCase {
 
     func testRequestsNamingNoPort() throws {
         var t = table()
-        let opening = try success(t.open(now: t0))
+        let opening = try success(t.open(at: .anyV4, now: t0))
         for id: UInt32 in [7, opening] {
             XCTAssertEqual(refusal(t.connect(portID: id, now: t0)), .noSuchPort(id))
             XCTAssertEqual(refusal(t.listen(portID: id, now: t0)), .noSuchPort(id))
@@ -204,7 +204,7 @@ final class MediatorPortTableTests: XCTestCase {
         _ = try success(t.listen(portID: starting, now: t0))
         let stream = try openStream(&t, "st")
         let listener = try openListener(&t, "l")
-        let datagram = try success(t.open(now: t0))
+        let datagram = try success(t.open(at: .anyV4, now: t0))
         XCTAssertTrue(t.opened(datagram, datagram: "d"))
         let kinds: [UInt32: MediatorPortKind] = [
             connecting: .connecting, starting: .startingToListen, stream: .stream, listener: .listener, datagram: .datagram,
@@ -237,12 +237,12 @@ final class MediatorPortTableTests: XCTestCase {
 
     func testRedirectIsDeniedOrNotSupported() {
         var off = table(policy: Policy(redirectEnabled: false))
-        XCTAssertEqual(off.redirect(now: t0), .redirectDenied)
+        XCTAssertEqual(off.redirect(at: .anyV4, now: t0), .redirectDenied)
         XCTAssertEqual(MediatorPortRefusal.redirectDenied.message, "this mediator does not allow redirect (--allow-redirect)")
         XCTAssertEqual(MediatorPortRefusal.redirectDenied.code, .deniedByPolicy)
         XCTAssertEqual(MediatorPortRefusal.redirectDenied.errno, 13)
         var on = table(policy: Policy(redirectEnabled: true))
-        let refused = on.redirect(now: t0)
+        let refused = on.redirect(at: .anyV4, now: t0)
         XCTAssertEqual(refused, .redirectNotSupported)
         XCTAssertEqual(refused.code, .notSupported)
         XCTAssertEqual(refused.errno, 0)
@@ -308,6 +308,67 @@ final class MediatorPortTableTests: XCTestCase {
         XCTAssertEqual(t.resolved(noAddress, destination: lan, address: nil), .destinationDenied(lan), "not an IP address: denied")
         XCTAssertEqual(t.pendingConnects, 1, "only the allowed connect is still in progress")
         XCTAssertEqual(t.portIDs, [allowed])
+    }
+
+    func testProtectedDestinationsAfterResolution() throws {
+        // `--allow 192.168.77.0/24 --allow ::/0`, and a mapped loopback address named directly or by a
+        // name that resolved to it.
+        var t = table(policy: Policy(allow: [try AllowRule(parsing: "192.168.77.0/24"), try AllowRule(parsing: "::/0")]))
+        let mapped = Endpoint(IPAddress("::ffff:127.0.0.1")!, 22)
+        let direct = try success(t.connect(portID: 0, now: t0)).portID
+        let refused = t.resolved(direct, destination: mapped, address: IPAddress("::ffff:127.0.0.1"))
+        XCTAssertEqual(refused, .protectedDestination(mapped, address: IPAddress("127.0.0.1")!, .loopbackV4))
+        XCTAssertEqual(
+            refused?.message,
+            "[::ffff:127.0.0.1]:22 (127.0.0.1) is in the loopback range 127.0.0.0/8, protected on the mediator: only an --allow rule inside it opens it"
+        )
+        XCTAssertEqual(refused?.code, .deniedByPolicy)
+        XCTAssertEqual(refused?.errno, 13, "EACCES, like every policy refusal")
+        let name = Endpoint(host: .name("sneaky.example"), port: 22)
+        let byName = try success(t.connect(portID: 0, now: t0)).portID
+        XCTAssertEqual(
+            t.resolved(byName, destination: name, address: IPAddress("::ffff:127.0.0.1")),
+            .protectedDestination(name, address: IPAddress("127.0.0.1")!, .loopbackV4))
+        let metadata = Endpoint(IPAddress("169.254.169.254")!, 80)
+        let cloud = try success(t.connect(portID: 0, now: t0)).portID
+        XCTAssertEqual(
+            t.resolved(cloud, destination: metadata, address: IPAddress("169.254.169.254"))?.message,
+            "169.254.169.254:80 is in the link-local range 169.254.0.0/16, protected on the mediator: only an --allow rule inside it opens it"
+        )
+        XCTAssertEqual(t.count, 0)
+        XCTAssertEqual(t.pendingConnects, 0)
+
+        // A rule that names the range opens it; its ports still decide.
+        var ssh = table(policy: Policy(allow: [try AllowRule(parsing: "127.0.0.1:22")]))
+        let allowed = try success(ssh.connect(portID: 0, now: t0)).portID
+        XCTAssertNil(ssh.resolved(allowed, destination: mapped, address: IPAddress("::ffff:127.0.0.1")))
+        let telnet = Endpoint(IPAddress("127.0.0.1")!, 23)
+        let other = try success(ssh.connect(portID: 0, now: t0)).portID
+        XCTAssertEqual(ssh.resolved(other, destination: telnet, address: IPAddress("127.0.0.1")), .destinationDenied(telnet))
+    }
+
+    func testOpenAndRedirectOfAProtectedAddressAreDenied() throws {
+        var t = table(policy: Policy(redirectEnabled: true))
+        let loopback = IPAddress("127.0.0.1")!
+        XCTAssertEqual(refusal(t.open(at: loopback, now: t0)), .bindDenied(loopback, .loopbackV4))
+        XCTAssertEqual(refusal(t.open(at: IPAddress("::ffff:127.0.0.1")!, now: t0)), .bindDenied(loopback, .loopbackV4))
+        XCTAssertEqual(refusal(t.open(at: IPAddress("fe80::1")!, now: t0)), .bindDenied(IPAddress("fe80::1")!, .linkLocalV6))
+        XCTAssertEqual(t.redirect(at: loopback, now: t0), .bindDenied(loopback, .loopbackV4))
+        XCTAssertEqual(t.count, 0, "nothing was taken")
+        let denied = MediatorPortRefusal.bindDenied(loopback, .loopbackV4)
+        XCTAssertEqual(
+            denied.message,
+            "127.0.0.1 is in the loopback range 127.0.0.0/8, protected on the mediator: only an --allow rule inside it allows binding it")
+        XCTAssertEqual(denied.code, .deniedByPolicy)
+        XCTAssertEqual(denied.errno, 13)
+        XCTAssertNotNil(try success(t.open(at: .anyV4, now: t0)), "every interface is fine")
+        XCTAssertNotNil(try success(t.open(at: .anyV6, now: t0)))
+        XCTAssertNotNil(try success(t.open(at: IPAddress("192.168.77.2")!, now: t0)))
+        XCTAssertEqual(t.redirect(at: .anyV4, now: t0), .redirectNotSupported)
+
+        var named = table(policy: Policy(allow: [try AllowRule(parsing: "127.0.0.0/8")]))
+        XCTAssertNotNil(try success(named.open(at: loopback, now: t0)))
+        XCTAssertEqual(refusal(named.open(at: IPAddress("::1")!, now: t0)), .bindDenied(IPAddress("::1")!, .loopbackV6))
     }
 
     func testConnectClosedWhileConnectingIsStillAnswered() throws {
@@ -386,7 +447,7 @@ final class MediatorPortTableTests: XCTestCase {
         let connecting = try success(t.connect(portID: 0, now: t0)).portID
         let stream = try openStream(&t, "s")
         let listener = try openListener(&t, "l")
-        let datagram = try success(t.open(now: t0))
+        let datagram = try success(t.open(at: .anyV4, now: t0))
         XCTAssertTrue(t.opened(datagram, datagram: "d"))
         var closed: [String] = []
         for id in [reserved, connecting, stream, listener, datagram] {
@@ -410,7 +471,7 @@ final class MediatorPortTableTests: XCTestCase {
         let connecting = try success(t.connect(portID: 0, now: t0)).portID
         let listener = try openListener(&t, "l")
         let stream = try openStream(&t, "s")
-        let datagram = try success(t.open(now: t0))
+        let datagram = try success(t.open(at: .anyV4, now: t0))
         XCTAssertTrue(t.opened(datagram, datagram: "d"))
         for id in [reserved, connecting, listener, stream, datagram, 999] { t.released(id) }
         XCTAssertEqual(t.portIDs, [reserved, connecting, listener])
@@ -424,7 +485,7 @@ final class MediatorPortTableTests: XCTestCase {
         let listener = try openListener(&t, "l")
         let starting = try openReserved(&t, "s2")
         _ = try success(t.listen(portID: starting, now: t0))
-        let binding = try success(t.open(now: t0))
+        let binding = try success(t.open(at: .anyV4, now: t0))
         let child = try success(t.accept(on: listener))
         XCTAssertEqual(t.count, 7)
         let released = t.sessionClosed().map { "\($0.kind)" }

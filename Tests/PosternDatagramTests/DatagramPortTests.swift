@@ -81,6 +81,38 @@ final class DatagramPortTests: XCTestCase {
         XCTAssertEqual(port.drops[.denied], 2)
     }
 
+    func testMappedAndProtectedDestinationsDenied() throws {
+        // `--allow 192.168.77.0/24 --allow ::/0` on a dual-stack port: the mapped form of loopback
+        // or of the metadata service is IPv4, and protected.
+        try make(Policy(allow: [try AllowRule(parsing: "192.168.77.0/24"), try AllowRule(parsing: "::/0")]))
+        for text in ["::ffff:127.0.0.1", "::127.0.0.1", "::ffff:169.254.169.254", "::1", "fe80::1", "::ffff:10.0.0.1"] {
+            server.send(portID: portID, peer: Endpoint(IPAddress(text)!, 53), bytes: datagram(20))
+        }
+        XCTAssertTrue(try sentToLAN().isEmpty)
+        XCTAssertEqual(port.drops[.denied], 6)
+        // The mapped form of an allowed address is allowed, and sent as given.
+        server.send(portID: portID, peer: Endpoint(IPAddress("::ffff:192.168.77.10")!, 53), bytes: datagram(20))
+        XCTAssertEqual(try sentToLAN().map(\.remoteAddress), [address("::ffff:192.168.77.10", 53)])
+        // No --allow at all still keeps the host's own loopback shut.
+        try make(Policy())
+        server.send(portID: portID, peer: Endpoint(IPAddress("127.0.0.1")!, 53), bytes: datagram(20))
+        server.send(portID: portID, peer: Endpoint(IPAddress("::ffff:127.0.0.1")!, 53), bytes: datagram(20))
+        XCTAssertTrue(try sentToLAN().isEmpty)
+        XCTAssertEqual(port.drops[.denied], 2)
+    }
+
+    func testAPeerIsKnownInEitherForm() throws {
+        // A dual-stack socket reports an IPv4 sender as ::ffff:a.b.c.d; the server may answer either form.
+        try make(Policy(allow: [try AllowRule(parsing: "10.0.0.0/8")], listenEnabled: true))
+        try fromLAN(address("::ffff:127.0.0.1", 999), datagram(10))
+        XCTAssertEqual(recorder.received.count, 1, "--allow-listen passes the unsolicited datagram")
+        server.send(portID: portID, peer: Endpoint(IPAddress("::ffff:127.0.0.1")!, 999), bytes: datagram(5))
+        server.send(portID: portID, peer: Endpoint(IPAddress("127.0.0.1")!, 999), bytes: datagram(6))
+        XCTAssertEqual(try sentToLAN().map(\.data), [datagram(5), datagram(6)], "a reply to the peer that wrote")
+        server.send(portID: portID, peer: Endpoint(IPAddress("127.0.0.1")!, 998), bytes: datagram(7))
+        XCTAssertTrue(try sentToLAN().isEmpty, "another loopback port is not that peer")
+    }
+
     func testOversizeDroppedAndCounted() throws {
         try make(Policy(), maxSize: 100)
         server.send(portID: portID, peer: dns, bytes: datagram(1))

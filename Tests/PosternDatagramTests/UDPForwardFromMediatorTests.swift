@@ -31,7 +31,7 @@ final class UDPForwardFromMediatorTests: XCTestCase {
         let registry = MediatorRegistry(events: EventLog(clock: { Date(timeIntervalSince1970: 0) }), logger: Logger(label: "test"))
         forward = UDPForwardFromMediator(
             spec: try ForwardSpec(parsing: "udp:acme/0.0.0.0:5000=203.0.113.10:5000"), registry: registry, eventLoop: loop,
-            limits: DatagramFlowLimits(maxBacklog: 4, idleTimeout: .seconds(60)), now: { [clock] in clock!.now },
+            limits: DatagramFlowLimits(maxBacklog: 4, idleTimeout: .seconds(60), maxFlows: 4), now: { [clock] in clock!.now },
             logger: Logger(label: "test"),
             openSocket: { [unowned self] _, handler in
                 let channel = EmbeddedChannel(handler: handler, loop: loop)
@@ -60,6 +60,28 @@ final class UDPForwardFromMediatorTests: XCTestCase {
         XCTAssertEqual(
             recorder.received,
             [.init(portID: portID, peer: other, bytes: datagram(5, 4)), .init(portID: portID, peer: lan, bytes: datagram(5, 5))])
+    }
+
+    func testOnlyTheTargetReachesTheLAN() throws {
+        // The attack of issue 8 item 3: a stranger spraying the server's ephemeral ports.
+        mediator.send(portID: portID, peer: lan, bytes: datagram(1))
+        try sockets[0].writeInbound(AddressedEnvelope(remoteAddress: address("198.51.100.66", 5000), data: datagram(5, 1)))
+        try sockets[0].writeInbound(AddressedEnvelope(remoteAddress: address("203.0.113.10", 5001), data: datagram(5, 2)))
+        try sockets[0].writeInbound(AddressedEnvelope(remoteAddress: address("::ffff:198.51.100.66", 5000), data: datagram(5, 3)))
+        XCTAssertTrue(recorder.received.isEmpty, "nothing but the target's datagrams reaches the LAN peer")
+        XCTAssertEqual(forward.current?.flows.drops[.unsolicited], 3)
+        try sockets[0].writeInbound(AddressedEnvelope(remoteAddress: target, data: datagram(5, 4)))
+        XCTAssertEqual(recorder.received, [.init(portID: portID, peer: lan, bytes: datagram(5, 4))])
+    }
+
+    func testLANPeersAreCappedPerForward() throws {
+        for host in 0..<10 {
+            mediator.send(portID: portID, peer: Endpoint(IPAddress("192.168.77.\(100 + host)")!, 41000), bytes: datagram(1))
+        }
+        XCTAssertEqual(sockets.count, 4, "server sockets: the forward's limit")
+        XCTAssertEqual(forward.current?.flows.drops[.flowLimit], 6)
+        mediator.send(portID: portID, peer: Endpoint(IPAddress("192.168.77.100")!, 41000), bytes: datagram(2))
+        XCTAssertEqual(try toTarget(sockets[0]).count, 2, "a peer with a flow goes on")
     }
 
     func testOversizeFromTheTargetDroppedAndCounted() throws {

@@ -32,7 +32,7 @@ final class UDPForwardToMediatorTests: XCTestCase {
         let registry = MediatorRegistry(events: EventLog(clock: { Date(timeIntervalSince1970: 0) }), logger: Logger(label: "test"))
         forward = try UDPForwardToMediator(
             spec: ForwardSpec(parsing: "udp:0.0.0.0:5353=acme/192.168.77.10:5353"), registry: registry, eventLoop: loop,
-            limits: DatagramFlowLimits(maxBacklog: 4, idleTimeout: .seconds(60)), now: { [clock] in clock!.now },
+            limits: DatagramFlowLimits(maxBacklog: 4, idleTimeout: .seconds(60), maxFlows: 8), now: { [clock] in clock!.now },
             logger: Logger(label: "test"),
             openPort: { [unowned self] _ in
                 guard connected else { return nil }
@@ -68,6 +68,23 @@ final class UDPForwardToMediatorTests: XCTestCase {
         XCTAssertEqual(forward.flows.drops[.backlogFull], 2)
         try fromUser(user, datagram(10, 9))
         XCTAssertEqual(recorder.received.last, .init(portID: 9, peer: target, bytes: datagram(10, 9)), "open flow: sent at once")
+    }
+
+    func testOneSenderWithManySourcePortsHoldsAtMostTheFlowLimit() throws {
+        // The attack of issue 8 item 9: each source port would take a mediator port.
+        for sourcePort in 0..<100 { try fromUser(address("203.0.113.66", 30000 + sourcePort), datagram(10)) }
+        XCTAssertEqual(opening.count, 8, "mediator ports asked for: the forward's limit, not one per source port")
+        XCTAssertEqual(forward.flows.drops[.flowLimit], 92)
+        for id in 1...8 { open(UInt32(id)) }
+        XCTAssertEqual(recorder.received.count, 8)
+        try fromUser(address("203.0.113.66", 30000), datagram(10, 1))
+        XCTAssertEqual(recorder.received.count, 9, "a sender that holds a flow goes on")
+        // Once the flows go quiet and are swept, new peers get in again.
+        clock.advance(.seconds(61))
+        forward.sweep(now: clock.now)
+        XCTAssertEqual(closedPorts.count, 8)
+        try fromUser(user, datagram(10))
+        XCTAssertEqual(opening.count, 1)
     }
 
     func testRepliesGoBackToTheirPeer() throws {

@@ -65,7 +65,9 @@ final class MediatorHarness {
         let port = listener.localAddress!.port!
 
         var configuration = MediatorConfiguration(
-            serverHost: "127.0.0.1", serverPort: port, name: "acme", secret: secret, policy: Policy(),
+            // The LAN of these tests is loopback, which only a rule naming it opens.
+            serverHost: "127.0.0.1", serverPort: port, name: "acme", secret: secret,
+            policy: Policy(allow: [try AllowRule(parsing: "127.0.0.0/8")]),
             settings: settings, softwareVersion: "test")
         try configure(&configuration)
         let api = RemoteSocketAPI(configuration: configuration, eventLoop: loop, logger: logger, now: { [unowned self] in now })

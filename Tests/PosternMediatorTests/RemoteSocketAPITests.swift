@@ -125,6 +125,72 @@ final class RemoteSocketAPITests: XCTestCase {
         XCTAssertEqual(try harness.portCount(), 0)
     }
 
+    /// Counts the connections a loopback listener accepted; touched only on its event loop.
+    private final class AcceptCount: @unchecked Sendable {
+        var value = 0
+    }
+
+    /// A loopback listener that counts what reaches it: the mediator host's own service.
+    private func hostService() throws -> (port: UInt16, accepted: () throws -> Int) {
+        let count = AcceptCount()
+        let server = try ServerBootstrap(group: group)
+            .childChannelInitializer { child in
+                count.value += 1
+                return child.eventLoop.makeSucceededVoidFuture()
+            }
+            .bind(host: "127.0.0.1", port: 0).wait()
+        peers.append(server)
+        return (UInt16(server.localAddress!.port!), { try server.eventLoop.submit { count.value }.wait() })
+    }
+
+    func testMappedLoopbackIsDeniedDespiteABroadIPv6Rule() throws {
+        // Issue 8 item 2: `--allow 192.168.77.0/24 --allow ::/0`, then CONNECT to [::ffff:127.0.0.1]:PORT,
+        // by address and by a name the mediator resolves to that address.
+        harness = try MediatorHarness {
+            $0.policy = Policy(allow: [try AllowRule(parsing: "192.168.77.0/24"), try AllowRule(parsing: "::/0")])
+        }
+        let service = try hostService()
+        let mapped = Endpoint(IPAddress("::ffff:127.0.0.1")!, service.port)
+        assertFailed(
+            try harness.failed(.connect(.init(requestID: 1, portID: 0, destination: mapped))), .deniedByPolicy, 13,
+            "[::ffff:127.0.0.1]:\(service.port) (127.0.0.1) is in the loopback range 127.0.0.0/8, protected on the mediator: only an --allow rule inside it opens it"
+        )
+        for (id, name) in [(2, "::ffff:127.0.0.1"), (3, "localhost"), (4, "::ffff:7f00:1")] {
+            let byName = Endpoint(host: .name(name), port: service.port)
+            let failed = try harness.failed(.connect(.init(requestID: UInt32(id), portID: 0, destination: byName)))
+            XCTAssertEqual(failed.code, .deniedByPolicy, name)
+            XCTAssertEqual(failed.errno, 13, name)
+        }
+        assertFailed(
+            try harness.failed(.open(.init(requestID: 5, transport: .udp, exact: false, address: IPAddress("::ffff:127.0.0.1")!, port: 0))),
+            .deniedByPolicy, 13,
+            "127.0.0.1 is in the loopback range 127.0.0.0/8, protected on the mediator: only an --allow rule inside it allows binding it")
+        XCTAssertEqual(try service.accepted(), 0, "nothing reached the host's loopback")
+        XCTAssertEqual(try harness.portCount(), 0)
+    }
+
+    func testLoopbackIsDeniedWithNoAllowAtAllAndOpenedByARuleNamingIt() throws {
+        harness = try MediatorHarness { $0.policy = Policy() }
+        let service = try hostService()
+        XCTAssertEqual(try harness.failed(connect(1, to: service.port)).code, .deniedByPolicy)
+        XCTAssertEqual(
+            try harness.failed(.connect(.init(requestID: 2, portID: 0, destination: Endpoint(.anyV4, service.port)))).code, .deniedByPolicy,
+            "0.0.0.0 is this host")
+        XCTAssertEqual(try harness.failed(open(3)).code, .deniedByPolicy, "no binding on loopback either")
+        XCTAssertNotNil(try harness.done(.open(.init(requestID: 4, transport: .tcp, exact: false, address: .anyV4, port: 0))))
+        XCTAssertEqual(try service.accepted(), 0)
+        harness.shutdown()
+        harness = try MediatorHarness { $0.policy = Policy(allow: [try AllowRule(parsing: "127.0.0.1:\(service.port)")]) }
+        XCTAssertNotNil(
+            try harness.done(.connect(.init(requestID: 1, portID: 0, destination: Endpoint(IPAddress("::ffff:127.0.0.1")!, service.port)))))
+        // The listener's accept runs on its own event loop turn: wait for it, bounded.
+        let deadline = NIODeadline.now() + .seconds(5)
+        while try service.accepted() == 0 && NIODeadline.now() < deadline {
+            try group.next().scheduleTask(in: .milliseconds(10)) {}.futureResult.wait()
+        }
+        XCTAssertEqual(try service.accepted(), 1, "a rule naming the address opens it, in either form")
+    }
+
     func testConnectClosedWhileResolvingIsStillAnswered() throws {
         harness = try MediatorHarness()
         let opened = try harness.done(open(1))

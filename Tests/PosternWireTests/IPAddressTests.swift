@@ -20,6 +20,29 @@ final class IPAddressTests: XCTestCase {
         XCTAssertEqual(IPAddress(Substring("fd00::10")), IPAddress("fd00::10"))
     }
 
+    func testNormalizedUnwrapsMappedAndCompatibleIPv4() {
+        func n(_ s: String) -> IPAddress { IPAddress(s)!.normalized }
+        XCTAssertEqual(n("::ffff:127.0.0.1"), IPAddress("127.0.0.1"))
+        XCTAssertEqual(n("[::ffff:7f00:1]"), IPAddress("127.0.0.1"), "the hex spelling is the same address")
+        XCTAssertEqual(n("::ffff:169.254.169.254"), IPAddress("169.254.169.254"))
+        XCTAssertEqual(n("::ffff:0.0.0.0"), .anyV4)
+        XCTAssertEqual(n("::ffff:255.255.255.255"), .v4(.max))
+        XCTAssertEqual(n("::127.0.0.1"), IPAddress("127.0.0.1"), "IPv4-compatible")
+        XCTAssertEqual(n("::192.168.77.10"), IPAddress("192.168.77.10"))
+        XCTAssertEqual(n("::0.0.0.2"), IPAddress("0.0.0.2"))
+        // Not IPv4 in disguise: stays itself.
+        for text in [
+            "::", "::1", "fd00::1", "2001:db8::ffff:127.0.0.1", "::fffe:127.0.0.1", "1::ffff:127.0.0.1", "64:ff9b::7f00:1", "fe80::1",
+        ] {
+            XCTAssertEqual(n(text), IPAddress(text), text)
+            XCTAssertTrue(n(text).isIPv6, text)
+        }
+        for text in ["127.0.0.1", "0.0.0.0", "192.168.77.10"] {
+            XCTAssertEqual(n(text), IPAddress(text), "IPv4 is itself")
+        }
+        XCTAssertEqual(IPAddress("::ffff:10.0.0.1")!.normalized.normalized, IPAddress("10.0.0.1"), "idempotent")
+    }
+
     func testRejectsInvalid() {
         for text in [
             "", " ", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1.2.3.-1", "01.2.3.4x", "example.com", "fd00::g", "1::2::3", "[fd00::1",

@@ -16,6 +16,7 @@ secret-file = "$TEST_TMP/secret"
 admin = "127.0.0.1:7070"
 keepalive = 1
 dead-timeout = 3
+udp-max-flows = 64
 forwards = [
     "tcp:0.0.0.0:8080=acme/192.168.77.10:80",
     "tcp:acme/0.0.0.0:9000=203.0.113.10:2222",
