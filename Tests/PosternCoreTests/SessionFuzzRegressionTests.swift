@@ -77,6 +77,9 @@ final class SessionFuzzRegressionTests: XCTestCase {
         let draining = try replay("relay-draining").relayCounts
         XCTAssertEqual(draining.drains, 1)
         XCTAssertEqual(draining.closedBothWays, 2)
+        let eof = try replay("relay-eof-behind-held")
+        XCTAssertEqual(eof[.mediator].ports[1]?.writtenCount, 10)
+        XCTAssertEqual(eof[.mediator].ports[1]?.machine.halves.receivedFin, true)
         let late = try replay("relay-owner-reset").relayCounts
         XCTAssertEqual(late.lateJoins, 1)
         XCTAssertEqual(late.resetsByPeer, 1)
