@@ -1,4 +1,7 @@
 import Foundation
+import NIOCore
+import PosternCore
+import PosternWire
 import XCTest
 
 /// The session fuzz driver (SessionFuzz/, the code the libFuzzer target runs) replayed without a
@@ -59,6 +62,27 @@ final class SessionFuzzRegressionTests: XCTestCase {
         XCTAssertTrue(try replay("handshake").bothEstablished)
         XCTAssertTrue(try replay("mutual-tls-right-name").bothEstablished)
         XCTAssertTrue(try replay("relay-tiny-windows").windowGrants > 0)
+        // Each relay seed reaches the path of StreamPortStateMachine it is named for.
+        let early = try replay("relay-early-frames").relayCounts
+        XCTAssertGreaterThan(early.replays, 0)
+        XCTAssertGreaterThan(early.halfCloses, 0)
+        XCTAssertEqual(early.closedBothWays, 2)
+        let budget = try replay("relay-buffer-limit")
+        XCTAssertGreaterThanOrEqual(budget.relayCounts.bufferRefusals, 2)
+        XCTAssertGreaterThan(budget.relayCounts.resetsByPeer, 0)
+        XCTAssertEqual(
+            Set(budget[.mediator].ports.values.compactMap { $0.ended?.reason }), [.sessionBufferFull, .sessionBufferFullBeforeReady])
+        XCTAssertGreaterThan(try replay("relay-tunnel-full").relayCounts.waitsForTunnel, 0)
+        XCTAssertEqual(try replay("relay-close-by-request").relayCounts.closedByRequest, 2)
+        let draining = try replay("relay-draining").relayCounts
+        XCTAssertEqual(draining.drains, 1)
+        XCTAssertEqual(draining.closedBothWays, 2)
+        let eof = try replay("relay-eof-behind-held")
+        XCTAssertEqual(eof[.mediator].ports[1]?.writtenCount, 10)
+        XCTAssertEqual(eof[.mediator].ports[1]?.machine.halves.receivedFin, true)
+        let late = try replay("relay-owner-reset").relayCounts
+        XCTAssertEqual(late.lateJoins, 1)
+        XCTAssertEqual(late.resetsByPeer, 1)
         XCTAssertEqual(try replay("relay-consume-before-data").ends.map(\.established?.name), ["acme", "acme"])
         XCTAssertEqual(
             scripts["relay-consume-before-data"], Self.regressions.first { $0.name == "relay-consume-before-data" }?.script,
@@ -75,13 +99,41 @@ final class SessionFuzzRegressionTests: XCTestCase {
 
     /// The driver reports what it checks: a script whose honest ends are made to disagree is caught.
     func testTheDriverCatchesABrokenInvariant() throws {
-        // Established (default settings, start, deliver all); then the mediator's relay hears FINISHED
-        // twice on one port with no forged frame in play: honest peers never do that.
+        // Established (default settings, start, deliver all); then the mediator's port 1 gets a socket
+        // and hears FINISHED twice with no forged frame in play: honest peers never do that.
         var harness = try SessionFuzzHarness.run([0x36, 0x04, 0x07])
         XCTAssertTrue(harness.bothEstablished)
+        try harness.socketJoined(PortRef(0x01))
         try harness.relayReceive(.finished(.init(portID: 1)), at: .mediator)
         XCTAssertThrowsError(try harness.relayReceive(.finished(.init(portID: 1)), at: .mediator)) { error in
-            XCTAssertTrue("\(error)".contains("second FINISHED"), "\(error)")
+            XCTAssertTrue("\(error)".contains("FINISHED twice"), "\(error)")
+        }
+    }
+
+    /// Bytes written to a socket must be the peer's socket's bytes, in order: DATA of other bytes is caught.
+    func testTheDriverCatchesWrongBytes() throws {
+        var harness = try SessionFuzzHarness.run([0x36, 0x04, 0x07])
+        try harness.socketJoined(PortRef(0x01))
+        // The server's socket for port 1 reads 8, 9, 10, ... (SessionFuzzHarness.content).
+        try harness.relayReceive(.data(.init(portID: 1, bytes: ByteBuffer(bytes: [8, 9]))), at: .mediator)
+        XCTAssertThrowsError(
+            try harness.relayReceive(.data(.init(portID: 1, bytes: ByteBuffer(bytes: [11]))), at: .mediator)
+        ) { error in
+            XCTAssertTrue("\(error)".contains("wrote byte 2 of the peer's stream wrong"), "\(error)")
+        }
+    }
+
+    /// A RESET that one end sent and the other took must end the other's port: the quiet-connection
+    /// check sees a port that went on.
+    func testTheDriverCatchesAResetThatDidNotArrive() throws {
+        // Established; the server's port 1 reads 10 bytes, the mediator joins, everything is delivered.
+        var harness = try SessionFuzzHarness.run([0x36, 0x04, 0x07, 0x0a, 0x00, 0x0a, 0x15, 0x01, 0x07])
+        XCTAssertEqual(harness[.mediator].ports[1]?.writtenCount, 10)
+        // The server resets the port; its RESET is lost on the way (it never reaches the mediator).
+        try harness.resetByOwner(PortRef(0x00))
+        harness.ends[End.server.rawValue].outbox.removeAll()
+        XCTAssertThrowsError(try harness.checkFlowControl()) { error in
+            XCTAssertTrue("\(error)".contains("RESET arrived but mediator's port goes on"), "\(error)")
         }
     }
 }

@@ -13,7 +13,9 @@ import PosternWire
 // end runs the per-port relay rules on the frames delivered (SessionFuzzRelay.swift).
 //
 // Script: byte 0 picks the settings (`SessionFuzzSettings.init(_:)`); then one command per byte,
-// `byte & 0x1f` (20 and up, but for 16-20 below, mean `byte & 0x0f`):
+// `byte & 0x1f` (26 and up mean `byte & 0x0f`). Relay commands name a port with a byte (`PortRef`:
+// bit 0 the end, bits 1-2 the port, bit 3 a read in two buffers); they drive the real
+// `StreamPortStateMachine` of that port at that end (SessionFuzzRelay.swift):
 //
 //   0 / 1  inject the frame that follows (whole, header included) to the server / the mediator;
 //          the script ends if no valid frame follows
@@ -23,20 +25,26 @@ import PosternWire
 //   5 / 6  deliver one queued frame server→mediator / mediator→server
 //   7      deliver queued frames both ways until none is left
 //   8 / 9  server / mediator goAway, code from the next byte
-//   10     send DATA: next byte picks end and port (`PortRef`), the byte after it the length
-//   11     the local socket consumed bytes: end and port, then a length (may grant a WINDOW)
-//   12     the local socket reached end of input: FINISHED (end and port byte)
-//   13     reset the port: RESET (end and port byte)
+//   10     the socket read bytes (if the relay asked it to read): port byte, then the length
+//   11     the socket's pending writes complete: port byte, then how many (0: all)
+//   12     the socket reached end of input (port byte)
+//   13     the socket failed: ECONNRESET (port byte)
 //   14     tick both without moving the clock
 //   15     run the clock: eight rounds of "advance to the earlier deadline, tick, deliver all"
 //   16     the server's transport is ready, facts from the next byte (`serverFacts(_:)`)
 //   17     the mediator's transport is ready, facts from the next byte (`mediatorFacts(_:)`)
 //   18 / 19  the server's / the mediator's decoder failed, the error picked by the next byte
 //   20     start the server again (it started when the harness was made, as on accept)
+//   21     the socket joined (port byte): frames kept before it are replayed
+//   22     the socket closed (port byte): channelInactive, its pending writes failed
+//   23     the tunnel's writability: next byte, bit 0 the end, bit 1 writable
+//   24     the server closes the port (CLOSE, §5.5): port byte, its end bit ignored
+//   25     the port's owner resets it (port byte)
 //
 // Like the handler, the harness gives an end its transport's facts before it first reads a frame
 // from the connection if the script did not (TLS finishes before data flows); a forged frame is
-// injected without that, so it may arrive before the transport is ready.
+// injected without that, so it may arrive before the transport is ready. An end's tunnel that was
+// made unwritable becomes writable again once everything it wrote was read (the water marks).
 //
 // A script runs at most `budget` commands (command 15 counts eight): past that, long runs of
 // keepalive rounds only slow the fuzzer down.
@@ -52,8 +60,16 @@ import PosternWire
 //   - the server never establishes a session its transport's certificate names do not allow, and
 //     never one whose channel binding differs from the mediator's, unless a forged frame came;
 //   - two honest ends that both established hold the same keys, one per direction;
+//   - at each end, the session's buffer budget counts exactly the bytes its ports keep before their
+//     sockets join and their socket writes not yet completed, within the limit; no port holds bytes
+//     it has credit and a writable tunnel for; a port with credit reads its socket or waits for the
+//     tunnel; no port sends after it ended, DATA after its FINISHED, or FINISHED before every byte
+//     its socket read; no port writes to a socket it does not have, or sends WINDOW 0;
 //   - while no forged frame was injected, the two honest ends never break flow control or FIN/RST
-//     rules against each other (SessionFuzzRelay.swift).
+//     rules against each other: no more in flight than the window and no stalled direction; every
+//     byte written to a socket is the peer's socket's next byte, and FINISHED arrives after all of
+//     them; a RESET or FINISHED, once delivered, ended or half-closed the other end's port
+//     (SessionFuzzRelay.swift).
 
 /// An invariant the machines broke, with the sentence that says which.
 public struct SessionFuzzViolation: Error, CustomStringConvertible {
@@ -109,6 +125,9 @@ public struct SessionFuzzSettings {
         (server.keepaliveInterval, server.deadTimeout, server.handshakeTimeout) = Self.timings[Int(config >> 6)]
         server.maxPayload = 65_536
         mediator.maxPayload = 32_768
+        // Small enough that two ports with big windows and slow sockets pass it.
+        server.maxBufferedBytes = 100_000
+        mediator.maxBufferedBytes = 100_000
         mediator.handshakeTimeout = .seconds(8)
         switch (config ^ config >> 5) % 3 {
         case 1:
@@ -175,8 +194,11 @@ struct EndState {
     /// peer's decoder limit.
     var outbox: [(frame: Frame, fits: Bool)] = []
     var ports: [UInt32: RelayPort] = [:]
-    /// WINDOW frames this end's relay granted: the tests check a replay reached the relay.
-    var grants = 0
+    /// The tunnel channel's writability, as the ports see it.
+    var writable = true
+    /// The session's buffer budget in use (`TunnelSession.bufferedBytes`).
+    var buffered = 0
+    var counts = RelayCounts()
 
     init(settings: SessionSettings) { self.settings = settings }
 }
@@ -223,19 +245,28 @@ public struct SessionFuzzHarness {
 
     subscript(end: End) -> EndState {
         get { ends[end.rawValue] }
-        set { ends[end.rawValue] = newValue }
+        _modify { yield &ends[end.rawValue] }
     }
 
     /// Both ends established, each with the session the other agreed to.
     public var bothEstablished: Bool { self[.server].established != nil && self[.mediator].established != nil }
     /// WINDOW frames both relays granted.
-    public var windowGrants: Int { self[.server].grants + self[.mediator].grants }
+    public var windowGrants: Int { relayCounts.grants }
+    /// What both relays did.
+    public var relayCounts: RelayCounts {
+        let (s, m) = (self[.server].counts, self[.mediator].counts)
+        return RelayCounts(
+            grants: s.grants + m.grants, replays: s.replays + m.replays, bufferRefusals: s.bufferRefusals + m.bufferRefusals,
+            halfCloses: s.halfCloses + m.halfCloses, closedBothWays: s.closedBothWays + m.closedBothWays,
+            closedByRequest: s.closedByRequest + m.closedByRequest, resetsByPeer: s.resetsByPeer + m.resetsByPeer,
+            waitsForTunnel: s.waitsForTunnel + m.waitsForTunnel, drains: s.drains + m.drains, lateJoins: s.lateJoins + m.lateJoins)
+    }
 
     mutating func run(_ script: inout SessionFuzzScript) throws {
         var spent = 0
         while spent < Self.budget, var command = script.byte() {
             command &= 0x1f
-            if command > 20 { command &= 0x0f }
+            if command > 25 { command &= 0x0f }
             spent += command == 15 ? 8 : 1
             trace?("command \(command) at +\((now.uptimeNanoseconds - 5_000_000_000_000) / 1_000_000) ms")
             switch command {
@@ -263,16 +294,16 @@ public struct SessionFuzzHarness {
                 try goAway(command == 8 ? .server : .mediator, ErrorCode(rawValue: UInt16(code)))
             case 10:
                 guard let ref = script.byte(), let length = script.byte() else { return }
-                try sendData(PortRef(ref), length: Self.length(length))
+                try socketRead(PortRef(ref), length: Self.length(length))
             case 11:
-                guard let ref = script.byte(), let length = script.byte() else { return }
-                try consume(PortRef(ref), length: Self.length(length))
+                guard let ref = script.byte(), let count = script.byte() else { return }
+                try socketWritesCompleted(PortRef(ref), count: Int(count))
             case 12:
                 guard let ref = script.byte() else { return }
-                try localEOF(PortRef(ref))
+                try socketInputClosed(PortRef(ref))
             case 13:
                 guard let ref = script.byte() else { return }
-                try reset(PortRef(ref))
+                try socketFailed(PortRef(ref))
             case 14:
                 try tickBoth()
             case 15:
@@ -289,9 +320,22 @@ public struct SessionFuzzHarness {
                 guard let byte = script.byte() else { return }
                 let errors = SessionFuzzInputs.wireErrors
                 try decodeFailed(errors[Int(byte) % errors.count], at: command == 18 ? .server : .mediator)
-            default:
+            case 20:
                 try require(server.start(now: now).isEmpty, "the server acted on a second start")
+            case 21, 22, 24, 25:
+                guard let byte = script.byte() else { return }
+                let ref = PortRef(byte)
+                switch command {
+                case 21: try socketJoined(ref)
+                case 22: try socketClosed(ref)
+                case 24: try closeByRequest(ref.portID)
+                default: try resetByOwner(ref)
+                }
+            default:
+                guard let byte = script.byte() else { return }
+                try setWritable(byte & 2 != 0, at: byte & 1 == 0 ? .server : .mediator)
             }
+            try checkRelays()
             if !forged { try checkFlowControl() }
         }
     }
@@ -367,6 +411,7 @@ public struct SessionFuzzHarness {
         }
         // goAway ends the session in every state, with or without a `.close` (an idle mediator).
         self[end].closed = true
+        try closePorts(at: end)
         try check(end)
     }
 
@@ -410,6 +455,7 @@ public struct SessionFuzzHarness {
                 self[end].closed = true
             }
         }
+        if self[end].closed { try closePorts(at: end) }
         try check(end)
     }
 
@@ -480,6 +526,8 @@ public struct SessionFuzzHarness {
     mutating func deliverOne(from end: End) throws {
         guard !self[end].outbox.isEmpty else { return }
         let (frame, fits) = self[end].outbox.removeFirst()
+        // Everything written was read: the channel is writable again.
+        if self[end].outbox.isEmpty { try setWritable(true, at: end) }
         let reader = end.peer
         guard !self[reader].closed else { return }
         // The transport finishes its own handshake before data flows.
