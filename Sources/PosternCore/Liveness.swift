@@ -5,12 +5,18 @@ import NIOCore
 ///
 /// Each side pings every `interval` whatever else flows (so a NAT mapping never idles out), and
 /// declares the peer dead when nothing at all has arrived for `deadTimeout`.
+///
+/// A probe asks sooner: when another session claims this mediator's name, the server pings at once and
+/// the peer must answer that very ping within a short timeout, or it is declared dead then (so a
+/// mediator that lost its NAT mapping comes back in seconds, and a live one keeps its name).
 public struct Liveness: Sendable {
     public let interval: TimeAmount
     public let deadTimeout: TimeAmount
     public private(set) var lastHeard: NIODeadline
     private var nextPing: NIODeadline
     private var token: UInt64 = 0
+    /// The probe in flight: the PONG token that answers it, when it was sent and when it is overdue.
+    public private(set) var probe: (token: UInt64, sent: NIODeadline, deadline: NIODeadline)?
 
     public init(interval: TimeAmount, deadTimeout: TimeAmount, now: NIODeadline) {
         precondition(interval.nanoseconds > 0 && deadTimeout.nanoseconds > 0)
@@ -24,6 +30,8 @@ public struct Liveness: Sendable {
         case none
         case sendPing(token: UInt64)
         case dead(silentFor: TimeAmount)
+        /// The probe's ping went unanswered for `after`.
+        case probeUnanswered(after: TimeAmount)
     }
 
     /// Any frame from the peer proves the channel alive.
@@ -31,7 +39,27 @@ public struct Liveness: Sendable {
         if now > lastHeard { lastHeard = now }
     }
 
+    /// Pings now and expects the PONG for this ping within `timeout`; returns the ping's token. A probe
+    /// already in flight is kept (its earlier deadline stands): asking twice proves nothing more.
+    public mutating func startProbe(timeout: TimeAmount, now: NIODeadline) -> UInt64? {
+        guard probe == nil else { return nil }
+        token &+= 1
+        probe = (token, now, now + timeout)
+        return token
+    }
+
+    /// A PONG arrived: true when it answers the probe in flight (which is then over).
+    public mutating func pong(token: UInt64) -> Bool {
+        guard let probe, probe.token == token else { return false }
+        self.probe = nil
+        return true
+    }
+
     public mutating func tick(now: NIODeadline) -> Action {
+        if let probe, now >= probe.deadline {
+            self.probe = nil
+            return .probeUnanswered(after: now - probe.sent)
+        }
         if now - lastHeard >= deadTimeout {
             return .dead(silentFor: now - lastHeard)
         }
@@ -45,6 +73,6 @@ public struct Liveness: Sendable {
 
     /// When `tick` should next be called.
     public var nextDeadline: NIODeadline {
-        min(nextPing, lastHeard + deadTimeout)
+        min(nextPing, lastHeard + deadTimeout, probe?.deadline ?? .distantFuture)
     }
 }

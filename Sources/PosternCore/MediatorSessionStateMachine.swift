@@ -122,7 +122,9 @@ public struct MediatorSessionStateMachine: SessionStateMachine {
             }
         case .established(var liveness):
             liveness.heard(at: now)
+            let answered = SessionCommon.answersProbe(frame, liveness: &liveness)
             state = .established(liveness)
+            if answered { return [.deliver(frame)] }
             return SessionCommon.established(
                 frame, handshakeTypes: [Frame.Hello.type, Frame.Challenge.type, Frame.Authenticate.type, Frame.Welcome.type],
                 state: &state)
@@ -151,6 +153,13 @@ public struct MediatorSessionStateMachine: SessionStateMachine {
         case .established(let l): return l.nextDeadline
         case .idle, .closed: return nil
         }
+    }
+
+    public mutating func probe(timeout: TimeAmount, now: NIODeadline) -> [SessionAction] {
+        guard case .established(var liveness) = state else { return [] }
+        let actions = SessionCommon.probe(&liveness, timeout: timeout, now: now)
+        state = .established(liveness)
+        return actions
     }
 
     public mutating func goAway(_ code: ErrorCode, _ message: String) -> [SessionAction] {

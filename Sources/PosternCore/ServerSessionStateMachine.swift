@@ -147,7 +147,9 @@ public struct ServerSessionStateMachine: SessionStateMachine {
 
         case .established(var liveness):
             liveness.heard(at: now)
+            let answered = SessionCommon.answersProbe(frame, liveness: &liveness)
             state = .established(liveness)
+            if answered { return [.deliver(frame)] }
             return SessionCommon.established(
                 frame, handshakeTypes: [Frame.Hello.type, Frame.Authenticate.type, Frame.Challenge.type, Frame.Welcome.type], state: &state)
 
@@ -184,6 +186,13 @@ public struct ServerSessionStateMachine: SessionStateMachine {
     }
 
     /// The service ends the session on its own (shutdown, replaced by a newer session).
+    public mutating func probe(timeout: TimeAmount, now: NIODeadline) -> [SessionAction] {
+        guard case .established(var liveness) = state else { return [] }
+        let actions = SessionCommon.probe(&liveness, timeout: timeout, now: now)
+        state = .established(liveness)
+        return actions
+    }
+
     public mutating func goAway(_ code: ErrorCode, _ message: String) -> [SessionAction] {
         switch state {
         case .closed, .idle:

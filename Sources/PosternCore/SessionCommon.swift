@@ -29,6 +29,17 @@ enum SessionCommon {
         }
     }
 
+    /// A PONG that answers the probe in flight goes up (the registry waits for it); others are absorbed.
+    static func answersProbe(_ frame: Frame, liveness: inout Liveness) -> Bool {
+        guard case .pong(let p) = frame else { return false }
+        return liveness.pong(token: p.token)
+    }
+
+    static func probe(_ liveness: inout Liveness, timeout: TimeAmount, now: NIODeadline) -> [SessionAction] {
+        guard let token = liveness.startProbe(timeout: timeout, now: now) else { return [] }
+        return [.send(.ping(.init(token: token)))]
+    }
+
     static func keepalive<S>(_ action: Liveness.Action, state: inout S) -> [SessionAction] where S: ClosableState {
         switch action {
         case .none:
@@ -38,6 +49,13 @@ enum SessionCommon {
         case .dead(let silent):
             state.markClosed()
             let message = "peer silent for \(silent.nanoseconds / 1_000_000) ms"
+            return [
+                .send(.goAway(.init(code: .keepaliveTimeout, message: message))),
+                .close(SessionEnd(code: .keepaliveTimeout, message: message)),
+            ]
+        case .probeUnanswered(let after):
+            state.markClosed()
+            let message = "no answer to a liveness probe within \(after.nanoseconds / 1_000_000) ms"
             return [
                 .send(.goAway(.init(code: .keepaliveTimeout, message: message))),
                 .close(SessionEnd(code: .keepaliveTimeout, message: message)),

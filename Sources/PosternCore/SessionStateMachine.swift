@@ -22,4 +22,8 @@ public protocol SessionStateMachine: Sendable {
     /// The service ends the session on its own (shutdown, replaced, a protocol error in a layer above).
     mutating func goAway(_ code: ErrorCode, _ message: String) -> [SessionAction]
     mutating func tick(now: NIODeadline) -> [SessionAction]
+    /// Asks an established peer to prove it is alive now: a PING whose PONG must come back within
+    /// `timeout`, delivered to the layer above as `.deliver(.pong)`; unanswered, the session ends
+    /// (`keepaliveTimeout`). Nothing happens before establishment, or while a probe is in flight.
+    mutating func probe(timeout: TimeAmount, now: NIODeadline) -> [SessionAction]
 }

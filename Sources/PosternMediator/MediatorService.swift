@@ -28,8 +28,8 @@ public final class MediatorService: @unchecked Sendable {
         self.finished = eventLoop.makePromise()
     }
 
-    /// Runs until `stop()` or until the server refuses this mediator for good (wrong secret,
-    /// unknown name, other protocol version): those end it with an error.
+    /// Runs until `stop()`, or until a server that proved the secret refuses this mediator for good
+    /// (`ReconnectRule`): that ends it with an error. Nothing unauthenticated can end it.
     public func run() async throws {
         eventLoop.execute { self.dial() }
         do {
@@ -70,15 +70,17 @@ public final class MediatorService: @unchecked Sendable {
                 softwareVersion: configuration.softwareVersion, settings: configuration.settings),
             settings: configuration.settings, eventLoop: eventLoop, logger: logger, now: { .now() })
         session.delegate = api
+        // Set once the server's WELCOME proof checked out over the key TLS verified.
+        var serverProved = false
         api.onEstablished = { [self] session, info in
-            backoff.reset()
+            serverProved = true
             logger.info(
                 "connected to \(configuration.serverHost):\(configuration.serverPort) as '\(info.name)' (session \(info.sessionID))")
             sendEnvironment(session)
         }
         api.onClosed = { [self] end in
             self.session = nil
-            lost(end)
+            lost(end, serverProved: serverProved)
         }
         ClientBootstrap(group: eventLoop)
             // Short: while a path is dead, SYNs are lost; a fresh attempt after the backoff delay
@@ -113,17 +115,24 @@ public final class MediatorService: @unchecked Sendable {
             }
     }
 
-    private func lost(_ end: SessionEnd) {
+    private func lost(_ end: SessionEnd, serverProved: Bool) {
         guard !stopping else { return }
-        switch end.code {
-        case .authenticationFailed, .unknownMediator, .versionMismatch:
-            // Retrying cannot help until someone fixes the configuration: say so and stop.
-            logger.error("\(end.byPeer ? "refused by the server" : "giving up"): \(end.message)")
+        switch ReconnectRule.decide(end, serverProved: serverProved) {
+        case .stop:
+            // The server proved it knows the secret and refused us: retrying cannot help.
+            logger.error("refused by the server: \(end.message) (\(end.code))")
             stopping = true
             finished.fail(Refused(end: end))
-            return
-        default:
-            logger.warning("tunnel lost: \(end)")
+        case .retry(let resetBackoff, let loud):
+            if resetBackoff { backoff.reset() }
+            if loud {
+                // Anyone on the path could have sent this (before the server's proof), so it cannot
+                // stop the mediator; but it needs attention: a wrong pin, secret or name, or an attack.
+                let who = serverProved ? "the server" : "the server (or someone on the path: not authenticated yet)"
+                logger.error("\(end.byPeer ? "refused by \(who)" : "cannot connect"): \(end.message) (\(end.code)); retrying")
+            } else {
+                logger.warning("tunnel lost: \(end)")
+            }
             retry()
         }
     }

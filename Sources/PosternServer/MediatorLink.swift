@@ -41,6 +41,8 @@ public final class MediatorLink: TunnelSessionDelegate {
 
     public var name: String { info?.name ?? "?" }
     public var isOpen: Bool { session.isOpen && info != nil }
+    /// Where the mediator connects from, for the log.
+    var from: String { session.remoteAddress?.display ?? "?" }
 
     // MARK: - Requests (docs/protocol.md §5)
 
@@ -152,6 +154,9 @@ public final class MediatorLink: TunnelSessionDelegate {
             } else {
                 session.send(.reset(.init(portID: a.portID, code: .noSuchPort)))
             }
+        case .pong:
+            // The session machine delivers only the PONG that answers a probe: this link is alive.
+            registry.answered(self)
         case .environment(let e):
             environment = e
             registry.events.post(

@@ -48,6 +48,14 @@ public struct SecretBook: Sendable, CustomStringConvertible {
         return book
     }
 
+    /// Said at startup when one secret serves every name: whoever holds it can connect as any
+    /// mediator, so one mediator's host can impersonate another (docs/security.md).
+    public var sharedSecretWarning: String? {
+        guard shared != nil else { return nil }
+        return
+            "the secret file holds one secret shared by every mediator name: any mediator can connect under another's name (a live one keeps it, a disconnected one can be taken). Give each mediator its own secret ('NAME SECRET' lines) or use mutual TLS (--mediator-ca)."
+    }
+
     /// Never shows a secret, only its shape.
     public var description: String {
         var parts: [String] = []

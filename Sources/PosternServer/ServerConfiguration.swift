@@ -28,6 +28,8 @@ public struct ServerConfiguration: Sendable {
     public var maxPortsPerSession = 4096
     /// Mediators connected at once (each name holds at most one session).
     public var maxMediators = 1024
+    /// How long a connected mediator has to answer a keepalive when another session claims its name.
+    public var nameProbeTimeout: TimeAmount = .seconds(3)
     public var softwareVersion: String
 
     public init(

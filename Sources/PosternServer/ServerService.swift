@@ -33,6 +33,7 @@ public final class ServerService: @unchecked Sendable {
         self.eventLoop = group.next()
         self.registry = MediatorRegistry(events: EventLog(clock: { Date() }), logger: logger)
         registry.maxMediators = configuration.maxMediators
+        registry.probeTimeout = configuration.nameProbeTimeout
         self.finished = eventLoop.makePromise()
     }
 
@@ -57,6 +58,7 @@ public final class ServerService: @unchecked Sendable {
     }
 
     private func startOnLoop() -> EventLoopFuture<Void> {
+        if let warning = configuration.secrets.sharedSecretWarning { logger.warning("\(warning)") }
         var steps: [EventLoopFuture<Void>] = []
         steps.append(bindServicePort())
         if let admin = configuration.admin { steps.append(bindAdmin(admin)) }

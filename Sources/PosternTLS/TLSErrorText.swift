@@ -8,8 +8,8 @@ enum TLSErrorText {
 
     static func describe(_ error: Error, client: Bool = true) -> String { classify(error, client: client).text }
 
-    /// The sentence, and whether it is about trust (a certificate refused by either end): retrying
-    /// cannot fix that, so the mediator stops.
+    /// The sentence, and whether it is about trust (a certificate refused by either end): logged as an
+    /// error, yet retried, since a TLS alert is not authenticated and may come from anyone on the path.
     static func classify(_ error: Error, client: Bool = true) -> (text: String, trust: Bool) {
         let text = "\(error)"
         let upper = text.uppercased()

@@ -52,11 +52,12 @@ final class TLSEvents: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if let refusal = client?.refusal {
-            context.fireErrorCaught(TransportError(refusal, fatal: true))
+            context.fireErrorCaught(TransportError(refusal, aboutTrust: true))
         } else if TLSErrorText.isTLSError(error) {
-            // At the mediator, a certificate refused either way will be refused again: stop, loudly.
+            // A certificate refused either way is a trust failure, logged loudly, but no reason to stop:
+            // the alert that says so is unauthenticated (anyone on the path can send it).
             let (text, trust) = TLSErrorText.classify(error, client: client != nil)
-            context.fireErrorCaught(TransportError(text, fatal: trust && client != nil))
+            context.fireErrorCaught(TransportError(text, aboutTrust: trust))
         } else {
             context.fireErrorCaught(error)
         }

@@ -161,6 +161,12 @@ public final class TunnelSession: ChannelInboundHandler {
         perform(machine.goAway(code, message))
     }
 
+    /// Asks the established peer to answer a PING within `timeout` (the server does this when another
+    /// session claims the name); the answer reaches the delegate as a PONG, silence ends the session.
+    public func probe(timeout: TimeAmount) {
+        perform(machine.probe(timeout: timeout, now: now()))
+    }
+
     // MARK: - Channel events
 
     public func handlerAdded(context: ChannelHandlerContext) {
@@ -226,8 +232,8 @@ public final class TunnelSession: ChannelInboundHandler {
             logger.warning("malformed input from \(remoteAddress?.display ?? "peer"): \(wire)")
             perform(machine.decodeFailed(wire, now: now()))
         } else if let t = error as? TransportError {
-            // A fatal transport error (a key other than the pinned one) must not be retried.
-            finish(SessionEnd(code: t.fatal ? .authenticationFailed : .connectionReset, message: t.description))
+            // A trust failure (a key other than the pinned one) is logged as an authentication failure.
+            finish(SessionEnd(code: t.aboutTrust ? .authenticationFailed : .connectionReset, message: t.description))
             context.close(promise: nil)
         } else {
             finish(SessionEnd(code: .connectionReset, message: "tunnel connection failed: \(error)"))

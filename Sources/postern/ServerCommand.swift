@@ -41,6 +41,12 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Mediators connected at once (default 1024); one session per name.")
     var maxMediators: Int?
 
+    @Option(
+        help:
+            "Seconds a connected mediator has to answer a keepalive when another session claims its name (default 3): answered, the newcomer is refused; silent, it is replaced."
+    )
+    var nameProbeTimeout: Double?
+
     @Option(help: "MiB received from a mediator but not yet written to local sockets, per session (default 256).")
     var maxSessionBuffer: Int?
 
@@ -96,7 +102,7 @@ struct ServerCommand: AsyncParsableCommand {
             "server",
             allowed: [
                 "listen", "secret-file", "admin", "admin-token-file", "forwards", "keepalive", "dead-timeout",
-                "max-mediators", "max-session-buffer", "udp-max-flows",
+                "max-mediators", "max-session-buffer", "udp-max-flows", "name-probe-timeout",
                 "insecure", "tls-cert", "tls-key", "state-dir", "mediator-ca",
             ])
         guard let listenText = try listen ?? section?.string("listen") else {
@@ -154,6 +160,10 @@ struct ServerCommand: AsyncParsableCommand {
         if let n = try udpMaxFlows ?? section?.int("udp-max-flows") {
             guard (1...65536).contains(n) else { throw ValidationError("--udp-max-flows must be 1-65536") }
             configuration.udpMaxFlows = n
+        }
+        if let t = try nameProbeTimeout ?? section?.seconds("name-probe-timeout") {
+            guard t >= 0.1 && t <= 600 else { throw ValidationError("--name-probe-timeout must be between 0.1 and 600 seconds") }
+            configuration.nameProbeTimeout = .nanoseconds(Int64(t * 1e9))
         }
         return configuration
     }

@@ -103,10 +103,37 @@ final class LivenessTests: XCTestCase {
                 XCTAssertGreaterThanOrEqual(silent, .seconds(30))
                 XCTAssertEqual(now - l.lastHeard, silent)
                 l.heard(at: now)  // revive, to keep walking
+            case .probeUnanswered:
+                XCTFail("no probe was started")
             case .none:
                 break
             }
         }
         XCTAssertGreaterThan(lastToken, 100)
+    }
+
+    // MARK: - Probe (another session claims the name)
+
+    func testAProbePingsAtOnceAndOnlyItsOwnPongAnswersIt() {
+        var l = Liveness(interval: .seconds(10), deadTimeout: .seconds(30), now: t0)
+        XCTAssertEqual(l.startProbe(timeout: .seconds(3), now: at(1)), 1)
+        XCTAssertNil(l.startProbe(timeout: .seconds(3), now: at(2)), "one probe at a time; the first deadline stands")
+        XCTAssertEqual(l.nextDeadline, at(4), "the probe's deadline comes before the next ping")
+        XCTAssertFalse(l.pong(token: 7), "a PONG for another ping does not answer the probe")
+        l.heard(at: at(2))  // any frame keeps the session alive, but only the PONG answers the probe
+        XCTAssertTrue(l.pong(token: 1))
+        XCTAssertFalse(l.pong(token: 1), "answered once")
+        XCTAssertNil(l.probe)
+        XCTAssertEqual(l.tick(now: at(5)), Liveness.Action.none, "answered: no verdict at the old deadline")
+        XCTAssertEqual(l.tick(now: at(10)), .sendPing(token: 2), "regular pings go on with the next token")
+    }
+
+    func testAnUnansweredProbeIsAVerdictAtItsDeadlineEvenWhileOtherFramesArrive() {
+        var l = Liveness(interval: .seconds(10), deadTimeout: .seconds(30), now: t0)
+        XCTAssertEqual(l.startProbe(timeout: .seconds(3), now: at(1)), 1)
+        l.heard(at: at(2))
+        XCTAssertEqual(l.tick(now: at(3.999)), Liveness.Action.none)
+        XCTAssertEqual(l.tick(now: at(4.5)), .probeUnanswered(after: .milliseconds(3500)))
+        XCTAssertNil(l.probe)
     }
 }

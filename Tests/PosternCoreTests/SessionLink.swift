@@ -163,6 +163,9 @@ final class SessionLink {
     func tickMediator() -> [SessionAction] { mediatorDid(mediator.tick(now: now)) }
 
     @discardableResult
+    func serverProbe(timeout: TimeAmount) -> [SessionAction] { serverDid(server.probe(timeout: timeout, now: now)) }
+
+    @discardableResult
     func serverGoAway(_ code: ErrorCode, _ message: String) -> [SessionAction] {
         serverDid(server.goAway(code, message))
     }

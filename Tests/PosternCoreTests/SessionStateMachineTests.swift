@@ -921,4 +921,49 @@ final class SessionStateMachineTests: XCTestCase {
         XCTAssertFalse(link.server.isEstablished, label, file: file, line: line)
         XCTAssertFalse(link.mediator.isEstablished, label, file: file, line: line)
     }
+
+    // MARK: - Liveness probe (a second session claims the name)
+
+    func testAProbeIsAnsweredByTheMediatorAndItsPongGoesUp() throws {
+        let link = try F.establishedLink()
+        link.now = F.t0 + .seconds(1)
+        XCTAssertEqual(link.serverProbe(timeout: .seconds(3)), [.send(.ping(.init(token: 1)))])
+        XCTAssertEqual(link.server.nextDeadline, F.t0 + .seconds(4))
+        XCTAssertEqual(link.serverProbe(timeout: .seconds(3)), [], "one probe at a time")
+        try link.pump()
+        XCTAssertEqual(link.serverLog.delivered, [.pong(.init(token: 1))], "the answer reaches the registry")
+        link.now = F.t0 + .seconds(5)
+        XCTAssertEqual(link.tickServer(), [], "answered: the session lives on")
+        XCTAssertTrue(link.server.isEstablished)
+        // Ordinary keepalive PONGs stay inside the machine.
+        link.now = F.t0 + .seconds(11)
+        XCTAssertEqual(link.tickServer(), [.send(.ping(.init(token: 2)))])
+        try link.pump()
+        XCTAssertEqual(link.serverLog.delivered, [.pong(.init(token: 1))])
+    }
+
+    func testAnUnansweredProbeEndsTheSessionWithinItsTimeout() throws {
+        let link = try F.establishedLink()
+        link.alterToServer = { _ in nil }  // the mediator's NAT mapping is gone: nothing comes back
+        link.now = F.t0 + .seconds(1)
+        link.serverProbe(timeout: .seconds(3))
+        try link.pump()
+        link.now = F.t0 + .seconds(4)
+        let message = "no answer to a liveness probe within 3000 ms"
+        XCTAssertEqual(
+            link.tickServer(),
+            [
+                .send(.goAway(.init(code: .keepaliveTimeout, message: message))),
+                .close(SessionEnd(code: .keepaliveTimeout, message: message)),
+            ])
+        XCTAssertFalse(link.server.isEstablished)
+    }
+
+    func testAProbeBeforeEstablishmentDoesNothing() {
+        var server = ServerSessionStateMachine(
+            settings: SessionSettings(), sessionID: 1, serverNonce: Array(repeating: 1, count: 32), secretFor: { _ in [1] })
+        XCTAssertEqual(server.probe(timeout: .seconds(3), now: F.t0), [])
+        _ = server.start(now: F.t0)
+        XCTAssertEqual(server.probe(timeout: .seconds(3), now: F.t0), [])
+    }
 }

@@ -28,6 +28,15 @@ final class SecretBookTests: XCTestCase {
         XCTAssertEqual(book.secret(for: "anyone-else"), bytes("s3cret-Value_1"))
     }
 
+    func testASharedSecretIsWarnedAboutAndPerMediatorSecretsAreNot() throws {
+        let shared = try SecretBook.parse("s3cret-Value_1\n", source: "secrets.txt")
+        let warning = try XCTUnwrap(shared.sharedSecretWarning)
+        XCTAssertTrue(warning.contains("any mediator can connect under another's name"), warning)
+        XCTAssertTrue(warning.contains("'NAME SECRET' lines") && warning.contains("--mediator-ca"), warning)
+        XCTAssertFalse(warning.contains("s3cret"), "the secret is never shown")
+        XCTAssertNil(try SecretBook.parse("acme a-secret\nbeta b-secret\n", source: "secrets.txt").sharedSecretWarning)
+    }
+
     func testSharedSecretIgnoresCommentsBlankLinesAndCRLF() throws {
         let text = "# the secret of every mediator\r\n\r\n   \t\r\n  s3cret-Value_1 \t\r\n# rotated 2024\r\n"
         let book = try SecretBook.parse(text, source: "secrets.txt")

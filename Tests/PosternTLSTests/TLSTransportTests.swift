@@ -118,6 +118,18 @@ final class TLSTransportTests: XCTestCase {
     /// The server ends' connections, in the order they were accepted (touched on the group's one loop).
     final class Accepted: @unchecked Sendable {
         var connections: [TransportConnection] = []
+        /// Application bytes the server ends decrypted, all connections together.
+        var received: [UInt8] = []
+    }
+
+    /// Keeps what reaches the top of a server pipeline.
+    final class Received: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        let accepted: Accepted
+        init(_ accepted: Accepted) { self.accepted = accepted }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            accepted.received += unwrapInboundIn(data).readableBytesView
+        }
     }
 
     private func serve(_ transport: ServerTransport, port: Int = 0, accepted: Accepted = Accepted()) throws -> Channel {
@@ -127,7 +139,7 @@ final class TLSTransportTests: XCTestCase {
                 do {
                     let connection = try transport.serverConnection()
                     accepted.connections.append(connection)
-                    return channel.pipeline.addHandlers(connection.handlers)
+                    return channel.pipeline.addHandlers(connection.handlers + [Received(accepted)])
                 } catch {
                     return channel.eventLoop.makeFailedFuture(error)
                 }
@@ -185,19 +197,33 @@ final class TLSTransportTests: XCTestCase {
         XCTAssertEqual(try PlainTransport().clientConnection(serverHost: "h", serverPort: 1).facts, .plain)
     }
 
-    func testAnotherKeyThanThePinnedOneIsAFatalRefusal() throws {
+    func testAnotherKeyThanThePinnedOneIsATrustRefusalAndTheKeyHolderReadsNothing() throws {
         let (identity, _) = try ServerIdentity.loadOrCreate(directory: directory + "/s", now: Date())
-        let server = try serve(try TLSServerTransport(identity: identity))
+        let accepted = Accepted()
+        let server = try serve(try TLSServerTransport(identity: identity), accepted: accepted)
         defer { _ = server.close() }
         let pin = KeyFingerprint(subjectPublicKeyInfo: [0])
         let client = try TLSClientTransport(trust: .fingerprint(pin), logger: .init(label: "t"))
-        XCTAssertThrowsError(try dial(client, server)) { error in
+        var outcome: Outcome?
+        XCTAssertThrowsError(
+            try {
+                // The session writes its HELLO at once, before TLS is done: TLS must hold it back.
+                let (_, recorded) = try dialRecording(client, server, send: "bytes written before the handshake")
+                outcome = recorded
+            }()
+        ) { error in
             guard let t = error as? TransportError else { return XCTFail("not a TransportError: \(error)") }
-            XCTAssertTrue(t.fatal)
+            XCTAssertTrue(t.aboutTrust)
             XCTAssertTrue(t.description.contains("REFUSING"), t.description)
             XCTAssertTrue(t.description.contains(identity.fingerprint.description), t.description)
             XCTAssertTrue(t.description.contains(pin.description), t.description)
         }
+        XCTAssertNil(outcome)
+        // The unpinned key's holder decrypted nothing the mediator wrote, and the mediator's session was
+        // never told the transport is ready: it has no channel binding, so it cannot compute, let alone
+        // send, a proof (a CHALLENGE before that is refused: SessionStateMachineTests).
+        usleep(100_000)
+        XCTAssertEqual(try server.eventLoop.submit { accepted.received }.wait(), [])
     }
 
     func testFirstUseRecordsTheKeyOnlyAfterAuthenticationThenPinsIt() throws {
@@ -220,7 +246,7 @@ final class TLSTransportTests: XCTestCase {
         let impostor = try serve(try TLSServerTransport(identity: other), port: port)
         defer { _ = impostor.close() }
         XCTAssertThrowsError(try dial(client, impostor)) { error in
-            XCTAssertEqual((error as? TransportError)?.fatal, true, "\(error)")
+            XCTAssertEqual((error as? TransportError)?.aboutTrust, true, "\(error)")
         }
     }
 

@@ -113,6 +113,7 @@ fail() {
 #   ctl ARGS...                     # postern ctl in wan (the admin API is on wan's loopback)
 #   wait_listen NS PORT [tcp|udp] [TIMEOUT]   # until a socket listens on PORT in NS
 #   expect_exit WHAT RC LOG REGEX CMD...      # CMD must exit RC within 15 s, output matching REGEX
+#   expect_retrying WHAT LOG REGEX CMD...     # CMD (a mediator) logs REGEX as an error twice, keeps running
 #   last_bg_pid                     # PID (= process group) of the last `bg`
 
 find_postern() {
@@ -176,6 +177,22 @@ expect_exit() {
     assert_eq "$want" "$rc" "$what: exit status"
     grep -Eq -- "$re" "$TEST_TMP/$log.log" || fail "$what: '$re' not in its output: $(cat "$TEST_TMP/$log.log")"
     echo "$what: exit $rc: $(grep -E -- "$re" "$TEST_TMP/$log.log" | head -1 | sed 's/^.*\(error\|warning\)//')"
+}
+# expect_retrying WHAT LOG REGEX CMD...: start CMD (a full command, e.g. "$LAB_TOOL" exec lan postern
+# mediator ...) in the background; within 15 s it must log an error matching REGEX at least twice
+# (it retried instead of giving up) and still be running. It is left running: last_bg_pid.
+expect_retrying() {
+    local what=$1 log=$2 re=$3 end=$((SECONDS + 15)) n pid; shift 3
+    setsid "$@" >"$TEST_TMP/$log.log" 2>&1 </dev/null &
+    pid=$!
+    _LAB_PIDS+=("$pid")
+    until n=$(grep -E -- "$re" "$TEST_TMP/$log.log" 2>/dev/null | grep -c 'error' || true); ((n >= 2)); do
+        kill -0 "$pid" 2>/dev/null || fail "$what: exited (it must keep retrying): $(tail -5 "$TEST_TMP/$log.log")"
+        ((SECONDS < end)) || fail "$what: '$re' was not logged as an error twice within 15 s: $(tail -5 "$TEST_TMP/$log.log")"
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null || fail "$what: exited (it must keep retrying)"
+    echo "$what: still running, error logged $n times: $(grep -E -- "$re" "$TEST_TMP/$log.log" | head -1 | sed 's/^.*error//')"
 }
 wait_listen() {
     local ns=$1 port=$2 proto=${3:-tcp} end=$((SECONDS + ${4:-10})) flag=-Htln

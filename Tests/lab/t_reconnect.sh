@@ -10,13 +10,15 @@
 #  c) the gateway silently drops the mediator's current tunnel flow (only that
 #     flow: a NAT that lost its mapping) and the mediator dies (SIGKILL), so the
 #     server never hears of it; a new mediator process connects before the
-#     server's dead timeout: the server drops the stale session at once
-#     (replaced), lists acme once, and both forwards work on the new session.
+#     server's dead timeout: the server probes the stale session (a PING that
+#     must be answered within --name-probe-timeout, 1 s here), ends it unanswered
+#     and lets the new one take the name, lists acme once, and both forwards
+#     work on the new session.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 postern_setup
 
-SERVER_ARGS=(--keepalive 1 --dead-timeout 3
+SERVER_ARGS=(--keepalive 1 --dead-timeout 3 --name-probe-timeout 1
     --forward tcp:0.0.0.0:8080=acme/192.168.77.10:80
     --forward tcp:acme/0.0.0.0:9000=203.0.113.10:2222)
 
@@ -96,7 +98,8 @@ kill -KILL -- "-$med"
 wait "$med" 2>/dev/null || true
 t0=$(now)
 start_mediator mediator2 --allow-listen
-wait_log "$TEST_TMP/server2.log" "mediator 'acme' reconnected; dropping its previous session" 5
+wait_log "$TEST_TMP/server2.log" "mediator 'acme' disconnected: keepalive timeout: no answer to a liveness probe within" 5
+wait_log "$TEST_TMP/server2.log" "the session waiting for the name replaces it" 1
 printf 'new session replaced the stale one after %.2f s\n' "$(since "$t0")"
 wait_ok "stale session replaced" "$t0" 5
 assert_eq 1 "$(ctl mediators | grep -c '^acme ')" "sessions of acme listed after the replacement"
