@@ -70,7 +70,8 @@ struct DemoCommand: ParsableCommand {
 
         let state = work.appendingPathComponent("state").path
         step("Making the server's TLS key; the mediator will pin its fingerprint (postern fingerprint)")
-        let fingerprint = try Self.shell([me, "fingerprint", "--state-dir", state]).trimmingCharacters(in: .whitespacesAndNewlines)
+        let fingerprint = try Self.shell([me, "fingerprint", "--create", "--state-dir", state]).trimmingCharacters(
+            in: .whitespacesAndNewlines)
         print(fingerprint)
 
         step("Starting the server on the public side: TLS service port 7000, forward 203.0.113.10:8080 -> acme/192.168.77.10:80")

@@ -26,7 +26,12 @@ expect_exit "malformed fingerprint" 2 badpin "is not sha256: followed by 64 hex 
 printf '203.0.113.10:7000 not-a-key\n' >"$TEST_TMP/known-bad"
 expect_exit "malformed known-servers file" 2 badknown "known-bad line 1: expected 'HOST:PORT sha256:HEX'" \
     "${med[@]}" --server 203.0.113.10:7000 --name acme --secret-file "$TEST_TMP/secret" --known-servers "$TEST_TMP/known-bad"
-"$POSTERN_BIN" fingerprint --state-dir "$TEST_TMP/loose" >/dev/null 2>&1
+# `postern fingerprint` looks, it does not make a key by accident in the wrong place (another user's or
+# a mistyped state directory): it names the directory and refuses unless --create.
+expect_exit "fingerprint of a state directory without a key" 1 nokey "no server key in $TEST_TMP/empty-state .*--create" \
+    "$POSTERN_BIN" fingerprint --state-dir "$TEST_TMP/empty-state"
+[[ ! -e "$TEST_TMP/empty-state/server.key" ]] || fail "postern fingerprint made a key without --create"
+"$POSTERN_BIN" fingerprint --create --state-dir "$TEST_TMP/loose" >/dev/null 2>&1
 chmod 644 "$TEST_TMP/loose/server.key"
 expect_exit "TLS key readable by others" 2 loosekey 'accessible to other users' \
     "${srv[@]}" --listen 0.0.0.0:7001 --admin off --secret-file "$TEST_TMP/secret" --state-dir "$TEST_TMP/loose"
