@@ -168,27 +168,3 @@ struct ServerCommand: AsyncParsableCommand {
         return configuration
     }
 }
-
-enum SessionBuffer {
-    static func apply(_ mebibytes: Int?, to settings: inout SessionSettings) throws {
-        guard let m = mebibytes else { return }
-        guard (1...65536).contains(m) else { throw ValidationError("--max-session-buffer must be 1-65536 (MiB)") }
-        settings.maxBufferedBytes = m << 20
-    }
-}
-
-enum Timing {
-    static func apply(keepalive: Double?, deadTimeout: Double?, to settings: inout SessionSettings) throws {
-        if let k = keepalive {
-            guard k >= 0.1 && k <= 3600 else { throw ValidationError("keepalive must be between 0.1 and 3600 seconds") }
-            settings.keepaliveInterval = .nanoseconds(Int64(k * 1e9))
-        }
-        if let d = deadTimeout {
-            guard d >= 0.3 && d <= 86400 else { throw ValidationError("dead timeout must be between 0.3 and 86400 seconds") }
-            settings.deadTimeout = .nanoseconds(Int64(d * 1e9))
-        }
-        guard settings.deadTimeout > settings.keepaliveInterval else {
-            throw ValidationError("the dead timeout must be longer than the keepalive interval")
-        }
-    }
-}
