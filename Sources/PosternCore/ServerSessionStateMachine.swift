@@ -185,7 +185,8 @@ public struct ServerSessionStateMachine: SessionStateMachine {
         }
     }
 
-    /// The service ends the session on its own (shutdown, replaced by a newer session).
+    /// Another session claims this one's name: PING, and end with `keepaliveTimeout` unless its own
+    /// PONG comes back within `timeout` (docs/protocol.md §4.1).
     public mutating func probe(timeout: TimeAmount, now: NIODeadline) -> [SessionAction] {
         guard case .established(var liveness) = state else { return [] }
         let actions = SessionCommon.probe(&liveness, timeout: timeout, now: now)
@@ -193,6 +194,7 @@ public struct ServerSessionStateMachine: SessionStateMachine {
         return actions
     }
 
+    /// The service ends the session on its own (shutdown, replaced by a newer session).
     public mutating func goAway(_ code: ErrorCode, _ message: String) -> [SessionAction] {
         switch state {
         case .closed, .idle:
