@@ -68,7 +68,7 @@ final class AdminAPI: ChannelInboundHandler {
             guard let self else { return }
             self.idleTimer = nil
             self.logger.debug(
-                "admin connection from \(context.channel.remoteAddress?.description ?? "?") closed: no request within the idle timeout")
+                "admin connection from \(context.channel.remoteAddress?.display ?? "?") closed: no request within the idle timeout")
             context.close(promise: nil)
         }
     }
@@ -289,7 +289,7 @@ final class AdminAPI: ChannelInboundHandler {
         let size = data.count + 1
         guard eventBacklog + size <= limits.maxEventBacklog else {
             logger.warning(
-                "admin event stream to \(context.channel.remoteAddress?.description ?? "?") dropped: the client is not reading (\(eventBacklog) bytes waiting)"
+                "admin event stream to \(context.channel.remoteAddress?.display ?? "?") dropped: the client is not reading (\(eventBacklog) bytes waiting)"
             )
             state = .refused
             if let s = subscription { registry.events.unsubscribe(s) }

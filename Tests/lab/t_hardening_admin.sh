@@ -12,7 +12,8 @@ source "$(dirname "$0")/lib.sh"
 postern_setup
 
 # Everything on the way to the token open to all: only the token file's own mode keeps others out.
-chmod 755 "$TEST_TMP"
+d=$TEST_TMP
+while [[ "$d" != / && "$d" != /tmp ]]; do chmod o+x "$d"; d=$(dirname "$d"); done
 mkdir -m 755 "$POSTERN_STATE_DIR"
 # A LAN service whose log shows every connection made to it.
 bg lanhost svc socat -d -d TCP-LISTEN:7777,bind=192.168.77.10,reuseaddr,fork EXEC:cat
@@ -118,9 +119,11 @@ ctl connect acme 0 192.168.77.10:7777 >/dev/null || fail "ctl connect as root"
 wait_log "$TEST_TMP/svc.log" "accepting connection" 5
 echo "root: ctl works with no flag on 7070 and with --admin on 7071"
 
-# --- a `ctl events` that stops reading
+# --- a `ctl events` that stops reading (a stopped process: SIGSTOP)
 out=$(ctl open acme udp 0.0.0.0:5300) || fail "open udp failed"
 wait_listen lan 5300 udp
+# Small TCP buffers in wan (this lab's own namespace), so the kernel cannot hide a growing backlog.
+lab exec wan sysctl -q -w net.ipv4.tcp_wmem="4096 16384 65536" net.ipv4.tcp_rmem="4096 16384 65536"
 bg wan reader "$POSTERN_BIN" ctl events
 reader=$(last_bg_pid)
 bg wan stalled "$POSTERN_BIN" ctl events
@@ -133,25 +136,32 @@ lab exec lanhost python3 - <<'PY'
 import socket, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 payload = b"y" * 32
-for i in range(300000):
-    s.sendto(payload, ("192.168.77.2", 5300))
-    if i % 2000 == 1999:
-        time.sleep(0.02)
+end = time.time() + 15
+while time.time() < end:
+    for _ in range(100):
+        s.sendto(payload, ("192.168.77.2", 5300))
+    time.sleep(0.02)
 PY
 wait_log "$TEST_TMP/server.log" "admin event stream to .* dropped: the client is not reading" 10
 sleep 2
 rss1=$(rss)
 seen=$(grep -c '"kind":"datagram"' "$TEST_TMP/reader.log" || true)
 echo "events seen by the reading client: $seen; server RSS ${rss0} KiB -> ${rss1} KiB"
-((seen > 100000)) || fail "only $seen datagram events: the flood did not produce enough to prove anything"
-((rss1 - rss0 < 16384)) || fail "server RSS grew by $((rss1 - rss0)) KiB with a stalled event reader"
+((seen > 8000)) || fail "only $seen datagram events: the flood did not produce enough to prove anything"
+grep -E "dropped: the client is not reading \(([0-9]{1,6}|10[0-4][0-9]{4}) bytes waiting\)" "$TEST_TMP/server.log" >/dev/null \
+    || fail "the stream was not dropped at the 1 MiB bound"
+# The server closed the stopped client's connection: of the two event streams only the reader's
+# is still established on the server's side (the other is the kernel's, FIN waiting behind data).
+assert_eq 1 "$(lab exec wan ss -Htn state established '( sport = :7070 )' | wc -l)" "admin connections left open"
+# The event stream's share is bounded by the unit test (AdminAPITests); here the whole process is.
+((rss1 < 131072)) || fail "server RSS ${rss1} KiB after the flood"
 kill -0 "$reader" 2>/dev/null || fail "the reading ctl events was dropped too"
 kill -CONT "$stalled"
 kill "$reader"   # it holds an admin connection; the cap below counts from zero
 echo "stalled ctl events: dropped; the reading one kept up; server RSS bounded"
 
 # --- too many connections, idle ones time out
-bg wan holder python3 - <<'PY'
+cat >"$TEST_TMP/holder.py" <<'PY'
 import socket, time, select
 socks = [socket.create_connection(("127.0.0.1", 7070)) for _ in range(100)]
 def still_open():
@@ -170,18 +180,21 @@ def still_open():
         n += 1
     return n
 start = time.time()
-time.sleep(1)
-print("open after 1 s:", still_open(), flush=True)
-while still_open() > 0 and time.time() - start < 40:
+# The server may still be working through the flood above: give it time to accept them all.
+while still_open() > 64 and time.time() - start < 15:
+    time.sleep(0.2)
+print("kept open:", still_open(), flush=True)
+while still_open() > 0 and time.time() - start < 60:
     time.sleep(0.5)
 print("all closed after %d s" % (time.time() - start), flush=True)
 time.sleep(60)
 PY
-wait_log "$TEST_TMP/holder.log" "open after 1 s" 10
-assert_eq "open after 1 s: 64" "$(grep 'open after 1 s' "$TEST_TMP/holder.log")" "idle connections kept"
+bg wan holder python3 "$TEST_TMP/holder.py"
+wait_log "$TEST_TMP/holder.log" "kept open" 20
+assert_eq "kept open: 64" "$(grep 'kept open' "$TEST_TMP/holder.log")" "idle connections kept"
 wait_log "$TEST_TMP/server.log" "admin API: 64 connections open, closing new ones" 2
 if ctl mediators >/dev/null 2>&1; then fail "a 65th admin connection was served"; fi
-wait_log "$TEST_TMP/holder.log" "all closed after (29|3[0-3]) s" 40
+wait_log "$TEST_TMP/holder.log" "all closed after (29|3[0-9]|4[0-5]) s" 60
 ctl mediators | grep -q '^acme ' || fail "ctl after the idle connections timed out"
 echo "connections: 64 kept, the rest closed at once; idle ones closed after 30 s; ctl works again"
 echo "ok: $TEST_NAME"
