@@ -17,62 +17,132 @@ import PosternWire
 ///     POST /v1/mediators/NAME/close      {"port":ID}
 ///     GET  /v1/events                    a stream of JSON lines; ?history=1 replays recent ones first
 ///     GET  /v1/counters                  totals per mediator
+///
+/// Every request needs the bearer token and a `Host` the API is really reached by; a POST needs
+/// `Content-Type: application/json` (`AdminAccess`). A refused or oversized request is answered
+/// once and the connection closed, and nothing more is read from it.
 final class AdminAPI: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
+    private enum State {
+        /// Between requests, or reading one that passed the access check.
+        case ready
+        case refused
+        case streaming
+    }
+
     private let registry: MediatorRegistry
-    private let token: [UInt8]?
+    private let access: AdminAccess
+    private let limits: AdminLimits
+    private let logger: Logger
+    private var state = State.ready
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
     private var subscription: UInt64?
     private var keepAlive = true
-    private let maxBody = 64 * 1024
+    /// Closes a connection that has not delivered a whole request in time (`AdminLimits.idleTimeout`).
+    private var idleTimer: Scheduled<Void>?
+    /// Event-stream bytes handed to the channel and not yet written to the socket.
+    private var eventBacklog = 0
 
-    init(registry: MediatorRegistry, token: [UInt8]?) {
+    init(registry: MediatorRegistry, access: AdminAccess, limits: AdminLimits, logger: Logger) {
         self.registry = registry
-        self.token = token
+        self.access = access
+        self.limits = limits
+        self.logger = logger
     }
 
-    /// With a token configured, every request must carry `Authorization: Bearer TOKEN`.
-    private func authorized(_ head: HTTPRequestHead) -> Bool {
-        guard let token else { return true }
-        let prefix = "Bearer "
-        guard let value = head.headers.first(name: "Authorization"), value.hasPrefix(prefix) else { return false }
-        return Proof.constantTimeEqual(Array(value.dropFirst(prefix.count).utf8), token)
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { armIdleTimer(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        armIdleTimer(context)
+        context.fireChannelActive()
+    }
+
+    private func armIdleTimer(_ context: ChannelHandlerContext) {
+        guard idleTimer == nil, state == .ready else { return }
+        idleTimer = context.eventLoop.scheduleTask(in: limits.idleTimeout) { [weak self] in
+            guard let self else { return }
+            self.idleTimer = nil
+            self.logger.debug(
+                "admin connection from \(context.channel.remoteAddress?.display ?? "?") closed: no request within the idle timeout")
+            context.close(promise: nil)
+        }
+    }
+
+    private func cancelIdleTimer() {
+        idleTimer?.cancel()
+        idleTimer = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard state == .ready else { return }
         switch unwrapInboundIn(data) {
         case .head(let h):
+            keepAlive = h.isKeepAlive
+            if let refusal = access.check(method: h.method, headers: h.headers) {
+                return refuse(context, refusal)
+            }
+            if let length = h.headers.first(name: "Content-Length").flatMap(Int.init), length > limits.maxBody {
+                return tooLarge(context)
+            }
             head = h
             body = context.channel.allocator.buffer(capacity: 0)
         case .body(var b):
-            if (body?.readableBytes ?? 0) + b.readableBytes > maxBody {
-                respond(context, .payloadTooLarge, ["error": "request body too large"])
-                head = nil
-                return
-            }
+            guard head != nil else { return }
+            if (body?.readableBytes ?? 0) + b.readableBytes > limits.maxBody { return tooLarge(context) }
             body?.writeBuffer(&b)
         case .end:
             guard let h = head else { return }
             head = nil
-            keepAlive = h.isKeepAlive
+            cancelIdleTimer()
             route(context, h, body ?? ByteBuffer())
+            body = nil
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        cancelIdleTimer()
         if let s = subscription { registry.events.unsubscribe(s) }
+        subscription = nil
         context.fireChannelInactive()
+    }
+
+    /// One answer, then the connection closes and the rest of the request is ignored.
+    private func refuse(_ context: ChannelHandlerContext, _ refusal: AdminAccess.Refusal) {
+        state = .refused
+        head = nil
+        body = nil
+        keepAlive = false
+        switch refusal {
+        case .foreignHost:
+            respond(context, .forbidden, ["error": "the Host header does not name this admin API (use 127.0.0.1:PORT or localhost:PORT)"])
+        case .unauthorized:
+            respond(
+                context, .unauthorized,
+                [
+                    "error":
+                        "a valid bearer token is required (ctl reads it from STATE_DIR/admin.token, $POSTERN_ADMIN_TOKEN or --token-file)"
+                ])
+        case .unsupportedMediaType:
+            respond(context, .unsupportedMediaType, ["error": "a request body must be Content-Type: application/json"])
+        }
+    }
+
+    private func tooLarge(_ context: ChannelHandlerContext) {
+        state = .refused
+        head = nil
+        body = nil
+        keepAlive = false
+        respond(context, .payloadTooLarge, ["error": "request body too large (limit \(limits.maxBody) bytes)"])
     }
 
     // MARK: - Routing
 
     private func route(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ body: ByteBuffer) {
-        guard authorized(head) else {
-            return respond(context, .unauthorized, ["error": "a valid bearer token is required (POSTERN_ADMIN_TOKEN for ctl)"])
-        }
         let (path, query) = Self.split(head.uri)
         let parts = path.split(separator: "/").map(String.init)
         switch (head.method, parts.count) {
@@ -197,6 +267,7 @@ final class AdminAPI: ChannelInboundHandler {
     // MARK: - Events
 
     private func stream(_ context: ChannelHandlerContext, history: Bool) {
+        state = .streaming
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/x-ndjson")
         headers.add(name: "Connection", value: "close")
@@ -204,15 +275,35 @@ final class AdminAPI: ChannelInboundHandler {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let write: (ServerEvent) -> Void = { [weak self] event in
-            guard let self, let data = try? encoder.encode(event) else { return }
-            var b = context.channel.allocator.buffer(capacity: data.count + 1)
-            b.writeBytes(data)
-            b.writeInteger(UInt8(ascii: "\n"))
-            context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(b))), promise: nil)
+            guard let self, self.state == .streaming, let data = try? encoder.encode(event) else { return }
+            self.send(context, data)
         }
         if history { registry.events.history.forEach(write) }
         context.flush()
         subscription = registry.events.subscribe(write)
+    }
+
+    /// One event line. The bytes count against `maxEventBacklog` until the socket has taken them:
+    /// a client that stops reading is dropped, so its events never pile up in the server.
+    private func send(_ context: ChannelHandlerContext, _ data: Data) {
+        let size = data.count + 1
+        guard eventBacklog + size <= limits.maxEventBacklog else {
+            logger.warning(
+                "admin event stream to \(context.channel.remoteAddress?.display ?? "?") dropped: the client is not reading (\(eventBacklog) bytes waiting)"
+            )
+            state = .refused
+            if let s = subscription { registry.events.unsubscribe(s) }
+            subscription = nil
+            context.close(promise: nil)
+            return
+        }
+        eventBacklog += size
+        var b = context.channel.allocator.buffer(capacity: size)
+        b.writeBytes(data)
+        b.writeInteger(UInt8(ascii: "\n"))
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenComplete { [weak self] _ in self?.eventBacklog -= size }
+        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(b))), promise: written)
     }
 
     // MARK: - Responses
@@ -231,8 +322,19 @@ final class AdminAPI: ChannelInboundHandler {
         b.writeBytes(data)
         context.write(wrapOutboundOut(.body(.byteBuffer(b))), promise: nil)
         let close = !keepAlive
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
-            if close { context.close(promise: nil) }
+        let linger = state == .refused
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [weak self] _ in
+            if linger {
+                // The rest of a refused request may still be arriving: closing now would answer
+                // it with a TCP reset, which can destroy the answer before the client reads it.
+                // So finish sending, swallow what comes, and close when the client does (or soon).
+                context.close(mode: .output, promise: nil)
+                context.eventLoop.scheduleTask(in: .seconds(2)) { context.close(promise: nil) }
+            } else if close {
+                context.close(promise: nil)
+            } else if context.channel.isActive {
+                self?.armIdleTimer(context)
+            }
         }
     }
 

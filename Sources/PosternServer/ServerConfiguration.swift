@@ -8,8 +8,10 @@ public struct ServerConfiguration: Sendable {
     public var listen: ListenAddress
     public var secrets: SecretBook
     public var admin: ListenAddress?
-    /// Bearer token the admin API requires; mandatory when it listens beyond loopback.
+    /// Bearer token every admin request must carry. Without one the admin API refuses every
+    /// request: it has no credential-less mode, not even on loopback.
     public var adminToken: [UInt8]?
+    public var adminLimits = AdminLimits()
     public var forwards: [ForwardSpec]
     public var settings: SessionSettings
     public var transport: ServerTransport

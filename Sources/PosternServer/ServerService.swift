@@ -178,11 +178,26 @@ public final class ServerService: @unchecked Sendable {
     }
 
     private func bindAdmin(_ endpoint: ListenAddress) -> EventLoopFuture<Void> {
-        ServerBootstrap(group: eventLoop)
+        let limits = configuration.adminLimits
+        let connections = AdminConnections(limit: limits.maxConnections)
+        let token = configuration.adminToken.map(AdminToken.init)
+        if token == nil { logger.warning("the admin API has no token: it will refuse every request") }
+        return ServerBootstrap(group: eventLoop)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [self] channel in
-                channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandler(AdminAPI(registry: self.registry, token: self.configuration.adminToken))
+                if case .refused(let first) = connections.admit() {
+                    if first { logger.warning("admin API: \(limits.maxConnections) connections open, closing new ones") }
+                    return channel.close()
+                }
+                channel.closeFuture.whenComplete { _ in connections.release() }
+                // The port and address this client reached, for the Host check (port 0 in tests).
+                let local = channel.localAddress
+                let hosts = AdminHostRule(
+                    port: UInt16(local?.port ?? Int(endpoint.port)),
+                    addresses: [endpoint.address] + (local?.ipAddress.flatMap(IPAddress.init).map { [$0] } ?? []))
+                let access = AdminAccess(token: token, hosts: hosts)
+                return channel.pipeline.configureHTTPServerPipeline().flatMap {
+                    channel.pipeline.addHandler(AdminAPI(registry: self.registry, access: access, limits: limits, logger: self.logger))
                 }
             }
             .bind(to: SocketAddress(endpoint))

@@ -31,7 +31,9 @@ struct AdminClient {
         self.token = token
     }
 
-    private func connect() throws -> CInt {
+    /// Connects; answers the socket and the `Host` header to send: the numeric address actually
+    /// reached, which the server's Host check accepts whatever name `--admin` used.
+    private func connect() throws -> (CInt, String) {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         var result: UnsafeMutablePointer<addrinfo>?
@@ -48,11 +50,16 @@ struct AdminClient {
                 description:
                     "cannot reach the admin API at \(host):\(port): \(String(cString: strerror(e))) (is the server running with --admin?)")
         }
-        return fd
+        var name = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        var numeric = host
+        if getnameinfo(first.pointee.ai_addr, first.pointee.ai_addrlen, &name, socklen_t(name.count), nil, 0, NI_NUMERICHOST) == 0 {
+            numeric = String(cString: name)
+        }
+        return (fd, numeric.contains(":") ? "[\(numeric)]:\(port)" : "\(numeric):\(port)")
     }
 
-    private func send(_ fd: CInt, method: String, path: String, body: Data?) throws {
-        var head = "\(method) \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\n"
+    private func send(_ fd: CInt, host: String, method: String, path: String, body: Data?) throws {
+        var head = "\(method) \(path) HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n"
         if let token { head += "Authorization: Bearer \(token)\r\n" }
         if let body { head += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
         head += "\r\n"
@@ -68,9 +75,9 @@ struct AdminClient {
 
     /// One request; returns the status and the whole body.
     func request(_ method: String, _ path: String, body: Data? = nil) throws -> (status: Int, body: Data) {
-        let fd = try connect()
+        let (fd, hostHeader) = try connect()
         defer { close(fd) }
-        try send(fd, method: method, path: path, body: body)
+        try send(fd, host: hostHeader, method: method, path: path, body: body)
         var data = Data()
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
@@ -92,9 +99,9 @@ struct AdminClient {
 
     /// A close-delimited stream of lines (the event stream); calls `line` for each until EOF.
     func stream(_ path: String, line: (String) -> Void) throws {
-        let fd = try connect()
+        let (fd, hostHeader) = try connect()
         defer { close(fd) }
-        try send(fd, method: "GET", path: path, body: nil)
+        try send(fd, host: hostHeader, method: "GET", path: path, body: nil)
         var pending = Data()
         var headerDone = false
         // The server's HTTP/1.1 encoder sends the stream with `Transfer-Encoding: chunked`:

@@ -17,6 +17,12 @@ struct CtlCommand: ParsableCommand {
         @Option(help: "Admin API URL (default $POSTERN_ADMIN or http://127.0.0.1:7070).")
         var admin: String?
 
+        @Option(help: "File holding the admin token (default $POSTERN_ADMIN_TOKEN, else the server's STATE_DIR/admin.token).")
+        var tokenFile: String?
+
+        @Option(help: "The server's state directory, where it keeps admin.token (default $POSTERN_STATE_DIR, /var/lib/postern as root).")
+        var stateDir: String?
+
         @Flag(help: "Print the API's JSON instead of a summary.")
         var json = false
 
@@ -24,13 +30,28 @@ struct CtlCommand: ParsableCommand {
         func merged(_ parent: Options) -> Options {
             var m = self
             m.admin = admin ?? parent.admin
+            m.tokenFile = tokenFile ?? parent.tokenFile
+            m.stateDir = stateDir ?? parent.stateDir
             m.json = json || parent.json
             return m
         }
 
         func client() throws -> AdminClient {
             let env = ProcessInfo.processInfo.environment
-            return try AdminClient(url: admin ?? env["POSTERN_ADMIN"] ?? "http://127.0.0.1:7070", token: env["POSTERN_ADMIN_TOKEN"])
+            return try AdminClient(url: admin ?? env["POSTERN_ADMIN"] ?? "http://127.0.0.1:7070", token: try token(env))
+        }
+
+        /// `--token-file`, else $POSTERN_ADMIN_TOKEN, else the token the server keeps in its state
+        /// directory: root and the server's own user need no flag at all.
+        private func token(_ env: [String: String]) throws -> String? {
+            if let tokenFile {
+                let fd = open(tokenFile, O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { throw ValidationError("cannot read --token-file \(tokenFile): \(String(cString: strerror(errno)))") }
+                defer { close(fd) }
+                return try AdminTokenFile.tokenText(fd, tokenFile)
+            }
+            if let token = env["POSTERN_ADMIN_TOKEN"], !token.isEmpty { return token }
+            return try AdminTokenFile.read(directory: StateDirectory.resolve(stateDir))
         }
     }
 

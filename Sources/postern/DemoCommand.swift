@@ -92,7 +92,9 @@ struct DemoCommand: ParsableCommand {
 
         var connected = false
         for _ in 0..<100 {
-            if let out = try? Self.shell(["ip", "netns", "exec", ns("wan"), me, "ctl", "mediators"], quiet: true), out.contains("acme") {
+            if let out = try? Self.shell(["ip", "netns", "exec", ns("wan"), me, "ctl", "--state-dir", state, "mediators"], quiet: true),
+                out.contains("acme")
+            {
                 connected = true
                 break
             }
@@ -104,7 +106,7 @@ struct DemoCommand: ParsableCommand {
             throw ExitCode(1)
         }
         step("The server sees the mediator and its environment (postern ctl mediators)")
-        print(try Self.shell(["ip", "netns", "exec", ns("wan"), me, "ctl", "mediators"]))
+        print(try Self.shell(["ip", "netns", "exec", ns("wan"), me, "ctl", "--state-dir", state, "mediators"]))
 
         step("From the user's side, the LAN host itself is unreachable (curl http://192.168.77.10/)")
         let direct =

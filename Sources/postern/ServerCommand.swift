@@ -23,8 +23,14 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Admin HTTP API address (default 127.0.0.1:7070; 'off' disables it).")
     var admin: String?
 
-    @Option(help: "File holding the admin API's bearer token (or $POSTERN_ADMIN_TOKEN); required when --admin is not a loopback address.")
+    @Option(
+        help:
+            "File holding the admin API's bearer token (or $POSTERN_ADMIN_TOKEN); required when --admin is not a loopback address. Default: STATE_DIR/admin.token, made on first start."
+    )
     var adminTokenFile: String?
+
+    @Flag(help: "Allow --admin on a non-loopback address although it is plain HTTP: the token and all answers cross the network readable.")
+    var adminInsecurePlain = false
 
     @Option(help: "A forward, e.g. tcp:0.0.0.0:8080=acme/192.168.77.10:80 (repeatable).")
     var forward: [String] = []
@@ -101,8 +107,8 @@ struct ServerCommand: AsyncParsableCommand {
         let section = try config.map { try ConfigFile(path: $0) }?.section(
             "server",
             allowed: [
-                "listen", "secret-file", "admin", "admin-token-file", "forwards", "keepalive", "dead-timeout",
-                "max-mediators", "max-session-buffer", "udp-max-flows", "name-probe-timeout",
+                "listen", "secret-file", "admin", "admin-token-file", "admin-insecure-plain", "forwards", "keepalive",
+                "dead-timeout", "max-mediators", "max-session-buffer", "udp-max-flows", "name-probe-timeout",
                 "insecure", "tls-cert", "tls-key", "state-dir", "mediator-ca",
             ])
         guard let listenText = try listen ?? section?.string("listen") else {
@@ -130,10 +136,25 @@ struct ServerCommand: AsyncParsableCommand {
         } else if let env = ProcessInfo.processInfo.environment["POSTERN_ADMIN_TOKEN"], !env.isEmpty {
             adminToken = Array(env.utf8)
         }
-        if let admin = adminEndpoint, !admin.address.isLoopback, adminToken == nil {
-            throw ValidationError(
-                "the admin API on \(admin) would be reachable from the network: give --admin-token-file (or POSTERN_ADMIN_TOKEN), or bind it to 127.0.0.1"
-            )
+        if let admin = adminEndpoint, !admin.address.isLoopback {
+            guard adminToken != nil else {
+                throw ValidationError(
+                    "the admin API on \(admin) would be reachable from the network: give --admin-token-file (or POSTERN_ADMIN_TOKEN), or bind it to 127.0.0.1"
+                )
+            }
+            guard try adminInsecurePlain || (section?.bool("admin-insecure-plain") ?? false) else {
+                throw ValidationError(
+                    "the admin API on \(admin) would be plain HTTP on the network, token included: bind it to 127.0.0.1 (and reach it through ssh), or accept that with --admin-insecure-plain"
+                )
+            }
+        }
+        if adminEndpoint != nil, adminToken == nil {
+            // Every request needs a credential, also on loopback: without a configured token the
+            // server keeps one in its state directory, where only root and its own user can read it.
+            let directory = StateDirectory.resolve(try stateDir ?? section?.string("state-dir"))
+            let (token, created) = try AdminTokenFile.loadOrCreate(directory: directory)
+            adminToken = token
+            logger.info("admin API token \(created ? "created in" : "read from") \(AdminTokenFile.path(in: directory))")
         }
         let specs = (try section?.strings("forwards") ?? []) + forward
         let forwards = try specs.map { try ForwardSpec(parsing: $0) }

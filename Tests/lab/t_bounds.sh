@@ -80,12 +80,15 @@ echo "sessions: a second mediator was turned away with 'server full'"
 expect_exit "admin API beyond loopback without a token" 2 notoken "would be reachable from the network" \
     "$LAB_TOOL" exec wan "$POSTERN_BIN" server --listen 0.0.0.0:7003 --secret-file "$TEST_TMP/secret" --admin 203.0.113.10:7073
 write_secret "$TEST_TMP/token" "admin-token-$RANDOM$RANDOM"
-bg wan server_token "$POSTERN_BIN" server --listen 0.0.0.0:7003 --secret-file "$TEST_TMP/secret" \
+expect_exit "plain admin API beyond loopback without saying so" 2 plainadmin "would be plain HTTP on the network" \
+    "$LAB_TOOL" exec wan "$POSTERN_BIN" server --listen 0.0.0.0:7003 --secret-file "$TEST_TMP/secret" \
     --admin 203.0.113.10:7073 --admin-token-file "$TEST_TMP/token"
+bg wan server_token "$POSTERN_BIN" server --listen 0.0.0.0:7003 --secret-file "$TEST_TMP/secret" \
+    --admin 203.0.113.10:7073 --admin-token-file "$TEST_TMP/token" --admin-insecure-plain
 wait_listen wan 7073
 code() { lab exec user curl -s -o /dev/null -w '%{http_code}' "$@" http://203.0.113.10:7073/v1/mediators; }
 assert_eq 401 "$(code)" "admin request without a token"
 assert_eq 401 "$(code -H 'Authorization: Bearer wrong')" "admin request with a wrong token"
 assert_eq 200 "$(code -H "Authorization: Bearer $(cat "$TEST_TMP/token")")" "admin request with the token"
-echo "admin API beyond loopback: refused to start without a token; 401 without it, 200 with it"
+echo "admin API beyond loopback: refused to start without a token or without --admin-insecure-plain; 401 without it, 200 with it"
 echo "ok: $TEST_NAME"
