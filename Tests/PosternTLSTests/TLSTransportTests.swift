@@ -148,12 +148,18 @@ final class TLSTransportTests: XCTestCase {
     }
 
     /// Dials `server` and waits for the handshake; returns the connection or throws what failed.
-    private func dial(_ transport: ClientTransport, _ server: Channel, send: String? = nil) throws -> (TransportConnection, Channel) {
-        try dialRecording(transport, server, send: send).0
+    private func dial(
+        _ transport: ClientTransport, _ server: Channel, send: String? = nil, keepOpen: Bool = false
+    ) throws -> (TransportConnection, Channel) {
+        try dialRecording(transport, server, send: send, keepOpen: keepOpen).0
     }
 
-    /// `dial`, and the handler at the top of the pipeline (what reached it).
-    private func dialRecording(_ transport: ClientTransport, _ server: Channel, send: String? = nil) throws -> (
+    /// `dial`, and the handler at the top of the pipeline (what reached it). The channel is closed on
+    /// return unless `keepOpen`: a test that still reads its pipeline must close it itself, or the
+    /// close races the read (the handlers are gone once it completes).
+    private func dialRecording(
+        _ transport: ClientTransport, _ server: Channel, send: String? = nil, keepOpen: Bool = false
+    ) throws -> (
         (TransportConnection, Channel), Outcome
     ) {
         struct TimedOut: Error {}
@@ -165,7 +171,7 @@ final class TLSTransportTests: XCTestCase {
         let channel = try ClientBootstrap(group: group)
             .channelInitializer { $0.pipeline.addHandlers(connection.handlers + [outcome]) }
             .connect(host: "127.0.0.1", port: port).wait()
-        defer { _ = channel.close() }
+        defer { if !keepOpen { _ = channel.close() } }
         if let send { channel.writeAndFlush(ByteBuffer(string: send), promise: nil) }
         try promise.futureResult.wait()
         return ((connection, channel), outcome)
@@ -275,7 +281,8 @@ final class TLSTransportTests: XCTestCase {
         let server = try serve(try TLSServerTransport(identity: identity))
         defer { _ = server.close() }
         let client = try TLSClientTransport(trust: .fingerprint(identity.fingerprint), logger: .init(label: "t"))
-        let (_, channel) = try dial(client, server)
+        let (_, channel) = try dial(client, server, keepOpen: true)
+        defer { _ = channel.close() }
         let version = try channel.eventLoop.submit {
             try channel.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).tlsVersion
         }.wait()
