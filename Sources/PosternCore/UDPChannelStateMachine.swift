@@ -1,0 +1,191 @@
+import NIOCore
+import PosternWire
+
+/// One UDP channel of a session, at one end (docs/protocol.md §9.7-§9.9): it seals what this end sends,
+/// opens, checks and counts what arrives, keeps the NAT mapping alive with keepalives, says when the
+/// channel carries datagrams both ways (`up`) and when it stopped (`down`, the session's datagrams go
+/// back to the TCP channel), and, on the server, follows the mediator's address when its NAT mapping
+/// moves. Pure: time comes in as an argument, and every effect is an action for the I/O around it.
+///
+/// `Address` is whatever the I/O uses for a UDP peer (NIO's `SocketAddress`); the machine only compares
+/// addresses.
+///
+/// The machine lives as long as its session, down or up: its counter must never start again under the
+/// session's keys, or a nonce would repeat (§9.4).
+public struct UDPChannelStateMachine<Address: Hashable & Sendable>: Sendable {
+    public typealias Action = UDPChannelAction<Address>
+
+    public let role: Proof.Role
+    public let channelID: UInt16
+    public let settings: UDPChannelSettings
+    private let cipher: UDPChannelCipher
+    private var counter: UDPChannelCounter
+    private var window = ReplayWindow()
+    /// Where this end sends: the server's service port (mediator, fixed), or the address of the
+    /// newest authenticated datagram (server; nil until the first).
+    public private(set) var peerAddress: Address?
+    /// When the last authenticated datagram arrived.
+    public private(set) var lastHeard: NIODeadline?
+    /// What the peer's latest PING said (or a PONG showed): that it hears this end.
+    private var peerHears = false
+    /// Whether datagrams go on this channel: this end hears the peer and the peer hears this end.
+    public private(set) var isUp = false
+    private var nextKeepalive: NIODeadline
+    /// The round-trip time of the latest keepalive answered.
+    public private(set) var roundTrip: TimeAmount?
+    public private(set) var counters = UDPChannelCounters()
+
+    /// `peerAddress` is the server's service port on the mediator, nil on the server. The first tick
+    /// pings at once (the mediator opens the NAT mapping with it). `counter` is for tests that start
+    /// near the top.
+    public init(
+        role: Proof.Role, channelID: UInt16, sessionID: UInt64, keys: SessionKeys, settings: UDPChannelSettings = .init(),
+        peerAddress: Address?, now: NIODeadline, counter: UDPChannelCounter = .init()
+    ) {
+        precondition(settings.keepaliveInterval.nanoseconds > 0 && settings.deadTimeout.nanoseconds > 0)
+        self.role = role
+        self.channelID = channelID
+        self.settings = settings
+        self.cipher = UDPChannelCipher(keys: keys, sessionID: sessionID)
+        self.counter = counter
+        self.peerAddress = peerAddress
+        self.nextKeepalive = now
+    }
+
+    /// Whether an authenticated datagram arrived within the dead timeout.
+    public func isHearing(at now: NIODeadline) -> Bool {
+        guard let lastHeard else { return false }
+        return now - lastHeard < settings.deadTimeout
+    }
+
+    /// A datagram that arrived from `source` (the whole UDP payload). Checked in order: size, kind,
+    /// session and channel, source (mediator), replay window, authentication, message (§9.8); only a
+    /// datagram that passes all but the last changes anything but a counter.
+    public mutating func receive(_ datagram: ByteBuffer, from source: Address, now: NIODeadline) -> [Action] {
+        var reader = datagram
+        let header: UDPChannelHeader
+        do {
+            header = try reader.readUDPChannelHeader()
+        } catch UDPChannelError.tooLarge {
+            counters.tooLarge &+= 1
+            return []
+        } catch UDPChannelError.truncated {
+            counters.truncated &+= 1
+            return []
+        } catch {
+            counters.stray &+= 1
+            return []
+        }
+        guard header.sessionID == cipher.sessionID, header.channelID == channelID,
+            role == .server || source == peerAddress
+        else {
+            counters.stray &+= 1
+            return []
+        }
+        switch window.check(header.counter) {
+        case .fresh: break
+        case .duplicate, .tooOld:
+            counters.replayed &+= 1
+            return []
+        case .outOfRange:
+            counters.forged &+= 1
+            return []
+        }
+        guard var plain = cipher.open(datagram, header: header) else {
+            counters.forged &+= 1
+            return []
+        }
+        guard case .fresh(let newest) = window.accept(header.counter) else {
+            counters.replayed &+= 1
+            return []
+        }
+        counters.received &+= 1
+        var actions: [Action] = []
+        let wasHearing = isHearing(at: now)
+        lastHeard = now
+        // Only the newest authenticated datagram moves the address: a replay never opens as fresh, and
+        // one that arrives late from the old address after a move is delivered without moving back.
+        if role == .server, source != peerAddress, newest {
+            let old = peerAddress
+            peerAddress = source
+            if old != nil { counters.migrations &+= 1 }
+            actions.append(.migrated(from: old, to: source))
+        }
+        do {
+            let message = try plain.readUDPChannelMessage()
+            switch message {
+            case .ping(let timestamp, let receiving):
+                peerHears = receiving
+                if let pong = sealed(.pong(echo: timestamp)) { actions.append(pong) }
+            case .pong(let echo):
+                peerHears = true
+                let sent = NIODeadline.uptimeNanoseconds(echo)
+                if sent <= now { roundTrip = now - sent }
+            case .datagram, .packet:
+                counters.delivered &+= 1
+                actions.append(.deliver(message))
+            }
+        } catch {
+            counters.malformed &+= 1
+        }
+        // The peer learns at once that this end hears it again, rather than at the next keepalive.
+        if !wasHearing, let ping = keepalive(now: now) { actions.append(ping) }
+        updateUp(now: now, into: &actions)
+        return actions
+    }
+
+    /// Keepalives and the dead timeout; call at `nextDeadline`.
+    public mutating func tick(now: NIODeadline) -> [Action] {
+        var actions: [Action] = []
+        if !isHearing(at: now) { peerHears = false }
+        updateUp(now: now, into: &actions)
+        if now >= nextKeepalive {
+            nextKeepalive = now + settings.keepaliveInterval
+            if let ping = keepalive(now: now) { actions.append(ping) }
+        }
+        return actions
+    }
+
+    /// When `tick` should next be called.
+    public var nextDeadline: NIODeadline {
+        guard isUp || peerHears, let lastHeard else { return nextKeepalive }
+        return min(nextKeepalive, lastHeard + settings.deadTimeout)
+    }
+
+    /// Seals a DATAGRAM or PACKET message to the peer if the channel is up; otherwise the caller sends
+    /// it on the TCP channel. Each message goes on one path only, never both (§9.9).
+    public mutating func seal(_ message: UDPChannelMessage, now: NIODeadline) -> UDPChannelSendResult<Address> {
+        guard isUp, isHearing(at: now) else { return .notUp }
+        guard UDPChannelHeader.overhead + message.encodedLength <= UDPChannelHeader.maxDatagramSize else {
+            counters.oversize &+= 1
+            return .tooLarge
+        }
+        guard case .send(let bytes, let to) = sealed(message) else { return .notUp }
+        return .send(bytes, to: to)
+    }
+
+    private mutating func keepalive(now: NIODeadline) -> Action? {
+        guard let ping = sealed(.ping(timestamp: now.uptimeNanoseconds, receiving: isHearing(at: now))) else { return nil }
+        counters.keepalivesSent &+= 1
+        return ping
+    }
+
+    /// The message sealed for the peer's address with the next counter; nil without an address, with
+    /// the counter exhausted, or when it does not fit.
+    private mutating func sealed(_ message: UDPChannelMessage) -> Action? {
+        guard let to = peerAddress, !counter.isExhausted,
+            UDPChannelHeader.overhead + message.encodedLength <= UDPChannelHeader.maxDatagramSize,
+            let value = counter.take(),
+            let bytes = cipher.seal(message, channelID: channelID, counter: value)
+        else { return nil }
+        counters.sent &+= 1
+        return .send(bytes, to: to)
+    }
+
+    private mutating func updateUp(now: NIODeadline, into actions: inout [Action]) {
+        let up = isHearing(at: now) && peerHears && peerAddress != nil && !counter.isExhausted
+        guard up != isUp else { return }
+        isUp = up
+        actions.append(up ? .up : .down)
+    }
+}
