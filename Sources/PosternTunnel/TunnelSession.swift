@@ -29,6 +29,9 @@ public final class TunnelSession: ChannelInboundHandler {
     /// The transport of this connection: what its handshake learned goes to the machine
     /// (`transportReady`), and it is told when the peer proved the secret (trust on first use).
     public var transport: TransportConnection?
+    /// Told how far an unauthenticated connection got (transport ready, first frame), so the server
+    /// can spare the connections that are further along when it must drop one.
+    public var onHandshakeProgress: ((UnauthenticatedConnections.Stage) -> Void)?
 
     private var machine: any SessionStateMachine
     private var transportReadySent = false
@@ -46,6 +49,17 @@ public final class TunnelSession: ChannelInboundHandler {
     static let flushThreshold = 128 << 10
     private var inRead = false
     private let now: () -> NIODeadline
+    /// Frames other than DATA (PONG, answers, RESET, WINDOW…) written since the channel stopped
+    /// being writable, and their bytes. DATA is paced by the peer's windows and by writability; these
+    /// are not: a peer that sends PINGs and never reads would make PONGs pile up without bound.
+    private var stalledFrames = 0
+    private var stalledBytes = 0
+    private var stalledLimitHit = false
+    /// Past either bound while the channel stays unwritable the session ends (the peer is not
+    /// reading what it asks for). A peer that reads never comes near: writability returns at the
+    /// low-water mark, and window-paced traffic sends a few WINDOW frames per port per stall.
+    public static let maxStalledFrames = 32768
+    public static let maxStalledBytes = 2 << 20
 
     /// Bytes received for this session's ports and not yet written to their sockets (bounded by
     /// `settings.maxBufferedBytes`).
@@ -110,8 +124,26 @@ public final class TunnelSession: ChannelInboundHandler {
         buffer.writeFrame(frame)
         bytesOut &+= UInt64(buffer.readableBytes)
         framesOut &+= 1
+        if !context.channel.isWritable, !stalledLimitHit {
+            stalledFrames += 1
+            stalledBytes += buffer.readableBytes
+            if stalledFrames > Self.maxStalledFrames || stalledBytes > Self.maxStalledBytes {
+                peerNotReading()
+                return
+            }
+        }
         context.write(wrapOutboundOut(buffer), promise: nil)
         wrote(buffer.readableBytes, context)
+    }
+
+    /// The peer keeps sending frames that need an answer but does not read the answers.
+    private func peerNotReading() {
+        stalledLimitHit = true
+        let message =
+            "the peer does not read: \(stalledFrames) frames (\(stalledBytes) bytes) of answers and control frames wait to be sent"
+        logger.warning("ending the session with \(remoteAddress?.display ?? "peer"): \(message)")
+        // The GOAWAY goes behind everything that waits; the close does not wait for it.
+        goAway(.limitExceeded, message)
     }
 
     /// DATA without copying the payload: the header goes in its own small buffer (writev joins them).
@@ -189,6 +221,7 @@ public final class TunnelSession: ChannelInboundHandler {
         guard !transportReadySent else { return }
         transportReadySent = true
         perform(machine.transportReady(facts, now: now()))
+        if established == nil, end == nil { onHandshakeProgress?(.transportReady) }
     }
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -202,6 +235,7 @@ public final class TunnelSession: ChannelInboundHandler {
         let frame = unwrapInboundIn(data)
         framesIn &+= 1
         inRead = true
+        if framesIn == 1, established == nil { onHandshakeProgress?(.helloReceived) }
         perform(machine.receive(frame, now: now()))
     }
 
@@ -212,6 +246,10 @@ public final class TunnelSession: ChannelInboundHandler {
     }
 
     public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            stalledFrames = 0
+            stalledBytes = 0
+        }
         if context.channel.isWritable && !blocked.isEmpty {
             let waiting = blocked.values
             blocked.removeAll(keepingCapacity: true)
