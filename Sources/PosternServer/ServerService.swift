@@ -167,7 +167,7 @@ public final class ServerService: @unchecked Sendable {
                 droppedUnauthenticated(
                     "more than \(configuration.maxUnauthenticated) unauthenticated connections, or \(configuration.maxUnauthenticatedPerAddress) from \(source); dropping one that got least far"
                 )
-                handshaking.removeValue(forKey: victim)?.goAway(.limitExceeded, "too many unauthenticated connections")
+                handshaking.removeValue(forKey: victim)?.goAway(.limitExceeded, Self.droppedMessage)
             }
         }
         let secrets = configuration.secrets
@@ -192,7 +192,9 @@ public final class ServerService: @unchecked Sendable {
         }
         let events = registry.events
         link.onClose { [logger] end in
-            if link.info == nil {
+            // A connection dropped to make room is counted, and logged, by `droppedUnauthenticated`:
+            // a line each would let a connection flood flood the log.
+            if link.info == nil, end.message != Self.droppedMessage {
                 // Never authenticated: say why once, with the address, and keep serving others.
                 let from = session.remoteAddress?.display ?? "?"
                 logger.warning("refused connection from \(from): \(end)")
@@ -201,6 +203,8 @@ public final class ServerService: @unchecked Sendable {
         }
         return session
     }
+
+    private static let droppedMessage = "too many unauthenticated connections"
 
     /// Logged at the 1st, 10th, 100th… time: a flood of connections must not flood the log too.
     private func droppedUnauthenticated(_ message: String) {

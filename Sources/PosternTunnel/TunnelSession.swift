@@ -55,6 +55,8 @@ public final class TunnelSession: ChannelInboundHandler {
     private var stalledFrames = 0
     private var stalledBytes = 0
     private var stalledLimitHit = false
+    /// Frames other than DATA encoded back to back, written before the next DATA or flush.
+    private var control: ByteBuffer?
     /// Past either bound while the channel stays unwritable the session ends (the peer is not
     /// reading what it asks for). A peer that reads never comes near: writability returns at the
     /// low-water mark, and window-paced traffic sends a few WINDOW frames per port per stall.
@@ -120,20 +122,32 @@ public final class TunnelSession: ChannelInboundHandler {
     /// Writes one frame; the flush follows at the end of this event-loop turn.
     public func send(_ frame: Frame) {
         guard let context, end == nil else { return }
-        var buffer = context.channel.allocator.buffer(capacity: 64)
-        buffer.writeFrame(frame)
-        bytesOut &+= UInt64(buffer.readableBytes)
+        var encoded = context.channel.allocator.buffer(capacity: 64)
+        encoded.writeFrame(frame)
+        let n = encoded.readableBytes
+        bytesOut &+= UInt64(n)
         framesOut &+= 1
         if !context.channel.isWritable, !stalledLimitHit {
             stalledFrames += 1
-            stalledBytes += buffer.readableBytes
+            stalledBytes += n
             if stalledFrames > Self.maxStalledFrames || stalledBytes > Self.maxStalledBytes {
                 peerNotReading()
                 return
             }
         }
+        // Small frames share one buffer until the next DATA or flush: a write each costs the channel
+        // far more than the frame's bytes (a PING flood answered frame by frame held ~400 bytes per
+        // 14-byte PONG before the channel's byte count said "unwritable").
+        if control == nil { control = context.channel.allocator.buffer(capacity: 1024) }
+        control!.writeBuffer(&encoded)
+        wrote(n, context)
+    }
+
+    /// Writes the small frames gathered since the last write, keeping their order with DATA.
+    private func writeControl(_ context: ChannelHandlerContext) {
+        guard let buffer = control else { return }
+        control = nil
         context.write(wrapOutboundOut(buffer), promise: nil)
-        wrote(buffer.readableBytes, context)
     }
 
     /// The peer keeps sending frames that need an answer but does not read the answers.
@@ -149,6 +163,7 @@ public final class TunnelSession: ChannelInboundHandler {
     /// DATA without copying the payload: the header goes in its own small buffer (writev joins them).
     public func sendData(portID: UInt32, _ payload: ByteBuffer) {
         guard let context, end == nil else { return }
+        writeControl(context)
         var header = context.channel.allocator.buffer(capacity: Frame.headerLength + Frame.Data.prefixLength)
         header.writeDataPrefix(portID: portID, count: payload.readableBytes)
         bytesOut &+= UInt64(header.readableBytes + payload.readableBytes)
@@ -168,6 +183,7 @@ public final class TunnelSession: ChannelInboundHandler {
     }
 
     private func flush(_ context: ChannelHandlerContext) {
+        writeControl(context)
         unflushed = 0
         context.flush()
     }
@@ -327,7 +343,7 @@ public final class TunnelSession: ChannelInboundHandler {
         blocked.removeAll()
         for port in all { port.tunnelClosed() }
         if let context {
-            context.flush()
+            flush(context)
             context.close(promise: nil)
         }
         let delegate = self.delegate

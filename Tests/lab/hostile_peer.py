@@ -7,7 +7,7 @@
   hostile_peer.py server PORT SECRET ATTACK [SECONDS]
       a fake server on PORT; ATTACK: pings | empty-data (CONNECT to 192.168.77.10:80 first)
   hostile_peer.py rss PID SECONDS
-      samples /proc/PID/status every 50 ms; prints "max_rss_kib N"
+      samples /proc/PID/status every 50 ms; prints "max_rss_kib N" each time the peak grows
   hostile_peer.py flood HOST PORT SECONDS SOURCE...
       new connections from each SOURCE address as fast as it can: idle ones, garbage, slow TLS
       ClientHellos; holds at most 4000 sockets; stops by itself.
@@ -176,8 +176,12 @@ def fake_mediator(host, port, name, secret, attack, seconds):
             except BlockingIOError:
                 pass
         print(f"bogus-accepted: sent {n}", flush=True)
+        # Stay connected (answering PINGs) so the server's port table can be looked at.
         s.setblocking(True)
-        time.sleep(1)
+        try:
+            r.until(GOAWAY, timeout=6)
+        except (TimeoutError, socket.timeout, RuntimeError, EOFError):
+            pass
     s.close()
 
 
@@ -222,8 +226,9 @@ def sample_rss(pid, seconds):
         try:
             with open(f"/proc/{pid}/status") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
-                        peak = max(peak, int(line.split()[1]))
+                    if line.startswith("VmRSS:") and int(line.split()[1]) > peak:
+                        peak = int(line.split()[1])
+                        print(f"max_rss_kib {peak}", flush=True)
         except FileNotFoundError:
             break
         time.sleep(0.05)
@@ -247,7 +252,9 @@ def flood(host, port, seconds, sources):
                 c.connect((host, port))
             except BlockingIOError:
                 pass
-            select.select([], [c], [], 0.5)
+            p = select.poll()  # not select(): descriptors pass 1024 here
+            p.register(c, select.POLLOUT)
+            p.poll(500)
             kind = i % 3
             if kind == 1:
                 c.send(os.urandom(64))

@@ -31,7 +31,7 @@ rss_guard() {
 rss_check() {
     wait "$RSS_PID" || true
     local peak
-    peak=$(awk '/^max_rss_kib/ {print $2}' "$TEST_TMP/$1.log")
+    peak=$(awk '/^max_rss_kib/ {p = $2} END {print p}' "$TEST_TMP/$1.log")
     [[ -n "$peak" ]] || fail "$2: no RSS sample"
     ((peak < LIMIT_KIB)) || fail "$2: peak RSS $peak KiB, not under $LIMIT_KIB KiB"
     echo "$2: peak RSS $((peak / 1024)) MiB"
@@ -62,7 +62,7 @@ wait_log "$TEST_TMP/fake-pings.log" '^pings: sent' 25
 echo "server: $(grep -o 'the peer does not read[^;]*' "$TEST_TMP/server.log" | head -1)"
 
 # 2. Empty DATA on a port whose user does not read: nothing is queued for them.
-bg wan fake-empty python3 "$PEER" mediator 127.0.0.1 7000 acme "$SECRET" empty-data 10
+bg wan fake-empty python3 "$PEER" mediator 127.0.0.1 7000 acme "$SECRET" empty-data 4
 wait_log "$TEST_TMP/fake-empty.log" '^established' 10
 wait_mediator acme 5
 bg user idle-user python3 -c '
@@ -72,11 +72,14 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 print("connected", flush=True)
 time.sleep(25)'
 wait_log "$TEST_TMP/fake-empty.log" '^connected port 7' 15
-rss_guard wan rss-empty 10
+rss_guard wan rss-empty 20
 wait_log "$TEST_TMP/fake-empty.log" '^empty-data: sent' 20
+# The server works through what is still in its socket buffer (a debug build takes a while).
+wait_log "$TEST_TMP/server.log" "disconnected: connection reset" 30
+kill "$RSS_PID" 2>/dev/null || true
 rss_check rss-empty "server, empty DATA flood"
 sent=$(awk '/^empty-data: sent/ {print $3}' "$TEST_TMP/fake-empty.log")
-((sent > 100000)) || fail "the fake mediator sent only $sent empty DATA"
+((sent > 50000)) || fail "the fake mediator sent only $sent empty DATA"
 echo "server: $sent empty DATA frames, none queued"
 
 # 3. Frames before a reverse relay's own connect finishes: bounded in number, the port is reset.
@@ -91,18 +94,16 @@ echo "server: early frames past 64 reset the port (protocolError), logged"
 bg wan fake-accepted python3 "$PEER" mediator 127.0.0.1 7000 acme "$SECRET" bogus-accepted 8
 wait_log "$TEST_TMP/fake-accepted.log" '^established' 10
 rss_guard wan rss-accepted 8
-wait_mediator acme 5
 wait_log "$TEST_TMP/fake-accepted.log" '^bogus-accepted: sent' 20
 rss_check rss-accepted "server, bogus ACCEPTED flood"
 grep -q "which is not listening here; resetting it" "$TEST_TMP/server.log" || fail "the stray ACCEPTED were not logged"
 lines=$(grep -c "which is not listening here" "$TEST_TMP/server.log")
 ((lines <= 8)) || fail "a stray ACCEPTED flood wrote $lines log lines"
 echo "server: $(awk '/^bogus-accepted: sent/ {print $3}' "$TEST_TMP/fake-accepted.log") stray ACCEPTED, $lines log lines"
-sleep 1.5 # the fake holds the session for a second after its flood: the port table must be empty
-if ctl mediators --json 2>/dev/null | grep -q '"name" : "acme"'; then
-    held=$(ctl ports acme --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
-    ((held <= 2)) || fail "the server kept $held port records after stray ACCEPTED"
-fi
+# The fake stays connected a few seconds: the server must hold no record of those ports.
+held=$(ctl ports acme --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+((held <= 2)) || fail "the server kept $held port records after stray ACCEPTED"
+echo "server: $held port records after the stray ACCEPTED"
 kill -TERM -- "-$(last_bg_pid)" 2>/dev/null || true
 
 # --- The mediator against a hostile server ---------------------------------------------------
