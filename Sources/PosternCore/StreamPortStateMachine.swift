@@ -14,8 +14,10 @@ import PosternWire
 ///
 /// A port may exist before its socket does (a connection accepted on the mediator is announced
 /// before the server's own connect finishes): frames that arrive first are kept, the DATA bounded by
-/// the window we granted and counted in the session's buffer budget, and replayed once the socket
-/// joins. A socket that ends by FIN after the peer's FIN, while some of its bytes are still held,
+/// the window we granted and counted in the session's buffer budget, consecutive DATA joined into
+/// one frame, and at most `maxEarlyFrames` frames in all (a peer could otherwise queue any number of
+/// small frames that cost no window), and replayed once the socket joins. An empty DATA costs no
+/// window and carries nothing: it is accepted (§6.1) and dropped, never written or kept. A socket that ends by FIN after the peer's FIN, while some of its bytes are still held,
 /// leaves the port draining: the bytes go out as the peer grants window, then FINISHED.
 public struct StreamPortStateMachine: Sendable {
     public enum Phase: Hashable, Sendable {
@@ -63,8 +65,14 @@ public struct StreamPortStateMachine: Sendable {
     /// Frames from the peer before the socket joined, and the DATA bytes among them.
     private var early: [Frame] = []
     private var earlyBytes = 0
+    /// The bytes of the last `.reserveBuffer` asked for, taken back if the budget refuses them.
+    private var lastEarlyReserve = 0
     /// How a socket that joins after the port ended is closed.
     private var closeOnLateJoin: StreamPortAction.SocketClose = .abort
+
+    /// Frames kept before the socket joins, at most. A legitimate peer sends a few (DATA, joined into
+    /// one; FINISHED; RESET): only a hostile one reaches this.
+    public static let maxEarlyFrames = 64
 
     /// `sendWindow`: the peer's initial window; `receiveWindow`: ours (§6.3).
     public init(sendWindow: UInt32, receiveWindow: UInt32) {
@@ -197,6 +205,8 @@ public struct StreamPortStateMachine: Sendable {
             bytesFromTunnel &+= UInt64(n)
             // Draining implies the peer's FIN: there is no socket to write to, and no DATA is due.
             if halves.receivedFin { return streamError(.dataAfterFinished) }
+            // Nothing to write: a write each would queue on a socket that is not reading.
+            if n == 0 { return .succeeded(.none) }
             return .succeeded(.writeToSocket(d.bytes))
         case .window(let w):
             do { try sendWindow.grant(w.increment) } catch { return streamError(.windowOverflow) }
@@ -223,11 +233,10 @@ public struct StreamPortStateMachine: Sendable {
     public mutating func bufferReserveFailed() -> StreamPortAction {
         switch phase {
         case .awaitingSocket:
-            // That DATA was never counted in the budget: forget it, then release the rest.
-            if case .data(let d)? = early.last {
-                early.removeLast()
-                earlyBytes -= d.bytes.readableBytes
-            }
+            // The last DATA's bytes were never counted in the budget (they may have been joined to
+            // the DATA before): forget them, then release the rest.
+            earlyBytes -= lastEarlyReserve
+            lastEarlyReserve = 0
             return reset(.limitExceeded, reason: .sessionBufferFullBeforeReady)
         case .joined, .draining:
             return reset(.limitExceeded, reason: .sessionBufferFull)
@@ -270,12 +279,36 @@ public struct StreamPortStateMachine: Sendable {
             guard earlyBytes + n <= Int(receiveWindow.size) else {
                 return streamError(.dataBeyondWindowBeforeReady(bytes: n))
             }
+            // Checked on replay like any DATA (after FINISHED it still resets the port), but an
+            // empty one is nothing to keep.
+            if n == 0, !early.contains(where: Self.isFinished) { return .succeeded(.none) }
+            if n > 0, case .data(var last)? = early.last {
+                // Joined to the DATA before it: many small frames take one place in the queue.
+                var bytes = d.bytes
+                last.bytes.writeBuffer(&bytes)
+                early[early.count - 1] = .data(last)
+                earlyBytes += n
+                lastEarlyReserve = n
+                return .succeeded(.reserveBuffer(n))
+            }
+            guard early.count < Self.maxEarlyFrames else {
+                return streamError(.tooManyFramesBeforeReady(Self.maxEarlyFrames))
+            }
             earlyBytes += n
+            lastEarlyReserve = n
             early.append(frame)
             return .succeeded(.reserveBuffer(n))
         }
+        guard early.count < Self.maxEarlyFrames else {
+            return streamError(.tooManyFramesBeforeReady(Self.maxEarlyFrames))
+        }
         early.append(frame)
         return .succeeded(.none)
+    }
+
+    private static func isFinished(_ frame: Frame) -> Bool {
+        if case .finished = frame { return true }
+        return false
     }
 
     /// The socket's EOF, once nothing is held before it.

@@ -6,6 +6,9 @@ public enum StreamPortViolation: Hashable, Sendable, CustomStringConvertible {
     case dataBeyondWindow(bytes: Int)
     /// The same, while the port's socket was not ready yet and its frames were being kept (§6.3).
     case dataBeyondWindowBeforeReady(bytes: Int)
+    /// More frames than `StreamPortStateMachine.maxEarlyFrames` while the port's socket was not
+    /// ready: each costs memory and no window, so their number is bounded too.
+    case tooManyFramesBeforeReady(Int)
     /// DATA after the peer's own FINISHED (§6.1).
     case dataAfterFinished
     /// A second FINISHED (§6.4).
@@ -19,6 +22,7 @@ public enum StreamPortViolation: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .dataBeyondWindow(let n): return "peer sent \(n) bytes beyond the window"
         case .dataBeyondWindowBeforeReady(let n): return "DATA (\(n) bytes) beyond the window before the connection was ready"
+        case .tooManyFramesBeforeReady(let n): return "more than \(n) frames before the connection was ready"
         case .dataAfterFinished: return "DATA after FINISHED"
         case .finishedTwice: return "FINISHED twice"
         case .windowOverflow: return "window overflow"

@@ -23,6 +23,8 @@ public final class MediatorLink: TunnelSessionDelegate {
     private var establishedHandlers: [() -> Void] = []
     /// Ports this link keeps at most (a mediator cannot make the server hold more).
     var maxPorts = 4096
+    /// ACCEPTED frames for a port that is not listening here, reset and forgotten.
+    public private(set) var strayAccepted = 0
 
     public struct PortRecord: Codable, Sendable {
         public var id: UInt32
@@ -140,20 +142,30 @@ public final class MediatorLink: TunnelSessionDelegate {
         case .failed(let f):
             pending.removeValue(forKey: f.requestID)?.fail(OperationError(f))
         case .accepted(let a):
-            guard session.portCount < maxPorts else {
+            // Nobody takes connections for that listener (or the id is one we know already): reset
+            // the new port and keep no record of it, or a mediator could fill the table for free.
+            guard let take = listeners[a.listenerID], ports[a.portID] == nil, session.port(a.portID) == nil else {
+                strayAccepted += 1
+                // Logged at 1, 10, 100…: a flood of them must not flood the log either.
+                if strayAccepted.isPowerOf10 {
+                    session.logger.warning(
+                        "mediator '\(name)' announced a connection on port \(a.portID) for port \(a.listenerID), which is not listening here; resetting it (\(strayAccepted) so far)"
+                    )
+                }
+                session.send(.reset(.init(portID: a.portID, code: .noSuchPort)))
+                return
+            }
+            let held = max(session.portCount, ports.count)
+            guard held < maxPorts else {
                 session.logger.warning(
-                    "mediator '\(name)' holds \(session.portCount) ports (limit \(maxPorts)); resetting accepted port \(a.portID)")
+                    "mediator '\(name)' holds \(held) ports (limit \(maxPorts)); resetting accepted port \(a.portID)")
                 session.send(.reset(.init(portID: a.portID, code: .limitExceeded)))
                 return
             }
             ports[a.portID] = PortRecord(
                 id: a.portID, transport: "tcp", kind: "accepted", local: ports[a.listenerID]?.local ?? "", remote: "\(a.peer)",
                 owner: ports[a.listenerID]?.owner ?? "")
-            if let take = listeners[a.listenerID] {
-                take(a)
-            } else {
-                session.send(.reset(.init(portID: a.portID, code: .noSuchPort)))
-            }
+            take(a)
         case .pong:
             // The session machine delivers only the PONG that answers a probe: this link is alive.
             registry.answered(self)
@@ -178,5 +190,13 @@ public final class MediatorLink: TunnelSessionDelegate {
         let handlers = closeHandlers
         closeHandlers.removeAll()
         for h in handlers { h(end) }
+    }
+}
+
+extension Int {
+    fileprivate var isPowerOf10: Bool {
+        var n = self
+        while n >= 10, n % 10 == 0 { n /= 10 }
+        return n == 1
     }
 }

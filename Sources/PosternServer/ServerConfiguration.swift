@@ -23,9 +23,12 @@ public struct ServerConfiguration: Sendable {
     /// dropped. Each flow of a `udp:ADDR:PORT=NAME/…` forward holds a mediator port, so this keeps one
     /// forward's senders from spending the mediator's whole `--max-ports` (4096 by default).
     public var udpMaxFlows = DatagramFlowLimits.defaultMaxFlows
-    /// Connections on the service port that have not authenticated yet. When more arrive, the
-    /// oldest is dropped: a flood of idle connections can never lock a real mediator out.
+    /// Connections on the service port that have not authenticated yet, in all and from one IP
+    /// address. When more arrive, one that got least far is dropped at random, never one that sent
+    /// HELLO (`UnauthenticatedConnections`): a flood of new connections cannot push a real mediator
+    /// out in the middle of its handshake.
     public var maxUnauthenticated = 256
+    public var maxUnauthenticatedPerAddress = 16
     /// Ports the server keeps for one mediator; ACCEPTED beyond it is answered with RESET.
     public var maxPortsPerSession = 4096
     /// Mediators connected at once (each name holds at most one session).

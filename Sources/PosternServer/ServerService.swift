@@ -18,8 +18,11 @@ public final class ServerService: @unchecked Sendable {
     private let registry: MediatorRegistry
     private var channels: [Channel] = []
     private var nextSessionID: UInt64 = 1
-    /// Sessions still in the handshake, by id (ids grow, so the smallest is the oldest).
+    /// Sessions still in the handshake, by id, and which to drop when there are too many.
     private var handshaking: [UInt64: TunnelSession] = [:]
+    private var unauthenticated: UnauthenticatedConnections
+    private var random = SystemRandomNumberGenerator()
+    private var unauthenticatedDrops = 0
     private var forwards: [any Forward] = []
     private let finished: EventLoopPromise<Void>
     /// Where the service port and admin API are actually bound (port 0 picks one).
@@ -34,6 +37,8 @@ public final class ServerService: @unchecked Sendable {
         self.registry = MediatorRegistry(events: EventLog(clock: { Date() }), logger: logger)
         registry.maxMediators = configuration.maxMediators
         registry.probeTimeout = configuration.nameProbeTimeout
+        self.unauthenticated = UnauthenticatedConnections(
+            maxTotal: configuration.maxUnauthenticated, maxPerSource: configuration.maxUnauthenticatedPerAddress)
         self.finished = eventLoop.makePromise()
     }
 
@@ -123,7 +128,9 @@ public final class ServerService: @unchecked Sendable {
             .childChannelInitializer { [self] channel in
                 do {
                     let transport = try configuration.transport.serverConnection()
-                    let session = makeSession()
+                    guard let session = makeSession(from: channel.remoteAddress) else {
+                        return channel.close()
+                    }
                     session.transport = transport
                     return channel.pipeline.addHandlers(
                         transport.handlers + [
@@ -146,9 +153,25 @@ public final class ServerService: @unchecked Sendable {
             .flatMapErrorThrowing { throw Self.bindError(configuration.listen, "service port", $0) }
     }
 
-    private func makeSession() -> TunnelSession {
+    /// A session for a new connection from `address`, or nil when it must be closed at once (too
+    /// many unauthenticated connections, all further along).
+    private func makeSession(from address: SocketAddress?) -> TunnelSession? {
         let id = nextSessionID
         nextSessionID += 1
+        // One source is one IP address (its port changes with every connection).
+        let source = address?.ipAddress ?? "?"
+        switch unauthenticated.admit(id, from: source, using: &random) {
+        case .refused(let why):
+            droppedUnauthenticated("refusing a connection from \(source): \(why)")
+            return nil
+        case .admitted(let evicted):
+            for victim in evicted {
+                droppedUnauthenticated(
+                    "more than \(configuration.maxUnauthenticated) unauthenticated connections, or \(configuration.maxUnauthenticatedPerAddress) from \(source); dropping one that got least far"
+                )
+                handshaking.removeValue(forKey: victim)?.goAway(.limitExceeded, Self.droppedMessage)
+            }
+        }
         let secrets = configuration.secrets
         let machine = ServerSessionStateMachine(
             settings: configuration.settings, sessionID: id, serverNonce: Nonce.make(), secretFor: { secrets.secret(for: $0) })
@@ -158,16 +181,22 @@ public final class ServerService: @unchecked Sendable {
         link.maxPorts = configuration.maxPortsPerSession
         session.delegate = link
         handshaking[id] = session
-        link.onEstablished { [self] in handshaking[id] = nil }
-        link.onClose { [self] _ in handshaking[id] = nil }
-        if handshaking.count > configuration.maxUnauthenticated, let oldest = handshaking.keys.min() {
-            let victim = handshaking.removeValue(forKey: oldest)
-            logger.notice("more than \(configuration.maxUnauthenticated) unauthenticated connections; dropping the oldest")
-            victim?.goAway(.limitExceeded, "too many unauthenticated connections")
+        session.onHandshakeProgress = { [self] stage in unauthenticated.advance(id, to: stage) }
+        link.onEstablished { [self] in
+            handshaking[id] = nil
+            unauthenticated.remove(id)
+            session.onHandshakeProgress = nil
+        }
+        link.onClose { [self] _ in
+            handshaking[id] = nil
+            unauthenticated.remove(id)
+            session.onHandshakeProgress = nil
         }
         let events = registry.events
         link.onClose { [logger] end in
-            if link.info == nil {
+            // A connection dropped to make room is counted, and logged, by `droppedUnauthenticated`:
+            // a line each would let a connection flood flood the log.
+            if link.info == nil, end.message != Self.droppedMessage {
                 // Never authenticated: say why once, with the address, and keep serving others.
                 let from = session.remoteAddress?.display ?? "?"
                 logger.warning("refused connection from \(from): \(end)")
@@ -175,6 +204,16 @@ public final class ServerService: @unchecked Sendable {
             }
         }
         return session
+    }
+
+    private static let droppedMessage = "too many unauthenticated connections"
+
+    /// Logged at the 1st, 10th, 100th… time: a flood of connections must not flood the log too.
+    private func droppedUnauthenticated(_ message: String) {
+        unauthenticatedDrops += 1
+        var n = unauthenticatedDrops
+        while n >= 10, n % 10 == 0 { n /= 10 }
+        if n == 1 { logger.notice("\(message) (\(unauthenticatedDrops) dropped so far)") }
     }
 
     private func bindAdmin(_ endpoint: ListenAddress) -> EventLoopFuture<Void> {

@@ -29,6 +29,9 @@ public final class TunnelSession: ChannelInboundHandler {
     /// The transport of this connection: what its handshake learned goes to the machine
     /// (`transportReady`), and it is told when the peer proved the secret (trust on first use).
     public var transport: TransportConnection?
+    /// Told how far an unauthenticated connection got (transport ready, first frame), so the server
+    /// can spare the connections that are further along when it must drop one.
+    public var onHandshakeProgress: ((UnauthenticatedConnections.Stage) -> Void)?
 
     private var machine: any SessionStateMachine
     private var transportReadySent = false
@@ -46,6 +49,19 @@ public final class TunnelSession: ChannelInboundHandler {
     static let flushThreshold = 128 << 10
     private var inRead = false
     private let now: () -> NIODeadline
+    /// Frames other than DATA (PONG, answers, RESET, WINDOW…) written since the channel stopped
+    /// being writable, and their bytes. DATA is paced by the peer's windows and by writability; these
+    /// are not: a peer that sends PINGs and never reads would make PONGs pile up without bound.
+    private var stalledFrames = 0
+    private var stalledBytes = 0
+    private var stalledLimitHit = false
+    /// Frames other than DATA encoded back to back, written before the next DATA or flush.
+    private var control: ByteBuffer?
+    /// Past either bound while the channel stays unwritable the session ends (the peer is not
+    /// reading what it asks for). A peer that reads never comes near: writability returns at the
+    /// low-water mark, and window-paced traffic sends a few WINDOW frames per port per stall.
+    public static let maxStalledFrames = 32768
+    public static let maxStalledBytes = 2 << 20
 
     /// Bytes received for this session's ports and not yet written to their sockets (bounded by
     /// `settings.maxBufferedBytes`).
@@ -106,17 +122,48 @@ public final class TunnelSession: ChannelInboundHandler {
     /// Writes one frame; the flush follows at the end of this event-loop turn.
     public func send(_ frame: Frame) {
         guard let context, end == nil else { return }
-        var buffer = context.channel.allocator.buffer(capacity: 64)
-        buffer.writeFrame(frame)
-        bytesOut &+= UInt64(buffer.readableBytes)
+        var encoded = context.channel.allocator.buffer(capacity: 64)
+        encoded.writeFrame(frame)
+        let n = encoded.readableBytes
+        bytesOut &+= UInt64(n)
         framesOut &+= 1
+        if !context.channel.isWritable, !stalledLimitHit {
+            stalledFrames += 1
+            stalledBytes += n
+            if stalledFrames > Self.maxStalledFrames || stalledBytes > Self.maxStalledBytes {
+                peerNotReading()
+                return
+            }
+        }
+        // Small frames share one buffer until the next DATA or flush: a write each costs the channel
+        // far more than the frame's bytes (a PING flood answered frame by frame held ~400 bytes per
+        // 14-byte PONG before the channel's byte count said "unwritable").
+        if control == nil { control = context.channel.allocator.buffer(capacity: 1024) }
+        control!.writeBuffer(&encoded)
+        wrote(n, context)
+    }
+
+    /// Writes the small frames gathered since the last write, keeping their order with DATA.
+    private func writeControl(_ context: ChannelHandlerContext) {
+        guard let buffer = control else { return }
+        control = nil
         context.write(wrapOutboundOut(buffer), promise: nil)
-        wrote(buffer.readableBytes, context)
+    }
+
+    /// The peer keeps sending frames that need an answer but does not read the answers.
+    private func peerNotReading() {
+        stalledLimitHit = true
+        let message =
+            "the peer does not read: \(stalledFrames) frames (\(stalledBytes) bytes) of answers and control frames wait to be sent"
+        logger.warning("ending the session with \(remoteAddress?.display ?? "peer"): \(message)")
+        // The GOAWAY goes behind everything that waits; the close does not wait for it.
+        goAway(.limitExceeded, message)
     }
 
     /// DATA without copying the payload: the header goes in its own small buffer (writev joins them).
     public func sendData(portID: UInt32, _ payload: ByteBuffer) {
         guard let context, end == nil else { return }
+        writeControl(context)
         var header = context.channel.allocator.buffer(capacity: Frame.headerLength + Frame.Data.prefixLength)
         header.writeDataPrefix(portID: portID, count: payload.readableBytes)
         bytesOut &+= UInt64(header.readableBytes + payload.readableBytes)
@@ -136,6 +183,7 @@ public final class TunnelSession: ChannelInboundHandler {
     }
 
     private func flush(_ context: ChannelHandlerContext) {
+        writeControl(context)
         unflushed = 0
         context.flush()
     }
@@ -195,6 +243,7 @@ public final class TunnelSession: ChannelInboundHandler {
         guard !transportReadySent else { return }
         transportReadySent = true
         perform(machine.transportReady(facts, now: now()))
+        if established == nil, end == nil { onHandshakeProgress?(.transportReady) }
     }
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -208,6 +257,7 @@ public final class TunnelSession: ChannelInboundHandler {
         let frame = unwrapInboundIn(data)
         framesIn &+= 1
         inRead = true
+        if framesIn == 1, established == nil { onHandshakeProgress?(.helloReceived) }
         perform(machine.receive(frame, now: now()))
     }
 
@@ -218,6 +268,10 @@ public final class TunnelSession: ChannelInboundHandler {
     }
 
     public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            stalledFrames = 0
+            stalledBytes = 0
+        }
         if context.channel.isWritable && !blocked.isEmpty {
             let waiting = blocked.values
             blocked.removeAll(keepingCapacity: true)
@@ -295,7 +349,7 @@ public final class TunnelSession: ChannelInboundHandler {
         blocked.removeAll()
         for port in all { port.tunnelClosed() }
         if let context {
-            context.flush()
+            flush(context)
             context.close(promise: nil)
         }
         let delegate = self.delegate

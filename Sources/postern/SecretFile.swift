@@ -17,8 +17,10 @@ enum SecretSource {
         guard stat(path, &st) == 0 else {
             throw Failure(description: "cannot read secret file \(path): \(String(cString: strerror(errno)))")
         }
-        if st.st_mode & 0o002 != 0 {
-            throw Failure(description: "secret file \(path) is writable by everyone; fix with: chmod 600 \(path)")
+        // Group-writable is as bad as world-writable: whoever may write it chooses the secret.
+        if st.st_mode & 0o022 != 0 {
+            let who = st.st_mode & 0o002 != 0 ? "everyone" : "its group"
+            throw Failure(description: "secret file \(path) is writable by \(who); fix with: chmod 600 \(path)")
         }
         if st.st_mode & 0o044 != 0 {
             logger.warning("secret file \(path) is readable by other users; consider: chmod 600 \(path)")

@@ -417,6 +417,55 @@ final class StreamPortStateMachineTests: XCTestCase {
         assertInert(m)
     }
 
+    func testConsecutiveEarlyDataIsJoinedIntoOneFrame() {
+        var m = M(sendWindow: 10, receiveWindow: 1000)
+        for i in 0..<300 { XCTAssertEqual(m.tunnelReceived(data("\(i % 10)")), .succeeded(.reserveBuffer(1))) }
+        XCTAssertEqual(m.earlyFrameCount, 1, "300 one-byte DATA take one place")
+        XCTAssertEqual(m.earlyBufferedBytes, 300)
+        XCTAssertEqual(m.tunnelReceived(window(5)), .succeeded(.none))
+        XCTAssertEqual(m.tunnelReceived(data("z")), .succeeded(.reserveBuffer(1)))
+        let expected = (0..<300).map { "\($0 % 10)" }.joined()
+        XCTAssertEqual(m.socketJoined(), .replay([data(expected), window(5), data("z")], releaseBuffer: 301))
+    }
+
+    func testEarlyFramesAreBoundedInNumber() {
+        var m = M(sendWindow: 10, receiveWindow: 1000)
+        for _ in 0..<M.maxEarlyFrames { XCTAssertEqual(m.tunnelReceived(window(1)), .succeeded(.none)) }
+        XCTAssertEqual(m.earlyFrameCount, M.maxEarlyFrames)
+        XCTAssertEqual(m.tunnelReceived(window(1)), violation(.tooManyFramesBeforeReady(M.maxEarlyFrames)))
+        assertInert(m)
+
+        // DATA between WINDOWs cannot be joined: it counts like any frame, and what it took is released.
+        var d = M(sendWindow: 10, receiveWindow: 1000)
+        for i in 0..<M.maxEarlyFrames {
+            let frame = i % 2 == 0 ? data("x") : window(1)
+            XCTAssertEqual(d.tunnelReceived(frame), .succeeded(i % 2 == 0 ? .reserveBuffer(1) : .none))
+        }
+        XCTAssertEqual(
+            d.tunnelReceived(data("y")),
+            violation(.tooManyFramesBeforeReady(M.maxEarlyFrames), release: M.maxEarlyFrames / 2))
+        XCTAssertEqual(M.maxEarlyFrames, 64)
+    }
+
+    func testEmptyDataIsNeverWrittenNorKept() {
+        var m = M(sendWindow: 10, receiveWindow: 100)
+        for _ in 0..<10_000 { XCTAssertEqual(m.tunnelReceived(data("")), .succeeded(.none)) }
+        XCTAssertEqual(m.earlyFrameCount, 0, "an empty DATA before the socket joins is not kept")
+        XCTAssertEqual(m.socketJoined(), .replay([], releaseBuffer: 0))
+        for _ in 0..<10_000 { XCTAssertEqual(m.tunnelReceived(data("")), .succeeded(.none), "no write queued per empty DATA") }
+        XCTAssertEqual(m.tunnelReceived(data("a")), .succeeded(.writeToSocket(bytes("a"))))
+        XCTAssertEqual(m.tunnelReceived(finished), .succeeded(.shutdownOutput))
+        XCTAssertEqual(m.tunnelReceived(data("")), violation(.dataAfterFinished), "after FINISHED even an empty DATA breaks the rule")
+
+        var early = M(sendWindow: 10, receiveWindow: 100)
+        _ = early.tunnelReceived(finished)
+        XCTAssertEqual(early.tunnelReceived(data("")), .succeeded(.reserveBuffer(0)), "kept: its replay resets the port")
+        guard case .replay(let frames, 0) = early.socketJoined() else { return XCTFail("no replay") }
+        XCTAssertEqual(frames.count, 2)
+        XCTAssertEqual(early.tunnelReceived(frames[0]), .succeeded(.shutdownOutput))
+        XCTAssertEqual(early.tunnelReceived(frames[1]), violation(.dataAfterFinished))
+    }
+
     func testThePortEndingBeforeItsSocketJoins() {
         var m = M(sendWindow: 10, receiveWindow: 100)
         _ = m.tunnelReceived(data("abc"))

@@ -51,8 +51,8 @@ final class StreamRelayTests: XCTestCase {
         let socket = try EmbeddedSocket()
         try socket.join(relay)
         XCTAssertEqual(
-            socket.recorder.take(), [.write("hello "), .write("world"), .close(.output), .read],
-            "replayed in order, the output shut after them; our direction reads on")
+            socket.recorder.take(), [.write("hello world"), .close(.output), .read],
+            "replayed in order (consecutive DATA joined), the output shut after them; our direction reads on")
         XCTAssertEqual(tunnel.session.bufferedBytes, 0, "written: the budget is back")
         XCTAssertEqual(relay.bytesFromTunnel, 11)
         XCTAssertEqual(try tunnel.framesOut(), [], "11 bytes of a 100-byte window: no WINDOW yet")
