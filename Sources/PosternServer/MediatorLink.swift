@@ -10,10 +10,13 @@ import PosternWire
 /// Lives on the server's event loop.
 public final class MediatorLink: TunnelSessionDelegate {
     public let session: TunnelSession
-    private let registry: MediatorRegistry
+    let registry: MediatorRegistry
     public private(set) var info: EstablishedSession?
     public private(set) var environment: MediatorEnvironment?
     public let connectedAt: Date
+    /// How this session's datagrams travel: a UDP channel while one is up, else the TCP channel.
+    /// Every UDP forward sends and receives through it.
+    public let datagramPath: UDPChannelDatagramPath
     private var nextRequestID: UInt32 = 1
     private var pending: [UInt32: EventLoopPromise<Frame.Done>] = [:]
     /// Who takes the connections a listening port accepts.
@@ -33,10 +36,13 @@ public final class MediatorLink: TunnelSessionDelegate {
         public var owner: String
     }
 
-    init(session: TunnelSession, registry: MediatorRegistry, connectedAt: Date) {
+    init(session: TunnelSession, registry: MediatorRegistry, connectedAt: Date, udpChannel: UDPChannelSettings = .init()) {
         self.session = session
         self.registry = registry
         self.connectedAt = connectedAt
+        self.datagramPath = UDPChannelDatagramPath(
+            role: .server, fallback: TunnelDatagramPath(session: session), settings: udpChannel, eventLoop: session.eventLoop,
+            logger: session.logger, now: { .now() })
     }
 
     public var name: String { info?.name ?? "?" }
@@ -174,6 +180,7 @@ public final class MediatorLink: TunnelSessionDelegate {
         }
         listeners.removeAll()
         ports.removeAll()
+        datagramPath.close()
         registry.detach(self, end)
         let handlers = closeHandlers
         closeHandlers.removeAll()

@@ -25,6 +25,12 @@ public final class ServerService: @unchecked Sendable {
     /// Where the service port and admin API are actually bound (port 0 picks one).
     public private(set) var boundService: SocketAddress?
     public private(set) var boundAdmin: SocketAddress?
+    /// The service port number over UDP, for UDP channels (nil when off or it could not be bound).
+    public private(set) var boundDatagram: SocketAddress?
+    private var datagramChannel: Channel?
+    private var datagramHandler: ServiceDatagramHandler?
+    /// The datagram paths of established sessions, by session id: where UDP channel datagrams go.
+    private var datagramPaths: [UInt64: UDPChannelDatagramPath] = [:]
 
     public init(configuration: ServerConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -144,7 +150,34 @@ public final class ServerService: @unchecked Sendable {
                 )
             }
             .flatMapErrorThrowing { throw Self.bindError(configuration.listen, "service port", $0) }
+            .flatMap { [self] in bindDatagramPort() }
     }
+
+    /// The service port's address and number over UDP, for the sessions' UDP channels. Not fatal: a
+    /// server that cannot bind it carries every datagram on the TCP channel, as version 1 did.
+    private func bindDatagramPort() -> EventLoopFuture<Void> {
+        guard configuration.udpChannelEnabled, let address = boundService else { return eventLoop.makeSucceededVoidFuture() }
+        let handler = ServiceDatagramHandler { [weak self] id in self?.datagramPaths[id] }
+        return DatagramBootstrap(group: eventLoop)
+            .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
+            .channelInitializer { channel in channel.pipeline.addHandler(handler) }
+            .bind(to: address)
+            .map { [self] channel in
+                channels.append(channel)
+                datagramChannel = channel
+                datagramHandler = handler
+                registry.unroutedDatagrams = { [weak handler] in handler?.stray ?? 0 }
+                boundDatagram = channel.localAddress
+                logger.info("UDP channels on \(channel.localAddress?.display ?? "?")/udp")
+            }
+            .recover { [self] error in
+                logger.warning("UDP channels off: cannot bind \(address.display)/udp (\(error)); datagrams take the TCP channel")
+            }
+    }
+
+    /// UDP channel datagrams that named no established session (scans, garbage, old sessions).
+    public var strayDatagrams: UInt64 { datagramHandler?.stray ?? 0 }
 
     private func makeSession() -> TunnelSession {
         let id = nextSessionID
@@ -154,12 +187,22 @@ public final class ServerService: @unchecked Sendable {
             settings: configuration.settings, sessionID: id, serverNonce: Nonce.make(), secretFor: { secrets.secret(for: $0) })
         let session = TunnelSession(
             machine: machine, settings: configuration.settings, eventLoop: eventLoop, logger: logger, now: { .now() })
-        let link = MediatorLink(session: session, registry: registry, connectedAt: Date())
+        let link = MediatorLink(session: session, registry: registry, connectedAt: Date(), udpChannel: configuration.udpChannel)
         link.maxPorts = configuration.maxPortsPerSession
         session.delegate = link
         handshaking[id] = session
-        link.onEstablished { [self] in handshaking[id] = nil }
-        link.onClose { [self] _ in handshaking[id] = nil }
+        link.onEstablished { [self] in
+            handshaking[id] = nil
+            guard let channel = datagramChannel, let info = link.info else { return }
+            datagramPaths[id] = link.datagramPath
+            link.datagramPath.start(sessionID: info.sessionID, keys: info.keys) { bytes, to in
+                channel.writeAndFlush(AddressedEnvelope(remoteAddress: to, data: bytes), promise: nil)
+            }
+        }
+        link.onClose { [self] _ in
+            handshaking[id] = nil
+            datagramPaths[id] = nil
+        }
         if handshaking.count > configuration.maxUnauthenticated, let oldest = handshaking.keys.min() {
             let victim = handshaking.removeValue(forKey: oldest)
             logger.notice("more than \(configuration.maxUnauthenticated) unauthenticated connections; dropping the oldest")
