@@ -24,6 +24,9 @@ public final class MediatorLink: TunnelSessionDelegate {
     public private(set) var ports: [UInt32: PortRecord] = [:]
     private var closeHandlers: [(SessionEnd) -> Void] = []
     private var establishedHandlers: [() -> Void] = []
+    /// Receivers of ports that have no other owner (UDP ports opened through the admin API), held
+    /// here while their port lives: the datagram path holds receivers weakly.
+    private var heldReceivers: [UInt32: DatagramPathReceiver] = [:]
     /// Ports this link keeps at most (a mediator cannot make the server hold more).
     var maxPorts = 4096
 
@@ -111,8 +114,16 @@ public final class MediatorLink: TunnelSessionDelegate {
             .always { [self] _ in
                 listeners[portID] = nil
                 ports[portID] = nil
+                if heldReceivers.removeValue(forKey: portID) != nil { datagramPath.detach(portID: portID) }
                 session.unregister(portID)
             }
+    }
+
+    /// Delivers the datagrams of `portID`, from either path, to `receiver`, held until the port closes
+    /// or the session ends.
+    func hold(portID: UInt32, _ receiver: DatagramPathReceiver) {
+        heldReceivers[portID] = receiver
+        datagramPath.attach(portID: portID, receiver)
     }
 
     public func forget(portID: UInt32) {
@@ -180,6 +191,7 @@ public final class MediatorLink: TunnelSessionDelegate {
         }
         listeners.removeAll()
         ports.removeAll()
+        heldReceivers.removeAll()
         datagramPath.close()
         registry.detach(self, end)
         let handlers = closeHandlers
