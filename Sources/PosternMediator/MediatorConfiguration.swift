@@ -23,6 +23,11 @@ public struct MediatorConfiguration: Sendable {
     /// OPEN, REDIRECT, CONNECT and LISTEN requests a second one session may make (the same number may
     /// come at once); more fail with `limitExceeded`.
     public var maxRequestRate = 5000
+    /// Keepalive and dead timeout of the UDP channel (docs/protocol.md §9.7).
+    public var udpChannel = UDPChannelSettings()
+    /// Whether the mediator opens a UDP channel to the server's service port number once a session is
+    /// established; without it every datagram rides the TCP channel, as in version 1.
+    public var udpChannelEnabled = true
     public var softwareVersion: String
 
     public init(

@@ -70,6 +70,11 @@ public final class MediatorService: @unchecked Sendable {
                 softwareVersion: configuration.softwareVersion, settings: configuration.settings),
             settings: configuration.settings, eventLoop: eventLoop, logger: logger, now: { .now() })
         session.delegate = api
+        let path = UDPChannelDatagramPath(
+            role: .mediator, fallback: TunnelDatagramPath(session: session), settings: configuration.udpChannel, eventLoop: eventLoop,
+            logger: logger, now: { .now() })
+        api.datagramPath = path
+        var udpSocket: Channel?
         // Set once the server's WELCOME proof checked out over the key TLS verified.
         var serverProved = false
         api.onEstablished = { [self] session, info in
@@ -77,8 +82,14 @@ public final class MediatorService: @unchecked Sendable {
             logger.info(
                 "connected to \(configuration.serverHost):\(configuration.serverPort) as '\(info.name)' (session \(info.sessionID))")
             sendEnvironment(session)
+            if configuration.udpChannelEnabled {
+                openUDPChannel(path, session: session, info: info) { udpSocket = $0 }
+            }
         }
         api.onClosed = { [self] end in
+            path.close()
+            udpSocket?.close(promise: nil)
+            udpSocket = nil
             self.session = nil
             lost(end, serverProved: serverProved)
         }
@@ -142,6 +153,37 @@ public final class MediatorService: @unchecked Sendable {
         let delay = backoff.nextDelay(unit: Double.random(in: 0..<1))
         logger.info("reconnecting in \(delay.nanoseconds / 1_000_000) ms")
         eventLoop.scheduleTask(in: delay) { [self] in dial() }
+    }
+
+    /// Opens channel 1 of the session's UDP channel (docs/protocol.md §9): a UDP socket connected to
+    /// the address the TCP channel reached, same port number. If it cannot be had, datagrams stay on
+    /// the TCP channel.
+    private func openUDPChannel(
+        _ path: UDPChannelDatagramPath, session: TunnelSession, info: EstablishedSession, opened: @escaping (Channel) -> Void
+    ) {
+        guard let server = session.remoteAddress else { return }
+        DatagramBootstrap(group: eventLoop)
+            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
+            .channelInitializer { channel in channel.pipeline.addHandler(MediatorDatagramHandler(path: path)) }
+            .connect(to: server)
+            .whenComplete { [self] result in
+                switch result {
+                case .success(let channel):
+                    guard session.isOpen else {
+                        channel.close(promise: nil)
+                        return
+                    }
+                    opened(channel)
+                    let to = channel.remoteAddress ?? server
+                    path.start(sessionID: info.sessionID, keys: info.keys) { bytes, address in
+                        channel.writeAndFlush(AddressedEnvelope(remoteAddress: address, data: bytes), promise: nil)
+                    }
+                    path.openChannel(1, to: to)
+                    logger.info("UDP channel 1 to \(to.display)/udp opened")
+                case .failure(let error):
+                    logger.warning("cannot open a UDP channel to \(server.display): \(error); datagrams take the TCP channel")
+                }
+            }
     }
 
     private func sendEnvironment(_ session: TunnelSession) {

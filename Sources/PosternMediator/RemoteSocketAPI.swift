@@ -29,6 +29,9 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
     private(set) var ports: MediatorPortTable<Handles>
     var onEstablished: ((TunnelSession, EstablishedSession) -> Void)?
     var onClosed: ((SessionEnd) -> Void)?
+    /// How the session's datagrams travel (`UDPChannelDatagramPath`, set by `MediatorService`); nil:
+    /// DATAGRAM frames on the TCP channel.
+    var datagramPath: DatagramPath?
 
     /// `now` is the clock of the request rate.
     init(configuration: MediatorConfiguration, eventLoop: EventLoop, logger: Logger, now: @escaping () -> NIODeadline) {
@@ -157,7 +160,8 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
 
     private func openDatagram(_ o: Frame.Open, _ session: TunnelSession, id: UInt32, port: UInt16) {
         let relay = DatagramPort(
-            portID: id, path: TunnelDatagramPath(session: session), policy: configuration.policy, local: Endpoint(o.address, port),
+            portID: id, path: datagramPath ?? TunnelDatagramPath(session: session), policy: configuration.policy,
+            local: Endpoint(o.address, port),
             logger: session.logger)
         DatagramBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 0)

@@ -213,7 +213,8 @@ final class AdminAPI: ChannelInboundHandler {
             }
             future = link.open(transport, address: address, port: UInt16(port), exact: request.exact ?? true, owner: "admin")
                 .map { done in
-                    if transport == .udp { link.session.register(AdminPort(portID: done.portID, link: link, events: events)) }
+                    // A UDP port's datagrams may come on the session's UDP channel too: attach to its path.
+                    if transport == .udp { link.hold(portID: done.portID, AdminPort(portID: done.portID, link: link, events: events)) }
                     return done
                 }
         case "redirect":

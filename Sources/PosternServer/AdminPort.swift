@@ -6,7 +6,7 @@ import PosternWire
 /// A port driven by hand through the admin API (`postern ctl connect/listen`). There is no local
 /// socket behind it: what arrives is counted and reported as events, and the window is granted back
 /// at once so the mediator's side never stalls.
-final class AdminPort: TunnelPort {
+final class AdminPort: TunnelPort, DatagramPathReceiver {
     let portID: UInt32
     private let link: MediatorLink
     private let events: EventLog
@@ -26,9 +26,7 @@ final class AdminPort: TunnelPort {
             received &+= UInt64(n)
             if n > 0 { link.session.send(.window(.init(portID: portID, increment: UInt32(n)))) }
         case .datagram(let d):
-            received &+= UInt64(d.bytes.readableBytes)
-            events.post(
-                ServerEvent(mediator: link.name, kind: "datagram", port: portID, detail: "\(d.bytes.readableBytes) bytes from \(d.peer)"))
+            datagramReceived(d.bytes, peer: d.peer, portID: portID)
         case .finished:
             events.post(
                 ServerEvent(mediator: link.name, kind: "finished", port: portID, detail: "peer finished sending after \(received) bytes"))
@@ -51,6 +49,14 @@ final class AdminPort: TunnelPort {
         link.session.unregister(portID)
         link.forget(portID: portID)
     }
+
+    /// A datagram of a UDP port, from the session's datagram path (UDP or TCP channel).
+    func datagramReceived(_ bytes: ByteBuffer, peer: Endpoint, portID: UInt32) {
+        received &+= UInt64(bytes.readableBytes)
+        events.post(ServerEvent(mediator: link.name, kind: "datagram", port: portID, detail: "\(bytes.readableBytes) bytes from \(peer)"))
+    }
+
+    func datagramPathClosed(portID: UInt32) {}
 
     func tunnelBecameWritable() {}
     func tunnelClosed() {}

@@ -10,10 +10,13 @@ import PosternWire
 /// Lives on the server's event loop.
 public final class MediatorLink: TunnelSessionDelegate {
     public let session: TunnelSession
-    private let registry: MediatorRegistry
+    let registry: MediatorRegistry
     public private(set) var info: EstablishedSession?
     public private(set) var environment: MediatorEnvironment?
     public let connectedAt: Date
+    /// How this session's datagrams travel: a UDP channel while one is up, else the TCP channel.
+    /// Every UDP forward sends and receives through it.
+    public let datagramPath: UDPChannelDatagramPath
     private var nextRequestID: UInt32 = 1
     private var pending: [UInt32: EventLoopPromise<Frame.Done>] = [:]
     /// Who takes the connections a listening port accepts.
@@ -21,6 +24,9 @@ public final class MediatorLink: TunnelSessionDelegate {
     public private(set) var ports: [UInt32: PortRecord] = [:]
     private var closeHandlers: [(SessionEnd) -> Void] = []
     private var establishedHandlers: [() -> Void] = []
+    /// Receivers of ports that have no other owner (UDP ports opened through the admin API), held
+    /// here while their port lives: the datagram path holds receivers weakly.
+    private var heldReceivers: [UInt32: DatagramPathReceiver] = [:]
     /// Ports this link keeps at most (a mediator cannot make the server hold more).
     var maxPorts = 4096
     /// ACCEPTED frames for a port that is not listening here, reset and forgotten.
@@ -35,10 +41,13 @@ public final class MediatorLink: TunnelSessionDelegate {
         public var owner: String
     }
 
-    init(session: TunnelSession, registry: MediatorRegistry, connectedAt: Date) {
+    init(session: TunnelSession, registry: MediatorRegistry, connectedAt: Date, udpChannel: UDPChannelSettings = .init()) {
         self.session = session
         self.registry = registry
         self.connectedAt = connectedAt
+        self.datagramPath = UDPChannelDatagramPath(
+            role: .server, fallback: TunnelDatagramPath(session: session), settings: udpChannel, eventLoop: session.eventLoop,
+            logger: session.logger, now: { .now() })
     }
 
     public var name: String { info?.name ?? "?" }
@@ -107,8 +116,16 @@ public final class MediatorLink: TunnelSessionDelegate {
             .always { [self] _ in
                 listeners[portID] = nil
                 ports[portID] = nil
+                if heldReceivers.removeValue(forKey: portID) != nil { datagramPath.detach(portID: portID) }
                 session.unregister(portID)
             }
+    }
+
+    /// Delivers the datagrams of `portID`, from either path, to `receiver`, held until the port closes
+    /// or the session ends.
+    func hold(portID: UInt32, _ receiver: DatagramPathReceiver) {
+        heldReceivers[portID] = receiver
+        datagramPath.attach(portID: portID, receiver)
     }
 
     public func forget(portID: UInt32) {
@@ -186,6 +203,8 @@ public final class MediatorLink: TunnelSessionDelegate {
         }
         listeners.removeAll()
         ports.removeAll()
+        heldReceivers.removeAll()
+        datagramPath.close()
         registry.detach(self, end)
         let handlers = closeHandlers
         closeHandlers.removeAll()

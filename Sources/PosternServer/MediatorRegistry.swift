@@ -18,6 +18,9 @@ public final class MediatorRegistry {
     private var observers: [(MediatorLink) -> Void] = []
     /// Mediators connected at once. One session per name.
     var maxMediators = 1024
+    /// UDP channel datagrams to the service port that named no established session (set by
+    /// `ServerService`), shown beside each mediator's channel counters.
+    var unroutedDatagrams: () -> UInt64 = { 0 }
     /// How long a holder has to answer the keepalive when another session claims its name.
     var probeTimeout: TimeAmount = .seconds(3)
     private var claims = NameClaims<ObjectIdentifier>()

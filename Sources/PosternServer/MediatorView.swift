@@ -21,6 +21,25 @@ struct MediatorView: Encodable {
         var gateway: String?
         var interface: String
     }
+    /// A session's UDP channels (docs/protocol.md §9): which path its datagrams take now and what the
+    /// channels counted. Drops are by reason; `unrouted` is server-wide (datagrams naming no session).
+    struct DatagramPathView: Encodable {
+        var path: String
+        var channels: [UInt16]
+        var sent: UInt64
+        var received: UInt64
+        var delivered: UInt64
+        var keepalivesSent: UInt64
+        var forged: UInt64
+        var replayed: UInt64
+        var truncated: UInt64
+        var stray: UInt64
+        var malformed: UInt64
+        var migrations: UInt64
+        var oversize: UInt64
+        var tcpWhileUp: UInt64
+        var unrouted: UInt64
+    }
     var name: String
     var session: UInt64
     var from: String
@@ -31,6 +50,7 @@ struct MediatorView: Encodable {
     var interfaces: [InterfaceView]
     var defaultRoutes: [RouteView]
     var ports: Int
+    var datagrams: DatagramPathView
 
     init(_ link: MediatorLink) {
         name = link.name
@@ -52,5 +72,12 @@ struct MediatorView: Encodable {
                 interface: names[$0.interfaceIndex] ?? "#\($0.interfaceIndex)")
         }
         ports = link.ports.count
+        let path = link.datagramPath
+        let c = path.counters
+        datagrams = DatagramPathView(
+            path: path.isUDPUp ? "udp" : "tcp", channels: path.channelIDs, sent: c.sent, received: c.received, delivered: c.delivered,
+            keepalivesSent: c.keepalivesSent, forged: c.forged, replayed: c.replayed, truncated: c.truncated &+ c.tooLarge, stray: c.stray,
+            malformed: c.malformed, migrations: c.migrations, oversize: c.oversize, tcpWhileUp: path.fallbackWhileUp,
+            unrouted: link.registry.unroutedDatagrams())
     }
 }

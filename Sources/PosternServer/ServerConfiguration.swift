@@ -35,6 +35,11 @@ public struct ServerConfiguration: Sendable {
     public var maxMediators = 1024
     /// How long a connected mediator has to answer a keepalive when another session claims its name.
     public var nameProbeTimeout: TimeAmount = .seconds(3)
+    /// Keepalive and dead timeout of the sessions' UDP channels (docs/protocol.md §9.7).
+    public var udpChannel = UDPChannelSettings()
+    /// Whether the server binds the service port number over UDP for UDP channels; without it every
+    /// datagram rides the TCP channel, as in version 1.
+    public var udpChannelEnabled = true
     public var softwareVersion: String
 
     public init(

@@ -28,6 +28,12 @@ public final class ServerService: @unchecked Sendable {
     /// Where the service port and admin API are actually bound (port 0 picks one).
     public private(set) var boundService: SocketAddress?
     public private(set) var boundAdmin: SocketAddress?
+    /// The service port number over UDP, for UDP channels (nil when off or it could not be bound).
+    public private(set) var boundDatagram: SocketAddress?
+    private var datagramChannel: Channel?
+    private var datagramHandler: ServiceDatagramHandler?
+    /// The datagram paths of established sessions, by session id: where UDP channel datagrams go.
+    private var datagramPaths: [UInt64: UDPChannelDatagramPath] = [:]
 
     public init(configuration: ServerConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -151,7 +157,34 @@ public final class ServerService: @unchecked Sendable {
                 )
             }
             .flatMapErrorThrowing { throw Self.bindError(configuration.listen, "service port", $0) }
+            .flatMap { [self] in bindDatagramPort() }
     }
+
+    /// The service port's address and number over UDP, for the sessions' UDP channels. Not fatal: a
+    /// server that cannot bind it carries every datagram on the TCP channel, as version 1 did.
+    private func bindDatagramPort() -> EventLoopFuture<Void> {
+        guard configuration.udpChannelEnabled, let address = boundService else { return eventLoop.makeSucceededVoidFuture() }
+        let handler = ServiceDatagramHandler { [weak self] id in self?.datagramPaths[id] }
+        return DatagramBootstrap(group: eventLoop)
+            .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
+            .channelInitializer { channel in channel.pipeline.addHandler(handler) }
+            .bind(to: address)
+            .map { [self] channel in
+                channels.append(channel)
+                datagramChannel = channel
+                datagramHandler = handler
+                registry.unroutedDatagrams = { [weak handler] in handler?.stray ?? 0 }
+                boundDatagram = channel.localAddress
+                logger.info("UDP channels on \(channel.localAddress?.display ?? "?")/udp")
+            }
+            .recover { [self] error in
+                logger.warning("UDP channels off: cannot bind \(address.display)/udp (\(error)); datagrams take the TCP channel")
+            }
+    }
+
+    /// UDP channel datagrams that named no established session (scans, garbage, old sessions).
+    public var strayDatagrams: UInt64 { datagramHandler?.stray ?? 0 }
 
     /// A session for a new connection from `address`, or nil when it must be closed at once (too
     /// many unauthenticated connections, all further along).
@@ -177,7 +210,7 @@ public final class ServerService: @unchecked Sendable {
             settings: configuration.settings, sessionID: id, serverNonce: Nonce.make(), secretFor: { secrets.secret(for: $0) })
         let session = TunnelSession(
             machine: machine, settings: configuration.settings, eventLoop: eventLoop, logger: logger, now: { .now() })
-        let link = MediatorLink(session: session, registry: registry, connectedAt: Date())
+        let link = MediatorLink(session: session, registry: registry, connectedAt: Date(), udpChannel: configuration.udpChannel)
         link.maxPorts = configuration.maxPortsPerSession
         session.delegate = link
         handshaking[id] = session
@@ -186,11 +219,17 @@ public final class ServerService: @unchecked Sendable {
             handshaking[id] = nil
             unauthenticated.remove(id)
             session.onHandshakeProgress = nil
+            guard let channel = datagramChannel, let info = link.info else { return }
+            datagramPaths[id] = link.datagramPath
+            link.datagramPath.start(sessionID: info.sessionID, keys: info.keys) { bytes, to in
+                channel.writeAndFlush(AddressedEnvelope(remoteAddress: to, data: bytes), promise: nil)
+            }
         }
         link.onClose { [self] _ in
             handshaking[id] = nil
             unauthenticated.remove(id)
             session.onHandshakeProgress = nil
+            datagramPaths[id] = nil
         }
         let events = registry.events
         link.onClose { [logger] end in

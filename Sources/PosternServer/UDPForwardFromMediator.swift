@@ -10,8 +10,8 @@ import PosternWire
 /// Each such socket is connected to the target, and what it receives from anyone else is dropped
 /// too, so a stranger spraying the server's ports reaches no LAN peer. The flows are a
 /// `DatagramFlowTable` per mediator port, at most `limits.maxFlows` of them (`--udp-max-flows`);
-/// the datagrams travel the session's `DatagramPath` (DATAGRAM frames on the TCP channel today; a
-/// UDP channel via REDIRECT later).
+/// the datagrams travel the session's `DatagramPath` (`MediatorLink.datagramPath`: a UDP channel while
+/// one is up, DATAGRAM frames on the TCP channel otherwise).
 final class UDPForwardFromMediator: Forward {
     /// Binds a server-side socket for one flow with `handler` in its pipeline.
     typealias SocketOpener = (_ target: SocketAddress, _ handler: FlowSocket) -> EventLoopFuture<Channel>
@@ -109,7 +109,7 @@ final class UDPForwardFromMediator: Forward {
         link.open(.udp, address: listen.address, port: listen.port, exact: true, owner: "forward \(spec)").whenComplete { [self] result in
             switch result {
             case .success(let done):
-                attach(path: TunnelDatagramPath(session: link.session), portID: done.portID)
+                attach(path: link.datagramPath, portID: done.portID)
                 logger.info("forward \(spec): mediator '\(spec.mediator)' receives datagrams on \(done.local)")
                 registry.events.post(ServerEvent(mediator: spec.mediator, kind: "listening", port: done.portID, detail: "forward \(spec)"))
             case .failure(let error):

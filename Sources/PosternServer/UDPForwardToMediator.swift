@@ -79,7 +79,7 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
             let any: IPAddress = target.isIPv6 ? .anyV6 : .anyV4
             return link.open(.udp, address: any, port: 0, exact: false, owner: owner).map { done in
                 OpenedPort(
-                    portID: done.portID, path: TunnelDatagramPath(session: link.session),
+                    portID: done.portID, path: link.datagramPath,
                     close: { if link.isOpen { _ = link.close(portID: done.portID) } })
             }
         }

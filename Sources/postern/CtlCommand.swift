@@ -96,6 +96,11 @@ struct CtlCommand: ParsableCommand {
                     let caps = (m["capabilities"] as? [String] ?? []).joined(separator: ",")
                     out +=
                         "\(m["name"] ?? "?")  session \(m["session"] ?? "?")  from \(m["from"] ?? "?")  host \(m["hostname"] ?? "?")  postern \(m["softwareVersion"] ?? "?")  ports \(m["ports"] ?? 0)\(caps.isEmpty ? "" : "  caps \(caps)")\n"
+                    if let d = m["datagrams"] as? [String: Any] {
+                        let n = { (k: String) in "\(d[k] ?? 0)" }
+                        out +=
+                            "  datagrams via \(d["path"] ?? "?")  udp channel: sent \(n("sent")) received \(n("received")) delivered \(n("delivered"))  dropped: forged \(n("forged")) replayed \(n("replayed")) truncated \(n("truncated")) stray \(n("stray")) malformed \(n("malformed"))  migrations \(n("migrations"))  unrouted (server) \(n("unrouted"))\n"
+                    }
                     for i in m["interfaces"] as? [[String: Any]] ?? [] {
                         let addrs = (i["addresses"] as? [String] ?? []).joined(separator: " ")
                         let up = (i["up"] as? Bool ?? false) ? "up" : "down"

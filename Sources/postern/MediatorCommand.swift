@@ -65,6 +65,12 @@ struct MediatorCommand: AsyncParsableCommand {
     @Option(help: "OPEN/CONNECT/LISTEN/REDIRECT requests a second the server may make (default 5000).")
     var maxRequestRate: Int?
 
+    @Option(
+        help:
+            "Seconds between keepalives on each UDP channel (default 15; the channel is down after 3 silent intervals); 0 turns UDP channels off."
+    )
+    var udpKeepalive: Double?
+
     @Option(help: "MiB received from the server but not yet written to LAN sockets, all ports together (default 256).")
     var maxSessionBuffer: Int?
 
@@ -97,7 +103,7 @@ struct MediatorCommand: AsyncParsableCommand {
             "mediator",
             allowed: [
                 "server", "name", "secret-file", "allow", "allow-listen", "allow-redirect", "max-ports", "max-pending-connects",
-                "max-request-rate", "max-session-buffer",
+                "max-request-rate", "max-session-buffer", "udp-keepalive",
                 "insecure", "server-fingerprint", "known-servers", "ca-file", "tls-cert", "tls-key", "state-dir",
             ])
         guard let serverText = try server ?? section?.string("server") else {
@@ -149,6 +155,9 @@ struct MediatorCommand: AsyncParsableCommand {
             guard (1...1_000_000).contains(n) else { throw ValidationError("--max-request-rate must be 1-1000000") }
             configuration.maxRequestRate = n
         }
+        try Timing.applyUDP(
+            keepalive: try udpKeepalive ?? section?.seconds("udp-keepalive"), to: &configuration.udpChannel,
+            enabled: &configuration.udpChannelEnabled)
         try SessionBuffer.apply(try maxSessionBuffer ?? section?.int("max-session-buffer"), to: &configuration.settings)
         return configuration
     }

@@ -56,6 +56,12 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "MiB received from a mediator but not yet written to local sockets, per session (default 256).")
     var maxSessionBuffer: Int?
 
+    @Option(
+        help:
+            "Seconds between keepalives on each UDP channel (default 15; the channel is down after 3 silent intervals); 0 turns UDP channels off."
+    )
+    var udpKeepalive: Double?
+
     @Option(help: "UDP flows (peers) each udp: forward holds at once (default 256); new peers past it are dropped.")
     var udpMaxFlows: Int?
 
@@ -108,7 +114,7 @@ struct ServerCommand: AsyncParsableCommand {
             "server",
             allowed: [
                 "listen", "secret-file", "admin", "admin-token-file", "admin-insecure-plain", "forwards", "keepalive",
-                "dead-timeout", "max-mediators", "max-session-buffer", "udp-max-flows", "name-probe-timeout",
+                "dead-timeout", "max-mediators", "max-session-buffer", "udp-max-flows", "udp-keepalive", "name-probe-timeout",
                 "insecure", "tls-cert", "tls-key", "state-dir", "mediator-ca",
             ])
         guard let listenText = try listen ?? section?.string("listen") else {
@@ -182,6 +188,9 @@ struct ServerCommand: AsyncParsableCommand {
             guard (1...65536).contains(n) else { throw ValidationError("--udp-max-flows must be 1-65536") }
             configuration.udpMaxFlows = n
         }
+        try Timing.applyUDP(
+            keepalive: try udpKeepalive ?? section?.seconds("udp-keepalive"), to: &configuration.udpChannel,
+            enabled: &configuration.udpChannelEnabled)
         if let t = try nameProbeTimeout ?? section?.seconds("name-probe-timeout") {
             guard t >= 0.1 && t <= 600 else { throw ValidationError("--name-probe-timeout must be between 0.1 and 600 seconds") }
             configuration.nameProbeTimeout = .nanoseconds(Int64(t * 1e9))

@@ -18,4 +18,17 @@ enum Timing {
             throw ValidationError("the dead timeout must be longer than the keepalive interval")
         }
     }
+
+    /// `--udp-keepalive`: seconds between a UDP channel's keepalives, its dead timeout three of them
+    /// (docs/protocol.md §9.7); 0 turns UDP channels off (every datagram takes the TCP channel).
+    static func applyUDP(keepalive: Double?, to settings: inout UDPChannelSettings, enabled: inout Bool) throws {
+        guard let k = keepalive else { return }
+        if k == 0 {
+            enabled = false
+            return
+        }
+        guard k >= 0.1 && k <= 3600 else { throw ValidationError("--udp-keepalive must be 0 (off) or between 0.1 and 3600 seconds") }
+        let interval = TimeAmount.nanoseconds(Int64(k * 1e9))
+        settings = UDPChannelSettings(keepaliveInterval: interval, deadTimeout: interval * 3)
+    }
 }

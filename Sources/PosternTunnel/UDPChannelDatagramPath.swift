@@ -1,0 +1,243 @@
+import Logging
+import NIOCore
+import PosternCore
+import PosternWire
+
+/// The datagram path of a session that has UDP channels (docs/protocol.md §9): each datagram goes on a
+/// UDP channel while one is up at this end, otherwise on the fallback path (DATAGRAM frames on the TCP
+/// channel, `TunnelDatagramPath`). Each datagram is offered to one path only, never both (§9.9). A
+/// datagram that does not fit one channel datagram, or whose peer is a name (a channel DATAGRAM carries
+/// addresses only), also takes the fallback. What arrives on either path reaches the same receivers.
+///
+/// The channel machines (`UDPChannelStateMachine`) decide; this class performs their actions: it
+/// writes their datagrams through `transmit` (the UDP socket's writer, set by whoever owns the socket),
+/// hands their DATAGRAM messages to the port's receiver, and ticks them at their deadlines. The server
+/// makes a channel when the first authenticated datagram names it (at most `maxChannels`); the
+/// mediator opens channel 1 itself (`openChannel`). Lives on the event loop of its session.
+public final class UDPChannelDatagramPath: DatagramPath {
+    public typealias Machine = UDPChannelStateMachine<SocketAddress>
+
+    public let fallback: DatagramPath
+    public let role: Proof.Role
+    public let settings: UDPChannelSettings
+    /// Channels one session may hold (server): datagrams naming more are counted as stray.
+    public var maxChannels = 4
+    private let eventLoop: EventLoop
+    private let now: () -> NIODeadline
+    private var logger: Logger
+    private var sessionID: UInt64?
+    private var keys: SessionKeys?
+    private var transmit: ((ByteBuffer, SocketAddress) -> Void)?
+    private var channels: [UInt16: Machine] = [:]
+    private var receivers: [UInt32: WeakReceiver] = [:]
+    private var timer: Scheduled<Void>?
+    private var timerDeadline: NIODeadline?
+    private var closed = false
+    /// Drops no channel machine saw: datagrams naming a channel this session does not hold that did
+    /// not authenticate (or past `maxChannels`).
+    public private(set) var strayDatagrams: UInt64 = 0
+    /// Datagrams sent on the fallback path while a channel was up because they did not fit one.
+    public private(set) var fallbackWhileUp: UInt64 = 0
+
+    private struct WeakReceiver {
+        weak var receiver: DatagramPathReceiver?
+    }
+
+    /// `now` is the clock of the channel machines; timers are scheduled on `eventLoop` at its deadlines.
+    public init(
+        role: Proof.Role, fallback: DatagramPath, settings: UDPChannelSettings = .init(), eventLoop: EventLoop, logger: Logger,
+        now: @escaping () -> NIODeadline
+    ) {
+        self.role = role
+        self.fallback = fallback
+        self.settings = settings
+        self.eventLoop = eventLoop
+        self.logger = logger
+        self.now = now
+    }
+
+    // MARK: - Channels
+
+    /// The session is established: channels of `sessionID` under `keys` may start, their datagrams
+    /// written by `transmit`.
+    public func start(sessionID: UInt64, keys: SessionKeys, transmit: @escaping (ByteBuffer, SocketAddress) -> Void) {
+        guard !closed else { return }
+        self.sessionID = sessionID
+        self.keys = keys
+        self.transmit = transmit
+    }
+
+    /// Mediator: opens channel `id` to the server's service port; it pings at once.
+    public func openChannel(_ id: UInt16, to server: SocketAddress) {
+        guard !closed, let sessionID, let keys, channels[id] == nil else { return }
+        channels[id] = Machine(
+            role: role, channelID: id, sessionID: sessionID, keys: keys, settings: settings, peerAddress: server, now: now())
+        tick()
+    }
+
+    /// A UDP payload that arrived from `source` for this session (the server routes by session id).
+    public func received(_ datagram: ByteBuffer, from source: SocketAddress) {
+        guard !closed, let sessionID, let keys else {
+            strayDatagrams &+= 1
+            return
+        }
+        let time = now()
+        guard let channelID = datagram.getInteger(at: datagram.readerIndex + 2, as: UInt16.self) else {
+            strayDatagrams &+= 1
+            return
+        }
+        var actions: [Machine.Action]
+        if var machine = channels[channelID] {
+            actions = machine.receive(datagram, from: source, now: time)
+            channels[channelID] = machine
+        } else {
+            // The server keeps a channel only once a datagram naming it authenticates: a forger cannot
+            // take the session's channel slots, and a machine that never sent holds no counter to keep.
+            guard role == .server, channels.count < maxChannels else {
+                strayDatagrams &+= 1
+                return
+            }
+            var machine = Machine(
+                role: role, channelID: channelID, sessionID: sessionID, keys: keys, settings: settings, peerAddress: nil, now: time)
+            actions = machine.receive(datagram, from: source, now: time)
+            guard machine.counters.received > 0 else {
+                strayDatagrams &+= 1
+                return
+            }
+            channels[channelID] = machine
+            logger.info("UDP channel \(channelID) of session \(sessionID) opened from \(source)")
+        }
+        perform(actions, channelID: channelID)
+        schedule()
+    }
+
+    /// The session ended: no more channel datagrams; timers stop.
+    public func close() {
+        closed = true
+        timer?.cancel()
+        timer = nil
+        transmit = nil
+    }
+
+    /// Whether a channel is up at this end: datagrams go on it.
+    public var isUDPUp: Bool { upChannel != nil }
+
+    /// The counters of every channel, summed, with the stray datagrams no channel saw.
+    public var counters: UDPChannelCounters {
+        var total = UDPChannelCounters()
+        for machine in channels.values {
+            let c = machine.counters
+            total.sent &+= c.sent
+            total.received &+= c.received
+            total.delivered &+= c.delivered
+            total.keepalivesSent &+= c.keepalivesSent
+            total.forged &+= c.forged
+            total.replayed &+= c.replayed
+            total.truncated &+= c.truncated
+            total.tooLarge &+= c.tooLarge
+            total.stray &+= c.stray
+            total.malformed &+= c.malformed
+            total.migrations &+= c.migrations
+            total.oversize &+= c.oversize
+        }
+        total.stray &+= strayDatagrams
+        return total
+    }
+
+    /// The channel ids this session holds.
+    public var channelIDs: [UInt16] { channels.keys.sorted() }
+
+    private var upChannel: UInt16? {
+        let time = now()
+        return channels.keys.sorted().first { channels[$0].map { $0.isUp && $0.isHearing(at: time) } ?? false }
+    }
+
+    private func perform(_ actions: [Machine.Action], channelID: UInt16) {
+        for action in actions {
+            switch action {
+            case .send(let bytes, let to):
+                transmit?(bytes, to)
+            case .deliver(let message):
+                guard case .datagram(let portID, let peer, let bytes) = message else { continue }
+                receivers[portID]?.receiver?.datagramReceived(bytes, peer: peer, portID: portID)
+            case .up:
+                logger.info("UDP channel \(channelID) of session \(sessionID ?? 0) is up: datagrams take it")
+            case .down:
+                logger.notice(
+                    "UDP channel \(channelID) of session \(sessionID ?? 0) is down (nothing heard for \(settings.deadTimeout.nanoseconds / 1_000_000) ms): datagrams take the TCP channel"
+                )
+            case .migrated(let from, let to):
+                if let from { logger.info("UDP channel \(channelID) of session \(sessionID ?? 0) moved from \(from) to \(to)") }
+            }
+        }
+    }
+
+    // MARK: - Timers
+
+    private func tick() {
+        guard !closed else { return }
+        let time = now()
+        for id in channels.keys.sorted() {
+            guard var machine = channels[id], machine.nextDeadline <= time else { continue }
+            let actions = machine.tick(now: time)
+            channels[id] = machine
+            perform(actions, channelID: id)
+        }
+        schedule()
+    }
+
+    /// Keeps one timer at the earliest channel deadline; a timer that fires early just reschedules.
+    private func schedule() {
+        guard !closed, let next = channels.values.map(\.nextDeadline).min() else { return }
+        if let timerDeadline, timer != nil, timerDeadline <= next { return }
+        timer?.cancel()
+        timerDeadline = next
+        // The machines' clock may be another than the loop's (tests): wait the difference.
+        let delay = next - now()
+        timer = eventLoop.scheduleTask(in: delay.nanoseconds > 0 ? delay : .zero) { [weak self] in
+            guard let self else { return }
+            self.timer = nil
+            self.timerDeadline = nil
+            self.tick()
+        }
+    }
+
+    // MARK: - DatagramPath
+
+    public var isOpen: Bool { fallback.isOpen }
+    public var canSend: Bool { isUDPUp || fallback.canSend }
+
+    /// The larger of the two limits: a datagram too large for the channel takes the fallback.
+    public func maxDatagramSize(for peer: Endpoint) -> Int {
+        guard isUDPUp, case .ip = peer.host else { return fallback.maxDatagramSize(for: peer) }
+        return max(UDPChannelMessage.maxDatagramBytes(for: peer), fallback.maxDatagramSize(for: peer))
+    }
+
+    public func send(portID: UInt32, peer: Endpoint, bytes: ByteBuffer) {
+        if let id = upChannel, case .ip = peer.host, bytes.readableBytes <= UDPChannelMessage.maxDatagramBytes(for: peer),
+            var machine = channels[id]
+        {
+            let result = machine.seal(.datagram(portID: portID, peer: peer, bytes: bytes), now: now())
+            channels[id] = machine
+            if case .send(let datagram, let to) = result {
+                transmit?(datagram, to)
+                return
+            }
+        } else if isUDPUp {
+            fallbackWhileUp &+= 1
+        }
+        // Not up (or too large, or a name): the TCP channel, if it can take it now.
+        guard fallback.canSend, bytes.readableBytes <= fallback.maxDatagramSize(for: peer) else { return }
+        fallback.send(portID: portID, peer: peer, bytes: bytes)
+    }
+
+    public func attach(portID: UInt32, _ receiver: DatagramPathReceiver) {
+        receivers[portID] = WeakReceiver(receiver: receiver)
+        fallback.attach(portID: portID, receiver)
+    }
+
+    public func detach(portID: UInt32) {
+        receivers[portID] = nil
+        fallback.detach(portID: portID)
+    }
+}
