@@ -81,7 +81,7 @@ public struct MediatorSessionStateMachine: SessionStateMachine {
                 return [.send(.authenticate(.init(proof: proof)))]
             case .refused(let r):
                 state = .closed
-                return [.close(SessionEnd(code: r.code, message: r.message, byPeer: true))]
+                return [.close(SessionEnd.fromPeer(code: r.code, message: r.message))]
             default:
                 return fail(.protocolError, "expected CHALLENGE, got \(frame.name)")
             }
@@ -116,7 +116,7 @@ public struct MediatorSessionStateMachine: SessionStateMachine {
                 ]
             case .refused(let r):
                 state = .closed
-                return [.close(SessionEnd(code: r.code, message: r.message, byPeer: true))]
+                return [.close(SessionEnd.fromPeer(code: r.code, message: r.message))]
             default:
                 return fail(.protocolError, "expected WELCOME, got \(frame.name)")
             }

@@ -89,7 +89,8 @@ public struct ServerSessionStateMachine: SessionStateMachine {
             // Mutual TLS, before the secret is even looked up: a certificate vouches for the names it
             // carries and no other, so its holder cannot try secrets (or learn names) beyond them.
             if let names = transport.peerCertificateNames, !names.contains(hello.name) {
-                let shown = names.isEmpty ? "no name" : names.joined(separator: ", ")
+                // The names are the peer's text (its CA vouched for them, not for their bytes).
+                let shown = names.isEmpty ? "no name" : PeerText.sanitized(names.joined(separator: ", "))
                 return fail(.authenticationFailed, "the TLS client certificate is for \(shown), not for mediator '\(hello.name)'")
             }
             if transport.requiresClientCertificate && transport.peerCertificateNames == nil {
@@ -108,7 +109,7 @@ public struct ServerSessionStateMachine: SessionStateMachine {
             // The mediator may refuse our CHALLENGE (version, timeout, shutdown): log its reason.
             if case .refused(let r) = frame {
                 state = .closed
-                return [.close(SessionEnd(code: r.code, message: r.message, byPeer: true))]
+                return [.close(SessionEnd.fromPeer(code: r.code, message: r.message))]
             }
             guard case .authenticate(let auth) = frame else {
                 return fail(.protocolError, "expected AUTHENTICATE, got \(frame.name)")

@@ -12,10 +12,10 @@ enum SessionCommon {
             return []
         case .goAway(let g):
             state.markClosed()
-            return [.close(SessionEnd(code: g.code, message: g.message, byPeer: true))]
+            return [.close(SessionEnd.fromPeer(code: g.code, message: g.message))]
         case .refused(let r):
             state.markClosed()
-            return [.close(SessionEnd(code: r.code, message: r.message, byPeer: true))]
+            return [.close(SessionEnd.fromPeer(code: r.code, message: r.message))]
         default:
             if handshakeTypes.contains(frame.type) {
                 state.markClosed()

@@ -13,6 +13,12 @@ public struct SessionEnd: Error, Hashable, Sendable, CustomStringConvertible {
         self.byPeer = byPeer
     }
 
+    /// The peer's REFUSED or GOAWAY: its message is the peer's text, sanitised here once, since every
+    /// side logs a session's end and shows it in events (PeerText).
+    public static func fromPeer(code: ErrorCode, message: String) -> SessionEnd {
+        SessionEnd(code: code, message: PeerText.sanitized(message), byPeer: true)
+    }
+
     public var description: String {
         byPeer ? "peer ended the session: \(code): \(message)" : "\(code): \(message)"
     }

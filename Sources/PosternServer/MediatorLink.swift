@@ -189,7 +189,8 @@ public final class MediatorLink: TunnelSessionDelegate {
         case .environment(let e):
             environment = e
             registry.events.post(
-                ServerEvent(mediator: name, kind: "environment", detail: "\(e.hostname): \(e.interfaces.count) interfaces"))
+                ServerEvent(
+                    mediator: name, kind: "environment", detail: "\(PeerText.sanitized(e.hostname)): \(e.interfaces.count) interfaces"))
         default:
             session.goAway(.protocolError, "the mediator sent \(frame.name), which only a server sends")
         }

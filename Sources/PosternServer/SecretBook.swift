@@ -28,7 +28,9 @@ public struct SecretBook: Sendable, CustomStringConvertible {
             .filter { !$0.text.isEmpty && !$0.text.hasPrefix("#") }
         guard !lines.isEmpty else { throw ParseError(description: "\(source) holds no secret") }
         if lines.count == 1, !lines[0].text.contains(where: { $0 == " " || $0 == "\t" }) {
-            return SecretBook(shared: Array(lines[0].text.utf8))
+            let secret = Array(lines[0].text.utf8)
+            if let refusal = SecretLength.refusal(secret, in: source) { throw ParseError(description: refusal) }
+            return SecretBook(shared: secret)
         }
         var book = SecretBook(shared: nil)
         for line in lines {
@@ -43,7 +45,11 @@ public struct SecretBook: Sendable, CustomStringConvertible {
                     description:
                         "\(source) line \(line.number): the first word is not a valid mediator name (letters, digits, '-', '_', '.')")
             }
-            book.perMediator[name] = Array(parts[1].trimmingCharacters(in: " \t").utf8)
+            let secret = Array(parts[1].trimmingCharacters(in: " \t").utf8)
+            if let refusal = SecretLength.refusal(secret, what: "the secret for '\(name)'", in: "\(source) line \(line.number)") {
+                throw ParseError(description: refusal)
+            }
+            book.perMediator[name] = secret
         }
         return book
     }

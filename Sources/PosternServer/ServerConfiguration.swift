@@ -29,6 +29,11 @@ public struct ServerConfiguration: Sendable {
     /// out in the middle of its handshake.
     public var maxUnauthenticated = 256
     public var maxUnauthenticatedPerAddress = 16
+    /// Failed proofs (wrong secret, unknown name, wrong certificate) one IP address may make in a row;
+    /// past them its new connections are closed at accept until `failedProofWindow` has refilled its
+    /// bucket (`FailedProofThrottle`): a guesser gets this many guesses per window.
+    public var maxFailedProofs = 5
+    public var failedProofWindow: TimeAmount = .seconds(10)
     /// Ports the server keeps for one mediator; ACCEPTED beyond it is answered with RESET.
     public var maxPortsPerSession = 4096
     /// Mediators connected at once (each name holds at most one session).

@@ -23,6 +23,7 @@ public final class ServerService: @unchecked Sendable {
     private var unauthenticated: UnauthenticatedConnections
     private var random = SystemRandomNumberGenerator()
     private var unauthenticatedDrops = 0
+    private var failedProofs: FailedProofThrottle
     private var forwards: [any Forward] = []
     private let finished: EventLoopPromise<Void>
     /// Where the service port and admin API are actually bound (port 0 picks one).
@@ -45,6 +46,7 @@ public final class ServerService: @unchecked Sendable {
         registry.probeTimeout = configuration.nameProbeTimeout
         self.unauthenticated = UnauthenticatedConnections(
             maxTotal: configuration.maxUnauthenticated, maxPerSource: configuration.maxUnauthenticatedPerAddress)
+        self.failedProofs = FailedProofThrottle(burst: configuration.maxFailedProofs, window: configuration.failedProofWindow)
         self.finished = eventLoop.makePromise()
     }
 
@@ -193,6 +195,9 @@ public final class ServerService: @unchecked Sendable {
         nextSessionID += 1
         // One source is one IP address (its port changes with every connection).
         let source = address?.ipAddress ?? "?"
+        // An address that has just failed too many proofs is closed before TLS costs anything
+        // (said once per burst, when it was closed).
+        guard failedProofs.admits(source, now: .now()) else { return nil }
         switch unauthenticated.admit(id, from: source, using: &random) {
         case .refused(let why):
             droppedUnauthenticated("refusing a connection from \(source): \(why)")
@@ -242,10 +247,23 @@ public final class ServerService: @unchecked Sendable {
                 events.post(ServerEvent(mediator: nil, kind: "refused", detail: "\(from): \(end)"))
             }
         }
+        link.onClose { [self] end in
+            // Our own refusal of what it claimed: a guess at a secret, a name or a certificate.
+            guard link.info == nil, !end.byPeer, [.authenticationFailed, .unknownMediator].contains(end.code) else { return }
+            failedProof(from: source)
+        }
         return session
     }
 
     private static let droppedMessage = "too many unauthenticated connections"
+
+    private func failedProof(from source: String) {
+        guard case .closed(let closedFor) = failedProofs.failedProof(from: source, now: .now()) else { return }
+        let message =
+            "too many failed proofs: \(configuration.maxFailedProofs) from \(source) within \(configuration.failedProofWindow.seconds) s; closing its new connections for \((closedFor.nanoseconds + 999_999_999) / 1_000_000_000) s (\(failedProofs.refusedConnections) closed so far)"
+        logger.warning("\(message)")
+        registry.events.post(ServerEvent(mediator: nil, kind: "throttled", detail: message))
+    }
 
     /// Logged at the 1st, 10th, 100th… time: a flood of connections must not flood the log too.
     private func droppedUnauthenticated(_ message: String) {

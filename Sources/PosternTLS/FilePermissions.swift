@@ -27,19 +27,23 @@ enum FilePermissions {
         try writeAll(fd, path, text)
     }
 
-    /// Replaces a file's contents atomically (write a temporary file, fsync, rename).
+    /// Replaces a file's contents atomically: a temporary file in the same directory, created
+    /// exclusively (O_EXCL) without following a link (O_NOFOLLOW) and with `mode` from the first
+    /// byte on, is written, fsynced and renamed over `path`. A name planted in advance (a link
+    /// pointing elsewhere) makes the creation fail instead of writing through it. The caller creates
+    /// the directory.
     static func replace(_ path: String, _ text: String, mode: mode_t) throws {
-        let directory = (path as NSString).deletingLastPathComponent
-        if !directory.isEmpty {
-            try FileManager.default.createDirectory(
-                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        var temporary = ""
+        var fd: Int32 = -1
+        for _ in 0..<8 {
+            temporary = path + ".tmp.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
+            fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+            if fd >= 0 || errno != EEXIST { break }
         }
-        let temporary = path + ".tmp.\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw Failure(description: "cannot write \(temporary): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw Failure(description: "cannot create \(temporary): \(String(cString: strerror(errno)))") }
         do {
             try writeAll(fd, temporary, text)
-            fsync(fd)
+            guard fsync(fd) == 0 else { throw Failure(description: "cannot write \(temporary): \(String(cString: strerror(errno)))") }
             close(fd)
         } catch {
             close(fd)
@@ -50,6 +54,16 @@ enum FilePermissions {
             let reason = String(cString: strerror(errno))
             unlink(temporary)
             throw Failure(description: "cannot replace \(path): \(reason)")
+        }
+    }
+
+    /// Refuses `path` when it is a symbolic link: whoever placed it would choose where a key file is
+    /// read from or written to. A missing file is fine.
+    static func refuseSymlink(_ path: String, what: String) throws {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        if st.st_mode & S_IFMT == S_IFLNK {
+            throw Failure(description: "the \(what) \(path) is a symbolic link; give the real path")
         }
     }
 

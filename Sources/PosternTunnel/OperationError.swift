@@ -13,8 +13,9 @@ public struct OperationError: Error, Hashable, Sendable, CustomStringConvertible
         self.message = message
     }
 
+    /// The peer's FAILED: its message is logged and shown in events and by ctl, so it is sanitised here.
     public init(_ failed: Frame.Failed) {
-        self.init(code: failed.code, errno: failed.errno, message: failed.message)
+        self.init(code: failed.code, errno: failed.errno, message: PeerText.sanitized(failed.message))
     }
 
     public var description: String {

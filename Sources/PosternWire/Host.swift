@@ -10,7 +10,8 @@ public enum Host: Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .ip(let a): return a.bracketed
-        case .name(let n): return n
+        // A name comes from the peer or the command line and is shown in logs: never raw.
+        case .name(let n): return PeerText.sanitized(n)
         }
     }
 }

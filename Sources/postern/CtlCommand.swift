@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PosternWire
 
 /// `postern ctl`: the admin API from the shell. Every operation of the remote socket API can be
 /// driven by hand against a named mediator.
@@ -62,13 +63,18 @@ struct CtlCommand: ParsableCommand {
             let dict = object as? [String: Any]
             let message = dict?["message"] as? String ?? ""
             let code = dict?["error"] as? String ?? "HTTP \(result.status)"
-            FileHandle.standardError.write(Data("error: \(code)\(message.isEmpty ? "" : ": \(message)")\n".utf8))
+            // The message may be a mediator's FAILED text: shown sanitised, like everything a peer wrote.
+            let shown = PeerText.sanitized(message)
+            FileHandle.standardError.write(Data("error: \(PeerText.sanitized(code))\(shown.isEmpty ? "" : ": \(shown)")\n".utf8))
             throw ExitCode(1)
         }
         if json || object == nil {
             FileHandle.standardOutput.write(result.body)
         } else {
-            print(summary(object!), terminator: "")
+            // Host and interface names, versions and messages in a summary come from mediators: each
+            // line is sanitised (no control characters reach the terminal), with room for long lines.
+            let lines = summary(object!).split(separator: "\n", omittingEmptySubsequences: false)
+            print(lines.map { PeerText.sanitized(String($0), maxLength: 4096) }.joined(separator: "\n"), terminator: "")
         }
     }
 

@@ -118,9 +118,8 @@ struct MediatorCommand: AsyncParsableCommand {
         guard MediatorName.isValid(name) else {
             throw ValidationError("--name '\(name)': use 1-64 letters, digits, '-', '_' or '.'")
         }
-        let secret = try SecretSource.single(
-            try SecretSource.resolve(file: try secretFile ?? section?.string("secret-file"), logger: logger),
-            source: "the secret file")
+        let secretText = try SecretSource.resolve(file: try secretFile ?? section?.string("secret-file"), logger: logger)
+        let secret = try SecretSource.single(secretText.text, source: secretText.source)
         let rules = (try section?.strings("allow") ?? []) + allow
         let policy = Policy(
             allow: try rules.map { try AllowRule(parsing: $0) },

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PosternCore
 
 #if canImport(Glibc)
     import Glibc
@@ -31,17 +32,26 @@ enum SecretSource {
         return text
     }
 
-    /// `--secret-file` if given, else $POSTERN_SECRET_FILE, else $POSTERN_SECRET.
-    static func resolve(file: String?, logger: Logger) throws -> String {
-        if let file { return try read(file, logger: logger) }
+    /// `--secret-file` if given, else $POSTERN_SECRET_FILE, else $POSTERN_SECRET; with where it
+    /// came from (a path or the variable's name), for messages about it.
+    static func resolve(file: String?, logger: Logger) throws -> (text: String, source: String) {
+        if let file { return (try read(file, logger: logger), file) }
         let env = ProcessInfo.processInfo.environment
-        if let file = env["POSTERN_SECRET_FILE"] { return try read(file, logger: logger) }
-        if let secret = env["POSTERN_SECRET"], !secret.isEmpty { return secret }
+        if let file = env["POSTERN_SECRET_FILE"] { return (try read(file, logger: logger), file) }
+        if let secret = env["POSTERN_SECRET"], !secret.isEmpty { return (secret, "$POSTERN_SECRET") }
         throw Failure(description: "no secret: give --secret-file FILE (or set POSTERN_SECRET_FILE or POSTERN_SECRET)")
     }
 
-    /// One secret for the mediator: the first non-empty, non-comment line, trimmed.
+    /// One secret for the mediator: the first non-empty, non-comment line, trimmed; refused when it
+    /// is shorter than `SecretLength.minimum`.
     static func single(_ text: String, source: String) throws -> [UInt8] {
+        let secret = try firstLine(text, source: source)
+        if let refusal = SecretLength.refusal(secret, in: source) { throw Failure(description: refusal) }
+        return secret
+    }
+
+    /// The first non-empty, non-comment line, trimmed.
+    static func firstLine(_ text: String, source: String) throws -> [UInt8] {
         let line = text.split(whereSeparator: \.isNewline)
             .map { $0.trimmingCharacters(in: .whitespaces) }
             .first { !$0.isEmpty && !$0.hasPrefix("#") }

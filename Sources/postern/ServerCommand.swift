@@ -124,7 +124,7 @@ struct ServerCommand: AsyncParsableCommand {
             throw ValidationError("--listen '\(listenText)' is not ADDR:PORT (IPv6 in brackets)")
         }
         let secretText = try SecretSource.resolve(file: try secretFile ?? section?.string("secret-file"), logger: logger)
-        let secrets = try SecretBook.parse(secretText, source: "the secret file")
+        let secrets = try SecretBook.parse(secretText.text, source: secretText.source)
         var adminEndpoint: ListenAddress? = ListenAddress(.v4(0x7f00_0001), 7070)
         if let adminText = try admin ?? section?.string("admin") {
             if adminText == "off" {
@@ -138,8 +138,13 @@ struct ServerCommand: AsyncParsableCommand {
         }
         var adminToken: [UInt8]? = nil
         if let file = try adminTokenFile ?? section?.string("admin-token-file") {
-            adminToken = try SecretSource.single(try SecretSource.read(file, logger: logger), source: file)
+            let token = try SecretSource.firstLine(try SecretSource.read(file, logger: logger), source: file)
+            if let refusal = SecretLength.tokenRefusal(String(decoding: token, as: UTF8.self), in: file) {
+                throw ValidationError(refusal)
+            }
+            adminToken = token
         } else if let env = ProcessInfo.processInfo.environment["POSTERN_ADMIN_TOKEN"], !env.isEmpty {
+            if let refusal = SecretLength.tokenRefusal(env, in: "$POSTERN_ADMIN_TOKEN") { throw ValidationError(refusal) }
             adminToken = Array(env.utf8)
         }
         if let admin = adminEndpoint, !admin.address.isLoopback {

@@ -410,6 +410,23 @@ final class SessionStateMachineTests: XCTestCase {
         XCTAssertFalse(link.server.isEstablished)
     }
 
+    func testAPeersGoAwayAndRefusedMessagesEndSanitised() throws {
+        // What the peer wrote reaches every log and event as SessionEnd.message: no escape sequence,
+        // no newline that forges a log line, no unbounded length.
+        let hostile = "bye\u{1b}[2J\nINFO mediator 'beta' connected" + String(repeating: "x", count: 1000)
+        let link = try F.establishedLink()
+        link.inject(toServer: .goAway(.init(code: .shuttingDown, message: hostile)))
+        let end = try XCTUnwrap(try XCTUnwrap(try link.deliverToServer()).closes.first)
+        XCTAssertTrue(end.byPeer)
+        XCTAssertTrue(end.message.hasPrefix("bye\\u{1b}[2J\\u{a}INFO mediator 'beta' connected"), end.message)
+        XCTAssertEqual(end.message.unicodeScalars.count, PeerText.defaultMaxLength)
+        XCTAssertFalse(end.message.unicodeScalars.contains { $0.value < 0x20 })
+        link.inject(toMediator: .refused(.init(code: .internalError, message: "late\u{202e}\r\n")))
+        XCTAssertEqual(
+            try link.deliverToMediator(),
+            [.close(SessionEnd(code: .internalError, message: "late\\u{202e}\\u{d}\\u{a}", byPeer: true))])
+    }
+
     // MARK: - Handshake timeouts
 
     func testServerTimesOutWaitingForHello() throws {

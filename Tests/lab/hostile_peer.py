@@ -3,7 +3,8 @@
 (docs/protocol.md, plain TCP: the real end runs with --insecure) and misbehaves once established.
 
   hostile_peer.py mediator HOST PORT NAME SECRET ATTACK [SECONDS]
-      a fake mediator; ATTACK: pings | empty-data | early-frames | bogus-accepted
+      a fake mediator; ATTACK: pings | empty-data | early-frames | bogus-accepted | goaway (a GOAWAY
+      whose message clears the screen and forges a log line; an ENVIRONMENT hostname that does too)
   hostile_peer.py server PORT SECRET ATTACK [SECONDS]
       a fake server on PORT; ATTACK: pings | empty-data (CONNECT to 192.168.77.10:80 first)
   hostile_peer.py rss PID SECONDS
@@ -111,8 +112,15 @@ def fake_mediator(host, port, name, secret, attack, seconds):
     snonce = p[2:34]
     s.sendall(frame(AUTHENTICATE, proof(secret, "postern-v1 mediator proof", snonce, mnonce, name)))
     r.until(WELCOME)
-    s.sendall(frame(ENVIRONMENT, string("hostile") + string("0") + struct.pack(">IHH", 0, 0, 0)))
+    host = "hostile\x1b[2J\nFORGED-HOST" if attack == "goaway" else "hostile"
+    s.sendall(frame(ENVIRONMENT, string(host) + string("0") + struct.pack(">IHH", 0, 0, 0)))
     print("established", flush=True)
+    if attack == "goaway":
+        time.sleep(1)
+        message = "bye\x1b[2J\nFORGED: mediator 'beta' connected\u202e" + "x" * 5000
+        s.sendall(frame(GOAWAY, struct.pack(">H", 17) + string(message)))
+        print("goaway sent", flush=True)
+        time.sleep(1)
     if attack == "pings":
         # PINGs as fast as the socket takes them; PONGs are never read.
         chunk = b"".join(frame(PING, struct.pack(">Q", i)) for i in range(4096))

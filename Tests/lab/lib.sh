@@ -132,7 +132,7 @@ find_postern() {
 postern_setup() {
     find_postern
     lab_setup
-    write_secret "$TEST_TMP/secret" "lab-secret-$RANDOM$RANDOM"
+    write_secret "$TEST_TMP/secret" "lab-secret-$RANDOM-$RANDOM-$RANDOM"
     # The server's generated TLS key and the mediator's known-servers file live with the test, so a
     # test never reads or leaves state in /var/lib/postern.
     export POSTERN_STATE_DIR="$TEST_TMP/state"

@@ -12,12 +12,30 @@ srv=("$LAB_TOOL" exec wan "$POSTERN_BIN" server)
 med=("$LAB_TOOL" exec lan "$POSTERN_BIN" mediator)
 
 # ---------------------------------------------------- startup refusals ------
-write_secret "$TEST_TMP/open-secret" "whatever"
+write_secret "$TEST_TMP/open-secret" "whatever-long-enough-secret"
 chmod 666 "$TEST_TMP/open-secret"
 expect_exit "secret file mode 666" 2 s666 'secret file .* is writable by everyone' \
     "${srv[@]}" --listen 0.0.0.0:7001 --admin off --secret-file "$TEST_TMP/open-secret"
 expect_exit "mediator: secret file mode 666" 2 m666 'secret file .* is writable by everyone' \
     "${med[@]}" --server 203.0.113.10:7000 --name acme --secret-file "$TEST_TMP/open-secret"
+# Secrets and admin tokens shorter than 16 bytes fall to a guess: refused, with the length and the reason.
+write_secret "$TEST_TMP/short-secret" "short"
+expect_exit "a 5-byte secret file" 2 sshort "the secret in $TEST_TMP/short-secret is 5 bytes; at least 16 are needed" \
+    "${srv[@]}" --listen 0.0.0.0:7001 --admin off --secret-file "$TEST_TMP/short-secret"
+expect_exit "mediator: a 5-byte secret file" 2 mshort "the secret in $TEST_TMP/short-secret is 5 bytes; at least 16 are needed" \
+    "${med[@]}" --server 203.0.113.10:7000 --name acme --secret-file "$TEST_TMP/short-secret"
+expect_exit "mediator: a 5-byte \$POSTERN_SECRET" 2 mshortenv 'the secret in \$POSTERN_SECRET is 5 bytes; at least 16' \
+    "$LAB_TOOL" exec lan env POSTERN_SECRET=short "$POSTERN_BIN" mediator --server 203.0.113.10:7000 --name acme
+printf 'acme acme-secret-long-enough\nbeta beta\n' >"$TEST_TMP/short-book"
+chmod 600 "$TEST_TMP/short-book"
+expect_exit "a 4-byte per-mediator secret" 2 sshortbook "the secret for 'beta' in $TEST_TMP/short-book line 2 is 4 bytes" \
+    "${srv[@]}" --listen 0.0.0.0:7001 --admin off --secret-file "$TEST_TMP/short-book"
+write_secret "$TEST_TMP/short-token" "tok-12345"
+expect_exit "a 9-character admin token" 2 tshort "the admin token in $TEST_TMP/short-token is 9 characters; at least 16" \
+    "${srv[@]}" --listen 0.0.0.0:7001 --admin 127.0.0.1:7071 --secret-file "$TEST_TMP/secret" --admin-token-file "$TEST_TMP/short-token"
+expect_exit "a 9-character \$POSTERN_ADMIN_TOKEN" 2 tshortenv 'the admin token in \$POSTERN_ADMIN_TOKEN is 9 characters' \
+    "$LAB_TOOL" exec wan env POSTERN_ADMIN_TOKEN=tok-12345 "$POSTERN_BIN" server --listen 0.0.0.0:7001 --admin 127.0.0.1:7071 \
+    --secret-file "$TEST_TMP/secret"
 expect_exit "--insecure with a pin" 2 insecurepin 'cannot be combined with --server-fingerprint' \
     "${med[@]}" --server 203.0.113.10:7000 --name acme --secret-file "$TEST_TMP/secret" --insecure \
     --server-fingerprint "sha256:$(printf '%064d' 0)"
@@ -92,7 +110,7 @@ assert_contains "$(lab exec user socat -T3 - TCP:203.0.113.10:8080 </dev/null)" 
 grep -Eq 'Fatal error|Assertion|Segmentation' "$TEST_TMP/server.log" && fail "the server crashed"
 
 # ----------------------------------------------------------- wrong secret ------
-write_secret "$TEST_TMP/wrong" "not-the-secret"
+write_secret "$TEST_TMP/wrong" "not-the-secret-at-all"
 # A REFUSED in the handshake is not authenticated (anyone on the path could send it): the mediator
 # logs it as an error and keeps retrying instead of exiting.
 expect_retrying "mediator with a wrong secret" wrongsecret 'refused' \
@@ -106,11 +124,11 @@ wait_mediator acme 1
 assert_contains "$(lab exec user socat -T3 - TCP:203.0.113.10:8080 </dev/null)" "lan web" "forward after the impostor"
 
 # ------------------------------------------- per-mediator secrets, unknown name ------
-printf '# name secret\nacme acme-secret\nbeta beta-secret\n' >"$TEST_TMP/book"
+printf '# name secret\nacme acme-secret-long-enough\nbeta beta-secret-long-enough\n' >"$TEST_TMP/book"
 chmod 600 "$TEST_TMP/book"
 bg wan server_book "$POSTERN_BIN" server --listen 0.0.0.0:7001 --admin 127.0.0.1:7071 --secret-file "$TEST_TMP/book"
 wait_listen wan 7001
-write_secret "$TEST_TMP/beta" "beta-secret"
+write_secret "$TEST_TMP/beta" "beta-secret-long-enough"
 expect_retrying "unknown mediator name" ghost 'refused' \
     "${med[@]}" --server 203.0.113.10:7001 --name ghost --secret-file "$TEST_TMP/beta"
 kill -TERM -- "-$(last_bg_pid)"

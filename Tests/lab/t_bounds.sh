@@ -79,7 +79,7 @@ echo "sessions: a second mediator was turned away with 'server full'"
 # --- the admin API beyond loopback
 expect_exit "admin API beyond loopback without a token" 2 notoken "would be reachable from the network" \
     "$LAB_TOOL" exec wan "$POSTERN_BIN" server --listen 0.0.0.0:7003 --secret-file "$TEST_TMP/secret" --admin 203.0.113.10:7073
-write_secret "$TEST_TMP/token" "admin-token-$RANDOM$RANDOM"
+write_secret "$TEST_TMP/token" "admin-token-$RANDOM-$RANDOM-$RANDOM"
 expect_exit "plain admin API beyond loopback without saying so" 2 plainadmin "would be plain HTTP on the network" \
     "$LAB_TOOL" exec wan "$POSTERN_BIN" server --listen 0.0.0.0:7003 --secret-file "$TEST_TMP/secret" \
     --admin 203.0.113.10:7073 --admin-token-file "$TEST_TMP/token"
