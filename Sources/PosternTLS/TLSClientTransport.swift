@@ -92,7 +92,9 @@ public final class TLSClientTransport: ClientTransport, @unchecked Sendable {
                         "first connection to \(server): trusting its TLS key \(fingerprint) and recording it in \(file.path); a different key will be refused from now on"
                     )
                 } catch {
-                    logger.error("cannot record the server's key in \(file.path): \(error); it will be trusted again on next use")
+                    logger.error(
+                        "cannot record the server's key in \(file.path): \(error); the next connection is checked against what the file holds then"
+                    )
                 }
             }
         }
