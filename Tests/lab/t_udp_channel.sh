@@ -7,17 +7,6 @@
 source "$(dirname "$0")/lib.sh"
 postern_setup
 
-cat >"$TEST_TMP/echo.py" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((sys.argv[1], int(sys.argv[2])))
-print("listening", flush=True)
-while True:
-    d, peer = s.recvfrom(65536)
-    print(f"{len(d)} bytes from {peer[0]}:{peer[1]}", flush=True)
-    s.sendto(d, peer)
-PY
-
 # client.py HOST PORT: datagrams of several sizes (1,400 and 8,000 bytes among them), one at a time,
 # each must come back identical; then a burst of 20. A datagram lost while a path changes is sent
 # again (UDP may lose; §9.9 only promises no duplicates), at most 5 times.
@@ -72,7 +61,7 @@ wait_path() {
     done
 }
 
-bg lanhost echo_lan python3 "$TEST_TMP/echo.py" 192.168.77.10 5353
+bg lanhost echo_lan python3 "$LAB_REPO/Tests/lab/udp_echo.py" 192.168.77.10 5353
 wait_log "$TEST_TMP/echo_lan.log" '^listening'
 start_server server --keepalive 1 --dead-timeout 3 --udp-keepalive 0.5 \
     --forward udp:0.0.0.0:5353=acme/192.168.77.10:5353

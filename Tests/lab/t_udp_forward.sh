@@ -8,17 +8,6 @@
 source "$(dirname "$0")/lib.sh"
 postern_setup
 
-cat >"$TEST_TMP/echo.py" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((sys.argv[1], int(sys.argv[2])))
-print("listening", flush=True)
-while True:
-    d, peer = s.recvfrom(65536)
-    print(f"{len(d)} bytes from {peer[0]}:{peer[1]}", flush=True)
-    s.sendto(d, peer)
-PY
-
 # client.py HOST PORT: several datagrams of different sizes, one at a time,
 # each must come back identical and from HOST:PORT. Then a burst of 20.
 cat >"$TEST_TMP/client.py" <<'PY'
@@ -43,8 +32,8 @@ assert back == set(burst), "burst: some datagrams differ"
 print("burst of 20 echoed intact")
 PY
 
-bg lanhost echo_lan python3 "$TEST_TMP/echo.py" 192.168.77.10 5353
-bg wan echo_wan python3 "$TEST_TMP/echo.py" 203.0.113.10 5000
+bg lanhost echo_lan python3 "$LAB_REPO/Tests/lab/udp_echo.py" 192.168.77.10 5353
+bg wan echo_wan python3 "$LAB_REPO/Tests/lab/udp_echo.py" 203.0.113.10 5000
 wait_log "$TEST_TMP/echo_lan.log" '^listening'
 wait_log "$TEST_TMP/echo_wan.log" '^listening'
 start_server server --keepalive 1 --dead-timeout 3 \
