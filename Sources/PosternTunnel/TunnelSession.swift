@@ -122,24 +122,24 @@ public final class TunnelSession: ChannelInboundHandler {
     /// Writes one frame; the flush follows at the end of this event-loop turn.
     public func send(_ frame: Frame) {
         guard let context, end == nil else { return }
-        var encoded = context.channel.allocator.buffer(capacity: 64)
-        encoded.writeFrame(frame)
-        let n = encoded.readableBytes
-        bytesOut &+= UInt64(n)
-        framesOut &+= 1
+        // Small frames share one buffer until the next DATA or flush: a write each costs the channel
+        // far more than the frame's bytes (a PING flood answered frame by frame held ~400 bytes per
+        // 14-byte PONG before the channel's byte count said "unwritable"). Encoded in place.
+        if control == nil { control = context.channel.allocator.buffer(capacity: 1024) }
+        let start = control!.writerIndex
+        control!.writeFrame(frame)
+        let n = control!.writerIndex - start
         if !context.channel.isWritable, !stalledLimitHit {
             stalledFrames += 1
             stalledBytes += n
             if stalledFrames > Self.maxStalledFrames || stalledBytes > Self.maxStalledBytes {
+                control!.moveWriterIndex(to: start)  // this frame is not sent
                 peerNotReading()
                 return
             }
         }
-        // Small frames share one buffer until the next DATA or flush: a write each costs the channel
-        // far more than the frame's bytes (a PING flood answered frame by frame held ~400 bytes per
-        // 14-byte PONG before the channel's byte count said "unwritable").
-        if control == nil { control = context.channel.allocator.buffer(capacity: 1024) }
-        control!.writeBuffer(&encoded)
+        bytesOut &+= UInt64(n)
+        framesOut &+= 1
         wrote(n, context)
     }
 
