@@ -1,5 +1,6 @@
 import NIOCore
 import PosternCore
+import PosternSOCKS
 import PosternTunnel
 import PosternWire
 
@@ -46,6 +47,9 @@ public struct ServerConfiguration: Sendable {
     /// datagram rides the TCP channel, as in version 1.
     public var udpChannelEnabled = true
     public var softwareVersion: String
+    /// SOCKS5 listeners (`--socks`), and what they share.
+    public var socks: [SOCKSListenerSpec] = []
+    public var socksSettings = SOCKSSettings()
 
     public init(
         listen: ListenAddress, secrets: SecretBook, admin: ListenAddress?, forwards: [ForwardSpec],

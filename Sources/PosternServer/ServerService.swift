@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import PosternCore
+import PosternSOCKS
 import PosternTunnel
 import PosternWire
 
@@ -25,6 +26,7 @@ public final class ServerService: @unchecked Sendable {
     private var unauthenticatedDrops = 0
     private var failedProofs: FailedProofThrottle
     private var forwards: [any Forward] = []
+    private var socksListeners: [SOCKSListener] = []
     private let finished: EventLoopPromise<Void>
     /// Where the service port and admin API are actually bound (port 0 picks one).
     public private(set) var boundService: SocketAddress?
@@ -64,6 +66,7 @@ public final class ServerService: @unchecked Sendable {
         eventLoop.execute { [self] in
             for link in registry.links.values { link.session.goAway(.shuttingDown, "server stopping") }
             for f in forwards { f.stop() }
+            for s in socksListeners { s.stop() }
             for c in channels { c.close(promise: nil) }
             // Let GOAWAY frames reach the wire before the loop goes.
             eventLoop.scheduleTask(in: .milliseconds(100)) { self.finished.succeed(()) }
@@ -83,6 +86,12 @@ public final class ServerService: @unchecked Sendable {
             } catch {
                 steps.append(eventLoop.makeFailedFuture(error))
             }
+        }
+        for spec in configuration.socks {
+            let listener = SOCKSListener(
+                spec: spec, settings: configuration.socksSettings, registry: registry, eventLoop: eventLoop, logger: logger)
+            socksListeners.append(listener)
+            steps.append(listener.start().flatMapErrorThrowing { throw Self.bindError(spec.listen, "\(spec)", $0) })
         }
         registry.whenAttached { [self] link in
             for forward in forwards where forward.spec.mediator == link.name {
