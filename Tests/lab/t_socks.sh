@@ -21,6 +21,7 @@ RESOLV_DIR="/etc/netns/$LAN_NS"
 # lib.sh's EXIT trap still runs after ours (processes, namespaces, TEST_TMP).
 _socks_cleanup() {
     local rc=$?
+    set +e
     rm -f "$RESOLV_DIR/resolv.conf"
     rmdir "$RESOLV_DIR" 2>/dev/null || true
     ((made_run_sshd)) && rmdir /run/sshd 2>/dev/null
