@@ -55,6 +55,9 @@ public struct SOCKSServerHandshake {
     public private(set) var username: String?
     /// The mediator its requests go to: the listener's, or the one the username chose.
     public private(set) var mediator: String
+    /// Whether the handshake ended on credentials that were refused (rather than on malformed
+    /// input): the log names every refused login, and counts the rest.
+    public private(set) var refusedCredentials = false
 
     public init(method: Method, mediator: String, authenticate: @escaping ([UInt8], [UInt8]) -> String?) {
         self.method = method
@@ -121,6 +124,7 @@ public struct SOCKSServerHandshake {
         buffer.moveReaderIndex(forwardBy: 3 + Int(ulen) + Int(plen))
         let shown = PeerText.sanitized(String(decoding: user, as: UTF8.self))
         guard ulen > 0, plen > 0, let chosen = authenticate(user, password) else {
+            refusedCredentials = true
             return fail(Self.bytes([1, 1]), "authentication failed for user '\(shown)'")
         }
         username = shown

@@ -71,7 +71,8 @@ final class SOCKSConnection: ChannelInboundHandler, RemovableChannelHandler {
         peer = context.channel.remoteAddress?.display ?? "?"
         timer = context.eventLoop.scheduleTask(in: listener.settings.handshakeTimeout) { [self] in
             guard phase == .handshake else { return }
-            logger.info("\(who): no complete request within \(listener.settings.handshakeTimeout.seconds) s; closing")
+            listener.handshakeAbandoned(
+                "stalled handshakes", "\(who): no complete request within \(listener.settings.handshakeTimeout.seconds) s; closing")
             close()
         }
         if context.channel.isActive { context.read() }
@@ -150,7 +151,12 @@ final class SOCKSConnection: ChannelInboundHandler, RemovableChannelHandler {
         case .readMore:
             break
         case .close(let reason):
-            logger.info("\(who): \(reason); closing")
+            if machine.refusedCredentials {
+                // Each refused password is worth its line: it is how a guesser shows in the log.
+                logger.notice("\(who): \(reason); closing")
+            } else {
+                listener.handshakeAbandoned("malformed handshakes", "\(who): \(reason); closing")
+            }
             closeAfterWrites()
         case .request(let request):
             leaveHandshake()

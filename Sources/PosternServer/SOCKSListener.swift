@@ -56,6 +56,16 @@ final class SOCKSListener {
 
     /// A connection left its handshake (request received, or closed before).
     func handshakeEnded() { handshaking -= 1 }
+
+    /// Handshakes closed for stalling or for malformed input, by kind. Each is logged at the 1st,
+    /// 10th, 100th… time: a flood of idle or garbage connections must not flood the log.
+    private var abandoned: [String: Int] = [:]
+
+    func handshakeAbandoned(_ kind: String, _ line: @autoclosure () -> String) {
+        let n = (abandoned[kind] ?? 0) + 1
+        abandoned[kind] = n
+        if n.isWorthALogLine { logger.info("\(line()) (\(kind): \(n) so far)") }
+    }
 }
 
 extension Int {

@@ -94,6 +94,7 @@ final class SOCKSHandshakeTests: XCTestCase {
         XCTAssertEqual(r.reply, [5, 2, 1, 1], "RFC 1929: a non-zero status, then the server closes")
         XCTAssertTrue(isClose(r.next))
         XCTAssertNil(m.username)
+        XCTAssertTrue(m.refusedCredentials)
     }
 
     func testEmptyUsernameOrPasswordAndWrongSubnegotiationVersion() {
@@ -111,6 +112,7 @@ final class SOCKSHandshakeTests: XCTestCase {
         let r = feed(&m, [5, 1, 0])
         XCTAssertEqual(r.reply, [5, 0xff], "only no-auth offered where a password is required")
         XCTAssertTrue(isClose(r.next))
+        XCTAssertFalse(m.refusedCredentials, "no credentials were offered")
         var empty = machine()
         XCTAssertEqual(feed(&empty, [5, 0]).reply, [5, 0xff], "NMETHODS 0")
     }

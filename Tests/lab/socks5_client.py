@@ -8,7 +8,7 @@ Proxy from $SOCKS_PROXY (host:port), credentials from $SOCKS_USER / $SOCKS_PASS
   connect HOST PORT [SEND]  CONNECT; print "reply N"; on success send SEND, print what comes back
   bind PEER FILE          BIND naming PEER; write the first reply's address to FILE, print both
                           replies, then exchange a line with whoever connected
-  udp N                   UDP ASSOCIATE; N DNS queries for files.lan to 192.168.77.10:53, each
+  udp N [DNS]             UDP ASSOCIATE; N DNS queries for files.lan to DNS:53 (192.168.77.10), each
                           checked (sender, id, question, answer); prints counts
   udp-denied HOST PORT    UDP ASSOCIATE; one datagram to HOST:PORT must get no answer
   raw HEX                 send HEX on a fresh connection; print what comes back (hex) and "closed"
@@ -154,7 +154,7 @@ def dns_query(qid, name):
 def udp_header(host, port):
     return b"\x00\x00\x00" + addr_bytes(host, port)
 
-def cmd_udp(n):
+def cmd_udp(n, dns="192.168.77.10"):
     s, u, relay = associate()
     ok = corrupted = lost = 0
     for i in range(int(n)):
@@ -162,7 +162,7 @@ def cmd_udp(n):
         # Random letter case: dnsmasq echoes the question, so any flipped byte shows.
         name = "".join(c.upper() if random.random() < 0.5 else c for c in "files.lan")
         query = dns_query(qid, name)
-        want_header = udp_header("192.168.77.10", 53)
+        want_header = udp_header(dns, 53)
         for attempt in range(3):
             u.sendto(want_header + query, relay)
             try:
@@ -182,7 +182,7 @@ def cmd_udp(n):
             corrupted += 1
             print(f"corrupted answer {i}: {data.hex()}")
     # A fragment (FRAG 1) is dropped: no answer comes.
-    u.sendto(b"\x00\x00\x01" + addr_bytes("192.168.77.10", 53) + dns_query(1, "files.lan"), relay)
+    u.sendto(b"\x00\x00\x01" + addr_bytes(dns, 53) + dns_query(1, "files.lan"), relay)
     try:
         u.recvfrom(65536)
         frag = "answered"

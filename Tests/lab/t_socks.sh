@@ -36,7 +36,7 @@ socks() { lab exec user env SOCKS_PROXY=203.0.113.10:1080 SOCKS_USER=alice SOCKS
 
 # --- the LAN: DNS, a web server with a 20 MiB file, sshd, an IPv6 echo
 bg lanhost dns dnsmasq --keep-in-foreground --user=root --conf-file=/dev/null --no-resolv --no-hosts \
-    --listen-address=192.168.77.10 --bind-interfaces --address=/files.lan/192.168.77.10 \
+    --listen-address=192.168.77.10 --listen-address=fd00:77::10 --bind-interfaces --address=/files.lan/192.168.77.10 \
     --pid-file="$TEST_TMP/dnsmasq.pid" --log-facility=-
 mkdir -p "$RESOLV_DIR" "$TEST_TMP/www"
 echo "nameserver 192.168.77.10" >"$RESOLV_DIR/resolv.conf"
@@ -74,6 +74,9 @@ ALICE_PASS="pw-$RANDOM-$RANDOM"
 expect_exit "no-auth on 0.0.0.0" 2 noauth 'without --socks-users' \
     "$LAB_TOOL" exec wan "$POSTERN_BIN" server --listen 127.0.0.1:7001 --admin off --secret-file "$TEST_TMP/secret" \
     --socks 0.0.0.0:1081=acme
+printf '[server]\nlisten = "127.0.0.1:7001"\nadmin = "off"\nsocks = ["0.0.0.0:1081=acme"]\n' >"$TEST_TMP/noauth.toml"
+expect_exit "no-auth on 0.0.0.0 from the config file" 2 noauthcfg 'without --socks-users' \
+    "$LAB_TOOL" exec wan "$POSTERN_BIN" server --config "$TEST_TMP/noauth.toml" --secret-file "$TEST_TMP/secret"
 chmod 0666 "$TEST_TMP/users"
 expect_exit "world-writable users file" 2 badmode 'writable by everyone' \
     "$LAB_TOOL" exec wan "$POSTERN_BIN" server --listen 127.0.0.1:7001 --admin off --secret-file "$TEST_TMP/secret" \
@@ -82,7 +85,7 @@ chmod 0600 "$TEST_TMP/users"
 
 start_server server --socks 0.0.0.0:1080=acme --socks-users "$TEST_TMP/users"
 wait_listen wan 1080 tcp
-start_mediator mediator --allow 192.168.77.10:8080,2222,53,7 --allow '[fd00:77::/64]:7777' --allow-listen
+start_mediator mediator --allow 192.168.77.10:8080,2222,53,7 --allow '[fd00:77::/64]:7777,53' --allow-listen
 wait_mediator acme
 
 # --- CONNECT by a LAN name: 20 MiB, SHA-256 checked
@@ -178,6 +181,11 @@ echo "BIND: first reply $bhost:$bport, stranger reset, lanhost relayed both ways
 out=$(socks udp 1000)
 echo "$out"
 assert_contains "$out" "udp: 1000 ok, 0 corrupted, 0 lost; fragment dropped"
+# To an IPv6 destination: the mediator's IPv6 port opens with the first (that one is dropped and
+# sent again by the client).
+out=$(socks udp 50 fd00:77::10)
+echo "IPv6 $out"
+assert_contains "$out" "udp: 50 ok, 0 corrupted, 0 lost; fragment dropped"
 out=$(socks udp-denied 192.168.77.10 5353)
 assert_eq "no answer" "$out" "a datagram to a denied destination"
 wait_log "$TEST_TMP/mediator.log" 'datagram to 192\.168\.77\.10:5353 denied by policy'
