@@ -282,13 +282,15 @@ final class SOCKSConnection: ChannelInboundHandler, RemovableChannelHandler {
 
     private func associate(_ declared: Endpoint, _ link: MediatorLink, _ context: ChannelHandlerContext) {
         guard let local = context.channel.localAddress, let remote = context.channel.remoteAddress,
-            let localIP = local.ipAddress, let clientIP = remote.ipAddress.flatMap(IPAddress.init)
+            let localIP = local.ipAddress.flatMap(IPAddress.init), let clientIP = remote.ipAddress.flatMap(IPAddress.init)
         else { return answerAndClose(.generalFailure) }
+        // On a dual-stack [::] listener an IPv4 client arrives as ::ffff:a.b.c.d: its relay address
+        // must be the IPv4 one, which is what it can send to.
         let association = SOCKSUDPAssociation(
             link: link, clientIP: clientIP, declared: declared, label: who, logger: logger,
             ended: { [weak self] in self?.close() })
         self.association = association
-        association.start(bindingTo: localIP, on: context.eventLoop).whenComplete { [self] result in
+        association.start(bindingTo: localIP.normalized.description, on: context.eventLoop).whenComplete { [self] result in
             switch result {
             case .success(let bound):
                 guard phase == .requesting, let context = self.context else { return association.close() }

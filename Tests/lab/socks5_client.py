@@ -141,7 +141,7 @@ def associate():
     s = open_proxy()
     rep, relay = request(s, 3, "0.0.0.0", 0)
     assert rep == 0, f"UDP ASSOCIATE refused: reply {rep}"
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u = socket.socket(socket.AF_INET6 if ":" in relay[0] else socket.AF_INET, socket.SOCK_DGRAM)
     u.settimeout(2)
     return s, u, relay
 
@@ -173,7 +173,7 @@ def cmd_udp(n, dns="192.168.77.10"):
         else:
             lost += 1
             continue
-        good = (src[0] == relay[0] and data.startswith(want_header)
+        good = (ipaddress.ip_address(src[0]) == ipaddress.ip_address(relay[0]) and data.startswith(want_header)
                 and data[len(want_header):len(want_header) + 2] == struct.pack(">H", qid)
                 and query[12:] in data and socket.inet_aton("192.168.77.10") in data[len(want_header) + len(query):])
         if good:

@@ -83,8 +83,9 @@ expect_exit "world-writable users file" 2 badmode 'writable by everyone' \
     --socks 0.0.0.0:1081=acme --socks-users "$TEST_TMP/users"
 chmod 0600 "$TEST_TMP/users"
 
-start_server server --socks 0.0.0.0:1080=acme --socks-users "$TEST_TMP/users"
+start_server server --socks 0.0.0.0:1080=acme --socks '[::]:1082=acme' --socks-users "$TEST_TMP/users"
 wait_listen wan 1080 tcp
+wait_listen wan 1082 tcp
 start_mediator mediator --allow 192.168.77.10:8080,2222,53,7 --allow '[fd00:77::/64]:7777,53' --allow-listen
 wait_mediator acme
 
@@ -186,6 +187,12 @@ assert_contains "$out" "udp: 1000 ok, 0 corrupted, 0 lost; fragment dropped"
 out=$(socks udp 50 fd00:77::10)
 echo "IPv6 $out"
 assert_contains "$out" "udp: 50 ok, 0 corrupted, 0 lost; fragment dropped"
+# A dual-stack [::] listener: an IPv4 client gets an IPv4 relay address, an IPv6 client an IPv6 one.
+for proxy in 203.0.113.10:1082 2001:db8:113::10:1082; do
+    out=$(lab exec user env SOCKS_PROXY=$proxy SOCKS_USER=alice SOCKS_PASS="$ALICE_PASS" python3 "$CLIENT" udp 20)
+    assert_contains "$out" "udp: 20 ok, 0 corrupted, 0 lost"
+    echo "through the [::] listener from $proxy: $out"
+done
 out=$(socks udp-denied 192.168.77.10 5353)
 assert_eq "no answer" "$out" "a datagram to a denied destination"
 wait_log "$TEST_TMP/mediator.log" 'datagram to 192\.168\.77\.10:5353 denied by policy'
