@@ -24,11 +24,9 @@ _socks_cleanup() {
     set +e
     rm -f "$RESOLV_DIR/resolv.conf"
     rmdir "$RESOLV_DIR" 2>/dev/null || true
-    ((made_run_sshd)) && rmdir /run/sshd 2>/dev/null
     (exit "$rc")
     _lab_cleanup
 }
-made_run_sshd=0
 trap _socks_cleanup EXIT
 
 CLIENT="$LAB_REPO/Tests/lab/socks5_client.py"
@@ -45,7 +43,9 @@ want_sha=$(sha256sum "$TEST_TMP/www/big.bin" | cut -d' ' -f1)
 bg lanhost www python3 -m http.server 8080 --bind 192.168.77.10 --directory "$TEST_TMP/www"
 bg lanhost echo6 socat TCP6-LISTEN:7777,bind=[fd00:77::10],fork,reuseaddr SYSTEM:'read l; echo "v6 echo: $l"'
 
-[[ -d /run/sshd ]] || { mkdir /run/sshd; made_run_sshd=1; }
+# sshd's privilege separation directory. Left in place, as tools/bench does: another lab's sshd
+# may be using it at the same moment.
+mkdir -p /run/sshd
 ssh-keygen -q -t ed25519 -N '' -f "$TEST_TMP/hostkey"
 ssh-keygen -q -t ed25519 -N '' -f "$TEST_TMP/userkey"
 cp "$TEST_TMP/userkey.pub" "$TEST_TMP/authorized_keys"
