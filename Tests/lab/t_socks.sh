@@ -87,6 +87,7 @@ start_server server --socks 0.0.0.0:1080=acme --socks '[::]:1082=acme' --socks-u
 wait_listen wan 1080 tcp
 wait_listen wan 1082 tcp
 start_mediator mediator --allow 192.168.77.10:8080,2222,53,7 --allow '[fd00:77::/64]:7777,53' --allow-listen
+MEDIATOR_PID=$(last_bg_pid)
 wait_mediator acme
 
 # --- CONNECT by a LAN name: 20 MiB, SHA-256 checked
@@ -234,11 +235,33 @@ sleep 11
 out=$(socks connect fd00:77::10 7777 after-flood)
 assert_contains "$out" "v6 echo: after-flood"
 
-# --- nothing left on the mediator
-end=$((SECONDS + 10))
-until [[ "$(ctl ports acme)" == "no ports" ]]; do
-    ((SECONDS < end)) || fail "ports left on the mediator: $(ctl ports acme)"
-    sleep 0.2
-done
+# --- nothing left on the mediator: every association, BIND and refused request closed its ports
+no_ports_left() {
+    local end=$((SECONDS + 10))
+    until [[ "$(ctl ports acme)" == "no ports" ]]; do
+        ((SECONDS < end)) || fail "ports left on the mediator: $(ctl ports acme)"
+        sleep 0.2
+    done
+}
+no_ports_left
 echo "no mediator ports left"
+
+# --- BIND where the mediator does not allow listening: reply 2, logged on both ends
+kill -TERM -- "-$MEDIATOR_PID"
+end=$((SECONDS + 10))
+while ctl mediators --json 2>/dev/null | grep -q '"name" : "acme"'; do
+    ((SECONDS < end)) || fail "the first mediator did not go away"
+    sleep 0.1
+done
+start_mediator mediator2 --allow 192.168.77.10:8080
+wait_mediator acme
+out=$(socks bind 192.168.77.10 "$TEST_TMP/bound2")
+assert_contains "$out" "first reply 2 "
+wait_log "$TEST_TMP/mediator2.log" 'listen on port [0-9]+ denied by policy \(--allow-listen is off\)'
+wait_log "$TEST_TMP/server.log" 'BIND for 192\.168\.77\.10:0 through .acme. refused \(reply 2'
+echo "BIND without --allow-listen: reply 2, logged on both ends"
+
+# The refused LISTEN left no opened port behind.
+no_ports_left
+echo "no mediator ports left after the refused BIND"
 echo "ok: $TEST_NAME"
