@@ -38,7 +38,6 @@ final class SOCKSConnection: ChannelInboundHandler, RemovableChannelHandler {
     private var timer: Scheduled<Void>?
     private var early: EarlyInput?
     private var link: MediatorLink?
-    private var request: SOCKSRequest?
     /// BIND: the mediator's listening port, closed once a peer came or this connection ended.
     private var bindPortID: UInt32?
     /// BIND: bytes the client sent while waiting, kept by `early`; reads stop past `maxEarlyBytes`.
@@ -160,7 +159,6 @@ final class SOCKSConnection: ChannelInboundHandler, RemovableChannelHandler {
             closeAfterWrites()
         case .request(let request):
             leaveHandshake()
-            self.request = request
             phase = .requesting
             carryOut(request, context)
         }
