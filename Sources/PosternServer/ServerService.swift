@@ -84,6 +84,7 @@ public final class ServerService: @unchecked Sendable {
                 steps.append(eventLoop.makeFailedFuture(error))
             }
         }
+        registry.udpFlowLimits = udpFlowLimits
         registry.whenAttached { [self] link in
             for forward in forwards where forward.spec.mediator == link.name {
                 forward.attach(link)
