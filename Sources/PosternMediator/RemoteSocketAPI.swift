@@ -147,7 +147,8 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
                 fail(session, o.requestID, error, "open tcp \(o.address.bracketed):\(o.port)")
             }
         case .udp:
-            openDatagram(UDPBind(requestID: o.requestID, address: o.address, exact: o.exact, what: "open udp"), session, id: id, port: o.port)
+            openDatagram(
+                UDPBind(requestID: o.requestID, address: o.address, exact: o.exact, what: "open udp"), session, id: id, port: o.port)
         }
     }
 
@@ -163,7 +164,8 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
             }
             refuse(session, r.requestID, refusal)
         case .success(let id):
-            openDatagram(UDPBind(requestID: r.requestID, address: r.address, exact: r.exact, what: "redirect"), session, id: id, port: r.port)
+            openDatagram(
+                UDPBind(requestID: r.requestID, address: r.address, exact: r.exact, what: "redirect"), session, id: id, port: r.port)
         }
     }
 

@@ -157,14 +157,16 @@ struct CtlCommand: ParsableCommand {
 
     struct Redirect: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Redirect a UDP port of the mediator: every LAN sender's datagrams come over the UDP channel (needs --allow-redirect).")
+            abstract:
+                "Redirect a UDP port of the mediator: every LAN sender's datagrams come over the UDP channel (needs --allow-redirect).")
         @ParentCommand var ctl: CtlCommand
         @OptionGroup var here: Options
         var options: Options { here.merged(ctl.options) }
         @Argument(help: "Mediator name.") var mediator: String
         @Argument(help: "[ADDR:]PORT to bind.") var local: String
         @Flag(help: "Take the first free port from PORT upwards.") var firstFree = false
-        @Option(help: "Relay each LAN sender's datagrams to HOST:PORT (from the server) and its answers back; without it they show as events.")
+        @Option(
+            help: "Relay each LAN sender's datagrams to HOST:PORT (from the server) and its answers back; without it they show as events.")
         var to: String?
 
         func run() throws {
