@@ -185,7 +185,7 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         DatagramBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 0)
             .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
-            .channelInitializer { $0.pipeline.addHandler(relay) }
+            .channelInitializer { channel in DatagramChecksumFilter.attach(to: channel).flatMap { channel.pipeline.addHandler(relay) } }
             .bind(host: o.address.description, port: Int(port))
             .whenComplete { [self] result in
                 switch result {
