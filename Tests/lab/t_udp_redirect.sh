@@ -8,12 +8,13 @@
 #    same way; ctl redirect without --to reports the datagrams as events;
 #  - abuse: the same port again (in use), a protected address, a flood of 400 LAN senders (the
 #    server keeps --udp-max-flows sockets for them, and logs it), and a
-#    mediator without --allow-redirect refuses ctl redirect.
+#    mediator without --allow-redirect refuses ctl redirect; with --allow-listen the forward falls
+#    back to OPEN and works as before.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 postern_setup
 
-# two.py HOST PORT: two senders, 20 datagrams each (1,400 bytes among them); each must get back
+# two.py HOST PORT: two senders, 5 datagrams each (1,400 and 8,000 bytes among them); each must get back
 # exactly its own datagrams, from HOST:PORT.
 cat >"$TEST_TMP/two.py" <<'PY'
 import os, socket, sys
@@ -25,7 +26,7 @@ for _ in range(2):
     s.connect((host, port))
     socks.append(s)
 for i, s in enumerate(socks):
-    mine = [bytes([i]) + os.urandom(n) for n in (1, 200, 1400, 33)]
+    mine = [bytes([i]) + os.urandom(n) for n in (1, 200, 1400, 8000, 33)]
     want = set(mine)
     for attempt in range(5):
         for d in want:
@@ -76,7 +77,7 @@ before=$(field delivered)
 out=$(lab exec lanhost python3 "$TEST_TMP/two.py" 192.168.77.2 5000 2>&1) || fail "udp: forward by redirect: $out"
 assert_contains "$out" "each got its own answers"
 after=$(field delivered)
-((after - before >= 8)) || fail "the UDP channel delivered $((after - before)) datagrams to the server, not the 8 LAN datagrams"
+((after - before >= 10)) || fail "the UDP channel delivered $((after - before)) datagrams to the server, not the 10 LAN datagrams"
 assert_eq 0 "$(field tcpWhileUp)" "datagrams on TCP while the channel was up"
 grep -q 'bytes from 203\.0\.113\.10:' "$TEST_TMP/echo_wan.log" || fail "the wan echo saw nothing from the server"
 echo "udp: forward by redirect: $out; the channel delivered $((after - before))"
@@ -122,11 +123,18 @@ flows=$(lab exec wan ss -Hun 'dport = :6000' | wc -l)
 grep -q 'holds its limit of 32 UDP flows' "$TEST_TMP/server.log" || fail "the flow limit was not logged"
 echo "flood: 400 senders, the server holds $flows sockets"
 
-# 6. A mediator without --allow-redirect refuses, and says so.
+# 6. A mediator without --allow-redirect refuses, and says so; with --allow-listen (how udp:NAME/
+#    forwards were served before REDIRECT) the forward gets its port by OPEN and keeps working.
 kill -TERM -- "-$(last_bg_pid)"
-start_mediator mediator2
+start_mediator mediator2 --allow-listen
 wait_mediator acme 15
+wait_log "$TEST_TMP/server.log" 'receives datagrams on 0.0.0.0:5000 by open \(the mediator refused redirect' 10
 if out=$(ctl redirect acme 5400 2>&1); then fail "redirect without --allow-redirect succeeded: $out"; fi
 assert_contains "$out" "does not allow redirect (--allow-redirect)"
-echo "without --allow-redirect: $out"
+grep -q 'redirect of 0.0.0.0:5000 denied by policy (--allow-redirect is off)' "$TEST_TMP/mediator2.log" \
+    || fail "the mediator did not log the refused redirect"
+grep -Eq 'udp +open +local 0\.0\.0\.0:5000 +owner forward' <<<"$(ctl ports acme)" || fail "the forward's port is not an opened one"
+fwd=$(lab exec lanhost python3 "$TEST_TMP/two.py" 192.168.77.2 5000 2>&1) || fail "the forward by open: $fwd"
+assert_contains "$fwd" "each got its own answers"
+echo "without --allow-redirect: $out; with --allow-listen the forward works by open: $fwd"
 echo "ok: $TEST_NAME"
