@@ -166,7 +166,9 @@ struct CtlCommand: ParsableCommand {
         @Argument(help: "[ADDR:]PORT to bind.") var local: String
         @Flag(help: "Take the first free port from PORT upwards.") var firstFree = false
         @Option(
-            help: "Relay each LAN sender's datagrams to HOST:PORT (from the server) and its answers back; without it they show as events.")
+            help: ArgumentHelp(
+                "Relay each LAN sender's datagrams to HOST:PORT (from the server) and its answers back; without it they show as events.",
+                valueName: "host:port"))
         var to: String?
 
         func run() throws {
