@@ -113,7 +113,10 @@ free=$(ctl redirect acme 5000 --first-free) || fail "redirect --first-free: $fre
 [[ $free =~ local\ 0\.0\.0\.0:50(0[1-9]|[1-9][0-9])$ ]] || fail "redirect --first-free printed '$free'"
 if out=$(ctl redirect acme 127.0.0.1:5300 2>&1); then fail "redirect of loopback succeeded: $out"; fi
 assert_contains "$out" "denied by policy" "redirect of loopback"
-echo "abuse: in use, first free ($free), loopback: $out"
+if bad=$(ctl redirect acme 5500 --to 'no-port-here' 2>&1); then fail "redirect --to without a port succeeded: $bad"; fi
+assert_contains "$bad" "destination HOST:PORT is not valid"
+if lab exec lan ss -Huln 'sport = :5500' | grep -q .; then fail "a refused redirect --to bound port 5500"; fi
+echo "abuse: in use, first free ($free), loopback: $out; bad --to: $bad"
 
 # 5. A flood of 400 LAN senders: the server holds at most --udp-max-flows (32) sockets for them.
 lab exec lanhost python3 "$TEST_TMP/flood.py" 192.168.77.2 5000 400
