@@ -92,7 +92,8 @@ final class UDPForwardFromMediator: Forward {
         { target, handler in
             DatagramBootstrap(group: eventLoop)
                 .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
-                .channelInitializer { channel in DatagramChecksumFilter.attach(to: channel).flatMap { channel.pipeline.addHandler(handler) }
+                .channelInitializer { channel in
+                    DatagramChecksumFilter.attach(to: channel).flatMap { channel.pipeline.addHandler(handler) }
                 }
                 .connect(to: target)
         }
