@@ -4,14 +4,16 @@ import PosternCore
 import PosternTunnel
 import PosternWire
 
-/// A UDP port opened by OPEN, filtered like a stateful firewall. A datagram from the server is sent if
-/// the policy allows its destination or the destination is a known peer (one that sent to this port).
-/// A datagram that arrives goes to the server, with its sender, if the sender is a peer this port
-/// sent to (a reply), or if the mediator exposes its LAN (`--allow-listen` or `--allow-redirect`:
-/// reverse UDP forwards); others are dropped and counted. The datagrams travel the session's
-/// `DatagramPath`, whose size rule applies. Peers are known and judged by their normalised address
-/// (a dual-stack socket sees IPv4 peers as `::ffff:a.b.c.d`), so the mapped form of an address is
-/// the same peer and meets the same rules; datagrams still go to the address as given.
+/// A UDP port opened by OPEN or REDIRECT (which `--allow-redirect` permits), filtered like a stateful
+/// firewall. A datagram from the server is sent if the policy allows its destination or the
+/// destination is a known peer (one that sent to this port). A datagram that arrives goes to the
+/// server, with its sender, if the sender is a peer this port sent to (a reply), or if the mediator
+/// exposes its LAN (`--allow-listen` or `--allow-redirect`: reverse UDP forwards, redirected ports);
+/// others are dropped and counted. The peers it remembers are bounded (past 4,096 the least recently
+/// heard half is forgotten), so a flood of LAN senders holds nothing more. The datagrams travel the
+/// session's `DatagramPath`, whose size rule applies. Peers are known and judged by their normalised
+/// address (a dual-stack socket sees IPv4 peers as `::ffff:a.b.c.d`), so the mapped form of an
+/// address is the same peer and meets the same rules; datagrams still go to the address as given.
 final class DatagramPort: ChannelInboundHandler, DatagramPathReceiver {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>

@@ -164,7 +164,9 @@ public final class MediatorService: @unchecked Sendable {
         guard let server = session.remoteAddress else { return }
         DatagramBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
-            .channelInitializer { channel in channel.pipeline.addHandler(MediatorDatagramHandler(path: path)) }
+            .channelInitializer { channel in
+                DatagramChecksumFilter.attach(to: channel).flatMap { channel.pipeline.addHandler(MediatorDatagramHandler(path: path)) }
+            }
             .connect(to: server)
             .whenComplete { [self] result in
                 switch result {

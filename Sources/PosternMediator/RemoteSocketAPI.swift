@@ -55,14 +55,7 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
     func session(_ session: TunnelSession, received frame: Frame) {
         switch frame {
         case .open(let o): open(o, session)
-        case .redirect(let r):
-            let refusal = ports.redirect(at: r.address, now: now())
-            if refusal == .redirectDenied {
-                logger.warning("redirect of \(r.address):\(r.port) denied by policy (--allow-redirect is off)")
-            } else if case .bindDenied = refusal {
-                logger.warning("redirect of \(r.address.bracketed):\(r.port) denied by policy: \(refusal)")
-            }
-            refuse(session, r.requestID, refusal)
+        case .redirect(let r): redirect(r, session)
         case .connect(let c): connect(c, session)
         case .listen(let l): listen(l, session)
         case .close(let c): close(c, session)
@@ -154,11 +147,37 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
                 fail(session, o.requestID, error, "open tcp \(o.address.bracketed):\(o.port)")
             }
         case .udp:
-            openDatagram(o, session, id: id, port: o.port)
+            openDatagram(
+                UDPBind(requestID: o.requestID, address: o.address, exact: o.exact, what: "open udp"), session, id: id, port: o.port)
         }
     }
 
-    private func openDatagram(_ o: Frame.Open, _ session: TunnelSession, id: UInt32, port: UInt16) {
+    /// REDIRECT (§5.2): a UDP port like OPEN's, once `--allow-redirect` permits it. Its datagrams take
+    /// the session's datagram path like every UDP port's: the UDP channel while it is up.
+    private func redirect(_ r: Frame.Redirect, _ session: TunnelSession) {
+        switch ports.redirect(at: r.address, now: now()) {
+        case .failure(let refusal):
+            if refusal == .redirectDenied {
+                logger.warning("redirect of \(r.address.bracketed):\(r.port) denied by policy (--allow-redirect is off)")
+            } else if case .bindDenied = refusal {
+                logger.warning("redirect of \(r.address.bracketed):\(r.port) denied by policy: \(refusal)")
+            }
+            refuse(session, r.requestID, refusal)
+        case .success(let id):
+            openDatagram(
+                UDPBind(requestID: r.requestID, address: r.address, exact: r.exact, what: "redirect"), session, id: id, port: r.port)
+        }
+    }
+
+    /// What OPEN (UDP) and REDIRECT ask of `openDatagram`.
+    private struct UDPBind {
+        var requestID: UInt32
+        var address: IPAddress
+        var exact: Bool
+        var what: String
+    }
+
+    private func openDatagram(_ o: UDPBind, _ session: TunnelSession, id: UInt32, port: UInt16) {
         let relay = DatagramPort(
             portID: id, path: datagramPath ?? TunnelDatagramPath(session: session), policy: configuration.policy,
             local: Endpoint(o.address, port),
@@ -166,7 +185,7 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         DatagramBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 0)
             .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
-            .channelInitializer { $0.pipeline.addHandler(relay) }
+            .channelInitializer { channel in DatagramChecksumFilter.attach(to: channel).flatMap { channel.pipeline.addHandler(relay) } }
             .bind(host: o.address.description, port: Int(port))
             .whenComplete { [self] result in
                 switch result {
@@ -181,12 +200,13 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
                         session.unregister(id)
                         ports.released(id)
                     }
+                    logger.debug("\(o.what) port \(id) at \(relay.local)")
                     session.send(.done(.init(requestID: o.requestID, portID: id, local: relay.local)))
                 case .failure(let error as IOError) where !o.exact && error.errnoCode == EADDRINUSE && port != 0 && port < UInt16.max:
                     openDatagram(o, session, id: id, port: port + 1)
                 case .failure(let error):
                     ports.openFailed(id)
-                    fail(session, o.requestID, error, "open udp \(o.address.bracketed):\(port)")
+                    fail(session, o.requestID, error, "\(o.what) \(o.address.bracketed):\(port)")
                 }
             }
     }

@@ -84,6 +84,7 @@ public final class ServerService: @unchecked Sendable {
                 steps.append(eventLoop.makeFailedFuture(error))
             }
         }
+        registry.udpFlowLimits = udpFlowLimits
         registry.whenAttached { [self] link in
             for forward in forwards where forward.spec.mediator == link.name {
                 forward.attach(link)
@@ -170,7 +171,7 @@ public final class ServerService: @unchecked Sendable {
         return DatagramBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
-            .channelInitializer { channel in channel.pipeline.addHandler(handler) }
+            .channelInitializer { channel in DatagramChecksumFilter.attach(to: channel).flatMap { channel.pipeline.addHandler(handler) } }
             .bind(to: address)
             .map { [self] channel in
                 channels.append(channel)

@@ -92,7 +92,9 @@ final class UDPForwardFromMediator: Forward {
         { target, handler in
             DatagramBootstrap(group: eventLoop)
                 .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
-                .channelInitializer { $0.pipeline.addHandler(handler) }
+                .channelInitializer { channel in
+                    DatagramChecksumFilter.attach(to: channel).flatMap { channel.pipeline.addHandler(handler) }
+                }
                 .connect(to: target)
         }
     }
@@ -104,13 +106,25 @@ final class UDPForwardFromMediator: Forward {
 
     func stop() { sweeper?.cancel() }
 
+    /// Asks for the mediator's port with REDIRECT (§5.2), which `--allow-redirect` permits; a mediator
+    /// that refuses it by policy, or is too old to know it, is asked with OPEN instead, which it
+    /// serves with `--allow-listen` (how these forwards worked before REDIRECT existed). Either way
+    /// the datagrams take the session's datagram path: the UDP channel while it is up.
     func attach(_ link: MediatorLink) {
         let listen = spec.listenAddress
-        link.open(.udp, address: listen.address, port: listen.port, exact: true, owner: "forward \(spec)").whenComplete { [self] result in
+        let owner = "forward \(spec)"
+        var how = "redirect"
+        link.redirect(address: listen.address, port: listen.port, exact: true, owner: owner).flatMapError { error in
+            guard let refused = error as? OperationError, refused.code == .deniedByPolicy || refused.code == .notSupported,
+                link.isOpen
+            else { return link.session.eventLoop.makeFailedFuture(error) }
+            how = "open (the mediator refused redirect: \(refused.message))"
+            return link.open(.udp, address: listen.address, port: listen.port, exact: true, owner: owner)
+        }.whenComplete { [self] result in
             switch result {
             case .success(let done):
                 attach(path: link.datagramPath, portID: done.portID)
-                logger.info("forward \(spec): mediator '\(spec.mediator)' receives datagrams on \(done.local)")
+                logger.info("forward \(spec): mediator '\(spec.mediator)' receives datagrams on \(done.local) by \(how)")
                 registry.events.post(ServerEvent(mediator: spec.mediator, kind: "listening", port: done.portID, detail: "forward \(spec)"))
             case .failure(let error):
                 logger.error("forward \(spec): mediator '\(spec.mediator)' cannot open \(spec.listen): \(error)")
@@ -120,10 +134,12 @@ final class UDPForwardFromMediator: Forward {
     }
 
     /// The mediator's port is open: its datagrams arrive on `path`.
-    func attach(path: DatagramPath, portID: UInt32) {
+    @discardableResult
+    func attach(path: DatagramPath, portID: UInt32) -> MediatorPort {
         let port = MediatorPort(portID: portID, path: path, limits: limits, forward: self)
         current = port
         path.attach(portID: portID, port)
+        return port
     }
 
     private func resolveTarget() -> EventLoopFuture<SocketAddress> {

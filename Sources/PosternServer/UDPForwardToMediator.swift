@@ -88,7 +88,9 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
     func start() -> EventLoopFuture<Void> {
         DatagramBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
-            .channelInitializer { [self] in $0.pipeline.addHandler(self) }
+            .channelInitializer { [self] channel in
+                DatagramChecksumFilter.attach(to: channel).flatMap { channel.pipeline.addHandler(self) }
+            }
             .bind(to: SocketAddress(spec.listenAddress))
             .map { [self] channel in
                 self.channel = channel

@@ -156,17 +156,26 @@ struct CtlCommand: ParsableCommand {
     }
 
     struct Redirect: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Redirect a UDP port of the mediator over a UDP channel.")
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Redirect a UDP port of the mediator: every LAN sender's datagrams come over the UDP channel (needs --allow-redirect).")
         @ParentCommand var ctl: CtlCommand
         @OptionGroup var here: Options
         var options: Options { here.merged(ctl.options) }
         @Argument(help: "Mediator name.") var mediator: String
         @Argument(help: "[ADDR:]PORT to bind.") var local: String
         @Flag(help: "Take the first free port from PORT upwards.") var firstFree = false
+        @Option(
+            help: ArgumentHelp(
+                "Relay each LAN sender's datagrams to HOST:PORT (from the server) and its answers back; without it they show as events.",
+                valueName: "host:port"))
+        var to: String?
 
         func run() throws {
             let (address, port) = try CtlCommand.splitLocal(local)
-            try CtlCommand.post(options, mediator, "redirect", ["address": address, "port": port, "exact": !firstFree])
+            var body: [String: Any] = ["address": address, "port": port, "exact": !firstFree]
+            if let to { body["destination"] = to }
+            try CtlCommand.post(options, mediator, "redirect", body)
         }
     }
 
