@@ -110,6 +110,7 @@ let package = Package(
             name: "postern",
             dependencies: [
                 "PosternServer", "PosternMediator", "PosternTLS", "PosternCore", "PosternWire",
+                "PosternCapture", "PosternPcap", "PosternReplay",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -187,6 +188,37 @@ let package = Package(
         .testTarget(
             name: "PosternNetlinkTests",
             dependencies: ["PosternNetlink", "PosternWire"],
+            swiftSettings: pureSettings
+        ),
+        // Capture files (issue 12): libpcap reads them (CPcap, PosternPcap); PosternCapture is the pure
+        // decoding above it (link layers, IP, fragments, flows); PosternReplay drives flows through a tunnel.
+        .systemLibrary(
+            name: "CPcap",
+            pkgConfig: "libpcap",
+            providers: [.apt(["libpcap-dev"])]
+        ),
+        .target(
+            name: "PosternCapture",
+            dependencies: ["PosternWire"],
+            swiftSettings: pureSettings
+        ),
+        .target(
+            name: "PosternPcap",
+            dependencies: ["CPcap", "PosternCapture"],
+            swiftSettings: pureSettings
+        ),
+        .target(
+            name: "PosternReplay",
+            dependencies: [
+                "PosternCapture", "PosternPcap", "PosternWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: ioSettings
+        ),
+        .testTarget(
+            name: "PosternCaptureTests",
+            dependencies: ["PosternCapture", "PosternPcap", "PosternWire"],
             swiftSettings: pureSettings
         ),
     ]
