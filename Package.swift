@@ -217,6 +217,14 @@ let package = Package(
             swiftSettings: ioSettings
         ),
         .testTarget(
+            name: "PosternReplayTests",
+            dependencies: [
+                "PosternReplay", "PosternCapture", "PosternPcap",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: ioSettings
+        ),
+        .testTarget(
             name: "PosternCaptureTests",
             dependencies: ["PosternCapture", "PosternPcap", "PosternWire"],
             swiftSettings: pureSettings

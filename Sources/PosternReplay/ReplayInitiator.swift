@@ -23,6 +23,11 @@ public final class ReplayInitiator: @unchecked Sendable {
     private let finished: EventLoopPromise<ReplayReport>
 
     private var controlChannel: Channel?
+    private var controlAttempts = 0
+    private var helloAnswered = false
+    /// The report or the failure was given: nothing more happens.
+    private var over = false
+    static let maxControlAttempts = 5
     private var pacing: ReplayPacing
     private var queue: [Flow]
     private var pairing: (flow: Int, timer: Scheduled<Void>)?
@@ -69,6 +74,8 @@ public final class ReplayInitiator: @unchecked Sendable {
     }
 
     private func fail(_ why: String) {
+        guard !over else { return }
+        over = true
         progressTimer?.cancel()
         finished.fail(ReplayFailure(reason: why))
         controlChannel?.close(promise: nil)
@@ -81,9 +88,19 @@ public final class ReplayInitiator: @unchecked Sendable {
             return finished.succeed(
                 ReplayReport.assemble(capture: capture, mode: "\(mode)", flows: summary.flows, initiatorSide: [:], responderSide: [:]))
         }
+        controlAttempts += 1
         let lines = ControlLines()
         lines.onLine = { [self] line in self.line(line) }
-        lines.onClose = { [self] why in fail("\(why) (control \(control))") }
+        lines.onClose = { [self] why in
+            guard !over else { return }
+            // Through a forward the connect itself always succeeds; a LAN side not (yet) listening
+            // shows as a reset before any answer. Try again a few times before giving up.
+            if !helloAnswered && controlAttempts < Self.maxControlAttempts {
+                _ = loop.scheduleTask(in: .seconds(1)) { [self] in connectControl() }
+            } else {
+                fail("\(why) (control \(control))")
+            }
+        }
         ClientBootstrap(group: loop)
             .connectTimeout(.seconds(10))
             .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(lines) }
@@ -95,7 +112,11 @@ public final class ReplayInitiator: @unchecked Sendable {
                     controlChannel = channel
                     ControlLines.send("HELLO \(summary.digest)", on: channel)
                 case .failure(let error):
-                    fail("cannot reach the responder's control address \(control): \(error)")
+                    if controlAttempts < Self.maxControlAttempts {
+                        _ = loop.scheduleTask(in: .seconds(1)) { [self] in connectControl() }
+                    } else {
+                        fail("cannot reach the responder's control address \(control): \(error)")
+                    }
                 }
             }
     }
@@ -104,6 +125,7 @@ public final class ReplayInitiator: @unchecked Sendable {
         let words = line.split(separator: " ", maxSplits: 1).map(String.init)
         switch words.first {
         case "OK":
+            helloAnswered = true
             pacing = ReplayPacing(mode: mode, captureStart: summary.flows.first?.startTime ?? 0, replayStart: .now())
             if progress != nil {
                 progressTimer = loop.scheduleRepeatedTask(initialDelay: .seconds(2), delay: .seconds(2)) { [self] _ in
@@ -125,6 +147,8 @@ public final class ReplayInitiator: @unchecked Sendable {
             }
             theirs[result.flow] = result
         case "END":
+            guard !over else { return }
+            over = true
             waitTimer?.cancel()
             progressTimer?.cancel()
             let report = ReplayReport.assemble(
@@ -132,6 +156,7 @@ public final class ReplayInitiator: @unchecked Sendable {
             finished.succeed(report)
             controlChannel?.close(promise: nil)
         case "ERR":
+            helloAnswered = true
             fail("the responder says: \(words.count == 2 ? words[1] : "error")")
         default:
             fail("control: unexpected '\(line)'")

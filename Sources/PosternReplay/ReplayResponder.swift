@@ -35,6 +35,7 @@ public final class ReplayResponder: @unchecked Sendable {
     private var results: [SideResult] = []
     private var udpPeers: [SocketAddress: DatagramFlowRunner] = [:]
     private var udpChannel: Channel?
+    private var listeners: [Channel] = []
 
     public init(
         summary: CaptureSummary, listen: SocketAddress, control: SocketAddress, mode: ReplayPacing.Mode, timeout: TimeAmount,
@@ -74,12 +75,25 @@ public final class ReplayResponder: @unchecked Sendable {
                 channel.eventLoop.makeCompletedFuture { try self.controlAccepted(channel) }
             }
             .bind(to: control).get()
-        try await loop.submit { self.udpChannel = datagrams }.get()
+        try await loop.submit {
+            self.udpChannel = datagrams
+            self.listeners = [stream, datagrams, controlServer]
+        }.get()
         log(
             "replay responder: \(summary.flows.count) flows (\(flows.count) replayable), listening on \(listen) (tcp, udp), control on \(control)"
         )
         try await controlServer.closeFuture.get()
-        _ = stream
+        try? await stream.close()
+        try? await datagrams.close()
+        try? await group.shutdownGracefully()
+    }
+
+    /// Closes the listening sockets: `run` returns (tests; the command runs until killed).
+    public func stop() {
+        loop.execute { [self] in
+            for channel in listeners { channel.close(promise: nil) }
+            session?.close(promise: nil)
+        }
     }
 
     // MARK: - Control

@@ -52,6 +52,29 @@ done
 echo "flows replayed byte-identical: $total_ok"
 [[ -n "${REPLAY_CAPTURES:-}" ]] || ((total_ok >= 60)) || fail "only $total_ok flows replayed cleanly"
 
+# --- recorded timing: radius-sll.pcap spans 3.5 s; at --scale 0.7 the replay takes at least 2.4 s
+# (long enough for a progress line), as fast as possible far less. --json gives the same verdicts.
+radius="$LAB_REPO/captures/third-party/radius-sll.pcap"
+respond "$radius"
+start=$(date +%s%N)
+out=$(lab exec user "$POSTERN_BIN" replay "$radius" --to 203.0.113.10:8000 --quiet) || fail "fast replay: $out"
+fast_ms=$((($(date +%s%N) - start) / 1000000))
+start=$(date +%s%N)
+out=$(lab exec user "$POSTERN_BIN" replay "$radius" --to 203.0.113.10:8000 --timing recorded --scale 0.7 --json \
+    2>"$TEST_TMP/progress.txt") || fail "recorded replay: $out"
+recorded_ms=$((($(date +%s%N) - start) / 1000000))
+echo "radius-sll.pcap: fast ${fast_ms} ms, recorded at scale 0.7 ${recorded_ms} ms"
+((recorded_ms >= 2400)) || fail "recorded timing at scale 0.7 took ${recorded_ms} ms, less than 0.7 x the capture's 3.5 s"
+grep -Eq '^replay: [0-9]+/3 flows done' "$TEST_TMP/progress.txt" || fail "no progress line: $(cat "$TEST_TMP/progress.txt")"
+((fast_ms < recorded_ms)) || fail "fast (${fast_ms} ms) was not faster than recorded (${recorded_ms} ms)"
+python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert [f["status"] for f in r["flows"]] == ["ok"] * 3, r
+assert all(d["deliveredPackets"] == d["expectedPackets"] == 1 for f in r["flows"] for d in f["directions"]), r
+print("json: 3 flows ok, both directions")
+' <<<"$out" || fail "--json report: $out"
+
 # --- abuse: the two sides read different captures
 respond "$LAB_REPO/captures/http-curl.pcap"
 if out=$(lab exec user "$POSTERN_BIN" replay "$LAB_REPO/captures/tcp-rst.pcap" --to 203.0.113.10:8000 --quiet 2>&1); then
