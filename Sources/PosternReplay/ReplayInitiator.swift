@@ -145,6 +145,10 @@ public final class ReplayInitiator: @unchecked Sendable {
             guard words.count == 2, let result = try? JSONDecoder().decode(SideResult.self, from: Data(words[1].utf8)) else {
                 return fail("control: unreadable result")
             }
+            // Only flows this side replayed: a forged responder cannot grow the table.
+            guard mine[result.flow] != nil || pairing?.flow == result.flow else {
+                return fail("control: result for flow \(result.flow), which was not replayed")
+            }
             theirs[result.flow] = result
         case "END":
             guard !over else { return }
