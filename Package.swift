@@ -87,7 +87,7 @@ let package = Package(
         .target(
             name: "PosternServer",
             dependencies: [
-                "PosternTunnel", "PosternCore", "PosternWire",
+                "PosternTunnel", "PosternCore", "PosternWire", "PosternCapture", "PosternPcap",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -42,6 +42,11 @@ public final class PcapFileWriter {
         }
     }
 
+    /// Hands what was written to the file (readers see whole packets up to here).
+    public func flush() {
+        if let dumper { pcap_dump_flush(dumper) }
+    }
+
     public func close() {
         if let dumper {
             pcap_dump_flush(dumper)

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# `postern server --pcap FILE` records what its tcp: forwards carried: curl in user fetches a file
+# from lanhost through a forward; the pcap opens in tcpdump, holds one connection with handshake, the
+# request, the whole file (byte for byte) and FIN both ways, and postern's own reader finds it a
+# complete flow. Rotation keeps at most --pcap-files files of about --pcap-max-bytes each; a --pcap
+# path that cannot be written stops the server at start with the file named.
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+postern_setup
+
+mkdir -p "$TEST_TMP/www"
+head -c 50000 /dev/urandom >"$TEST_TMP/www/file.bin"
+bg lanhost web python3 -m http.server 80 --bind 192.168.77.10 --directory "$TEST_TMP/www"
+wait_listen lanhost 80
+start_server server --keepalive 1 --dead-timeout 3 --forward tcp:0.0.0.0:8080=acme/192.168.77.10:80 \
+    --pcap "$TEST_TMP/fwd.pcap"
+server_pid=$(last_bg_pid)
+start_mediator mediator
+wait_mediator acme
+
+lab exec user curl -sS --fail --max-time 10 -o "$TEST_TMP/got" http://203.0.113.10:8080/file.bin || fail "fetch through the forward"
+cmp -s "$TEST_TMP/got" "$TEST_TMP/www/file.bin" || fail "the fetched file differs"
+sleep 0.5
+
+# tcpdump opens it: SYN first, FIN from both sides.
+dump=$(tcpdump -nn -r "$TEST_TMP/fwd.pcap" 2>"$TEST_TMP/tcpdump.err") || fail "tcpdump cannot read the pcap: $(cat "$TEST_TMP/tcpdump.err")"
+echo "tcpdump: $(grep -c . <<<"$dump") packets"
+head -n 1 <<<"$dump" | grep -q 'Flags \[S\]' || fail "first packet is not a SYN: $(head -n 2 <<<"$dump")"
+grep -q '203.0.113.20\.[0-9]* > 203.0.113.10.8080: Flags \[F' <<<"$dump" || fail "no FIN from the user"
+grep -q '203.0.113.10.8080 > 203.0.113.20\.[0-9]*: Flags \[F' <<<"$dump" || fail "no FIN from the server"
+tcpdump -nn -v -r "$TEST_TMP/fwd.pcap" 2>/dev/null | grep -qi 'incorrect' && fail "tcpdump finds a wrong checksum"
+
+# The bytes: the server->user stream is the HTTP response ending in the file; user->server is the GET.
+python3 - "$TEST_TMP/fwd.pcap" "$TEST_TMP/www/file.bin" <<'PY' || fail "the recorded bytes are not what was sent"
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+body = open(sys.argv[2], "rb").read()
+magic, = struct.unpack("<I", data[:4])
+assert magic == 0xa1b23c4d, hex(magic)       # nanosecond pcap
+assert struct.unpack("<I", data[20:24])[0] in (101, 12), "not raw IP"
+at, streams = 24, {}
+while at < len(data):
+    _, _, caplen, _ = struct.unpack("<IIII", data[at:at + 16])
+    pkt = data[at + 16:at + 16 + caplen]
+    at += 16 + caplen
+    ihl = (pkt[0] & 15) * 4
+    sport = struct.unpack(">H", pkt[ihl:ihl + 2])[0]
+    off = (pkt[ihl + 12] >> 4) * 4
+    streams.setdefault(sport, b"")
+    streams[sport] += pkt[ihl + off:]
+server = streams.pop(8080)
+(user,) = streams.values()
+assert user.startswith(b"GET /file.bin HTTP/1.1\r\n"), user[:40]
+assert server.startswith(b"HTTP/1.0 200 OK\r\n") and server.endswith(body), server[:40]
+print(f"recorded: request {len(user)} bytes, response {len(server)} bytes ending in the file")
+PY
+
+list=$("$POSTERN_BIN" replay "$TEST_TMP/fwd.pcap") || fail "postern cannot read its own pcap: $list"
+echo "$list"
+assert_contains "$list" "closed -- replayable" "the recorded connection, read back"
+
+# --- rotation: files of ~20 kB, at most 3, after three fetches of 50 kB
+kill -TERM -- "-$server_pid"
+for _ in $(seq 50); do kill -0 -- "-$server_pid" 2>/dev/null || break; sleep 0.1; done
+start_server server2 --keepalive 1 --dead-timeout 3 --forward tcp:0.0.0.0:8080=acme/192.168.77.10:80 \
+    --pcap "$TEST_TMP/rot.pcap" --pcap-max-bytes 20000 --pcap-files 3
+wait_mediator acme 20
+for i in 1 2 3; do
+    lab exec user curl -sS --fail --max-time 10 -o /dev/null http://203.0.113.10:8080/file.bin || fail "fetch $i"
+done
+sleep 0.5
+for f in rot.pcap rot.pcap.1 rot.pcap.2; do
+    [[ -s "$TEST_TMP/$f" ]] || fail "$f missing"
+    size=$(stat -c %s "$TEST_TMP/$f")
+    ((size <= 20000)) || fail "$f has $size bytes, more than --pcap-max-bytes"
+    tcpdump -nn -r "$TEST_TMP/$f" >/dev/null 2>&1 || fail "tcpdump cannot read $f"
+done
+[[ ! -e "$TEST_TMP/rot.pcap.3" ]] || fail "more than --pcap-files files"
+echo "rotation: $(ls "$TEST_TMP" | grep -c '^rot.pcap') files of at most 20000 bytes"
+
+# --- abuse: a --pcap path that cannot be written
+expect_exit "server with an unwritable --pcap" 1 bad "no/such/dir/x.pcap" \
+    "$LAB_TOOL" exec wan "$POSTERN_BIN" server --listen 0.0.0.0:7100 --secret-file "$TEST_TMP/secret" \
+    --pcap "$TEST_TMP/no/such/dir/x.pcap"
+echo "ok: $TEST_NAME"
