@@ -1,4 +1,4 @@
-/// `--pcap FILE`: the server records what its tcp: forwards to mediators carried, as packets made up
+/// `--pcap FILE`: the server records what its tcp: and udp: forwards to mediators carried, as packets made up
 /// from the bytes, into FILE (raw IP pcap, nanosecond timestamps), rotated at `maxBytes` into FILE.1,
 /// FILE.2, ... with at most `maxFiles` files kept.
 public struct PcapSettings: Hashable, Sendable {

@@ -46,7 +46,7 @@ public struct ServerConfiguration: Sendable {
     /// datagram rides the TCP channel, as in version 1.
     public var udpChannelEnabled = true
     public var softwareVersion: String
-    /// `--pcap`: record the tcp: forwards' traffic to mediators into a pcap file (nil: no recording).
+    /// `--pcap`: record the tcp: and udp: forwards' traffic to mediators into a pcap file (nil: no recording).
     public var pcap: PcapSettings?
 
     public init(

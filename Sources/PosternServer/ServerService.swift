@@ -115,8 +115,10 @@ public final class ServerService: @unchecked Sendable {
         case (.tcp, .fromMediator):
             return TCPForwardFromMediator(spec: spec, registry: registry, eventLoop: eventLoop, logger: logger)
         case (.udp, .toMediator):
-            return try UDPForwardToMediator(
+            let forward = try UDPForwardToMediator(
                 spec: spec, registry: registry, eventLoop: eventLoop, limits: udpFlowLimits, now: now, logger: logger)
+            forward.recorder = recorder
+            return forward
         case (.udp, .fromMediator):
             return UDPForwardFromMediator(
                 spec: spec, registry: registry, eventLoop: eventLoop, limits: udpFlowLimits, now: now, logger: logger)

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import PosternCore
+import PosternPcap
 import PosternTunnel
 import PosternWire
 
@@ -85,10 +86,17 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
         }
     }
 
+    /// `--pcap`: the forward's datagrams are recorded here too.
+    var recorder: PcapRecorder?
+
     func start() -> EventLoopFuture<Void> {
         DatagramBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
-            .channelInitializer { [self] in $0.pipeline.addHandler(self) }
+            .channelInitializer { [self] channel in
+                // --pcap: the tap sits before the forward, so it sees what the socket sees.
+                if let recorder { try? channel.pipeline.syncOperations.addHandler(PcapDatagramTap(recorder: recorder)) }
+                return channel.pipeline.addHandler(self)
+            }
             .bind(to: SocketAddress(spec.listenAddress))
             .map { [self] channel in
                 self.channel = channel

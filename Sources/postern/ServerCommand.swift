@@ -80,7 +80,7 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Require mediators to present a TLS certificate issued by this CA (PEM): mutual TLS.")
     var mediatorCa: String?
 
-    @Option(help: "Record what the tcp: forwards to mediators carry into this pcap file (packets made up from the bytes).")
+    @Option(help: "Record what the tcp: and udp: forwards to mediators carry into this pcap file (packets made up from the bytes).")
     var pcap: String?
 
     @Option(help: "With --pcap: rotate the file when it reaches this many bytes (default 104857600).")

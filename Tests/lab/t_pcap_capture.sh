@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
-# `postern server --pcap FILE` records what its tcp: forwards carried: curl in user fetches a file
-# from lanhost through a forward; the pcap opens in tcpdump, holds one connection with handshake, the
-# request, the whole file (byte for byte) and FIN both ways, and postern's own reader finds it a
-# complete flow. Rotation keeps at most --pcap-files files of about --pcap-max-bytes each; a --pcap
+# `postern server --pcap FILE` records what its forwards carried: curl in user fetches a file from
+# lanhost through a tcp: forward and three datagrams go through a udp: forward; the pcap opens in
+# tcpdump, holds one connection with handshake, the request, the whole file (byte for byte) and FIN
+# both ways, and the six datagrams; postern's own reader finds both flows complete. Rotation keeps at most --pcap-files files of about --pcap-max-bytes each; a --pcap
 # path that cannot be written stops the server at start with the file named.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -13,19 +13,31 @@ mkdir -p "$TEST_TMP/www"
 head -c 50000 /dev/urandom >"$TEST_TMP/www/file.bin"
 bg lanhost web python3 -m http.server 80 --bind 192.168.77.10 --directory "$TEST_TMP/www"
 wait_listen lanhost 80
+bg lanhost echo python3 "$LAB_REPO/Tests/lab/udp_echo.py" 192.168.77.10 7777
+wait_log "$TEST_TMP/echo.log" '^listening'
 start_server server --keepalive 1 --dead-timeout 3 --forward tcp:0.0.0.0:8080=acme/192.168.77.10:80 \
-    --pcap "$TEST_TMP/fwd.pcap"
+    --forward udp:203.0.113.10:7777=acme/192.168.77.10:7777 --pcap "$TEST_TMP/fwd.pcap"
 server_pid=$(last_bg_pid)
 start_mediator mediator
 wait_mediator acme
 
 lab exec user curl -sS --fail --max-time 10 -o "$TEST_TMP/got" http://203.0.113.10:8080/file.bin || fail "fetch through the forward"
 cmp -s "$TEST_TMP/got" "$TEST_TMP/www/file.bin" || fail "the fetched file differs"
+# Three datagrams through the udp: forward, each echoed.
+lab exec user python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+s.connect(("203.0.113.10", 7777))
+for n in (10, 700, 1400):
+    s.send(bytes([n % 256]) * n); assert len(s.recv(65536)) == n
+print("udp: 3 datagrams echoed")' || fail "datagrams through the udp: forward"
 sleep 0.5
 
 # tcpdump opens it: SYN first, FIN from both sides.
 dump=$(tcpdump -nn -r "$TEST_TMP/fwd.pcap" 2>"$TEST_TMP/tcpdump.err") || fail "tcpdump cannot read the pcap: $(cat "$TEST_TMP/tcpdump.err")"
 echo "tcpdump: $(grep -c . <<<"$dump") packets"
+udp=$(grep -E '203\.0\.113\.(20\.[0-9]+ > 203\.0\.113\.10\.7777|10\.7777 > 203\.0\.113\.20\.[0-9]+): UDP, length (10|700|1400)$' <<<"$dump" | grep -c . || true)
+assert_eq 6 "$udp" "UDP packets of the udp: forward in the pcap: $(grep -v Flags <<<"$dump" | head -8)"
 head -n 1 <<<"$dump" | grep -q 'Flags \[S\]' || fail "first packet is not a SYN: $(head -n 2 <<<"$dump")"
 grep -q '203.0.113.20\.[0-9]* > 203.0.113.10.8080: Flags \[F' <<<"$dump" || fail "no FIN from the user"
 grep -q '203.0.113.10.8080 > 203.0.113.20\.[0-9]*: Flags \[F' <<<"$dump" || fail "no FIN from the server"
@@ -45,6 +57,8 @@ while at < len(data):
     pkt = data[at + 16:at + 16 + caplen]
     at += 16 + caplen
     ihl = (pkt[0] & 15) * 4
+    if pkt[9] != 6:
+        continue
     sport = struct.unpack(">H", pkt[ihl:ihl + 2])[0]
     off = (pkt[ihl + 12] >> 4) * 4
     streams.setdefault(sport, b"")
@@ -59,6 +73,7 @@ PY
 list=$("$POSTERN_BIN" replay "$TEST_TMP/fwd.pcap") || fail "postern cannot read its own pcap: $list"
 echo "$list"
 assert_contains "$list" "closed -- replayable" "the recorded connection, read back"
+assert_contains "$list" "udp 203.0.113.20:" "the recorded datagrams, read back"
 
 # --- rotation: files of ~20 kB, at most 3, after three fetches of 50 kB
 kill -TERM -- "-$server_pid"
