@@ -87,7 +87,7 @@ let package = Package(
         .target(
             name: "PosternServer",
             dependencies: [
-                "PosternTunnel", "PosternCore", "PosternWire", "PosternCapture", "PosternPcap",
+                "PosternTunnel", "PosternCore", "PosternWire", "PosternCapture", "PosternPcap", "PosternReplay",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -99,7 +99,7 @@ let package = Package(
         .target(
             name: "PosternMediator",
             dependencies: [
-                "PosternTunnel", "PosternCore", "PosternWire", "PosternNetlink",
+                "PosternTunnel", "PosternCore", "PosternWire", "PosternNetlink", "PosternPcap", "PosternReplay",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,5 +1,6 @@
 import NIOCore
 import PosternCore
+import PosternPcap
 import PosternTunnel
 import PosternWire
 

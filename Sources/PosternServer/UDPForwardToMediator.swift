@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import PosternCore
 import PosternPcap
+import PosternReplay
 import PosternTunnel
 import PosternWire
 

@@ -80,14 +80,7 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Require mediators to present a TLS certificate issued by this CA (PEM): mutual TLS.")
     var mediatorCa: String?
 
-    @Option(help: "Record what the tcp: and udp: forwards to mediators carry into this pcap file (packets made up from the bytes).")
-    var pcap: String?
-
-    @Option(help: "With --pcap: rotate the file when it reaches this many bytes (default 104857600).")
-    var pcapMaxBytes: Int?
-
-    @Option(help: "With --pcap: keep at most this many files, FILE, FILE.1, ... (default 5).")
-    var pcapFiles: Int?
+    @OptionGroup var pcapOptions: PcapOptions
 
     @OptionGroup var log: LogOptions
 
@@ -121,12 +114,11 @@ struct ServerCommand: AsyncParsableCommand {
     func makeConfiguration(logger: Logger) throws -> ServerConfiguration {
         let section = try config.map { try ConfigFile(path: $0) }?.section(
             "server",
-            allowed: [
+            allowed: Set([
                 "listen", "secret-file", "admin", "admin-token-file", "admin-insecure-plain", "forwards", "keepalive",
                 "dead-timeout", "max-mediators", "max-session-buffer", "udp-max-flows", "udp-keepalive", "name-probe-timeout",
                 "insecure", "tls-cert", "tls-key", "state-dir", "mediator-ca",
-                "pcap", "pcap-max-bytes", "pcap-files",
-            ])
+            ]).union(PcapOptions.configKeys))
         guard let listenText = try listen ?? section?.string("listen") else {
             throw ValidationError("--listen ADDR:PORT is required (or listen in the config file)")
         }
@@ -210,20 +202,7 @@ struct ServerCommand: AsyncParsableCommand {
             guard t >= 0.1 && t <= 600 else { throw ValidationError("--name-probe-timeout must be between 0.1 and 600 seconds") }
             configuration.nameProbeTimeout = .nanoseconds(Int64(t * 1e9))
         }
-        if let path = try pcap ?? section?.string("pcap") {
-            var settings = PcapSettings(path: path)
-            if let n = try pcapMaxBytes ?? section?.int("pcap-max-bytes") {
-                guard n >= 1024 else { throw ValidationError("--pcap-max-bytes must be at least 1024") }
-                settings.maxBytes = n
-            }
-            if let n = try pcapFiles ?? section?.int("pcap-files") {
-                guard (1...1000).contains(n) else { throw ValidationError("--pcap-files must be 1-1000") }
-                settings.maxFiles = n
-            }
-            configuration.pcap = settings
-        } else if pcapMaxBytes != nil || pcapFiles != nil {
-            throw ValidationError("--pcap-max-bytes and --pcap-files need --pcap FILE")
-        }
+        configuration.pcap = try pcapOptions.settings(section)
         return configuration
     }
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
-# `postern server --pcap FILE` records what its forwards carried: curl in user fetches a file from
+# `postern server --pcap FILE` (and `postern mediator --pcap FILE`) records what its sockets carried: curl in user fetches a file from
 # lanhost through a tcp: forward and three datagrams go through a udp: forward; the pcap opens in
 # tcpdump, holds one connection with handshake, the request, the whole file (byte for byte) and FIN
-# both ways, and the six datagrams; postern's own reader finds both flows complete. Rotation keeps at most --pcap-files files of about --pcap-max-bytes each; a --pcap
+# both ways, and the six datagrams; the mediator's file holds the same on its LAN side; postern's own
+# reader finds both flows complete. Rotation keeps at most --pcap-files files of about --pcap-max-bytes each; a --pcap
 # path that cannot be written stops the server at start with the file named.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -18,7 +19,7 @@ wait_log "$TEST_TMP/echo.log" '^listening'
 start_server server --keepalive 1 --dead-timeout 3 --forward tcp:0.0.0.0:8080=acme/192.168.77.10:80 \
     --forward udp:203.0.113.10:7777=acme/192.168.77.10:7777 --pcap "$TEST_TMP/fwd.pcap"
 server_pid=$(last_bg_pid)
-start_mediator mediator
+start_mediator mediator --pcap "$TEST_TMP/med.pcap"
 wait_mediator acme
 
 lab exec user curl -sS --fail --max-time 10 -o "$TEST_TMP/got" http://203.0.113.10:8080/file.bin || fail "fetch through the forward"
@@ -44,31 +45,40 @@ grep -q '203.0.113.10.8080 > 203.0.113.20\.[0-9]*: Flags \[F' <<<"$dump" || fail
 tcpdump -nn -v -r "$TEST_TMP/fwd.pcap" 2>/dev/null | grep -qi 'incorrect' && fail "tcpdump finds a wrong checksum"
 
 # The bytes: the server->user stream is the HTTP response ending in the file; user->server is the GET.
-python3 - "$TEST_TMP/fwd.pcap" "$TEST_TMP/www/file.bin" <<'PY' || fail "the recorded bytes are not what was sent"
+# The same on the mediator's side (192.168.77.2 -> lanhost:80), and the datagrams on both sides.
+cat >"$TEST_TMP/check.py" <<'PY'
 import struct, sys
 data = open(sys.argv[1], "rb").read()
 body = open(sys.argv[2], "rb").read()
+tcp_port, udp_port = int(sys.argv[3]), int(sys.argv[4])
 magic, = struct.unpack("<I", data[:4])
 assert magic == 0xa1b23c4d, hex(magic)       # nanosecond pcap
 assert struct.unpack("<I", data[20:24])[0] in (101, 12), "not raw IP"
-at, streams = 24, {}
+at, streams, datagrams = 24, {}, []
 while at < len(data):
     _, _, caplen, _ = struct.unpack("<IIII", data[at:at + 16])
     pkt = data[at + 16:at + 16 + caplen]
     at += 16 + caplen
     ihl = (pkt[0] & 15) * 4
-    if pkt[9] != 6:
+    sport, dport = struct.unpack(">HH", pkt[ihl:ihl + 4])
+    if pkt[9] == 17:
+        assert udp_port in (sport, dport), (sport, dport)
+        datagrams.append(len(pkt) - ihl - 8)
         continue
-    sport = struct.unpack(">H", pkt[ihl:ihl + 2])[0]
     off = (pkt[ihl + 12] >> 4) * 4
     streams.setdefault(sport, b"")
     streams[sport] += pkt[ihl + off:]
-server = streams.pop(8080)
-(user,) = streams.values()
-assert user.startswith(b"GET /file.bin HTTP/1.1\r\n"), user[:40]
+server = streams.pop(tcp_port)
+(client,) = streams.values()
+assert client.startswith(b"GET /file.bin HTTP/1.1\r\n"), client[:40]
 assert server.startswith(b"HTTP/1.0 200 OK\r\n") and server.endswith(body), server[:40]
-print(f"recorded: request {len(user)} bytes, response {len(server)} bytes ending in the file")
+assert sorted(datagrams) == [10, 10, 700, 700, 1400, 1400], datagrams
+print(f"{sys.argv[1].split('/')[-1]}: request {len(client)} bytes, response {len(server)} bytes ending in the file, 6 datagrams")
 PY
+python3 "$TEST_TMP/check.py" "$TEST_TMP/fwd.pcap" "$TEST_TMP/www/file.bin" 8080 7777 || fail "the server's recorded bytes are not what was sent"
+python3 "$TEST_TMP/check.py" "$TEST_TMP/med.pcap" "$TEST_TMP/www/file.bin" 80 7777 || fail "the mediator's recorded bytes are not what was sent"
+tcpdump -nn -r "$TEST_TMP/med.pcap" 2>/dev/null | grep -q '192.168.77.2\.[0-9]* > 192.168.77.10.80: Flags \[S\]' \
+    || fail "the mediator's pcap has no SYN from 192.168.77.2 to lanhost:80"
 
 list=$("$POSTERN_BIN" replay "$TEST_TMP/fwd.pcap") || fail "postern cannot read its own pcap: $list"
 echo "$list"
@@ -98,4 +108,7 @@ echo "rotation: $(ls "$TEST_TMP" | grep -c '^rot.pcap') files of at most 20000 b
 expect_exit "server with an unwritable --pcap" 1 bad "no/such/dir/x.pcap" \
     "$LAB_TOOL" exec wan "$POSTERN_BIN" server --listen 0.0.0.0:7100 --secret-file "$TEST_TMP/secret" \
     --pcap "$TEST_TMP/no/such/dir/x.pcap"
+expect_exit "mediator with an unwritable --pcap" 1 badm "no/such/dir/m.pcap" \
+    "$LAB_TOOL" exec lan "$POSTERN_BIN" mediator --server 203.0.113.10:7000 --name other --secret-file "$TEST_TMP/secret" \
+    --pcap "$TEST_TMP/no/such/dir/m.pcap"
 echo "ok: $TEST_NAME"

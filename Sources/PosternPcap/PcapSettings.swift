@@ -1,5 +1,5 @@
-/// `--pcap FILE`: the server records what its tcp: and udp: forwards to mediators carried, as packets made up
-/// from the bytes, into FILE (raw IP pcap, nanosecond timestamps), rotated at `maxBytes` into FILE.1,
+/// `--pcap FILE` (server and mediator): what the relayed sockets carried, as packets made up from the
+/// bytes, goes into FILE (raw IP pcap, nanosecond timestamps), rotated at `maxBytes` into FILE.1,
 /// FILE.2, ... with at most `maxFiles` files kept.
 public struct PcapSettings: Hashable, Sendable {
     public var path: String
