@@ -3,7 +3,8 @@
 # `postern server --pcap FILE` (and `postern mediator --pcap FILE`) records what its sockets carried: curl in user fetches a file from
 # lanhost through a tcp: forward and three datagrams go through a udp: forward; the pcap opens in
 # tcpdump, holds one connection with handshake, the request, the whole file (byte for byte) and FIN
-# both ways, and the six datagrams; the mediator's file holds the same on its LAN side; postern's own
+# both ways, and the six datagrams; the mediator's file holds the same on its LAN side, plus the
+# connection a reverse forward accepted from lanhost; postern's own
 # reader finds both flows complete. Rotation keeps at most --pcap-files files of about --pcap-max-bytes each; a --pcap
 # path that cannot be written stops the server at start with the file named.
 # shellcheck source=lib.sh
@@ -17,9 +18,10 @@ wait_listen lanhost 80
 bg lanhost echo python3 "$LAB_REPO/Tests/lab/udp_echo.py" 192.168.77.10 7777
 wait_log "$TEST_TMP/echo.log" '^listening'
 start_server server --keepalive 1 --dead-timeout 3 --forward tcp:0.0.0.0:8080=acme/192.168.77.10:80 \
-    --forward udp:203.0.113.10:7777=acme/192.168.77.10:7777 --pcap "$TEST_TMP/fwd.pcap"
+    --forward udp:203.0.113.10:7777=acme/192.168.77.10:7777 --forward tcp:acme/0.0.0.0:9090=203.0.113.10:8088 \
+    --pcap "$TEST_TMP/fwd.pcap"
 server_pid=$(last_bg_pid)
-start_mediator mediator --pcap "$TEST_TMP/med.pcap"
+start_mediator mediator --allow-listen --pcap "$TEST_TMP/med.pcap"
 wait_mediator acme
 
 lab exec user curl -sS --fail --max-time 10 -o "$TEST_TMP/got" http://203.0.113.10:8080/file.bin || fail "fetch through the forward"
@@ -32,6 +34,19 @@ s.connect(("203.0.113.10", 7777))
 for n in (10, 700, 1400):
     s.send(bytes([n % 256]) * n); assert len(s.recv(65536)) == n
 print("udp: 3 datagrams echoed")' || fail "datagrams through the udp: forward"
+# A reverse forward: lanhost connects to the mediator's 9090, relayed to a server in wan.
+bg wan revsrv python3 -c '
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("203.0.113.10", 8088)); s.listen(4); print("listening", flush=True)
+c, _ = s.accept(); c.sendall(c.recv(100).upper()); c.close()'
+wait_log "$TEST_TMP/revsrv.log" '^listening'
+wait_listen lan 9090
+got=$(lab exec lanhost python3 -c '
+import socket
+c = socket.create_connection(("192.168.77.2", 9090), timeout=5); c.sendall(b"reverse\n")
+print(c.recv(100).decode().strip())') || fail "reverse forward: $got"
+assert_eq "REVERSE" "$got" "echo through the reverse forward"
 sleep 0.5
 
 # tcpdump opens it: SYN first, FIN from both sides.
@@ -66,6 +81,8 @@ while at < len(data):
         datagrams.append(len(pkt) - ihl - 8)
         continue
     off = (pkt[ihl + 12] >> 4) * 4
+    if tcp_port not in (sport, dport):
+        continue
     streams.setdefault(sport, b"")
     streams[sport] += pkt[ihl + off:]
 server = streams.pop(tcp_port)
@@ -79,6 +96,11 @@ python3 "$TEST_TMP/check.py" "$TEST_TMP/fwd.pcap" "$TEST_TMP/www/file.bin" 8080 
 python3 "$TEST_TMP/check.py" "$TEST_TMP/med.pcap" "$TEST_TMP/www/file.bin" 80 7777 || fail "the mediator's recorded bytes are not what was sent"
 tcpdump -nn -r "$TEST_TMP/med.pcap" 2>/dev/null | grep -q '192.168.77.2\.[0-9]* > 192.168.77.10.80: Flags \[S\]' \
     || fail "the mediator's pcap has no SYN from 192.168.77.2 to lanhost:80"
+# The reverse forward's accepted connection, from lanhost to the mediator, with its bytes.
+rev=$(tcpdump -nn -A -r "$TEST_TMP/med.pcap" 2>/dev/null | grep -A3 '192.168.77.10\.[0-9]* > 192.168.77.2.9090')
+grep -q 'Flags \[S\]' <<<"$rev" || fail "no SYN of the reverse forward's connection in the mediator's pcap"
+grep -q 'reverse' <<<"$rev" || fail "the reverse forward's bytes are not in the mediator's pcap"
+echo "med.pcap: the reverse forward's connection from lanhost, with its bytes"
 
 list=$("$POSTERN_BIN" replay "$TEST_TMP/fwd.pcap") || fail "postern cannot read its own pcap: $list"
 echo "$list"
