@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
-# `postern server --pcap FILE` (and `postern mediator --pcap FILE`) records what its sockets carried: curl in user fetches a file from
-# lanhost through a tcp: forward and three datagrams go through a udp: forward; the pcap opens in
-# tcpdump, holds one connection with handshake, the request, the whole file (byte for byte) and FIN
-# both ways, and the six datagrams; the mediator's file holds the same on its LAN side, plus the
-# connection a reverse forward accepted from lanhost; postern's own
-# reader finds both flows complete. Rotation keeps at most --pcap-files files of about --pcap-max-bytes each; a --pcap
-# path that cannot be written stops the server at start with the file named.
+# `postern server --pcap FILE` and `postern mediator --pcap FILE` record what their sockets carried:
+# curl in user fetches a file from lanhost through a tcp: forward and three datagrams go through a
+# udp: forward. The server's pcap opens in tcpdump and holds one connection with handshake, the
+# request, the whole file (byte for byte) and FIN both ways, and the six datagrams; the mediator's
+# holds the same on its LAN side plus the connection a reverse forward accepted from lanhost; postern's
+# own reader finds the flows complete. Rotation keeps at most --pcap-files files of about
+# --pcap-max-bytes each; a --pcap path that cannot be written stops the server or the mediator at
+# start with the file named.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 postern_setup
