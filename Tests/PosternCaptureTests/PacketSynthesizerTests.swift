@@ -6,7 +6,19 @@ import XCTest
 /// Packets made up from streams (`--pcap`): valid checksums, and read back by the capture reader as
 /// the same bytes with the same ending; the recorder rotates by size and keeps a bounded number of files.
 final class PacketSynthesizerTests: XCTestCase {
-    let dir = TestPackets.directory()
+    /// Made on first use: XCTest makes instances it never runs, and those must leave nothing behind.
+    private var madeDirectory: String?
+    var dir: String {
+        if let madeDirectory { return madeDirectory }
+        let made = TestPackets.directory()
+        madeDirectory = made
+        return made
+    }
+
+    override func tearDown() {
+        if let madeDirectory { TestPackets.remove(madeDirectory) }
+        super.tearDown()
+    }
 
     func connection(_ client: String, _ server: String) -> PacketSynthesizer {
         PacketSynthesizer(client: Endpoint(IPAddress(client)!, 40_000), server: Endpoint(IPAddress(server)!, 8080))!

@@ -7,7 +7,19 @@ import XCTest
 /// damaged files, and the real third-party captures in captures/third-party (checked against their
 /// MANIFEST, so the facts come from outside this code).
 final class PcapReaderTests: XCTestCase {
-    let dir = TestPackets.directory()
+    /// Made on first use: XCTest makes instances it never runs, and those must leave nothing behind.
+    private var madeDirectory: String?
+    var dir: String {
+        if let madeDirectory { return madeDirectory }
+        let made = TestPackets.directory()
+        madeDirectory = made
+        return made
+    }
+
+    override func tearDown() {
+        if let madeDirectory { TestPackets.remove(madeDirectory) }
+        super.tearDown()
+    }
 
     func udpFlows(_ path: String) throws -> [Flow] {
         try PcapFileReader.flows(path: path).flows.filter { $0.transport == .udp }

@@ -84,6 +84,17 @@ enum TestPackets {
         return template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
     }
 
+    /// Removes a directory made by `directory()` and the files in it (no subdirectories are made).
+    static func remove(_ directory: String) {
+        guard let handle = opendir(directory) else { return }
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { unlink(directory + "/" + name) }
+        }
+        closedir(handle)
+        rmdir(directory)
+    }
+
     /// Writes frames with libpcap; times are 1 ms apart from a fixed start (ns).
     static func write(
         _ frames: [[UInt8]], _ link: LinkType, to path: String, nanoseconds: Bool = true, start: Int64 = 1_700_000_000_123_456_789
