@@ -158,7 +158,8 @@ final class FlowSplittingTests: XCTestCase {
     // MARK: - Real captures (facts from captures/third-party/MANIFEST.tsv)
 
     func flows(_ file: String) throws -> [Flow] {
-        try PcapFileReader.flows(path: TestPackets.capturesDirectory + "/third-party/" + file).flows
+        try TestPackets.requireThirdParty()
+        return try PcapFileReader.flows(path: TestPackets.capturesDirectory + "/third-party/" + file).flows
     }
 
     func testThirdPartyTCPFlows() throws {

@@ -132,6 +132,7 @@ final class PcapReaderTests: XCTestCase {
     }
 
     func manifest() throws -> [ManifestRow] {
+        try TestPackets.requireThirdParty()
         let text = String(decoding: TestPackets.readBytes(TestPackets.capturesDirectory + "/third-party/MANIFEST.tsv"), as: UTF8.self)
         let lines = text.split(separator: "\n").dropFirst()
         return lines.map { line in

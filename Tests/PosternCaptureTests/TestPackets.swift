@@ -1,5 +1,7 @@
+import Foundation
 import PosternCapture
 import PosternPcap
+import XCTest
 
 #if canImport(Glibc)
     import Glibc
@@ -139,5 +141,15 @@ enum TestPackets {
         var parts = "\(#filePath)".split(separator: "/", omittingEmptySubsequences: false)
         parts.removeLast(3)  // Tests/PosternCaptureTests/TestPackets.swift
         return parts.joined(separator: "/") + "/captures"
+    }
+
+    /// `captures/third-party` is a link to `../shared/captures` beside the clone (the shared test
+    /// captures, used read-only and never copied in: their README asks so). Where that folder is
+    /// absent, tests of the third-party captures are skipped with this reason instead of failing.
+    static func requireThirdParty() throws {
+        let manifest = capturesDirectory + "/third-party/MANIFEST.tsv"
+        guard FileManager.default.fileExists(atPath: manifest) else {
+            throw XCTSkip("\(manifest) not found: the shared captures (../shared/captures beside the clone) are absent")
+        }
     }
 }

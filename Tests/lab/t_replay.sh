@@ -34,7 +34,14 @@ respond() {
 total_ok=0
 # REPLAY_CAPTURES (paths) narrows the list when debugging one capture.
 # shellcheck disable=SC2206 # the list is split on purpose
-captures=(${REPLAY_CAPTURES:-"$LAB_REPO"/captures/*.pcap "$LAB_REPO"/captures/third-party/*.pcap*})
+# captures/third-party links to ../shared/captures beside the clone (used read-only, never copied in);
+# where that folder is absent, only the project's own recordings are replayed, and the test says so.
+third_party=yes
+[[ -e "$LAB_REPO/captures/third-party/MANIFEST.tsv" ]] || {
+    third_party=
+    echo "note: ../shared/captures is absent beside the clone: third-party captures skipped"
+}
+captures=(${REPLAY_CAPTURES:-"$LAB_REPO"/captures/*.pcap ${third_party:+"$LAB_REPO"/captures/third-party/*.pcap*}})
 for capture in "${captures[@]}"; do
     name=$(basename "$capture")
     respond "$capture"
@@ -50,30 +57,37 @@ $out"
     total_ok=$((total_ok + ok))
 done
 echo "flows replayed byte-identical: $total_ok"
-[[ -n "${REPLAY_CAPTURES:-}" ]] || ((total_ok >= 60)) || fail "only $total_ok flows replayed cleanly"
+# The project's own recordings alone hold fewer complete flows than with the third-party ones.
+min_ok=60
+[[ -n $third_party ]] || min_ok=10  # dns-dig 4, iperf3-tcp 2, http-curl, tcp-refused, tcp-rst, udp-echo
+[[ -n "${REPLAY_CAPTURES:-}" ]] || ((total_ok >= min_ok)) || fail "only $total_ok flows replayed cleanly"
 
 # --- recorded timing: radius-sll.pcap spans 3.5 s; at --scale 0.7 the replay takes at least 2.4 s
 # (long enough for a progress line), as fast as possible far less. --json gives the same verdicts.
-radius="$LAB_REPO/captures/third-party/radius-sll.pcap"
-respond "$radius"
-start=$(date +%s%N)
-out=$(lab exec user "$POSTERN_BIN" replay "$radius" --to 203.0.113.10:8000 --quiet) || fail "fast replay: $out"
-fast_ms=$((($(date +%s%N) - start) / 1000000))
-start=$(date +%s%N)
-out=$(lab exec user "$POSTERN_BIN" replay "$radius" --to 203.0.113.10:8000 --timing recorded --scale 0.7 --json \
-    2>"$TEST_TMP/progress.txt") || fail "recorded replay: $out"
-recorded_ms=$((($(date +%s%N) - start) / 1000000))
-echo "radius-sll.pcap: fast ${fast_ms} ms, recorded at scale 0.7 ${recorded_ms} ms"
-((recorded_ms >= 2400)) || fail "recorded timing at scale 0.7 took ${recorded_ms} ms, less than 0.7 x the capture's 3.5 s"
-grep -Eq '^replay: [0-9]+/3 flows done' "$TEST_TMP/progress.txt" || fail "no progress line: $(cat "$TEST_TMP/progress.txt")"
-((fast_ms < recorded_ms)) || fail "fast (${fast_ms} ms) was not faster than recorded (${recorded_ms} ms)"
-python3 -c '
+if [[ -n $third_party ]]; then
+    radius="$LAB_REPO/captures/third-party/radius-sll.pcap"
+    respond "$radius"
+    start=$(date +%s%N)
+    out=$(lab exec user "$POSTERN_BIN" replay "$radius" --to 203.0.113.10:8000 --quiet) || fail "fast replay: $out"
+    fast_ms=$((($(date +%s%N) - start) / 1000000))
+    start=$(date +%s%N)
+    out=$(lab exec user "$POSTERN_BIN" replay "$radius" --to 203.0.113.10:8000 --timing recorded --scale 0.7 --json \
+        2>"$TEST_TMP/progress.txt") || fail "recorded replay: $out"
+    recorded_ms=$((($(date +%s%N) - start) / 1000000))
+    echo "radius-sll.pcap: fast ${fast_ms} ms, recorded at scale 0.7 ${recorded_ms} ms"
+    ((recorded_ms >= 2400)) || fail "recorded timing at scale 0.7 took ${recorded_ms} ms, less than 0.7 x the capture's 3.5 s"
+    grep -Eq '^replay: [0-9]+/3 flows done' "$TEST_TMP/progress.txt" || fail "no progress line: $(cat "$TEST_TMP/progress.txt")"
+    ((fast_ms < recorded_ms)) || fail "fast (${fast_ms} ms) was not faster than recorded (${recorded_ms} ms)"
+    python3 -c '
 import json, sys
 r = json.load(sys.stdin)
 assert [f["status"] for f in r["flows"]] == ["ok"] * 3, r
 assert all(d["deliveredPackets"] == d["expectedPackets"] == 1 for f in r["flows"] for d in f["directions"]), r
 print("json: 3 flows ok, both directions")
-' <<<"$out" || fail "--json report: $out"
+    ' <<<"$out" || fail "--json report: $out"
+else
+    echo "note: recorded-timing check skipped (it replays the shared radius-sll.pcap)"
+fi
 
 # --- abuse: the two sides read different captures
 respond "$LAB_REPO/captures/http-curl.pcap"
