@@ -87,7 +87,7 @@ let package = Package(
         .target(
             name: "PosternServer",
             dependencies: [
-                "PosternTunnel", "PosternCore", "PosternWire",
+                "PosternTunnel", "PosternCore", "PosternWire", "PosternCapture", "PosternPcap", "PosternReplay",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -99,7 +99,7 @@ let package = Package(
         .target(
             name: "PosternMediator",
             dependencies: [
-                "PosternTunnel", "PosternCore", "PosternWire", "PosternNetlink",
+                "PosternTunnel", "PosternCore", "PosternWire", "PosternNetlink", "PosternPcap", "PosternReplay",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -110,6 +110,7 @@ let package = Package(
             name: "postern",
             dependencies: [
                 "PosternServer", "PosternMediator", "PosternTLS", "PosternCore", "PosternWire",
+                "PosternCapture", "PosternPcap", "PosternReplay",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -187,6 +188,45 @@ let package = Package(
         .testTarget(
             name: "PosternNetlinkTests",
             dependencies: ["PosternNetlink", "PosternWire"],
+            swiftSettings: pureSettings
+        ),
+        // Capture files (issue 12): libpcap reads them (CPcap, PosternPcap); PosternCapture is the pure
+        // decoding above it (link layers, IP, fragments, flows); PosternReplay drives flows through a tunnel.
+        .systemLibrary(
+            name: "CPcap",
+            pkgConfig: "libpcap",
+            providers: [.apt(["libpcap-dev"])]
+        ),
+        .target(
+            name: "PosternCapture",
+            dependencies: ["PosternWire"],
+            swiftSettings: pureSettings
+        ),
+        .target(
+            name: "PosternPcap",
+            dependencies: ["CPcap", "PosternCapture"],
+            swiftSettings: pureSettings
+        ),
+        .target(
+            name: "PosternReplay",
+            dependencies: [
+                "PosternCapture", "PosternPcap", "PosternWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: ioSettings
+        ),
+        .testTarget(
+            name: "PosternReplayTests",
+            dependencies: [
+                "PosternReplay", "PosternCapture", "PosternPcap",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: ioSettings
+        ),
+        .testTarget(
+            name: "PosternCaptureTests",
+            dependencies: ["PosternCapture", "PosternPcap", "PosternWire"],
             swiftSettings: pureSettings
         ),
     ]

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import PosternCore
+import PosternPcap
 import PosternTunnel
 
 /// Everything `postern mediator` needs, already validated.
@@ -23,6 +24,8 @@ public struct MediatorConfiguration: Sendable {
     /// OPEN, REDIRECT, CONNECT and LISTEN requests a second one session may make (the same number may
     /// come at once); more fail with `limitExceeded`.
     public var maxRequestRate = 5000
+    /// `--pcap`: record what the mediator's LAN sockets carry into a pcap file (nil: no recording).
+    public var pcap: PcapSettings?
     /// Keepalive and dead timeout of the UDP channel (docs/protocol.md §9.7).
     public var udpChannel = UDPChannelSettings()
     /// Whether the mediator opens a UDP channel to the server's service port number once a session is

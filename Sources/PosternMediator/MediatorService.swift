@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import PosternCore
 import PosternNetlink
+import PosternPcap
 import PosternTunnel
 import PosternWire
 
@@ -16,6 +17,8 @@ public final class MediatorService: @unchecked Sendable {
     private var logger: Logger
     private var backoff = Backoff()
     private var session: TunnelSession?
+    /// `--pcap`: where the LAN sockets' traffic is recorded.
+    private var recorder: PcapRecorder?
     private var stopping = false
     private let finished: EventLoopPromise<Void>
 
@@ -31,6 +34,10 @@ public final class MediatorService: @unchecked Sendable {
     /// Runs until `stop()`, or until a server that proved the secret refuses this mediator for good
     /// (`ReconnectRule`): that ends it with an error. Nothing unauthenticated can end it.
     public func run() async throws {
+        // --pcap: opened before the first dial, so a path that cannot be written stops the mediator.
+        try await eventLoop.submit { [self] in
+            recorder = try configuration.pcap.map { try PcapRecorder(path: $0.path, maxBytes: $0.maxBytes, maxFiles: $0.maxFiles) }
+        }.get()
         eventLoop.execute { self.dial() }
         do {
             try await finished.futureResult.get()
@@ -64,6 +71,7 @@ public final class MediatorService: @unchecked Sendable {
         let configuration = configuration
         // The one place the mediator's port rules meet the real clock.
         let api = RemoteSocketAPI(configuration: configuration, eventLoop: eventLoop, logger: logger, now: { .now() })
+        api.recorder = recorder
         let session = TunnelSession(
             machine: MediatorSessionStateMachine(
                 name: configuration.name, secret: configuration.secret, nonce: Nonce.make(),

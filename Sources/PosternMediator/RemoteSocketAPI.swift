@@ -2,6 +2,8 @@ import Logging
 import NIOCore
 import NIOPosix
 import PosternCore
+import PosternPcap
+import PosternReplay
 import PosternTunnel
 import PosternWire
 
@@ -32,6 +34,8 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
     /// How the session's datagrams travel (`UDPChannelDatagramPath`, set by `MediatorService`); nil:
     /// DATAGRAM frames on the TCP channel.
     var datagramPath: DatagramPath?
+    /// `--pcap`: the LAN sockets' traffic is recorded here too.
+    var recorder: PcapRecorder?
 
     /// `now` is the clock of the request rate.
     init(configuration: MediatorConfiguration, eventLoop: EventLoop, logger: Logger, now: @escaping () -> NIODeadline) {
@@ -182,10 +186,17 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
             portID: id, path: datagramPath ?? TunnelDatagramPath(session: session), policy: configuration.policy,
             local: Endpoint(o.address, port),
             logger: session.logger)
+        let recorder = self.recorder
         DatagramBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 0)
             .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
-            .channelInitializer { channel in DatagramChecksumFilter.attach(to: channel).flatMap { channel.pipeline.addHandler(relay) } }
+            .channelInitializer { channel in
+                DatagramChecksumFilter.attach(to: channel).flatMapThrowing {
+                    // --pcap: the tap sits before the port, so it sees what the socket sees.
+                    if let recorder { try channel.pipeline.syncOperations.addHandler(PcapDatagramTap(recorder: recorder)) }
+                    try channel.pipeline.syncOperations.addHandler(relay)
+                }
+            }
             .bind(host: o.address.description, port: Int(port))
             .whenComplete { [self] result in
                 switch result {
@@ -269,6 +280,9 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
                 session.register(relay)
                 let localEndpoint = channel.localAddress?.endpoint ?? Endpoint(.anyV4, 0)
                 session.send(.done(.init(requestID: requestID, portID: id, local: localEndpoint)))
+                if let recorder, let tap = PcapStreamTap(channel: channel, recorder: recorder, initiatedHere: true) {
+                    try? channel.pipeline.syncOperations.addHandler(tap, position: .first)
+                }
                 channel.pipeline.addHandler(relay).whenFailure { _ in channel.close(promise: nil) }
             }
         }
@@ -348,6 +362,9 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         let peer = child.remoteAddress?.endpoint ?? Endpoint(.anyV4, 0)
         // ACCEPTED goes out before any DATA of the new port.
         session.send(.accepted(.init(listenerID: listenerID, portID: id, peer: peer)))
+        if let recorder, let tap = PcapStreamTap(channel: child, recorder: recorder) {
+            try? child.pipeline.syncOperations.addHandler(tap, position: .first)
+        }
         return child.pipeline.addHandler(relay)
     }
 

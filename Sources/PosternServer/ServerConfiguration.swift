@@ -1,5 +1,6 @@
 import NIOCore
 import PosternCore
+import PosternPcap
 import PosternTunnel
 import PosternWire
 
@@ -46,6 +47,8 @@ public struct ServerConfiguration: Sendable {
     /// datagram rides the TCP channel, as in version 1.
     public var udpChannelEnabled = true
     public var softwareVersion: String
+    /// `--pcap`: record the tcp: and udp: forwards' traffic to mediators into a pcap file (nil: no recording).
+    public var pcap: PcapSettings?
 
     public init(
         listen: ListenAddress, secrets: SecretBook, admin: ListenAddress?, forwards: [ForwardSpec],

@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import PosternCore
+import PosternPcap
 import PosternTunnel
 import PosternWire
 
@@ -25,6 +26,8 @@ public final class ServerService: @unchecked Sendable {
     private var unauthenticatedDrops = 0
     private var failedProofs: FailedProofThrottle
     private var forwards: [any Forward] = []
+    /// `--pcap`: where forwarded connections are recorded.
+    private var recorder: PcapRecorder?
     private let finished: EventLoopPromise<Void>
     /// Where the service port and admin API are actually bound (port 0 picks one).
     public private(set) var boundService: SocketAddress?
@@ -73,6 +76,14 @@ public final class ServerService: @unchecked Sendable {
     private func startOnLoop() -> EventLoopFuture<Void> {
         if let warning = configuration.secrets.sharedSecretWarning { logger.warning("\(warning)") }
         var steps: [EventLoopFuture<Void>] = []
+        if let pcap = configuration.pcap {
+            do {
+                recorder = try PcapRecorder(path: pcap.path, maxBytes: pcap.maxBytes, maxFiles: pcap.maxFiles)
+                logger.info("recording forwarded traffic into \(pcap.path) (rotated at \(pcap.maxBytes) bytes, \(pcap.maxFiles) files)")
+            } catch {
+                return eventLoop.makeFailedFuture(error)
+            }
+        }
         steps.append(bindServicePort())
         if let admin = configuration.admin { steps.append(bindAdmin(admin)) }
         for spec in configuration.forwards {
@@ -99,12 +110,16 @@ public final class ServerService: @unchecked Sendable {
         let now: () -> NIODeadline = { .now() }
         switch (spec.transport, spec.direction) {
         case (.tcp, .toMediator):
-            return TCPForwardToMediator(spec: spec, registry: registry, eventLoop: eventLoop, logger: logger)
+            let forward = TCPForwardToMediator(spec: spec, registry: registry, eventLoop: eventLoop, logger: logger)
+            forward.recorder = recorder
+            return forward
         case (.tcp, .fromMediator):
             return TCPForwardFromMediator(spec: spec, registry: registry, eventLoop: eventLoop, logger: logger)
         case (.udp, .toMediator):
-            return try UDPForwardToMediator(
+            let forward = try UDPForwardToMediator(
                 spec: spec, registry: registry, eventLoop: eventLoop, limits: udpFlowLimits, now: now, logger: logger)
+            forward.recorder = recorder
+            return forward
         case (.udp, .fromMediator):
             return UDPForwardFromMediator(
                 spec: spec, registry: registry, eventLoop: eventLoop, limits: udpFlowLimits, now: now, logger: logger)

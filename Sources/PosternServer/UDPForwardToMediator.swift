@@ -2,6 +2,8 @@ import Logging
 import NIOCore
 import NIOPosix
 import PosternCore
+import PosternPcap
+import PosternReplay
 import PosternTunnel
 import PosternWire
 
@@ -85,11 +87,18 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
         }
     }
 
+    /// `--pcap`: the forward's datagrams are recorded here too.
+    var recorder: PcapRecorder?
+
     func start() -> EventLoopFuture<Void> {
         DatagramBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
             .channelInitializer { [self] channel in
-                DatagramChecksumFilter.attach(to: channel).flatMap { channel.pipeline.addHandler(self) }
+                DatagramChecksumFilter.attach(to: channel).flatMapThrowing { [self] in
+                    // --pcap: the tap sits before the forward, so it sees what the socket sees.
+                    if let recorder { try channel.pipeline.syncOperations.addHandler(PcapDatagramTap(recorder: recorder)) }
+                    try channel.pipeline.syncOperations.addHandler(self)
+                }
             }
             .bind(to: SocketAddress(spec.listenAddress))
             .map { [self] channel in

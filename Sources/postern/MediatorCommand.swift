@@ -77,6 +77,8 @@ struct MediatorCommand: AsyncParsableCommand {
     @Option(help: "TOML configuration file with a [mediator] table.")
     var config: String?
 
+    @OptionGroup var pcapOptions: PcapOptions
+
     @OptionGroup var log: LogOptions
 
     func run() async throws {
@@ -101,11 +103,11 @@ struct MediatorCommand: AsyncParsableCommand {
     func makeConfiguration(logger: Logger) throws -> MediatorConfiguration {
         let section = try config.map { try ConfigFile(path: $0) }?.section(
             "mediator",
-            allowed: [
+            allowed: Set([
                 "server", "name", "secret-file", "allow", "allow-listen", "allow-redirect", "max-ports", "max-pending-connects",
                 "max-request-rate", "max-session-buffer", "udp-keepalive",
                 "insecure", "server-fingerprint", "known-servers", "ca-file", "tls-cert", "tls-key", "state-dir",
-            ])
+            ]).union(PcapOptions.configKeys))
         guard let serverText = try server ?? section?.string("server") else {
             throw ValidationError("--server HOST:PORT is required (or server in the config file)")
         }
@@ -158,6 +160,7 @@ struct MediatorCommand: AsyncParsableCommand {
             keepalive: try udpKeepalive ?? section?.seconds("udp-keepalive"), to: &configuration.udpChannel,
             enabled: &configuration.udpChannelEnabled)
         try SessionBuffer.apply(try maxSessionBuffer ?? section?.int("max-session-buffer"), to: &configuration.settings)
+        configuration.pcap = try pcapOptions.settings(section)
         return configuration
     }
 }

@@ -80,6 +80,8 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Require mediators to present a TLS certificate issued by this CA (PEM): mutual TLS.")
     var mediatorCa: String?
 
+    @OptionGroup var pcapOptions: PcapOptions
+
     @OptionGroup var log: LogOptions
 
     func run() async throws {
@@ -112,11 +114,11 @@ struct ServerCommand: AsyncParsableCommand {
     func makeConfiguration(logger: Logger) throws -> ServerConfiguration {
         let section = try config.map { try ConfigFile(path: $0) }?.section(
             "server",
-            allowed: [
+            allowed: Set([
                 "listen", "secret-file", "admin", "admin-token-file", "admin-insecure-plain", "forwards", "keepalive",
                 "dead-timeout", "max-mediators", "max-session-buffer", "udp-max-flows", "udp-keepalive", "name-probe-timeout",
                 "insecure", "tls-cert", "tls-key", "state-dir", "mediator-ca",
-            ])
+            ]).union(PcapOptions.configKeys))
         guard let listenText = try listen ?? section?.string("listen") else {
             throw ValidationError("--listen ADDR:PORT is required (or listen in the config file)")
         }
@@ -200,6 +202,7 @@ struct ServerCommand: AsyncParsableCommand {
             guard t >= 0.1 && t <= 600 else { throw ValidationError("--name-probe-timeout must be between 0.1 and 600 seconds") }
             configuration.nameProbeTimeout = .nanoseconds(Int64(t * 1e9))
         }
+        configuration.pcap = try pcapOptions.settings(section)
         return configuration
     }
 }
