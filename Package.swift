@@ -84,10 +84,21 @@ let package = Package(
             ],
             swiftSettings: ioSettings
         ),
+        // TUN mode's I/O: the tun device (NIO-read descriptor) and the packet relay between it and a
+        // session's paths. Only this module opens /dev/net/tun.
+        .target(
+            name: "PosternTUN",
+            dependencies: [
+                "CPosternShims", "PosternPacket", "PosternNetlink", "PosternTunnel", "PosternWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: ioSettings
+        ),
         .target(
             name: "PosternServer",
             dependencies: [
-                "PosternTunnel", "PosternCore", "PosternWire",
+                "PosternTunnel", "PosternCore", "PosternWire", "PosternTUN", "PosternPacket", "PosternNetlink",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -99,7 +110,7 @@ let package = Package(
         .target(
             name: "PosternMediator",
             dependencies: [
-                "PosternTunnel", "PosternCore", "PosternWire", "PosternNetlink",
+                "PosternTunnel", "PosternCore", "PosternWire", "PosternNetlink", "PosternTUN", "PosternPacket",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -129,6 +129,30 @@ final class NetlinkSocket {
         }
     }
 
+    /// Sends one change request (built with NLM_F_ACK) and waits for the kernel's answer: returns on
+    /// success, throws `NetlinkError.requestFailed` with the kernel's errno otherwise.
+    func acknowledged(_ request: NetlinkRequest, sequence: UInt32) throws {
+        guard let handle else {
+            throw NetlinkError.callFailed(call: "\(request.summary) on a closed socket", errno: EBADF)
+        }
+        let sent = request.bytes.withUnsafeBytes { mnl_socket_sendto(handle, $0.baseAddress, $0.count) }
+        guard sent >= 0 else { throw NetlinkError.requestFailed(request.summary, errno: errno) }
+        let bufferSize = postern_mnl_socket_buffer_size()
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 8)
+        defer { buffer.deallocate() }
+        while true {
+            let received = mnl_socket_recvfrom(handle, buffer, bufferSize)
+            if received < 0 {
+                if errno == EINTR { continue }
+                throw NetlinkError.requestFailed(request.summary, errno: errno)
+            }
+            // NLMSG_ERROR with error 0 is the ACK (MNL_CB_STOP); with an error, libmnl sets errno to it.
+            let status = mnl_cb_run(buffer, Int(received), sequence, portID, nil, nil)
+            if status < 0 { throw NetlinkError.requestFailed(request.summary, errno: errno) }
+            if status == MNL_CB_STOP { return }
+        }
+    }
+
     /// Receives messages from libmnl's C callback through an unretained context pointer;
     /// `dumpOnce` keeps it alive while mnl_cb_run runs.
     private final class Collector {

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# TUN mode (docs/protocol.md §10), IPv4, through the real NAT: the mediator in lan offers
+# 192.168.77.50/24; the server in wan makes pts-acme and routes 192.168.77.0/24 to it; user routes the
+# LAN prefix through wan, whose nftables masquerade puts forwarded packets on pts-acme's address (the
+# README's recipe). Then: user pings and curls a LAN host by its LAN address, the LAN host pings the
+# remote side's address, iperf3 TCP runs; with UDP to the service port blocked on gw the same works
+# over the TCP channel; packets to addresses the policy does not allow are dropped and counted; after
+# SIGKILL of the mediator and a restart it works again; and once both stop, lan and wan are exactly as
+# before (links, addresses, routes, proxy neighbours, sysctls).
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+postern_setup
+
+# snapshot: what TUN mode may touch, in lan (mediator) and wan (server).
+snapshot() {
+    local ns
+    for ns in lan wan; do
+        echo "== $ns"
+        lab exec "$ns" ip -d link show
+        lab exec "$ns" ip addr show
+        lab exec "$ns" ip route show table all
+        lab exec "$ns" ip neigh show proxy
+        lab exec "$ns" sysctl net.ipv4.conf.all.forwarding net.ipv4.conf.eth0.forwarding net.ipv4.neigh.eth0.proxy_delay \
+            net.ipv4.conf.eth0.proxy_arp
+    done
+}
+# tun KEY: one field of acme's TUN view in `ctl mediators --json`.
+tun() {
+    ctl mediators --json | python3 -c "import json,sys; m=json.load(sys.stdin); print(m[0].get('tun',{}).get('$1','') if m else '')"
+}
+dropped() {
+    ctl mediators --json | python3 -c "import json,sys; print(sum(json.load(sys.stdin)[0]['tun']['dropped'].values()))"
+}
+path() {
+    ctl mediators --json | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['datagrams']['$1'])"
+}
+wait_tun_up() {
+    local end=$((SECONDS + $1))
+    until [[ $(tun status 2>/dev/null) == up ]]; do
+        ((SECONDS < end)) || fail "TUN mode not up within $1 s: $(ctl mediators 2>&1)"
+        sleep 0.2
+    done
+}
+wait_path() {
+    local want=$1 end=$((SECONDS + $2))
+    until [[ $(path path 2>/dev/null) == "$want" ]]; do
+        ((SECONDS < end)) || fail "packets did not move to $want within $2 s: $(ctl mediators)"
+        sleep 0.2
+    done
+}
+# check_traffic WHAT: ping and a 20 MB download from user, ping of the remote address from lanhost.
+check_traffic() {
+    local out sum
+    out=$(lab exec user ping -c 3 -i 0.2 -W 2 192.168.77.10 2>&1) || fail "$1: user cannot ping 192.168.77.10: $out"
+    assert_contains "$out" "3 received" "$1: user pings lanhost"
+    out=$(lab exec lanhost ping -c 3 -i 0.2 -W 2 192.168.77.50 2>&1) || fail "$1: lanhost cannot ping 192.168.77.50: $out"
+    assert_contains "$out" "3 received" "$1: lanhost pings the remote side"
+    sum=$(lab exec user curl -sS --max-time 60 http://192.168.77.10:8080/big.bin | sha256sum | cut -d' ' -f1)
+    assert_eq "$WANT_SUM" "$sum" "$1: sha256 of the 20 MB file fetched by user"
+    echo "$1: ping both ways and a 20 MB curl (sha256 ok)"
+}
+
+# The operator's part on the server host and the user (README, "TUN mode"): route, forward, masquerade.
+lab exec user ip route add 192.168.77.0/24 via 203.0.113.10
+lab exec wan sysctl -qw net.ipv4.conf.eth0.forwarding=1
+lab exec wan nft -f - <<'NFT'
+table ip postern_tun {
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "pts-*" masquerade
+    }
+}
+NFT
+mkdir -p "$TEST_TMP/www"
+head -c 20M /dev/urandom >"$TEST_TMP/www/big.bin"
+WANT_SUM=$(sha256sum "$TEST_TMP/www/big.bin" | cut -d' ' -f1)
+bg lanhost http python3 -m http.server 8080 --bind 192.168.77.10 --directory "$TEST_TMP/www"
+bg lanhost iperf iperf3 -s -B 192.168.77.10 -p 5201
+wait_tcp lanhost 192.168.77.10 8080
+before=$(snapshot)
+
+start_server server --keepalive 1 --dead-timeout 3 --udp-keepalive 0.5 --tun
+server_pid=$(last_bg_pid)
+start_mediator mediator --tun 192.168.77.50/24 --udp-keepalive 0.5
+mediator_pid=$(last_bg_pid)
+wait_mediator acme
+wait_tun_up 10
+wait_path udp 10
+echo "TUN mode up: $(ctl mediators | grep '  tun ')"
+lab exec lan ip neigh show proxy | grep -q '192.168.77.50 dev eth0' || fail "no proxy neighbour entry in lan"
+assert_eq "1" "$(lab exec lan sysctl -n net.ipv4.conf.eth0.forwarding)" "lan eth0 forwarding while up"
+
+# 1. Over the UDP channel: packets take it (its delivered counter grows), not the TCP channel.
+delivered=$(path delivered)
+check_traffic "over udp"
+(($(path delivered) - delivered > 10000)) || fail "the UDP channel delivered only $(($(path delivered) - delivered)) packets for 20 MB"
+out=$(lab exec user iperf3 -c 192.168.77.10 -p 5201 -t 3 -f m 2>&1) || fail "iperf3 TCP: $out"
+echo "iperf3 TCP user -> lanhost: $(grep -E 'receiver' <<<"$out" | tail -1)"
+
+# 2. The policy: a packet for the LAN's gateway's other network is not forwarded (the server's route
+# does not cover it, so send it from wan itself with the route added by hand), and is counted.
+lab exec wan ip route add 10.99.0.0/16 dev pts-acme
+before_drops=$(dropped)
+lab exec wan ping -c 2 -i 0.2 -W 1 10.99.0.1 >/dev/null 2>&1 && fail "a ping outside the allowed prefixes got an answer"
+lab exec wan ip route del 10.99.0.0/16 dev pts-acme
+(($(dropped) >= before_drops + 2)) || fail "2 packets to 10.99.0.1 but the drop counter went from $before_drops to $(dropped)"
+echo "policy: packets to 10.99.0.1 dropped and counted ($(ctl mediators | grep '  tun ' | sed 's/.*dropped/dropped/'))"
+
+# 3. UDP to the service port blocked on gw: the TCP channel carries the packets.
+lab exec gw nft add rule inet postern_lab block ip daddr 203.0.113.10 udp dport 7000 drop comment '"tun-test"'
+wait_path tcp 10
+delivered=$(path delivered)
+check_traffic "over tcp"
+assert_eq "$delivered" "$(path delivered)" "UDP channel deliveries while blocked"
+for h in $(lab exec gw nft -a list chain inet postern_lab block | sed -n 's/.*"tun-test".*# handle \([0-9]*\)/\1/p'); do
+    lab exec gw nft delete rule inet postern_lab block handle "$h"
+done
+wait_path udp 10
+
+# 4. SIGKILL of the mediator: its tun device goes with it, its proxy entry and sysctls stay until
+# the restart undoes them (journal in the state directory); then it works again.
+kill -KILL -- "-$mediator_pid"
+wait "$mediator_pid" 2>/dev/null || true
+lab exec lan ip neigh show proxy | grep -q '192.168.77.50' || echo "(no proxy entry left after SIGKILL)"
+echo "after SIGKILL: $(lab exec lan ip neigh show proxy | wc -l) proxy entries, eth0 forwarding $(lab exec lan sysctl -n net.ipv4.conf.eth0.forwarding)"
+start_mediator mediator2 --tun 192.168.77.50/24 --udp-keepalive 0.5
+mediator_pid=$(last_bg_pid)
+wait_log "$TEST_TMP/mediator2.log" 'TUN mode up' 20
+wait_tun_up 20
+assert_eq "1" "$(lab exec lan ip neigh show proxy | grep -c '192.168.77.50')" "proxy entries after the restart"
+grep -E 'undid [0-9]+ TUN mode changes' "$TEST_TMP/mediator2.log" || fail "the restarted mediator did not undo the killed run's changes"
+check_traffic "after restart"
+
+# 5. Both stop (SIGTERM): nothing TUN mode made is left in lan or wan.
+kill -TERM -- "-$mediator_pid"
+wait "$mediator_pid" 2>/dev/null || true
+kill -TERM -- "-$server_pid"
+wait "$server_pid" 2>/dev/null || true
+after=$(snapshot)
+if [[ "$before" != "$after" ]]; then
+    diff <(echo "$before") <(echo "$after") >&2 || true
+    fail "lan/wan differ from before TUN mode ran"
+fi
+echo "after stop: links, addresses, routes, proxy neighbours and sysctls as before"
+echo "ok: $TEST_NAME"
