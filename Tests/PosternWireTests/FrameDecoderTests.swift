@@ -150,10 +150,11 @@ final class FrameDecoderTests: XCTestCase {
 
     // MARK: - Payload checks, on every vector
 
-    /// Variable-length tails: the data of DATA and DATAGRAM takes whatever the length leaves.
+    /// Variable-length tails: the data of DATA and DATAGRAM (and PACKET's packet) takes whatever the
+    /// length leaves.
     func isOpenEnded(_ frame: Frame) -> Bool {
         switch frame {
-        case .data, .datagram: return true
+        case .data, .datagram, .packet: return true
         default: return false
         }
     }
@@ -183,6 +184,9 @@ final class FrameDecoderTests: XCTestCase {
                     case (.datagram(let got)?, .datagram(let full)):
                         XCTAssertEqual(got.peer, full.peer)
                         XCTAssertEqual(got.bytes.readableBytes, length - (p.count - full.bytes.readableBytes))
+                    case (.packet(let got)?, .packet(let full)):
+                        // A PACKET is all data: any cut is a (shorter) packet, which the policy judges.
+                        XCTAssertEqual(got.bytes, full.bytes.getSlice(at: full.bytes.readerIndex, length: length))
                     default:
                         XCTFail("§\(v.section) cut at \(length) decoded as \(String(describing: frame))")
                     }
