@@ -5,9 +5,10 @@
 # LAN prefix through wan, whose nftables masquerade puts forwarded packets on pts-acme's address (the
 # README's recipe). Then: user pings and curls a LAN host by its LAN address, the LAN host pings the
 # remote side's address, iperf3 TCP runs; with UDP to the service port blocked on gw the same works
-# over the TCP channel; packets to addresses the policy does not allow are dropped and counted; after
-# SIGKILL of the mediator and a restart it works again; and once both stop, lan and wan are exactly as
-# before (links, addresses, routes, proxy neighbours, sysctls).
+# over the TCP channel; packets to addresses the policy does not allow are dropped and counted; a
+# second mediator whose LAN overlaps is refused, one without CAP_NET_ADMIN fails in words; after
+# SIGKILL of the mediator and a restart it works again; and once all stop, lan, lanhost and wan are
+# exactly as before (links, addresses, routes, proxy neighbours, sysctls).
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 postern_setup
@@ -15,7 +16,7 @@ postern_setup
 # snapshot: what TUN mode may touch, in lan (mediator) and wan (server).
 snapshot() {
     local ns
-    for ns in lan wan; do
+    for ns in lan lanhost wan; do
         echo "== $ns"
         lab exec "$ns" ip -d link show
         lab exec "$ns" ip addr show
@@ -25,15 +26,23 @@ snapshot() {
             net.ipv4.conf.eth0.proxy_arp
     done
 }
-# tun KEY: one field of acme's TUN view in `ctl mediators --json`.
-tun() {
-    ctl mediators --json | python3 -c "import json,sys; m=json.load(sys.stdin); print(m[0].get('tun',{}).get('$1','') if m else '')"
+# mediator NAME EXPR: a Python expression over mediator NAME's entry `m` in `ctl mediators --json`.
+mediator() {
+    ctl mediators --json | python3 -c "import json,sys
+m = next((m for m in json.load(sys.stdin) if m['name'] == sys.argv[1]), {})
+print($2)" "$1"
 }
-dropped() {
-    ctl mediators --json | python3 -c "import json,sys; print(sum(json.load(sys.stdin)[0]['tun']['dropped'].values()))"
-}
-path() {
-    ctl mediators --json | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['datagrams']['$1'])"
+# tun KEY [NAME]: one field of a mediator's TUN view (acme's by default).
+tun() { mediator "${2:-acme}" "m.get('tun', {}).get('$1', '')"; }
+dropped() { mediator acme "sum(m['tun']['dropped'].values())"; }
+path() { mediator acme "m['datagrams']['$1']"; }
+# wait_tun_status NAME REGEX TIMEOUT
+wait_tun_status() {
+    local end=$((SECONDS + $3))
+    until [[ $(tun status "$1" 2>/dev/null) =~ $2 ]]; do
+        ((SECONDS < end)) || fail "TUN status of $1 did not match '$2' within $3 s: $(ctl mediators 2>&1)"
+        sleep 0.2
+    done
 }
 wait_tun_up() {
     local end=$((SECONDS + $1))
@@ -117,6 +126,28 @@ for h in $(lab exec gw nft -a list chain inet postern_lab block | sed -n 's/.*"t
     lab exec gw nft delete rule inet postern_lab block handle "$h"
 done
 wait_path udp 10
+
+# 3b. A second mediator on the same LAN (in lanhost) offering an overlapping prefix: refused by the
+# server with the clash named; acme keeps working. Stopped, it leaves lanhost as it was.
+bg lanhost beta "$POSTERN_BIN" mediator --server 203.0.113.10:7000 --name beta --secret-file "$TEST_TMP/secret" \
+    --tun 192.168.77.60/24 --udp-keepalive 0.5
+beta_pid=$(last_bg_pid)
+wait_tun_status beta '^refused: .*overlaps 192.168.77.0/24 of mediator .acme.' 15
+echo "overlap: beta $(tun status beta)"
+kill -TERM -- "-$beta_pid"
+wait "$beta_pid" 2>/dev/null || true
+out=$(lab exec user ping -c 3 -i 0.2 -W 3 192.168.77.10 2>&1) || fail "acme after beta's refusal: $out"
+
+# 3c. A mediator whose --tun address lies in no network of its host: it answers FAILED, in words;
+# the server shows why and the session goes on.
+bg lan gamma "$POSTERN_BIN" mediator --server 203.0.113.10:7000 --name gamma --secret-file "$TEST_TMP/secret" \
+    --tun 10.9.9.50/24 --udp-keepalive 0.5
+gamma_pid=$(last_bg_pid)
+wait_tun_status gamma '^refused: the mediator said: .*no interface of this host has an address in 10.9.9.0/24' 15
+echo "no such LAN: gamma $(tun status gamma)"
+[[ -n $(mediator gamma "m['session']") ]] || fail "gamma's session did not survive the refusal"
+kill -TERM -- "-$gamma_pid"
+wait "$gamma_pid" 2>/dev/null || true
 
 # 4. SIGKILL of the mediator: its tun device goes with it, its proxy entry and sysctls stay until
 # the restart undoes them (journal in the state directory); then it works again.
