@@ -3,8 +3,9 @@ import PosternPacket
 import PosternTunnel
 
 /// Carries IP packets between a tun device and the session's paths (docs/protocol.md §10), through
-/// the packet policy in both directions. The mediator's device faces the LAN, the server's the remote
-/// side; `side` says which direction is which. Lives on the session's event loop.
+/// the packet policy in both directions, clamping the MSS of TCP SYNs to the devices' MTU. The
+/// mediator's device faces the LAN, the server's the remote side; `side` says which direction is
+/// which. Lives on the session's event loop.
 public final class TunRelay {
     public enum Side: Sendable {
         /// The device is the mediator's: what it reads comes from the LAN.
@@ -19,12 +20,15 @@ public final class TunRelay {
     private let path: UDPChannelDatagramPath
     public private(set) var counters = PacketCounters()
     private var stopped = false
+    /// SYNs crossing TUN mode have their MSS lowered to this (`TCPMSSClamp`).
+    private let maxMSS: UInt16
 
     public init(device: TunDevice, policy: PacketPolicy, side: Side, path: UDPChannelDatagramPath) {
         self.device = device
         self.policy = policy
         self.side = side
         self.path = path
+        self.maxMSS = TCPMSSClamp.maxMSS(forMTU: policy.mtu)
     }
 
     /// Starts both directions: device batches to the tunnel, tunnel packets (UDP channel PACKET
@@ -46,6 +50,8 @@ public final class TunRelay {
             counters.drop(drop.rawValue)
             return
         }
+        var packet = packet
+        TCPMSSClamp.clamp(&packet, maxMSS: maxMSS)
         if path.sendPacket(packet) {
             if side == .mediator { counters.fromLAN &+= 1 } else { counters.toLAN &+= 1 }
         } else {
@@ -61,6 +67,8 @@ public final class TunRelay {
             counters.drop(drop.rawValue)
             return
         }
+        var packet = packet
+        TCPMSSClamp.clamp(&packet, maxMSS: maxMSS)
         if device.writePacket(packet) {
             if side == .mediator { counters.toLAN &+= 1 } else { counters.fromLAN &+= 1 }
         } else {

@@ -107,6 +107,27 @@ check_traffic "over udp"
 out=$(lab exec user iperf3 -c 192.168.77.10 -p 5201 -t 3 -f m 2>&1) || fail "iperf3 TCP: $out"
 echo "iperf3 TCP user -> lanhost: $(grep -E 'receiver' <<<"$out" | tail -1)"
 
+# 1b. MSS clamping: user's SYN (MSS 1460 on its 1,500-byte link) reaches lanhost with at most 1360,
+# what fits the tun devices' MTU of 1,400, so lanhost never sends segments the tunnel would refuse
+# (TCP_MAXSEG is the MSS it sends with, less 12 bytes when timestamps are on).
+cat >"$TEST_TMP/mss.py" <<'PY'
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("192.168.77.10", 9090))
+s.listen(1)
+print("listening", flush=True)
+c, _ = s.accept()
+print("mss", c.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG), flush=True)
+PY
+bg lanhost mss python3 "$TEST_TMP/mss.py"
+wait_log "$TEST_TMP/mss.log" '^listening'
+lab exec user python3 -c 'import socket; socket.create_connection(("192.168.77.10", 9090), timeout=5).close()'
+wait_log "$TEST_TMP/mss.log" '^mss '
+mss=$(sed -n 's/^mss //p' "$TEST_TMP/mss.log")
+((mss <= 1360)) || fail "lanhost sends segments of $mss bytes to the remote side, more than the 1360 that fit"
+echo "MSS clamp: lanhost sends segments of $mss bytes to the remote side (1448 without the clamp)"
+
 # 2. The policy: a packet for the LAN's gateway's other network is not forwarded (the server's route
 # does not cover it, so send it from wan itself with the route added by hand), and is counted.
 lab exec wan ip route add 10.99.0.0/16 dev pts-acme
