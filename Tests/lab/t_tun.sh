@@ -65,7 +65,8 @@ check_traffic() {
     assert_contains "$out" "3 received" "$1: user pings lanhost"
     out=$(lab exec lanhost ping -c 3 -i 0.2 -W 2 192.168.77.50 2>&1) || fail "$1: lanhost cannot ping 192.168.77.50: $out"
     assert_contains "$out" "3 received" "$1: lanhost pings the remote side"
-    sum=$(lab exec user curl -sS --max-time 60 http://192.168.77.10:8080/big.bin | sha256sum | cut -d' ' -f1)
+    sum=$(lab exec user curl -sS --max-time 60 http://192.168.77.10:8080/big.bin | sha256sum | cut -d' ' -f1) ||
+        fail "$1: curl of the 20 MB file failed; $(ctl mediators | grep -E 'tun|datagrams')"
     assert_eq "$WANT_SUM" "$sum" "$1: sha256 of the 20 MB file fetched by user"
     echo "$1: ping both ways and a 20 MB curl (sha256 ok)"
 }
@@ -87,6 +88,13 @@ WANT_SUM=$(sha256sum "$TEST_TMP/www/big.bin" | cut -d' ' -f1)
 bg lanhost http python3 -m http.server 8080 --bind 192.168.77.10 --directory "$TEST_TMP/www"
 bg lanhost iperf iperf3 -s -B 192.168.77.10 -p 5201
 wait_tcp lanhost 192.168.77.10 8080
+# A fresh lab's IPv6 link-local addresses are still in duplicate address detection for a moment; let
+# it finish so the snapshot holds the steady state.
+end=$((SECONDS + 10))
+while snapshot | grep -q tentative; do
+    ((SECONDS < end)) || fail "IPv6 addresses still tentative after 10 s"
+    sleep 0.2
+done
 before=$(snapshot)
 
 start_server server --keepalive 1 --dead-timeout 3 --udp-keepalive 0.5 --tun
@@ -183,6 +191,29 @@ wait_tun_up 20
 assert_eq "1" "$(lab exec lan ip neigh show proxy | grep -c '192.168.77.50')" "proxy entries after the restart"
 grep -E 'undid [0-9]+ TUN mode changes' "$TEST_TMP/mediator2.log" || fail "the restarted mediator did not undo the killed run's changes"
 check_traffic "after restart"
+
+# 4b. A lost session (the path dies; both ends notice within the dead timeout): each end undoes its
+# TUN mode at once, while the processes keep running; when the path heals, TUN mode comes back.
+lab block-tunnel 7000 >/dev/null
+wait_log "$TEST_TMP/mediator2.log" 'TUN mode down' 15
+end=$((SECONDS + 10))
+while lab exec wan ip link show pts-acme >/dev/null 2>&1; do
+    ((SECONDS < end)) || fail "pts-acme still exists on the server after the session was lost"
+    sleep 0.2
+done
+[[ -z $(lab exec lan ip neigh show proxy) ]] || fail "proxy entry left after the session was lost: $(lab exec lan ip neigh show proxy)"
+assert_eq "0" "$(lab exec lan sysctl -n net.ipv4.conf.eth0.forwarding)" "lan eth0 forwarding after the session was lost"
+lab exec lan ip link show ptm-acme >/dev/null 2>&1 && fail "ptm-acme still exists after the session was lost"
+echo "lost session: both ends undid TUN mode while running"
+lab unblock-tunnel 7000 >/dev/null
+end=$((SECONDS + 30))
+until [[ $(grep -c 'TUN mode up' "$TEST_TMP/mediator2.log") -ge 2 ]]; do
+    ((SECONDS < end)) || fail "TUN mode did not come back after the path healed"
+    sleep 0.2
+done
+wait_tun_up 15
+out=$(lab exec user ping -c 3 -i 0.2 -W 3 192.168.77.10 2>&1) || fail "after the path healed: $out"
+echo "healed: TUN mode up again, ping ok"
 
 # 5. Both stop (SIGTERM): nothing TUN mode made is left in lan or wan.
 kill -TERM -- "-$mediator_pid"
