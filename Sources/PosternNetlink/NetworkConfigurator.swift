@@ -122,13 +122,17 @@ public final class NetworkConfigurator {
     // MARK: - Plumbing
 
     private func change(_ change: NetworkChange, _ make: (UInt32) -> NetlinkRequest) throws {
+        let isNew = !journal.changes.contains(change)
         try record(change)
         do {
             try send(make)
         } catch {
-            // Not made (EEXIST: someone else's): never undo it.
-            journal.forget(change)
-            try? save()
+            // Not made (EEXIST: someone else's): never undo it. Unless we made it before: then the
+            // record is ours and stays.
+            if isNew {
+                journal.forget(change)
+                try? save()
+            }
             throw error
         }
     }
