@@ -18,7 +18,7 @@ final class NetworkConfiguratorNamespaceTests: XCTestCase {
         var mtu: UInt32
         var up: Bool
         var addresses: [String]
-        var routeTo10_7_1: Bool
+        var hasLANRoute: Bool
         var forwarding: String
     }
 
@@ -31,7 +31,7 @@ final class NetworkConfiguratorNamespaceTests: XCTestCase {
         let forwarding = try NetworkConfigurator.readSysctl(NetworkConfigurator.ipv4ConfPath("pst1", "forwarding"))
         return Observed(
             mtu: link.mtu, up: link.isUp, addresses: link.addresses.filter { !$0.address.isIPv6 }.map(\.description),
-            routeTo10_7_1: routes.contains("0001070A"), forwarding: forwarding)
+            hasLANRoute: routes.contains("0001070A"), forwarding: forwarding)
     }
 
     /// Whether the namespace holds the proxy entry for 10.7.0.9 (read with iproute2, independently).
@@ -73,7 +73,7 @@ final class NetworkConfiguratorNamespaceTests: XCTestCase {
         XCTAssertFalse(try Self.proxy(in: namespace))
         XCTAssertEqual(
             during,
-            Observed(mtu: 1400, up: true, addresses: ["10.7.0.1/32"], routeTo10_7_1: true, forwarding: "1"))
+            Observed(mtu: 1400, up: true, addresses: ["10.7.0.1/32"], hasLANRoute: true, forwarding: "1"))
         XCTAssertEqual(
             journal,
             """
@@ -85,7 +85,7 @@ final class NetworkConfiguratorNamespaceTests: XCTestCase {
             """, "the refused duplicate is not journaled (undoing it would remove the first)")
         XCTAssertEqual(refusal, "cannot add address 10.7.0.1/32 to pst1: it is already there (in use by someone else?) (errno 17)")
         XCTAssertEqual(after.addresses, [])
-        XCTAssertFalse(after.routeTo10_7_1)
+        XCTAssertFalse(after.hasLANRoute)
         XCTAssertEqual(after.forwarding, before.forwarding)
         XCTAssertFalse(FileManager.default.fileExists(atPath: stateFile), "the state file goes with the last change")
     }
