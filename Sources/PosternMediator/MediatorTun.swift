@@ -80,6 +80,10 @@ final class MediatorTun {
                 }
                 let policy = PacketPolicy(remoteAddress: settings.address.address, prefixes: settings.prefixes, mtu: mtu)
                 let relay = TunRelay(device: device, policy: policy, side: .mediator, path: path)
+                relay.onDrops = { [logger] reason, count in
+                    logger.warning(
+                        "TUN mode dropped \(count) packet\(count == 1 ? "" : "s") so far: \(MediatorTun.dropText(reason))")
+                }
                 self.relay = relay
                 relay.start()
                 logger.info(
@@ -136,6 +140,20 @@ final class MediatorTun {
         logger.info(
             "TUN mode down: \(c.toLAN) packets to the LAN, \(c.fromLAN) from it, dropped \(c.totalDropped) \(c.dropped.sorted { $0.key < $1.key })"
         )
+    }
+
+    /// Why packets were dropped, in words, by `PacketPolicy.Drop` raw value or relay reason.
+    static func dropText(_ reason: String) -> String {
+        switch reason {
+        case "source": return "a source outside the allowed prefixes, or a server packet not from the remote address"
+        case "destination": return "a destination outside the allowed prefixes, or a LAN packet not to the remote address"
+        case "malformed": return "not a valid IPv4 packet"
+        case "unsupported": return "IPv6 (not carried yet)"
+        case "tooLarge": return "larger than the MTU"
+        case "path": return "the tunnel could not take it"
+        case "device": return "the tun device refused it"
+        default: return reason
+        }
     }
 
     private func fail(_ session: TunnelSession, _ requestID: UInt32, _ code: ErrorCode, _ message: String) {

@@ -19,6 +19,9 @@ public final class TunRelay {
     public let side: Side
     private let path: UDPChannelDatagramPath
     public private(set) var counters = PacketCounters()
+    /// Told about drops at the 1st, 10th, 100th… of each reason, so a log shows them without
+    /// flooding (the mediator logs them; the server shows its counters in `ctl mediators`).
+    public var onDrops: ((_ reason: String, _ count: UInt64) -> Void)?
     private var stopped = false
     /// SYNs crossing TUN mode have their MSS lowered to this (`TCPMSSClamp`).
     private let maxMSS: UInt16
@@ -47,7 +50,7 @@ public final class TunRelay {
         guard !stopped else { return }
         let drop = side == .mediator ? policy.checkFromLAN(packet) : policy.checkToLAN(packet)
         if let drop {
-            counters.drop(drop.rawValue)
+            dropped(drop.rawValue)
             return
         }
         var packet = packet
@@ -55,7 +58,7 @@ public final class TunRelay {
         if path.sendPacket(packet) {
             if side == .mediator { counters.fromLAN &+= 1 } else { counters.toLAN &+= 1 }
         } else {
-            counters.drop("path")
+            dropped("path")
         }
     }
 
@@ -64,7 +67,7 @@ public final class TunRelay {
         guard !stopped else { return }
         let drop = side == .mediator ? policy.checkToLAN(packet) : policy.checkFromLAN(packet)
         if let drop {
-            counters.drop(drop.rawValue)
+            dropped(drop.rawValue)
             return
         }
         var packet = packet
@@ -72,8 +75,16 @@ public final class TunRelay {
         if device.writePacket(packet) {
             if side == .mediator { counters.toLAN &+= 1 } else { counters.fromLAN &+= 1 }
         } else {
-            counters.drop("device")
+            dropped("device")
         }
+    }
+
+    private func dropped(_ reason: String) {
+        counters.drop(reason)
+        let n = counters.dropped[reason] ?? 0
+        var m = n
+        while m >= 10, m % 10 == 0 { m /= 10 }
+        if m == 1 { onDrops?(reason, n) }
     }
 
     /// Stops relaying and closes the device.
