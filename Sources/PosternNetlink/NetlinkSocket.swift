@@ -24,6 +24,9 @@ final class NetlinkSocket {
         var family: UInt8
         /// The message type the kernel answers with (RTM_NEW*).
         var replyType: UInt16
+        /// A byte to set in the family header besides the family, as (offset, value): RTM_GETNEIGH
+        /// dumps proxy entries when `ndm_flags` is NTF_PROXY.
+        var extraByte: (offset: Int, value: UInt8)? = nil
     }
 
     private var handle: OpaquePointer?
@@ -89,6 +92,9 @@ final class NetlinkSocket {
         // The family header comes back zeroed; only its first byte (the family) matters for a dump.
         let familyHeader = mnl_nlmsg_put_extra_header(nlh, request.headerSize)!
         familyHeader.storeBytes(of: request.family, as: UInt8.self)
+        if let extra = request.extraByte, extra.offset < request.headerSize {
+            familyHeader.storeBytes(of: extra.value, toByteOffset: extra.offset, as: UInt8.self)
+        }
 
         guard mnl_socket_sendto(handle, nlh, Int(nlh.pointee.nlmsg_len)) >= 0 else {
             throw NetlinkError.callFailed(call: "mnl_socket_sendto(\(request.name))", errno: errno)

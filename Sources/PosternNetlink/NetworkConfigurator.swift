@@ -50,6 +50,12 @@ public final class NetworkConfigurator {
 
     public func addProxyNeighbour(interface: String, address: IPAddress) throws {
         let index = try Self.index(of: interface)
+        // The kernel does not refuse a duplicate proxy entry (no EEXIST): look first, unless it is ours.
+        if !journal.changes.contains(.proxyNeighbour(interface: interface, address: address)),
+            try ProxyNeighbourMessage.all().contains(ProxyNeighbourMessage(interfaceIndex: index, address: address))
+        {
+            throw NetlinkError.requestFailed("add a proxy neighbour entry for \(address) on \(interface)", errno: EEXIST)
+        }
         try change(.proxyNeighbour(interface: interface, address: address)) {
             NetlinkRequest.proxyNeighbour(add: true, index: index, interface: interface, address: address, sequence: $0)
         }

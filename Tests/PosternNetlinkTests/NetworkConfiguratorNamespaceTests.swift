@@ -90,6 +90,31 @@ final class NetworkConfiguratorNamespaceTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: stateFile), "the state file goes with the last change")
     }
 
+    /// Someone else's proxy entry for the address: refused in words (the kernel itself would accept a
+    /// second add silently) and left alone by the undo.
+    func testSomeoneElsesProxyEntryIsRefusedAndKept() throws {
+        let namespace = try NetworkNamespaceFixture.make(suffix: "proxy")
+        defer { namespace.delete() }
+        try namespace.addInterface("pst1", mac: "02:00:00:00:00:04", mtu: 1500)
+        try namespace.inside(["neigh", "add", "proxy", "10.7.0.9", "dev", "pst1"])
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pst-proxy-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let stateFile = directory + "/tun-pst1.journal"
+        let refusal = try namespace.run { () -> String in
+            let c = NetworkConfigurator(stateFile: stateFile)
+            defer { c.undoAll() }
+            do {
+                try c.addProxyNeighbour(interface: "pst1", address: IPAddress("10.7.0.9")!)
+                return "accepted"
+            } catch {
+                return "\(error)"
+            }
+        }
+        XCTAssertEqual(
+            refusal, "cannot add a proxy neighbour entry for 10.7.0.9 on pst1: it is already there (in use by someone else?) (errno 17)")
+        XCTAssertTrue(try Self.proxy(in: namespace), "the other entry is still there")
+    }
+
     /// A run that never undid (killed): the next run's `cleanLeftovers` finds its journal and undoes it.
     func testNextRunCleansLeftoversOfAKilledRun() throws {
         let namespace = try NetworkNamespaceFixture.make(suffix: "leftovers")
