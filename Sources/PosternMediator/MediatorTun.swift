@@ -98,6 +98,9 @@ final class MediatorTun {
 
     /// What the kernel needs so LAN hosts reach the remote address through this host.
     private func configure(lan: String, mtu: Int) throws {
+        // IPv4 only for now: no IPv6 on the device, so the kernel sends no router solicitations or
+        // MLD reports into a tunnel that would drop them.
+        try configurator.setSysctlIfPresent(NetworkConfigurator.ipv6ConfPath(deviceName, "disable_ipv6"), to: "1")
         try configurator.setLinkUp(name: deviceName, mtu: mtu)
         // Forwarding is decided by the interface a packet arrives on: the tun (remote to LAN) and the
         // LAN interface (LAN to remote). Set per interface, not host-wide.

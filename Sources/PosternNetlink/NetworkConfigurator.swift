@@ -69,6 +69,18 @@ public final class NetworkConfigurator {
         try Self.writeSysctl(path, value)
     }
 
+    /// `setSysctl` for a setting that may not exist on this kernel (IPv6 compiled out or disabled at
+    /// boot): then there is nothing to change.
+    public func setSysctlIfPresent(_ path: String, to value: String) throws {
+        guard access(path, F_OK) == 0 else { return }
+        try setSysctl(path, to: value)
+    }
+
+    /// The sysctl file of a per-interface IPv6 setting: `net.ipv6.conf.tun0.disable_ipv6`.
+    public static func ipv6ConfPath(_ interface: String, _ key: String) -> String {
+        "/proc/sys/net/ipv6/conf/\(interface)/\(key)"
+    }
+
     // MARK: - Undo
 
     /// Undoes every recorded change, newest first, then removes the state file. Returns what could not

@@ -54,6 +54,8 @@ final class ServerTun {
                     throw ServerTunError("the session ended while TUN mode was starting")
                 }
                 do {
+                    // IPv4 only for now (see MediatorTun): no IPv6 chatter into the tunnel.
+                    try configurator.setSysctlIfPresent(NetworkConfigurator.ipv6ConfPath(deviceName, "disable_ipv6"), to: "1")
                     try configurator.setLinkUp(name: deviceName, mtu: mtu)
                     try configurator.setSysctl(NetworkConfigurator.ipv4ConfPath(deviceName, "forwarding"), to: "1")
                     let host = MediatorEnvironment.AddressPrefix(address: answer.address.address, prefixLength: 32)
