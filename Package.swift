@@ -197,7 +197,10 @@ let package = Package(
         ),
         .testTarget(
             name: "PosternNetlinkTests",
-            dependencies: ["PosternNetlink", "PosternWire"],
+            dependencies: [
+                "PosternNetlink", "PosternWire", "PosternTUN", "PosternPacket",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: pureSettings
         ),
     ]
