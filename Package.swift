@@ -84,10 +84,22 @@ let package = Package(
             ],
             swiftSettings: ioSettings
         ),
+        // TUN mode's I/O: the tun device (NIO-read descriptor) and the packet relay between it and a
+        // session's paths. Only this module opens /dev/net/tun.
+        .target(
+            name: "PosternTUN",
+            dependencies: [
+                "CPosternShims", "PosternPacket", "PosternNetlink", "PosternTunnel", "PosternWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: ioSettings
+        ),
         .target(
             name: "PosternServer",
             dependencies: [
                 "PosternTunnel", "PosternCore", "PosternWire", "PosternCapture", "PosternPcap", "PosternReplay",
+                "PosternTUN", "PosternPacket", "PosternNetlink",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -100,6 +112,7 @@ let package = Package(
             name: "PosternMediator",
             dependencies: [
                 "PosternTunnel", "PosternCore", "PosternWire", "PosternNetlink", "PosternPcap", "PosternReplay",
+                "PosternTUN", "PosternPacket",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -187,7 +200,10 @@ let package = Package(
         ),
         .testTarget(
             name: "PosternNetlinkTests",
-            dependencies: ["PosternNetlink", "PosternWire"],
+            dependencies: [
+                "PosternNetlink", "PosternWire", "PosternTUN", "PosternPacket",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: pureSettings
         ),
         // Capture files (issue 12): libpcap reads them (CPcap, PosternPcap); PosternCapture is the pure

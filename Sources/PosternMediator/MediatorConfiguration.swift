@@ -32,6 +32,8 @@ public struct MediatorConfiguration: Sendable {
     /// established; without it every datagram rides the TCP channel, as in version 1.
     public var udpChannelEnabled = true
     public var softwareVersion: String
+    /// TUN mode, if the operator allows it (`--tun`); nil: off, the server's TUN requests are refused.
+    public var tun: MediatorTunSettings?
 
     public init(
         serverHost: String, serverPort: Int, name: String, secret: [UInt8], policy: Policy,

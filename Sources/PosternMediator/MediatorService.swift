@@ -21,6 +21,8 @@ public final class MediatorService: @unchecked Sendable {
     private var recorder: PcapRecorder?
     private var stopping = false
     private let finished: EventLoopPromise<Void>
+    /// TUN mode (`--tun`): one per mediator, reused by each session.
+    private let tun: MediatorTun?
 
     public init(configuration: MediatorConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -29,6 +31,7 @@ public final class MediatorService: @unchecked Sendable {
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.eventLoop = group.next()
         self.finished = eventLoop.makePromise()
+        self.tun = configuration.tun.map { MediatorTun(settings: $0, mediatorName: configuration.name, logger: logger) }
     }
 
     /// Runs until `stop()`, or until a server that proved the secret refuses this mediator for good
@@ -38,7 +41,11 @@ public final class MediatorService: @unchecked Sendable {
         try await eventLoop.submit { [self] in
             recorder = try configuration.pcap.map { try PcapRecorder(path: $0.path, maxBytes: $0.maxBytes, maxFiles: $0.maxFiles) }
         }.get()
-        eventLoop.execute { self.dial() }
+        eventLoop.execute {
+            // Undo what a killed run left (its journal in the state directory) before anything else.
+            self.tun?.cleanLeftovers()
+            self.dial()
+        }
         do {
             try await finished.futureResult.get()
         } catch {
@@ -52,6 +59,8 @@ public final class MediatorService: @unchecked Sendable {
         eventLoop.execute { [self] in
             guard !stopping else { return }
             stopping = true
+            // Undo TUN mode's changes now: the process may exit before the session's close arrives.
+            tun?.stop()
             if let session {
                 session.goAway(.shuttingDown, "mediator stopping")
             }
@@ -82,6 +91,7 @@ public final class MediatorService: @unchecked Sendable {
             role: .mediator, fallback: TunnelDatagramPath(session: session), settings: configuration.udpChannel, eventLoop: eventLoop,
             logger: logger, now: { .now() })
         api.datagramPath = path
+        api.tun = tun
         var udpSocket: Channel?
         // Set once the server's WELCOME proof checked out over the key TLS verified.
         var serverProved = false
@@ -203,11 +213,13 @@ public final class MediatorService: @unchecked Sendable {
             try NetlinkEnvironment.read(softwareVersion: version)
         }.whenComplete { [self] result in
             switch result {
-            case .success(let environment):
+            case .success(var environment):
+                if tun != nil { environment.capabilities.insert(.tunOffered) }
                 session.send(.environment(environment))
             case .failure(let error):
                 logger.warning("cannot read the network environment: \(error)")
-                session.send(.environment(.init(hostname: "", softwareVersion: version)))
+                session.send(
+                    .environment(.init(hostname: "", softwareVersion: version, capabilities: tun != nil ? [.tunOffered] : [])))
             }
         }
     }

@@ -36,6 +36,8 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
     var datagramPath: DatagramPath?
     /// `--pcap`: the LAN sockets' traffic is recorded here too.
     var recorder: PcapRecorder?
+    /// TUN mode, when the operator allows it (`--tun`): answers TUN, takes PACKET frames.
+    var tun: MediatorTun?
 
     /// `now` is the clock of the request rate.
     init(configuration: MediatorConfiguration, eventLoop: EventLoop, logger: Logger, now: @escaping () -> NIODeadline) {
@@ -63,12 +65,22 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         case .connect(let c): connect(c, session)
         case .listen(let l): listen(l, session)
         case .close(let c): close(c, session)
+        case .tun(let t):
+            guard let tun, let path = datagramPath as? UDPChannelDatagramPath else {
+                logger.warning("the server asked for TUN mode, which this mediator does not offer (no --tun)")
+                session.send(.failed(.init(requestID: t.requestID, code: .deniedByPolicy, errno: 0, message: "TUN mode is off (no --tun)")))
+                return
+            }
+            tun.start(t, session: session, path: path)
+        case .packet(let p):
+            tun?.packetFrame(p.bytes)
         default:
             session.goAway(.protocolError, "the server sent \(frame.name), which only a mediator sends")
         }
     }
 
     func sessionClosed(_ session: TunnelSession, _ end: SessionEnd) {
+        tun?.stop()
         for port in ports.sessionClosed() {
             switch port {
             case .reserved(let r), .startingToListen(let r): r.close()

@@ -38,6 +38,8 @@ public final class ServerService: @unchecked Sendable {
     private var datagramHandler: ServiceDatagramHandler?
     /// The datagram paths of established sessions, by session id: where UDP channel datagrams go.
     private var datagramPaths: [UInt64: UDPChannelDatagramPath] = [:]
+    /// TUN mode (`--tun`), nil when off.
+    let tunMode: ServerTunMode?
 
     public init(configuration: ServerConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -51,6 +53,10 @@ public final class ServerService: @unchecked Sendable {
             maxTotal: configuration.maxUnauthenticated, maxPerSource: configuration.maxUnauthenticatedPerAddress)
         self.failedProofs = FailedProofThrottle(burst: configuration.maxFailedProofs, window: configuration.failedProofWindow)
         self.finished = eventLoop.makePromise()
+        self.tunMode =
+            configuration.tunEnabled
+            ? ServerTunMode(mtu: configuration.tunMTU, stateDirectory: configuration.tunStateDirectory, logger: logger) : nil
+        registry.tunMode = tunMode
     }
 
     /// Binds everything; fails (with the reason) if any listening socket cannot be had.
@@ -65,6 +71,8 @@ public final class ServerService: @unchecked Sendable {
 
     public func stop() {
         eventLoop.execute { [self] in
+            // Undo TUN mode's changes before anything else: the process may exit before sessions close.
+            tunMode?.stopAll()
             for link in registry.links.values { link.session.goAway(.shuttingDown, "server stopping") }
             for f in forwards { f.stop() }
             for c in channels { c.close(promise: nil) }
@@ -96,7 +104,9 @@ public final class ServerService: @unchecked Sendable {
             }
         }
         registry.udpFlowLimits = udpFlowLimits
+        tunMode?.cleanLeftovers()
         registry.whenAttached { [self] link in
+            tunMode?.attach(link)
             for forward in forwards where forward.spec.mediator == link.name {
                 forward.attach(link)
                 link.onClose { [weak forward] _ in forward?.detach(link) }
