@@ -163,7 +163,7 @@ public final class MediatorService: @unchecked Sendable {
     ) {
         guard let server = session.remoteAddress else { return }
         DatagramBootstrap(group: eventLoop)
-            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
+            .batchedDatagramOptions()
             .channelInitializer { channel in channel.pipeline.addHandler(MediatorDatagramHandler(path: path)) }
             .connect(to: server)
             .whenComplete { [self] result in
@@ -175,8 +175,9 @@ public final class MediatorService: @unchecked Sendable {
                     }
                     opened(channel)
                     let to = channel.remoteAddress ?? server
+                    let writer = DatagramWriteBatcher(channel: channel)
                     path.start(sessionID: info.sessionID, keys: info.keys) { bytes, address in
-                        channel.writeAndFlush(AddressedEnvelope(remoteAddress: address, data: bytes), promise: nil)
+                        writer.write(AddressedEnvelope(remoteAddress: address, data: bytes))
                     }
                     path.openChannel(1, to: to)
                     logger.info("UDP channel 1 to \(to.display)/udp opened")

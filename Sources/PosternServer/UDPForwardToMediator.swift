@@ -52,7 +52,8 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
     private let now: () -> NIODeadline
     private var openPort: PortOpener = { _ in nil }
     private var channel: Channel?
-    private var context: ChannelHandlerContext?
+    /// Replies to the public peers, flushed once per event-loop pass (one `sendmmsg` for a batch).
+    private var writer: DatagramWriteBatcher?
     private(set) var flows: DatagramFlowTable<SocketAddress, FlowPort>
     private var sweeper: RepeatedTask?
 
@@ -87,7 +88,7 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
 
     func start() -> EventLoopFuture<Void> {
         DatagramBootstrap(group: eventLoop)
-            .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
+            .batchedDatagramOptions()
             .channelInitializer { [self] in $0.pipeline.addHandler(self) }
             .bind(to: SocketAddress(spec.listenAddress))
             .map { [self] channel in
@@ -102,8 +103,8 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
         channel?.close(promise: nil)
     }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    func handlerAdded(context: ChannelHandlerContext) { writer = DatagramWriteBatcher(channel: context.channel) }
+    func handlerRemoved(context: ChannelHandlerContext) { writer = nil }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
@@ -151,7 +152,7 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
 
     fileprivate func reply(_ bytes: ByteBuffer, on flow: FlowPort) {
         flows.touch(flow.id, now: now())
-        context?.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: flow.peer, data: bytes)), promise: nil)
+        writer?.write(AddressedEnvelope(remoteAddress: flow.peer, data: bytes))
     }
 
     /// The flow's path is gone (its session ended): the next datagram of its peer opens a new flow.

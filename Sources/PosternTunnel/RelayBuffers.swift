@@ -11,6 +11,25 @@ public enum RelayBuffers {
     /// For UDP sockets: room for the largest datagram. NIO's default for datagram channels is 2048
     /// bytes, and a longer datagram is silently cut to that.
     public static let datagramAllocator = FixedSizeRecvByteBufferAllocator(capacity: 65536)
+    /// Datagrams one `recvmmsg(2)` may return on a busy UDP socket (`batchedDatagramOptions`). NIO reads
+    /// up to `maxMessagesPerRead` (4) such batches per readiness event.
+    public static let datagramBatch = 16
+    /// NIO splits one receive buffer evenly between the batch's datagrams: each slot must hold the
+    /// largest datagram, or a longer one would be cut. So 16 x 64 KiB = 1 MiB, made at the first read
+    /// and reused while no datagram read into it is kept (receivers copy what they keep:
+    /// `DatagramFlowTable`'s backlog, the channel's opened messages).
+    public static let datagramBatchAllocator = FixedSizeRecvByteBufferAllocator(capacity: datagramBatch * 65536)
+}
+
+extension DatagramBootstrap {
+    /// For the few UDP sockets that carry a whole session's or forward's datagrams (the UDP channel
+    /// sockets at both ends, a `udp:` forward's public socket): read up to `RelayBuffers.datagramBatch`
+    /// datagrams per system call (`recvmmsg(2)`) instead of one. Per-flow sockets keep
+    /// `datagramAllocator`: a megabyte each would be too much for thousands of flows.
+    public func batchedDatagramOptions() -> DatagramBootstrap {
+        channelOption(ChannelOptions.datagramVectorReadMessageCount, value: RelayBuffers.datagramBatch)
+            .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramBatchAllocator)
+    }
 }
 
 // Every socket a StreamRelay serves needs the same options: reads are paced by the relay (window
