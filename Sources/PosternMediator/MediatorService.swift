@@ -163,7 +163,7 @@ public final class MediatorService: @unchecked Sendable {
     ) {
         guard let server = session.remoteAddress else { return }
         DatagramBootstrap(group: eventLoop)
-            .batchedDatagramOptions()
+            .batchedDatagramOptions(receiveOffload: true)
             .channelInitializer { channel in channel.pipeline.addHandler(MediatorDatagramHandler(path: path)) }
             .connect(to: server)
             .whenComplete { [self] result in
@@ -175,7 +175,7 @@ public final class MediatorService: @unchecked Sendable {
                     }
                     opened(channel)
                     let to = channel.remoteAddress ?? server
-                    let writer = DatagramWriteBatcher(channel: channel)
+                    let writer = DatagramWriteBatcher(channel: channel, segmentation: RelayBuffers.channelSegmentation)
                     path.start(sessionID: info.sessionID, keys: info.keys) { bytes, address in
                         writer.write(AddressedEnvelope(remoteAddress: address, data: bytes))
                     }

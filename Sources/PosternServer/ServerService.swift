@@ -171,13 +171,13 @@ public final class ServerService: @unchecked Sendable {
         let handler = ServiceDatagramHandler { [weak self] id in self?.datagramPaths[id] }
         return DatagramBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .batchedDatagramOptions()
+            .batchedDatagramOptions(receiveOffload: true)
             .channelInitializer { channel in channel.pipeline.addHandler(handler) }
             .bind(to: address)
             .map { [self] channel in
                 channels.append(channel)
                 datagramChannel = channel
-                datagramWriter = DatagramWriteBatcher(channel: channel)
+                datagramWriter = DatagramWriteBatcher(channel: channel, segmentation: RelayBuffers.channelSegmentation)
                 datagramHandler = handler
                 registry.unroutedDatagrams = { [weak handler] in handler?.stray ?? 0 }
                 boundDatagram = channel.localAddress

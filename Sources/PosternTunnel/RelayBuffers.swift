@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import PosternCore
 
 /// Read sizes for relayed sockets and the tunnel. Large reads mean fewer frames and syscalls per
 /// byte, but NIO keeps each channel's last receive buffer for reuse: a relayed socket therefore
@@ -19,6 +20,10 @@ public enum RelayBuffers {
     /// and reused while no datagram read into it is kept (receivers copy what they keep:
     /// `DatagramFlowTable`'s backlog, the channel's opened messages).
     public static let datagramBatchAllocator = FixedSizeRecvByteBufferAllocator(capacity: datagramBatch * 65536)
+    /// UDP GSO for the UDP channel sockets (`DatagramWriteBatcher`): segments up to 1,452 bytes, what
+    /// fits a 1,500-byte MTU under IPv6 and IPv4 headers. A 1,400-byte datagram of a forward sealed
+    /// for the channel is 1,448 bytes; larger datagrams go one by one.
+    public static let channelSegmentation = UDPSegmentRuns(maxSegmentSize: 1_452)
 }
 
 extension DatagramBootstrap {
@@ -26,9 +31,31 @@ extension DatagramBootstrap {
     /// sockets at both ends, a `udp:` forward's public socket): read up to `RelayBuffers.datagramBatch`
     /// datagrams per system call (`recvmmsg(2)`) instead of one. Per-flow sockets keep
     /// `datagramAllocator`: a megabyte each would be too much for thousands of flows.
-    public func batchedDatagramOptions() -> DatagramBootstrap {
-        channelOption(ChannelOptions.datagramVectorReadMessageCount, value: RelayBuffers.datagramBatch)
+    ///
+    /// `receiveOffload`: UDP GRO where the kernel has it. A run the peer sent as one GSO write (or the
+    /// kernel coalesced) arrives as one buffer of equal segments: the handler must take it apart
+    /// (`forEachSegment`), so only the channel sockets, whose handlers do, ask for it.
+    public func batchedDatagramOptions(receiveOffload: Bool = false) -> DatagramBootstrap {
+        let batched = channelOption(ChannelOptions.datagramVectorReadMessageCount, value: RelayBuffers.datagramBatch)
             .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramBatchAllocator)
+        guard receiveOffload, System.supportsUDPReceiveOffload else { return batched }
+        return batched.channelOption(ChannelOptions.datagramReceiveOffload, value: true)
+            .channelOption(ChannelOptions.datagramReceiveSegmentSize, value: true)
+    }
+}
+
+extension AddressedEnvelope where DataType == ByteBuffer {
+    /// The datagrams of a received envelope: one, or, when UDP GRO joined several (`metadata`'s
+    /// `segmentSize`), each segment in order, the last one possibly shorter.
+    public func forEachSegment(_ body: (ByteBuffer) -> Void) {
+        guard let size = metadata?.segmentSize, size > 0, data.readableBytes > size else {
+            body(data)
+            return
+        }
+        var rest = data
+        while rest.readableBytes > 0, let segment = rest.readSlice(length: Swift.min(size, rest.readableBytes)) {
+            body(segment)
+        }
     }
 }
 

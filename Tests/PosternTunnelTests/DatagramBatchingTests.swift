@@ -68,16 +68,85 @@ final class DatagramBatchingTests: XCTestCase {
         }
     }
 
+    /// UDP GSO: equal-sized datagrams to one destination leave as one write and arrive as the same
+    /// datagrams, in order; a datagram of another size or destination breaks the run. The receiver
+    /// has GRO on: it gets each run joined, and takes it apart.
+    func testSegmentedWritesArriveAsTheSameDatagrams() throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let collector = Collector()
+        let receiver = try DatagramBootstrap(group: group)
+            .batchedDatagramOptions(receiveOffload: true)
+            .channelOption(ChannelOptions.socketOption(.so_rcvbuf), value: 4 * 1024 * 1024)
+            .channelInitializer { $0.pipeline.addHandler(collector) }
+            .bind(host: "127.0.0.1", port: 0).wait()
+        defer { try? receiver.close().wait() }
+        let sender = try DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait()
+        defer { try? sender.close().wait() }
+        let to = receiver.localAddress!
+        var sizes = Array(repeating: 1_448, count: 100) + [700] + Array(repeating: 1_448, count: 10) + [9_000, 1, 1]
+        sizes += Array(repeating: 1_000, count: 30)
+        let writer = try sender.eventLoop.submit { () -> DatagramWriteBatcher in
+            let writer = DatagramWriteBatcher(channel: sender, segmentation: RelayBuffers.channelSegmentation)
+            for (i, size) in sizes.enumerated() {
+                writer.write(AddressedEnvelope(remoteAddress: to, data: ByteBuffer(repeating: UInt8(truncatingIfNeeded: i), count: size)))
+            }
+            return writer
+        }.wait()
+        let deadline = NIODeadline.now() + .seconds(10)
+        while try receiver.eventLoop.submit({ collector.received.count }).wait() < sizes.count, NIODeadline.now() < deadline {
+            usleep(10_000)
+        }
+        let received = try receiver.eventLoop.submit { collector.received }.wait()
+        XCTAssertEqual(received.map(\.readableBytes), sizes, "every datagram, whole, in order")
+        for (i, buffer) in received.enumerated() {
+            XCTAssertTrue(buffer.readableBytesView.allSatisfy { $0 == UInt8(truncatingIfNeeded: i) }, "datagram \(i) intact")
+        }
+        let (segmented, failures, on) = try sender.eventLoop.submit {
+            (writer.segmentedWrites, writer.segmentationFailures, writer.isSegmenting)
+        }.wait()
+        // 100 x 1,448 + 700: 45, 45, 10 + 700; then 10; 9,000 alone; 1 + 1; 30 x 1,000.
+        XCTAssertEqual(segmented, 6, "runs written as GSO datagrams")
+        XCTAssertEqual(failures, 0)
+        XCTAssertTrue(on)
+        // With GRO on, the kernel hands the GSO runs over joined; the receiver takes them apart.
+        let joined = try receiver.eventLoop.submit { collector.joined }.wait()
+        XCTAssertEqual(joined, System.supportsUDPReceiveOffload ? 6 : 0, "reads that carried a joined run")
+    }
+
+    func testJoinedDatagramsAreTakenApartBySegmentSize() throws {
+        let from = try SocketAddress(ipAddress: "192.0.2.1", port: 9)
+        func parts(_ n: Int, segment: Int?) -> [Int] {
+            var sizes: [Int] = []
+            AddressedEnvelope(
+                remoteAddress: from, data: ByteBuffer(repeating: 1, count: n),
+                metadata: .init(ecnState: .transportNotCapable, packetInfo: nil, segmentSize: segment)
+            ).forEachSegment { sizes.append($0.readableBytes) }
+            return sizes
+        }
+        XCTAssertEqual(parts(10, segment: 3), [3, 3, 3, 1])
+        XCTAssertEqual(parts(9, segment: 3), [3, 3, 3])
+        XCTAssertEqual(parts(10, segment: nil), [10])
+        XCTAssertEqual(parts(10, segment: 10), [10])
+        XCTAssertEqual(parts(10, segment: 0), [10], "a nonsense size changes nothing")
+        XCTAssertEqual(parts(0, segment: 3), [0])
+    }
+
     final class Collector: ChannelInboundHandler {
         typealias InboundIn = AddressedEnvelope<ByteBuffer>
         var received: [ByteBuffer] = []
+        /// Reads that carried several datagrams joined by UDP GRO.
+        var joined = 0
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            // A copy: the batch's receive buffer is reused for the next batch.
-            let bytes = unwrapInboundIn(data).data
-            var copy = ByteBuffer()
-            copy.writeImmutableBuffer(bytes)
-            received.append(copy)
+            let envelope = unwrapInboundIn(data)
+            if let size = envelope.metadata?.segmentSize, envelope.data.readableBytes > size { joined += 1 }
+            envelope.forEachSegment { bytes in
+                // A copy: the batch's receive buffer is reused for the next batch.
+                var copy = ByteBuffer()
+                copy.writeImmutableBuffer(bytes)
+                received.append(copy)
+            }
         }
     }
 }
