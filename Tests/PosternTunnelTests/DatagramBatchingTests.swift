@@ -121,6 +121,39 @@ final class DatagramBatchingTests: XCTestCase {
         XCTAssertEqual(joined, System.supportsUDPReceiveOffload ? 6 : 0, "reads that carried a joined run")
     }
 
+    /// A kernel that refuses GSO writes (an interface without checksum offload, a smaller MTU): the
+    /// refused run is lost like a dropped packet, and from then on the socket writes one by one.
+    func testARefusedSegmentedWriteTurnsSegmentationOff() throws {
+        guard System.supportsUDPSegmentationOffload else { throw XCTSkip("no UDP GSO on this system") }
+        let channel = EmbeddedChannel(handler: RefuseSegmented())
+        defer { _ = try? channel.finish() }
+        let writer = DatagramWriteBatcher(channel: channel, segmentation: RelayBuffers.channelSegmentation)
+        for _ in 0..<4 { writer.write(try envelope(1_000, 1)) }
+        channel.embeddedEventLoop.run()
+        XCTAssertNil(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self), "the refused run is not sent")
+        XCTAssertEqual(writer.segmentationFailures, 1)
+        XCTAssertFalse(writer.isSegmenting)
+        for _ in 0..<4 { writer.write(try envelope(1_000, 2)) }
+        channel.embeddedEventLoop.run()
+        var sent: [AddressedEnvelope<ByteBuffer>] = []
+        while let e = try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self) { sent.append(e) }
+        XCTAssertEqual(sent.map(\.data.readableBytes), [1_000, 1_000, 1_000, 1_000], "one by one now")
+        XCTAssertTrue(sent.allSatisfy { $0.metadata?.segmentSize == nil })
+    }
+
+    /// Fails what the kernel would refuse: writes that ask for segmentation.
+    final class RefuseSegmented: ChannelOutboundHandler {
+        typealias OutboundIn = AddressedEnvelope<ByteBuffer>
+
+        func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            guard unwrapOutboundIn(data).metadata?.segmentSize == nil else {
+                promise?.fail(IOError(errnoCode: EIO, reason: "sendmsg"))
+                return
+            }
+            context.write(data, promise: promise)
+        }
+    }
+
     func testJoinedDatagramsAreTakenApartBySegmentSize() throws {
         let from = try SocketAddress(ipAddress: "192.0.2.1", port: 9)
         func parts(_ n: Int, segment: Int?) -> [Int] {
