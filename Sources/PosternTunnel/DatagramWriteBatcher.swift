@@ -70,7 +70,10 @@ public final class DatagramWriteBatcher {
                 var coalesced = channel.allocator.buffer(capacity: run.reduce(0) { $0 + queued[$1].data.readableBytes })
                 for i in run { coalesced.writeImmutableBuffer(queued[i].data) }
                 let promise = channel.eventLoop.makePromise(of: Void.self)
-                promise.futureResult.whenFailure { [self] _ in
+                promise.futureResult.whenFailure { [self] error in
+                    // What the kernel says when it will not segment; a refused or unreachable peer
+                    // (ECONNREFUSED after an ICMP error) or a closed socket says nothing about GSO.
+                    guard let error = error as? IOError, [EIO, EINVAL, EOPNOTSUPP].contains(error.errnoCode) else { return }
                     segmentationFailures &+= 1
                     self.segmentation = nil
                 }

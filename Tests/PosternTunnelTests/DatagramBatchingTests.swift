@@ -125,9 +125,17 @@ final class DatagramBatchingTests: XCTestCase {
     /// refused run is lost like a dropped packet, and from then on the socket writes one by one.
     func testARefusedSegmentedWriteTurnsSegmentationOff() throws {
         guard System.supportsUDPSegmentationOffload else { throw XCTSkip("no UDP GSO on this system") }
-        let channel = EmbeddedChannel(handler: RefuseSegmented())
+        let refuse = RefuseSegmented()
+        let channel = EmbeddedChannel(handler: refuse)
         defer { _ = try? channel.finish() }
         let writer = DatagramWriteBatcher(channel: channel, segmentation: RelayBuffers.channelSegmentation)
+        // A peer that refuses (ICMP port unreachable) says nothing about GSO: it stays on.
+        refuse.errno = ECONNREFUSED
+        for _ in 0..<4 { writer.write(try envelope(1_000, 1)) }
+        channel.embeddedEventLoop.run()
+        XCTAssertEqual(writer.segmentationFailures, 0)
+        XCTAssertTrue(writer.isSegmenting)
+        refuse.errno = EIO
         for _ in 0..<4 { writer.write(try envelope(1_000, 1)) }
         channel.embeddedEventLoop.run()
         XCTAssertNil(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self), "the refused run is not sent")
@@ -144,10 +152,11 @@ final class DatagramBatchingTests: XCTestCase {
     /// Fails what the kernel would refuse: writes that ask for segmentation.
     final class RefuseSegmented: ChannelOutboundHandler {
         typealias OutboundIn = AddressedEnvelope<ByteBuffer>
+        var errno = EIO
 
         func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
             guard unwrapOutboundIn(data).metadata?.segmentSize == nil else {
-                promise?.fail(IOError(errnoCode: EIO, reason: "sendmsg"))
+                promise?.fail(IOError(errnoCode: errno, reason: "sendmsg"))
                 return
             }
             context.write(data, promise: promise)
