@@ -181,7 +181,7 @@ public final class MediatorService: @unchecked Sendable {
     ) {
         guard let server = session.remoteAddress else { return }
         DatagramBootstrap(group: eventLoop)
-            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
+            .batchedDatagramOptions(receiveOffload: true)
             .channelInitializer { channel in
                 DatagramChecksumFilter.attach(to: channel).flatMap { channel.pipeline.addHandler(MediatorDatagramHandler(path: path)) }
             }
@@ -195,8 +195,9 @@ public final class MediatorService: @unchecked Sendable {
                     }
                     opened(channel)
                     let to = channel.remoteAddress ?? server
+                    let writer = DatagramWriteBatcher(channel: channel, segmentation: RelayBuffers.channelSegmentation)
                     path.start(sessionID: info.sessionID, keys: info.keys) { bytes, address in
-                        channel.writeAndFlush(AddressedEnvelope(remoteAddress: address, data: bytes), promise: nil)
+                        writer.write(AddressedEnvelope(remoteAddress: address, data: bytes))
                     }
                     path.openChannel(1, to: to)
                     logger.info("UDP channel 1 to \(to.display)/udp opened")

@@ -35,6 +35,8 @@ public final class ServerService: @unchecked Sendable {
     /// The service port number over UDP, for UDP channels (nil when off or it could not be bound).
     public private(set) var boundDatagram: SocketAddress?
     private var datagramChannel: Channel?
+    /// Writes the UDP channel datagrams of every session to `datagramChannel`, one flush per loop pass.
+    private var datagramWriter: DatagramWriteBatcher?
     private var datagramHandler: ServiceDatagramHandler?
     /// The datagram paths of established sessions, by session id: where UDP channel datagrams go.
     private var datagramPaths: [UInt64: UDPChannelDatagramPath] = [:]
@@ -195,12 +197,13 @@ public final class ServerService: @unchecked Sendable {
         let handler = ServiceDatagramHandler { [weak self] id in self?.datagramPaths[id] }
         return DatagramBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
+            .batchedDatagramOptions(receiveOffload: true)
             .channelInitializer { channel in DatagramChecksumFilter.attach(to: channel).flatMap { channel.pipeline.addHandler(handler) } }
             .bind(to: address)
             .map { [self] channel in
                 channels.append(channel)
                 datagramChannel = channel
+                datagramWriter = DatagramWriteBatcher(channel: channel, segmentation: RelayBuffers.channelSegmentation)
                 datagramHandler = handler
                 registry.unroutedDatagrams = { [weak handler] in handler?.stray ?? 0 }
                 boundDatagram = channel.localAddress
@@ -250,10 +253,11 @@ public final class ServerService: @unchecked Sendable {
             handshaking[id] = nil
             unauthenticated.remove(id)
             session.onHandshakeProgress = nil
-            guard let channel = datagramChannel, let info = link.info else { return }
+            guard let writer = datagramWriter, let info = link.info else { return }
             datagramPaths[id] = link.datagramPath
+            // All sessions share the socket, and its writes are flushed once per event-loop pass.
             link.datagramPath.start(sessionID: info.sessionID, keys: info.keys) { bytes, to in
-                channel.writeAndFlush(AddressedEnvelope(remoteAddress: to, data: bytes), promise: nil)
+                writer.write(AddressedEnvelope(remoteAddress: to, data: bytes))
             }
         }
         link.onClose { [self] _ in
