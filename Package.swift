@@ -90,10 +90,22 @@ let package = Package(
             ],
             swiftSettings: ioSettings
         ),
+        // TUN mode's I/O: the tun device (NIO-read descriptor) and the packet relay between it and a
+        // session's paths. Only this module opens /dev/net/tun.
+        .target(
+            name: "PosternTUN",
+            dependencies: [
+                "CPosternShims", "PosternPacket", "PosternNetlink", "PosternTunnel", "PosternWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: ioSettings
+        ),
         .target(
             name: "PosternServer",
             dependencies: [
-                "PosternTunnel", "PosternCore", "PosternWire", "PosternSOCKS",
+                "PosternTunnel", "PosternCore", "PosternWire", "PosternSOCKS", "PosternCapture", "PosternPcap", "PosternReplay",
+                "PosternTUN", "PosternPacket", "PosternNetlink",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -105,7 +117,8 @@ let package = Package(
         .target(
             name: "PosternMediator",
             dependencies: [
-                "PosternTunnel", "PosternCore", "PosternWire", "PosternNetlink",
+                "PosternTunnel", "PosternCore", "PosternWire", "PosternNetlink", "PosternPcap", "PosternReplay",
+                "PosternTUN", "PosternPacket",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -116,6 +129,7 @@ let package = Package(
             name: "postern",
             dependencies: [
                 "PosternServer", "PosternMediator", "PosternTLS", "PosternCore", "PosternWire", "PosternSOCKS",
+                "PosternCapture", "PosternPcap", "PosternReplay",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -197,7 +211,49 @@ let package = Package(
         ),
         .testTarget(
             name: "PosternNetlinkTests",
-            dependencies: ["PosternNetlink", "PosternWire"],
+            dependencies: [
+                "PosternNetlink", "PosternWire", "PosternTUN", "PosternPacket",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: pureSettings
+        ),
+        // Capture files (issue 12): libpcap reads them (CPcap, PosternPcap); PosternCapture is the pure
+        // decoding above it (link layers, IP, fragments, flows); PosternReplay drives flows through a tunnel.
+        .systemLibrary(
+            name: "CPcap",
+            pkgConfig: "libpcap",
+            providers: [.apt(["libpcap-dev"])]
+        ),
+        .target(
+            name: "PosternCapture",
+            dependencies: ["PosternWire"],
+            swiftSettings: pureSettings
+        ),
+        .target(
+            name: "PosternPcap",
+            dependencies: ["CPcap", "PosternCapture"],
+            swiftSettings: pureSettings
+        ),
+        .target(
+            name: "PosternReplay",
+            dependencies: [
+                "PosternCapture", "PosternPcap", "PosternWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: ioSettings
+        ),
+        .testTarget(
+            name: "PosternReplayTests",
+            dependencies: [
+                "PosternReplay", "PosternCapture", "PosternPcap",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: ioSettings
+        ),
+        .testTarget(
+            name: "PosternCaptureTests",
+            dependencies: ["PosternCapture", "PosternPcap", "PosternWire"],
             swiftSettings: pureSettings
         ),
     ]

@@ -17,8 +17,6 @@ public enum MediatorPortRefusal: Error, Hashable, Sendable, CustomStringConverti
     case notUnconnectedTCP(UInt32)
     case listenDenied
     case redirectDenied
-    /// REDIRECT needs a UDP channel, which protocol version 1 reserves (§5.2).
-    case redirectNotSupported
     /// The destination (as the server named it) is outside the `--allow` list.
     case destinationDenied(Endpoint)
     /// The destination (as the server named it) resolved to `address` (normalised), which lies in a
@@ -37,7 +35,6 @@ public enum MediatorPortRefusal: Error, Hashable, Sendable, CustomStringConverti
         case .noSuchPort: return .noSuchPort
         case .notUnconnectedTCP: return .invalidState
         case .listenDenied, .redirectDenied, .destinationDenied, .protectedDestination, .bindDenied: return .deniedByPolicy
-        case .redirectNotSupported: return .notSupported
         case .closedWhileConnecting, .closedBeforeListening: return .connectionReset
         }
     }
@@ -48,7 +45,7 @@ public enum MediatorPortRefusal: Error, Hashable, Sendable, CustomStringConverti
         case .requestRate: return 11  // EAGAIN
         case .listenDenied, .redirectDenied, .destinationDenied, .protectedDestination, .bindDenied: return 13  // EACCES
         case .closedWhileConnecting, .closedBeforeListening: return 103  // ECONNABORTED
-        case .portLimit, .portIDsExhausted, .pendingConnectLimit, .noSuchPort, .notUnconnectedTCP, .redirectNotSupported: return 0
+        case .portLimit, .portIDsExhausted, .pendingConnectLimit, .noSuchPort, .notUnconnectedTCP: return 0
         }
     }
 
@@ -70,8 +67,6 @@ public enum MediatorPortRefusal: Error, Hashable, Sendable, CustomStringConverti
             return "this mediator does not allow listening (--allow-listen)"
         case .redirectDenied:
             return "this mediator does not allow redirect (--allow-redirect)"
-        case .redirectNotSupported:
-            return "redirect needs a UDP channel, which this protocol version reserves but this mediator does not run yet"
         case .destinationDenied(let destination):
             return "\(destination) is not in this mediator's --allow list"
         case .protectedDestination(let destination, let address, let range):

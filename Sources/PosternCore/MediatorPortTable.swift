@@ -9,7 +9,7 @@ import PosternWire
 ///
 /// Lifecycles (every port also ends by CLOSE, and all of them when the session ends):
 /// - OPEN: `open` takes an id (`opening`) → `opened` as `reserved` (TCP) or `datagram` (UDP), or
-///   `openFailed`.
+///   `openFailed`. REDIRECT: `redirect` takes an id the same way → `opened` as `datagram`.
 /// - CONNECT: `connect` on a `reserved` port, or with port id 0 on a new id → `connecting` →
 ///   `resolved` (the `--allow` list) → `connected` (`stream`) or `connectFailed`.
 /// - LISTEN: `listen` on a `reserved` port → `startingToListen` → `listening` (`listener`) or
@@ -101,12 +101,14 @@ public struct MediatorPortTable<Handles: MediatorPortHandles> {
         if case .opening = ports[portID] { ports[portID] = nil }
     }
 
-    /// REDIRECT (§5.2) of `address` is refused by every version 1 mediator; the reason tells the
-    /// server which.
-    public mutating func redirect(at address: IPAddress, now: NIODeadline) -> MediatorPortRefusal {
-        if let refusal = admit(now: now) { return refusal }
-        guard policy.redirectEnabled else { return .redirectDenied }
-        return mayBind(address) ?? .redirectNotSupported
+    /// REDIRECT (§5.2): takes a new port id for the UDP socket about to be bound at `address`, like
+    /// `open`, once `--allow-redirect` permits it; then `opened(_:datagram:)` or `openFailed`.
+    /// Whatever LAN sender the socket hears from is relayed to the server, so it is opt-in.
+    public mutating func redirect(at address: IPAddress, now: NIODeadline) -> Result<UInt32, MediatorPortRefusal> {
+        if let refusal = admit(now: now) { return .failure(refusal) }
+        guard policy.redirectEnabled else { return .failure(.redirectDenied) }
+        if let refusal = mayBind(address) ?? mayCreatePort() { return .failure(refusal) }
+        return .success(take())
     }
 
     // MARK: - CONNECT

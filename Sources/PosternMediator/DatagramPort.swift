@@ -4,14 +4,16 @@ import PosternCore
 import PosternTunnel
 import PosternWire
 
-/// A UDP port opened by OPEN, filtered like a stateful firewall. A datagram from the server is sent if
-/// the policy allows its destination or the destination is a known peer (one that sent to this port).
-/// A datagram that arrives goes to the server, with its sender, if the sender is a peer this port
-/// sent to (a reply), or if the mediator exposes its LAN (`--allow-listen` or `--allow-redirect`:
-/// reverse UDP forwards); others are dropped and counted. The datagrams travel the session's
-/// `DatagramPath`, whose size rule applies. Peers are known and judged by their normalised address
-/// (a dual-stack socket sees IPv4 peers as `::ffff:a.b.c.d`), so the mapped form of an address is
-/// the same peer and meets the same rules; datagrams still go to the address as given.
+/// A UDP port opened by OPEN or REDIRECT (which `--allow-redirect` permits), filtered like a stateful
+/// firewall. A datagram from the server is sent if the policy allows its destination or the
+/// destination is a known peer (one that sent to this port). A datagram that arrives goes to the
+/// server, with its sender, if the sender is a peer this port sent to (a reply), or if the mediator
+/// exposes its LAN (`--allow-listen` or `--allow-redirect`: reverse UDP forwards, redirected ports);
+/// others are dropped and counted. The peers it remembers are bounded (past 4,096 the least recently
+/// heard half is forgotten), so a flood of LAN senders holds nothing more. The datagrams travel the
+/// session's `DatagramPath`, whose size rule applies. Peers are known and judged by their normalised
+/// address (a dual-stack socket sees IPv4 peers as `::ffff:a.b.c.d`), so the mapped form of an
+/// address is the same peer and meets the same rules; datagrams still go to the address as given.
 final class DatagramPort: ChannelInboundHandler, DatagramPathReceiver {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
@@ -21,6 +23,8 @@ final class DatagramPort: ChannelInboundHandler, DatagramPathReceiver {
     private let policy: Policy
     private let logger: Logger
     private var context: ChannelHandlerContext?
+    /// Datagrams to LAN peers leave in one `sendmmsg` per event-loop pass, not one syscall each.
+    private var writer: DatagramWriteBatcher?
     private(set) var drops = DatagramDrops()
     /// Peers this port exchanged datagrams with (normalised), so replies pass the policy both ways.
     private var peers = DatagramPeerMemory<Endpoint>(capacity: 4096)
@@ -35,8 +39,15 @@ final class DatagramPort: ChannelInboundHandler, DatagramPathReceiver {
         self.logger = logger
     }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        writer = DatagramWriteBatcher(channel: context.channel)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        writer = nil
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
@@ -56,7 +67,7 @@ final class DatagramPort: ChannelInboundHandler, DatagramPathReceiver {
     }
 
     func datagramReceived(_ bytes: ByteBuffer, peer: Endpoint, portID: UInt32) {
-        guard let context else { return }
+        guard let writer else { return }
         guard case .ip(let address) = peer.host, case let known = Endpoint(address.normalized, peer.port),
             peers.contains(known) || policy.allowsConnect(to: address, port: peer.port)
         else {
@@ -66,7 +77,7 @@ final class DatagramPort: ChannelInboundHandler, DatagramPathReceiver {
         }
         peers.remember(known)
         let remote = SocketAddress(address, port: peer.port)
-        context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: bytes)), promise: nil)
+        writer.write(AddressedEnvelope(remoteAddress: remote, data: bytes))
     }
 
     func datagramPathClosed(portID: UInt32) { close() }

@@ -2,6 +2,8 @@ import Logging
 import NIOCore
 import NIOPosix
 import PosternCore
+import PosternPcap
+import PosternReplay
 import PosternTunnel
 import PosternWire
 
@@ -32,6 +34,10 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
     /// How the session's datagrams travel (`UDPChannelDatagramPath`, set by `MediatorService`); nil:
     /// DATAGRAM frames on the TCP channel.
     var datagramPath: DatagramPath?
+    /// `--pcap`: the LAN sockets' traffic is recorded here too.
+    var recorder: PcapRecorder?
+    /// TUN mode, when the operator allows it (`--tun`): answers TUN, takes PACKET frames.
+    var tun: MediatorTun?
 
     /// `now` is the clock of the request rate.
     init(configuration: MediatorConfiguration, eventLoop: EventLoop, logger: Logger, now: @escaping () -> NIODeadline) {
@@ -55,23 +61,26 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
     func session(_ session: TunnelSession, received frame: Frame) {
         switch frame {
         case .open(let o): open(o, session)
-        case .redirect(let r):
-            let refusal = ports.redirect(at: r.address, now: now())
-            if refusal == .redirectDenied {
-                logger.warning("redirect of \(r.address):\(r.port) denied by policy (--allow-redirect is off)")
-            } else if case .bindDenied = refusal {
-                logger.warning("redirect of \(r.address.bracketed):\(r.port) denied by policy: \(refusal)")
-            }
-            refuse(session, r.requestID, refusal)
+        case .redirect(let r): redirect(r, session)
         case .connect(let c): connect(c, session)
         case .listen(let l): listen(l, session)
         case .close(let c): close(c, session)
+        case .tun(let t):
+            guard let tun, let path = datagramPath as? UDPChannelDatagramPath else {
+                logger.warning("the server asked for TUN mode, which this mediator does not offer (no --tun)")
+                session.send(.failed(.init(requestID: t.requestID, code: .deniedByPolicy, errno: 0, message: "TUN mode is off (no --tun)")))
+                return
+            }
+            tun.start(t, session: session, path: path)
+        case .packet(let p):
+            tun?.packetFrame(p.bytes)
         default:
             session.goAway(.protocolError, "the server sent \(frame.name), which only a mediator sends")
         }
     }
 
     func sessionClosed(_ session: TunnelSession, _ end: SessionEnd) {
+        tun?.stop()
         for port in ports.sessionClosed() {
             switch port {
             case .reserved(let r), .startingToListen(let r): r.close()
@@ -159,19 +168,52 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
                 fail(session, o.requestID, error, "open tcp \(o.address.bracketed):\(o.port)")
             }
         case .udp:
-            openDatagram(o, session, id: id, port: o.port)
+            openDatagram(
+                UDPBind(requestID: o.requestID, address: o.address, exact: o.exact, what: "open udp"), session, id: id, port: o.port)
         }
     }
 
-    private func openDatagram(_ o: Frame.Open, _ session: TunnelSession, id: UInt32, port: UInt16) {
+    /// REDIRECT (§5.2): a UDP port like OPEN's, once `--allow-redirect` permits it. Its datagrams take
+    /// the session's datagram path like every UDP port's: the UDP channel while it is up.
+    private func redirect(_ r: Frame.Redirect, _ session: TunnelSession) {
+        switch ports.redirect(at: r.address, now: now()) {
+        case .failure(let refusal):
+            if refusal == .redirectDenied {
+                logger.warning("redirect of \(r.address.bracketed):\(r.port) denied by policy (--allow-redirect is off)")
+            } else if case .bindDenied = refusal {
+                logger.warning("redirect of \(r.address.bracketed):\(r.port) denied by policy: \(refusal)")
+            }
+            refuse(session, r.requestID, refusal)
+        case .success(let id):
+            openDatagram(
+                UDPBind(requestID: r.requestID, address: r.address, exact: r.exact, what: "redirect"), session, id: id, port: r.port)
+        }
+    }
+
+    /// What OPEN (UDP) and REDIRECT ask of `openDatagram`.
+    private struct UDPBind {
+        var requestID: UInt32
+        var address: IPAddress
+        var exact: Bool
+        var what: String
+    }
+
+    private func openDatagram(_ o: UDPBind, _ session: TunnelSession, id: UInt32, port: UInt16) {
         let relay = DatagramPort(
             portID: id, path: datagramPath ?? TunnelDatagramPath(session: session), policy: configuration.policy,
             local: Endpoint(o.address, port),
             logger: session.logger)
+        let recorder = self.recorder
         DatagramBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 0)
             .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
-            .channelInitializer { $0.pipeline.addHandler(relay) }
+            .channelInitializer { channel in
+                DatagramChecksumFilter.attach(to: channel).flatMapThrowing {
+                    // --pcap: the tap sits before the port, so it sees what the socket sees.
+                    if let recorder { try channel.pipeline.syncOperations.addHandler(PcapDatagramTap(recorder: recorder)) }
+                    try channel.pipeline.syncOperations.addHandler(relay)
+                }
+            }
             .bind(host: o.address.description, port: Int(port))
             .whenComplete { [self] result in
                 switch result {
@@ -186,12 +228,13 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
                         session.unregister(id)
                         ports.released(id)
                     }
+                    logger.debug("\(o.what) port \(id) at \(relay.local)")
                     session.send(.done(.init(requestID: o.requestID, portID: id, local: relay.local)))
                 case .failure(let error as IOError) where !o.exact && error.errnoCode == EADDRINUSE && port != 0 && port < UInt16.max:
                     openDatagram(o, session, id: id, port: port + 1)
                 case .failure(let error):
                     ports.openFailed(id)
-                    fail(session, o.requestID, error, "open udp \(o.address.bracketed):\(port)")
+                    fail(session, o.requestID, error, "\(o.what) \(o.address.bracketed):\(port)")
                 }
             }
     }
@@ -254,6 +297,9 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
                 session.register(relay)
                 let localEndpoint = channel.localAddress?.endpoint ?? Endpoint(.anyV4, 0)
                 session.send(.done(.init(requestID: requestID, portID: id, local: localEndpoint)))
+                if let recorder, let tap = PcapStreamTap(channel: channel, recorder: recorder, initiatedHere: true) {
+                    try? channel.pipeline.syncOperations.addHandler(tap, position: .first)
+                }
                 channel.pipeline.addHandler(relay).whenFailure { _ in channel.close(promise: nil) }
             }
         }
@@ -333,6 +379,9 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         let peer = child.remoteAddress?.endpoint ?? Endpoint(.anyV4, 0)
         // ACCEPTED goes out before any DATA of the new port.
         session.send(.accepted(.init(listenerID: listenerID, portID: id, peer: peer)))
+        if let recorder, let tap = PcapStreamTap(channel: child, recorder: recorder) {
+            try? child.pipeline.syncOperations.addHandler(tap, position: .first)
+        }
         return child.pipeline.addHandler(relay)
     }
 

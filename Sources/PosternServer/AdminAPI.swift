@@ -11,7 +11,8 @@ import PosternWire
 ///     GET  /v1/mediators                 connected mediators with their environment
 ///     GET  /v1/mediators/NAME/ports      the ports the server knows on that mediator
 ///     POST /v1/mediators/NAME/open       {"transport":"tcp|udp","address":"0.0.0.0","port":0,"exact":false}
-///     POST /v1/mediators/NAME/redirect   {"address":"0.0.0.0","port":5000,"exact":true}
+///     POST /v1/mediators/NAME/redirect   {"address":"0.0.0.0","port":5000,"exact":true,"destination":"HOST:PORT"}
+///                                        (destination optional: relay the LAN senders there)
 ///     POST /v1/mediators/NAME/connect    {"port":ID,"destination":"HOST:PORT"}   (port 0: open+connect)
 ///     POST /v1/mediators/NAME/listen     {"port":ID,"backlog":128}
 ///     POST /v1/mediators/NAME/close      {"port":ID}
@@ -221,7 +222,28 @@ final class AdminAPI: ChannelInboundHandler {
             guard let address = IPAddress(request.address ?? "0.0.0.0"), let port = request.port, port <= UInt32(UInt16.max) else {
                 return respond(context, .badRequest, ["error": "address and port (0-65535) are required"])
             }
-            future = link.redirect(address: address, port: UInt16(port), exact: request.exact ?? true, owner: "admin")
+            // With a destination its LAN senders are relayed there; without, their datagrams are events.
+            var relay: ForwardSpec?
+            if let target = request.destination {
+                let local = Endpoint(address, UInt16(port))
+                guard let spec = try? ForwardSpec(parsing: "udp:\(link.name)/\(local)=\(target)"), spec.direction == .fromMediator else {
+                    return respond(context, .badRequest, ["error": "destination HOST:PORT is not valid (IPv6 in brackets)"])
+                }
+                relay = spec
+            }
+            let registry = registry
+            let logger = logger
+            future = link.redirect(address: address, port: UInt16(port), exact: request.exact ?? true, owner: "admin").map { done in
+                if let spec = relay {
+                    let forward = UDPForwardFromMediator(
+                        spec: spec, registry: registry, eventLoop: link.session.eventLoop, limits: registry.udpFlowLimits,
+                        now: { .now() }, logger: logger)
+                    link.hold(portID: done.portID, AdminRedirectRelay(forward: forward, path: link.datagramPath, portID: done.portID))
+                } else {
+                    link.hold(portID: done.portID, AdminPort(portID: done.portID, link: link, events: events))
+                }
+                return done
+            }
         case "connect":
             guard let d = request.destination, let destination = Endpoint(parsing: d) else {
                 return respond(context, .badRequest, ["error": "destination HOST:PORT is required (IPv6 in brackets)"])

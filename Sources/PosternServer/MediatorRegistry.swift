@@ -21,6 +21,11 @@ public final class MediatorRegistry {
     /// UDP channel datagrams to the service port that named no established session (set by
     /// `ServerService`), shown beside each mediator's channel counters.
     var unroutedDatagrams: () -> UInt64 = { 0 }
+    /// The limits of UDP relays made through the admin API (`ctl redirect --to`), as the forwards'
+    /// (set by `ServerService`).
+    var udpFlowLimits = DatagramFlowLimits()
+    /// TUN mode, for the admin API's view of each mediator (nil when off).
+    var tunMode: ServerTunMode?
     /// How long a holder has to answer the keepalive when another session claims its name.
     var probeTimeout: TimeAmount = .seconds(3)
     private var claims = NameClaims<ObjectIdentifier>()

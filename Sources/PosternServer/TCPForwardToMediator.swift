@@ -2,6 +2,8 @@ import Logging
 import NIOCore
 import NIOPosix
 import PosternCore
+import PosternPcap
+import PosternReplay
 import PosternTunnel
 import PosternWire
 
@@ -13,6 +15,8 @@ final class TCPForwardToMediator: Forward {
     private var logger: Logger
     private let eventLoop: EventLoop
     private var channel: Channel?
+    /// `--pcap`: each connection's traffic is recorded here too.
+    var recorder: PcapRecorder?
 
     init(spec: ForwardSpec, registry: MediatorRegistry, eventLoop: EventLoop, logger: Logger) {
         self.spec = spec
@@ -32,6 +36,9 @@ final class TCPForwardToMediator: Forward {
                 // FIN arrives, read() or not, so without a handler here a request sent with its FIN
                 // before the mediator has connected would fall off the pipeline.
                 let early = EarlyInput()
+                if let recorder, let tap = PcapStreamTap(channel: child, recorder: recorder) {
+                    try? child.pipeline.syncOperations.addHandler(tap, position: .first)
+                }
                 return child.pipeline.addHandler(early).map { [self] in accepted(child, early) }
             }
             .bind(to: SocketAddress(spec.listenAddress))

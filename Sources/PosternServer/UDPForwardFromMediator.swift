@@ -65,6 +65,8 @@ final class UDPForwardFromMediator: Forward {
     private let registry: MediatorRegistry
     private var logger: Logger
     private let eventLoop: EventLoop
+    /// Flow sockets written to in this loop pass, flushed together at its end.
+    private var unflushed: [ObjectIdentifier: Channel] = [:]
     private let limits: DatagramFlowLimits
     private let now: () -> NIODeadline
     private let openSocket: SocketOpener
@@ -92,7 +94,9 @@ final class UDPForwardFromMediator: Forward {
         { target, handler in
             DatagramBootstrap(group: eventLoop)
                 .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
-                .channelInitializer { $0.pipeline.addHandler(handler) }
+                .channelInitializer { channel in
+                    DatagramChecksumFilter.attach(to: channel).flatMap { channel.pipeline.addHandler(handler) }
+                }
                 .connect(to: target)
         }
     }
@@ -104,13 +108,25 @@ final class UDPForwardFromMediator: Forward {
 
     func stop() { sweeper?.cancel() }
 
+    /// Asks for the mediator's port with REDIRECT (§5.2), which `--allow-redirect` permits; a mediator
+    /// that refuses it by policy, or is too old to know it, is asked with OPEN instead, which it
+    /// serves with `--allow-listen` (how these forwards worked before REDIRECT existed). Either way
+    /// the datagrams take the session's datagram path: the UDP channel while it is up.
     func attach(_ link: MediatorLink) {
         let listen = spec.listenAddress
-        link.open(.udp, address: listen.address, port: listen.port, exact: true, owner: "forward \(spec)").whenComplete { [self] result in
+        let owner = "forward \(spec)"
+        var how = "redirect"
+        link.redirect(address: listen.address, port: listen.port, exact: true, owner: owner).flatMapError { error in
+            guard let refused = error as? OperationError, refused.code == .deniedByPolicy || refused.code == .notSupported,
+                link.isOpen
+            else { return link.session.eventLoop.makeFailedFuture(error) }
+            how = "open (the mediator refused redirect: \(refused.message))"
+            return link.open(.udp, address: listen.address, port: listen.port, exact: true, owner: owner)
+        }.whenComplete { [self] result in
             switch result {
             case .success(let done):
                 attach(path: link.datagramPath, portID: done.portID)
-                logger.info("forward \(spec): mediator '\(spec.mediator)' receives datagrams on \(done.local)")
+                logger.info("forward \(spec): mediator '\(spec.mediator)' receives datagrams on \(done.local) by \(how)")
                 registry.events.post(ServerEvent(mediator: spec.mediator, kind: "listening", port: done.portID, detail: "forward \(spec)"))
             case .failure(let error):
                 logger.error("forward \(spec): mediator '\(spec.mediator)' cannot open \(spec.listen): \(error)")
@@ -120,10 +136,12 @@ final class UDPForwardFromMediator: Forward {
     }
 
     /// The mediator's port is open: its datagrams arrive on `path`.
-    func attach(path: DatagramPath, portID: UInt32) {
+    @discardableResult
+    func attach(path: DatagramPath, portID: UInt32) -> MediatorPort {
         let port = MediatorPort(portID: portID, path: path, limits: limits, forward: self)
         current = port
         path.attach(portID: portID, port)
+        return port
     }
 
     private func resolveTarget() -> EventLoopFuture<SocketAddress> {
@@ -143,7 +161,8 @@ final class UDPForwardFromMediator: Forward {
         case .send(let channel):
             guard let target else { return }  // set before any flow opened
             // A connected socket takes only its peer's address, exactly as the kernel reports it.
-            channel.writeAndFlush(AddressedEnvelope(remoteAddress: channel.remoteAddress ?? target, data: bytes), promise: nil)
+            channel.write(AddressedEnvelope(remoteAddress: channel.remoteAddress ?? target, data: bytes), promise: nil)
+            flushAtEndOfPass(channel)
         case .open(let id):
             open(id, for: peer, on: port)
         case .overFlowLimit(let log):
@@ -176,6 +195,21 @@ final class UDPForwardFromMediator: Forward {
                 port.flows.openFailed(id)
             }
         }
+    }
+
+    /// Flushes `channel` once, after everything the event loop's current pass wrote to it: a batch of
+    /// datagrams read from the UDP channel leaves each flow's socket in one `sendmmsg`, not one
+    /// `sendmsg` each (docs/architecture.md, "UDP batching"; `DatagramWriteBatcher` does the same for
+    /// one socket).
+    private func flushAtEndOfPass(_ channel: Channel) {
+        if unflushed.isEmpty {
+            eventLoop.execute { [self] in
+                let channels = unflushed.values
+                unflushed.removeAll(keepingCapacity: true)
+                for channel in channels { channel.flush() }
+            }
+        }
+        unflushed[ObjectIdentifier(channel)] = channel
     }
 
     fileprivate func fromTarget(_ bytes: ByteBuffer, sender: SocketAddress, on socket: FlowSocket) {

@@ -107,6 +107,12 @@ struct CtlCommand: ParsableCommand {
                         out +=
                             "  datagrams via \(d["path"] ?? "?")  udp channel: sent \(n("sent")) received \(n("received")) delivered \(n("delivered"))  dropped: forged \(n("forged")) replayed \(n("replayed")) truncated \(n("truncated")) stray \(n("stray")) malformed \(n("malformed"))  migrations \(n("migrations"))  unrouted (server) \(n("unrouted"))\n"
                     }
+                    if let t = m["tun"] as? [String: Any] {
+                        let dropped = (t["dropped"] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+                        let prefixes = (t["prefixes"] as? [String] ?? []).joined(separator: ",")
+                        out +=
+                            "  tun \(t["device"] ?? "?") \(t["status"] ?? "?")  address \(t["address"] ?? "-")  prefixes \(prefixes.isEmpty ? "-" : prefixes)  packets to LAN \(t["toLAN"] ?? 0) from LAN \(t["fromLAN"] ?? 0)  dropped \(dropped.isEmpty ? "0" : dropped.joined(separator: " "))\n"
+                    }
                     for i in m["interfaces"] as? [[String: Any]] ?? [] {
                         let addrs = (i["addresses"] as? [String] ?? []).joined(separator: " ")
                         let up = (i["up"] as? Bool ?? false) ? "up" : "down"
@@ -156,17 +162,26 @@ struct CtlCommand: ParsableCommand {
     }
 
     struct Redirect: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Redirect a UDP port of the mediator over a UDP channel.")
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Redirect a UDP port of the mediator: every LAN sender's datagrams come over the UDP channel (needs --allow-redirect).")
         @ParentCommand var ctl: CtlCommand
         @OptionGroup var here: Options
         var options: Options { here.merged(ctl.options) }
         @Argument(help: "Mediator name.") var mediator: String
         @Argument(help: "[ADDR:]PORT to bind.") var local: String
         @Flag(help: "Take the first free port from PORT upwards.") var firstFree = false
+        @Option(
+            help: ArgumentHelp(
+                "Relay each LAN sender's datagrams to HOST:PORT (from the server) and its answers back; without it they show as events.",
+                valueName: "host:port"))
+        var to: String?
 
         func run() throws {
             let (address, port) = try CtlCommand.splitLocal(local)
-            try CtlCommand.post(options, mediator, "redirect", ["address": address, "port": port, "exact": !firstFree])
+            var body: [String: Any] = ["address": address, "port": port, "exact": !firstFree]
+            if let to { body["destination"] = to }
+            try CtlCommand.post(options, mediator, "redirect", body)
         }
     }
 

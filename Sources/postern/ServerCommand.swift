@@ -78,6 +78,15 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Directory for the generated TLS key and certificate (default $POSTERN_STATE_DIR, /var/lib/postern as root).")
     var stateDir: String?
 
+    @Flag(
+        help:
+            "TUN mode: a tun device per mediator that offers it (mediator --tun), routing its LAN prefixes. Off by default; needs CAP_NET_ADMIN."
+    )
+    var tun = false
+
+    @Option(help: "MTU of TUN mode's devices (576-9000, default 1400); the mediator may lower it.")
+    var tunMtu: Int?
+
     @Option(help: "Require mediators to present a TLS certificate issued by this CA (PEM): mutual TLS.")
     var mediatorCa: String?
 
@@ -89,6 +98,7 @@ struct ServerCommand: AsyncParsableCommand {
 
     @Flag(help: "Allow SOCKS5 without authentication on a non-loopback --socks address: anyone who reaches it uses the mediator's network.")
     var socksNoAuth = false
+    @OptionGroup var pcapOptions: PcapOptions
 
     @OptionGroup var log: LogOptions
 
@@ -122,11 +132,12 @@ struct ServerCommand: AsyncParsableCommand {
     func makeConfiguration(logger: Logger) throws -> ServerConfiguration {
         let section = try config.map { try ConfigFile(path: $0) }?.section(
             "server",
-            allowed: [
+            allowed: Set([
                 "listen", "secret-file", "admin", "admin-token-file", "admin-insecure-plain", "forwards", "keepalive",
                 "dead-timeout", "max-mediators", "max-session-buffer", "udp-max-flows", "udp-keepalive", "name-probe-timeout",
                 "insecure", "tls-cert", "tls-key", "state-dir", "mediator-ca", "socks", "socks-users", "socks-no-auth",
-            ])
+                "tun", "tun-mtu",
+            ]).union(PcapOptions.configKeys))
         guard let listenText = try listen ?? section?.string("listen") else {
             throw ValidationError("--listen ADDR:PORT is required (or listen in the config file)")
         }
@@ -211,6 +222,13 @@ struct ServerCommand: AsyncParsableCommand {
             configuration.nameProbeTimeout = .nanoseconds(Int64(t * 1e9))
         }
         try applySOCKS(section, to: &configuration, logger: logger)
+        configuration.pcap = try pcapOptions.settings(section)
+        configuration.tunEnabled = try tun || (section?.bool("tun") ?? false)
+        if let n = try tunMtu ?? section?.int("tun-mtu") {
+            guard (576...9000).contains(n) else { throw ValidationError("--tun-mtu must be 576-9000") }
+            configuration.tunMTU = n
+        }
+        configuration.tunStateDirectory = StateDirectory.resolve(try stateDir ?? section?.string("state-dir"))
         return configuration
     }
 

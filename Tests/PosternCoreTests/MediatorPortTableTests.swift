@@ -156,12 +156,12 @@ final class MediatorPortTableTests: XCTestCase {
         // A fresh session may send the whole burst at once; every limited kind of request takes a token.
         XCTAssertNotNil(try? t.open(at: .anyV4, now: t0).get())
         XCTAssertNotNil(try? t.connect(portID: 0, now: t0).get())
-        XCTAssertEqual(t.redirect(at: .anyV4, now: t0), .redirectDenied)
+        XCTAssertEqual(refusal(t.redirect(at: .anyV4, now: t0)), .redirectDenied)
         XCTAssertEqual(refusal(t.listen(portID: 99, now: t0)), .noSuchPort(99), "a request refused later still took its token")
         XCTAssertEqual(refusal(t.open(at: .anyV4, now: t0)), .requestRate(limit: 4))
         XCTAssertEqual(refusal(t.connect(portID: 0, now: t0)), .requestRate(limit: 4))
         XCTAssertEqual(refusal(t.listen(portID: 99, now: t0)), .requestRate(limit: 4))
-        XCTAssertEqual(t.redirect(at: .anyV4, now: t0), .requestRate(limit: 4))
+        XCTAssertEqual(refusal(t.redirect(at: .anyV4, now: t0)), .requestRate(limit: 4))
         XCTAssertEqual(t.refusedForRate, 4)
         let rate = MediatorPortRefusal.requestRate(limit: 4)
         XCTAssertEqual(rate.message, "more than 4 requests a second (the mediator's --max-request-rate)")
@@ -235,20 +235,53 @@ final class MediatorPortTableTests: XCTestCase {
         XCTAssertEqual(denied.errno, 13, "EACCES")
     }
 
-    func testRedirectIsDeniedOrNotSupported() {
-        var off = table(policy: Policy(redirectEnabled: false))
-        XCTAssertEqual(off.redirect(at: .anyV4, now: t0), .redirectDenied)
+    func testRedirectIsDeniedWithoutAllowRedirect() {
+        var off = table(policy: Policy(listenEnabled: true, redirectEnabled: false))
+        XCTAssertEqual(refusal(off.redirect(at: .anyV4, now: t0)), .redirectDenied, "--allow-listen does not imply redirect")
         XCTAssertEqual(MediatorPortRefusal.redirectDenied.message, "this mediator does not allow redirect (--allow-redirect)")
         XCTAssertEqual(MediatorPortRefusal.redirectDenied.code, .deniedByPolicy)
         XCTAssertEqual(MediatorPortRefusal.redirectDenied.errno, 13)
-        var on = table(policy: Policy(redirectEnabled: true))
-        let refused = on.redirect(at: .anyV4, now: t0)
-        XCTAssertEqual(refused, .redirectNotSupported)
-        XCTAssertEqual(refused.code, .notSupported)
-        XCTAssertEqual(refused.errno, 0)
-        XCTAssertEqual(
-            refused.message, "redirect needs a UDP channel, which this protocol version reserves but this mediator does not run yet")
-        XCTAssertEqual(on.count, 0)
+        XCTAssertEqual(off.count, 0, "nothing was taken")
+    }
+
+    func testRedirectTakesADatagramPortLikeOpen() throws {
+        var t = table(policy: Policy(redirectEnabled: true))
+        let id = try success(t.redirect(at: .anyV4, now: t0))
+        XCTAssertEqual(t[id]?.kind, .opening, "not known to the server until DONE")
+        XCTAssertEqual(refusal(t.close(portID: id)), .noSuchPort(id))
+        XCTAssertTrue(t.opened(id, datagram: "redirected"))
+        XCTAssertEqual(t[id]?.kind, .datagram)
+        // A datagram port is no TCP port: CONNECT and LISTEN refuse it and leave it alone.
+        XCTAssertEqual(refusal(t.connect(portID: id, now: t0)), .notUnconnectedTCP(id))
+        XCTAssertEqual(t[id]?.kind, .datagram)
+        // A failed bind (port in use) skips its id for good.
+        let failed = try success(t.redirect(at: .anyV4, now: t0))
+        t.openFailed(failed)
+        XCTAssertNil(t[failed])
+        XCTAssertEqual(try success(t.redirect(at: .anyV6, now: t0)), failed + 1, "ids are never reused")
+        guard case .datagram(let socket) = try success(t.close(portID: id)) else { return XCTFail("close returned another kind") }
+        XCTAssertEqual(socket, "redirected")
+        XCTAssertNil(t[id])
+    }
+
+    func testRedirectMeetsThePortLimitAndTheEndOfTheSession() throws {
+        var t = table(maxPorts: 2, policy: Policy(redirectEnabled: true))
+        let a = try success(t.redirect(at: .anyV4, now: t0))
+        XCTAssertTrue(t.opened(a, datagram: "a"))
+        let b = try success(t.redirect(at: .anyV4, now: t0))
+        XCTAssertEqual(refusal(t.redirect(at: .anyV4, now: t0)), .portLimit(2), "every port counts, however it was made")
+        XCTAssertEqual(refusal(t.open(at: .anyV4, now: t0)), .portLimit(2))
+        XCTAssertEqual(t.sessionClosed().count, 2)
+        XCTAssertFalse(t.opened(b, datagram: "late"), "a socket bound after the session ended is not kept: close it")
+        XCTAssertEqual(t.count, 0)
+    }
+
+    func testRedirectIDsRunOut() throws {
+        var t = table(policy: Policy(redirectEnabled: true))
+        t.nextPortID = UInt32.max
+        let last = try success(t.redirect(at: .anyV4, now: t0))
+        XCTAssertEqual(last, UInt32.max)
+        XCTAssertEqual(refusal(t.redirect(at: .anyV4, now: t0)), .portIDsExhausted)
     }
 
     // MARK: - CONNECT
@@ -353,7 +386,7 @@ final class MediatorPortTableTests: XCTestCase {
         XCTAssertEqual(refusal(t.open(at: loopback, now: t0)), .bindDenied(loopback, .loopbackV4))
         XCTAssertEqual(refusal(t.open(at: IPAddress("::ffff:127.0.0.1")!, now: t0)), .bindDenied(loopback, .loopbackV4))
         XCTAssertEqual(refusal(t.open(at: IPAddress("fe80::1")!, now: t0)), .bindDenied(IPAddress("fe80::1")!, .linkLocalV6))
-        XCTAssertEqual(t.redirect(at: loopback, now: t0), .bindDenied(loopback, .loopbackV4))
+        XCTAssertEqual(refusal(t.redirect(at: loopback, now: t0)), .bindDenied(loopback, .loopbackV4))
         XCTAssertEqual(t.count, 0, "nothing was taken")
         let denied = MediatorPortRefusal.bindDenied(loopback, .loopbackV4)
         XCTAssertEqual(
@@ -364,7 +397,7 @@ final class MediatorPortTableTests: XCTestCase {
         XCTAssertNotNil(try success(t.open(at: .anyV4, now: t0)), "every interface is fine")
         XCTAssertNotNil(try success(t.open(at: .anyV6, now: t0)))
         XCTAssertNotNil(try success(t.open(at: IPAddress("192.168.77.2")!, now: t0)))
-        XCTAssertEqual(t.redirect(at: .anyV4, now: t0), .redirectNotSupported)
+        XCTAssertNotNil(try success(t.redirect(at: .anyV4, now: t0)), "redirect of every interface is fine")
 
         var named = table(policy: Policy(allow: [try AllowRule(parsing: "127.0.0.0/8")]))
         XCTAssertNotNil(try success(named.open(at: loopback, now: t0)))

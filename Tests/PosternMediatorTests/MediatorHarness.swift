@@ -141,6 +141,22 @@ final class MediatorHarness {
         return try mediatorClosed.futureResult.wait()
     }
 
+    /// Takes the DATAGRAM frames of `portID` on the server's end (as a server-side UDP port would).
+    func receiveDatagrams(portID: UInt32) throws -> DatagramRecorder {
+        try loop.submit { [self] in
+            let recorder = DatagramRecorder(portID: portID, eventLoop: loop)
+            serverSession?.register(recorder)
+            return recorder
+        }.wait()
+    }
+
+    /// Sends a DATAGRAM from the server's end: the mediator sends it from port `portID` to `peer`.
+    func sendDatagram(portID: UInt32, to peer: Endpoint, _ bytes: [UInt8]) throws {
+        try loop.submit { [self] in
+            serverSession?.send(.datagram(.init(portID: portID, peer: peer, bytes: ByteBuffer(bytes: bytes))))
+        }.wait()
+    }
+
     func portCount() throws -> Int {
         try loop.submit { [self] in api?.ports.count ?? -1 }.wait()
     }
@@ -209,4 +225,33 @@ private final class AnswerRecorder: TunnelSessionDelegate {
     }
 
     func sessionClosed(_ session: TunnelSession, _ end: SessionEnd) {}
+}
+
+/// The server end of one UDP port: the DATAGRAM frames the mediator sent for it.
+final class DatagramRecorder: TunnelPort {
+    let portID: UInt32
+    private let eventLoop: EventLoop
+    private var received: [Frame.Datagram] = []
+
+    init(portID: UInt32, eventLoop: EventLoop) {
+        self.portID = portID
+        self.eventLoop = eventLoop
+    }
+
+    func tunnelReceived(_ frame: Frame) {
+        if case .datagram(let d) = frame { received.append(d) }
+    }
+
+    func tunnelBecameWritable() {}
+    func tunnelClosed() {}
+
+    /// Waits up to 5 s for `count` datagrams (or returns what came).
+    func datagrams(_ count: Int) throws -> [Frame.Datagram] {
+        let deadline = NIODeadline.now() + .seconds(5)
+        while true {
+            let got = try eventLoop.submit { self.received }.wait()
+            if got.count >= count || NIODeadline.now() > deadline { return got }
+            usleep(20_000)
+        }
+    }
 }

@@ -255,10 +255,111 @@ final class RemoteSocketAPITests: XCTestCase {
     }
 
     func testRedirectIsDeniedWithoutAllowRedirect() throws {
-        harness = try MediatorHarness()
+        harness = try MediatorHarness { $0.policy.listenEnabled = true }
         let redirect = Frame.redirect(.init(requestID: 1, exact: false, address: loopback, port: 0))
         assertFailed(
             try harness.failed(redirect), .deniedByPolicy, 13, "this mediator does not allow redirect (--allow-redirect)")
+        XCTAssertEqual(try harness.portCount(), 0)
+    }
+
+    private func redirect(_ id: UInt32, exact: Bool = true, address: IPAddress? = nil, port: UInt16 = 0) -> Frame {
+        .redirect(.init(requestID: id, exact: exact, address: address ?? loopback, port: port))
+    }
+
+    func testRedirectExactFirstFreeAndInUse() throws {
+        harness = try MediatorHarness { $0.policy.redirectEnabled = true }
+        let first = try harness.done(redirect(1))
+        XCTAssertEqual(first.portID, 1)
+        XCTAssertEqual(first.local.host, .ip(loopback))
+        XCTAssertNotEqual(first.local.port, 0, "DONE carries the port the kernel chose")
+        assertFailed(try harness.failed(redirect(2, port: first.local.port)), .addressInUse, 98, "Address already in use")
+        let next = try harness.done(redirect(3, exact: false, port: first.local.port))
+        XCTAssertGreaterThan(next.local.port, first.local.port, "the first free port upwards")
+        XCTAssertEqual(next.portID, 3, "the failed REDIRECT's id is skipped")
+        // The port is bound on this host: nobody else gets it, until CLOSE.
+        XCTAssertThrowsError(try DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: Int(first.local.port)).wait())
+        XCTAssertEqual(try harness.done(close(4, port: first.portID)).local, first.local)
+        try DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: Int(first.local.port)).wait().close().wait()
+    }
+
+    func testRedirectOfAProtectedAddressAndThePortLimit() throws {
+        harness = try MediatorHarness {
+            $0.policy = Policy(redirectEnabled: true)  // no rule names loopback
+            $0.maxPorts = 1
+        }
+        let denied = try harness.failed(redirect(1))
+        XCTAssertEqual(denied.code, .deniedByPolicy)
+        XCTAssertEqual(denied.errno, 13)
+        assertFailed(
+            try harness.failed(redirect(2, address: IPAddress("::ffff:127.0.0.1")!)), .deniedByPolicy, 13,
+            "127.0.0.1 is in the loopback range 127.0.0.0/8, protected on the mediator: only an --allow rule inside it allows binding it")
+        _ = try harness.done(redirect(3, address: .anyV4))
+        assertFailed(try harness.failed(redirect(4, address: .anyV4)), .limitExceeded, 0, "the mediator holds its limit of 1 ports")
+    }
+
+    /// Every LAN sender reaches the server with its address and port, none of them known before; the
+    /// server's answers leave from the redirected port to the sender it names.
+    func testRedirectRelaysAnySenderAndAnswersFromThePort() throws {
+        harness = try MediatorHarness {
+            $0.policy = Policy(redirectEnabled: true)  // not even loopback is allowed as a destination
+            $0.policy.allow = [try AllowRule(parsing: "127.0.0.1/32:1")]  // binding 127.0.0.1 needs a rule naming it
+        }
+        let done = try harness.done(redirect(1))
+        let recorder = try harness.receiveDatagrams(portID: done.portID)
+        var senders: [Channel] = []
+        for _ in 0..<3 {
+            let s = try DatagramBootstrap(group: group).channelInitializer { $0.pipeline.addHandler(Inbox()) }
+                .bind(host: "127.0.0.1", port: 0).wait()
+            peers.append(s)
+            senders.append(s)
+        }
+        let target = try SocketAddress(ipAddress: "127.0.0.1", port: Int(done.local.port))
+        for (i, s) in senders.enumerated() {
+            try s.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: ByteBuffer(bytes: [UInt8(i), 1, 2]))).wait()
+        }
+        let got = try recorder.datagrams(3)
+        XCTAssertEqual(got.count, 3)
+        for (i, s) in senders.enumerated() {
+            let port = UInt16(s.localAddress!.port!)
+            let d = got.first { $0.peer.port == port }
+            XCTAssertEqual(d?.bytes, ByteBuffer(bytes: [UInt8(i), 1, 2]), "sender \(i)'s datagram, with its port")
+            XCTAssertEqual(d?.peer.host, .ip(loopback))
+        }
+        // Answers to each sender, from the redirected port.
+        for (i, s) in senders.enumerated() {
+            try harness.sendDatagram(portID: done.portID, to: Endpoint(loopback, UInt16(s.localAddress!.port!)), [UInt8(i), 9])
+        }
+        for (i, s) in senders.enumerated() {
+            let inbox = try s.pipeline.handler(type: Inbox.self).wait()
+            let answer = try inbox.next(on: s.eventLoop)
+            XCTAssertEqual(answer?.data, ByteBuffer(bytes: [UInt8(i), 9]))
+            XCTAssertEqual(answer?.remoteAddress.port, Int(done.local.port), "the answer leaves from the redirected port")
+        }
+        // A destination that never sent here is not a sender to answer: the policy denies it.
+        let stranger = try DatagramBootstrap(group: group).channelInitializer { $0.pipeline.addHandler(Inbox()) }
+            .bind(host: "127.0.0.1", port: 0).wait()
+        peers.append(stranger)
+        try harness.sendDatagram(portID: done.portID, to: Endpoint(loopback, UInt16(stranger.localAddress!.port!)), [7])
+        XCTAssertNil(try stranger.pipeline.handler(type: Inbox.self).wait().next(on: stranger.eventLoop, timeout: .milliseconds(300)))
+    }
+
+    /// A flood of senders is bounded: the port remembers at most its peer capacity, and every
+    /// datagram is relayed or dropped, never held.
+    func testAFloodOfSendersIsRelayedWithoutGrowing() throws {
+        harness = try MediatorHarness {
+            $0.policy = Policy(redirectEnabled: true)
+            $0.policy.allow = [try AllowRule(parsing: "127.0.0.1/32:1")]
+        }
+        let done = try harness.done(redirect(1))
+        let recorder = try harness.receiveDatagrams(portID: done.portID)
+        let target = try SocketAddress(ipAddress: "127.0.0.1", port: Int(done.local.port))
+        for i in 0..<200 {
+            let s = try DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait()
+            try s.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: ByteBuffer(bytes: [UInt8(i % 256)]))).wait()
+            try s.close().wait()
+        }
+        XCTAssertEqual(try recorder.datagrams(200).count, 200, "every sender reached the server once")
+        XCTAssertEqual(try harness.portCount(), 1, "senders take no ports")
     }
 
     // MARK: - Limits
@@ -304,5 +405,25 @@ final class RemoteSocketAPITests: XCTestCase {
         }
         let datagram = try DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: Int(udp.local.port)).wait()
         try datagram.close().wait()
+    }
+}
+
+/// Keeps what a loopback UDP socket receives, for the test to take.
+private final class Inbox: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    private var received: [AddressedEnvelope<ByteBuffer>] = []
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        received.append(unwrapInboundIn(data))
+    }
+
+    /// The next datagram within `timeout`, or nil.
+    func next(on loop: EventLoop, timeout: TimeAmount = .seconds(5)) throws -> AddressedEnvelope<ByteBuffer>? {
+        let deadline = NIODeadline.now() + timeout
+        while true {
+            let got = try loop.submit { self.received.isEmpty ? nil : self.received.removeFirst() }.wait()
+            if got != nil || NIODeadline.now() > deadline { return got }
+            usleep(20_000)
+        }
     }
 }

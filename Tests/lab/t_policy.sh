@@ -53,6 +53,7 @@ start_server server --keepalive 1 --dead-timeout 3 \
     --forward tcp:acme/0.0.0.0:9000=203.0.113.10:2222 \
     --forward udp:acme/0.0.0.0:5000=203.0.113.10:5000
 start_mediator mediator --allow 192.168.77.10/32:80
+mediator_pid=$(last_bg_pid)
 wait_mediator acme
 
 # --- forwards
@@ -97,7 +98,8 @@ denied "ctl redirect" 'redirect of .* denied by policy' redirect acme 0.0.0.0:19
 ctl close acme "$id" >/dev/null
 
 # --- the same reverse forward with --allow-listen
-kill -TERM -- "-$(pgrep -f -o 'postern mediator --server 203.0.113.10:7000 --name acme')" 2>/dev/null || true
+# By the process group this test started: a search by command line finds other labs' mediators too.
+kill -TERM -- "-$mediator_pid" 2>/dev/null || true
 start_mediator mediator2 --allow 192.168.77.10/32:80 --allow-listen
 wait_log "$TEST_TMP/server.log" "mediator 'acme' listens on 0\\.0\\.0\\.0:9000" 10
 assert_eq "via reverse" "$(lab exec lanhost socat -T3 - TCP:192.168.77.2:9000 <<<"via reverse")" "reverse forward with --allow-listen"
