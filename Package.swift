@@ -55,6 +55,12 @@ let package = Package(
             dependencies: ["PosternWire", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: pureSettings
         ),
+        // SOCKS5 messages (RFC 1928, RFC 1929) and the server's handshake: pure, like PosternWire.
+        .target(
+            name: "PosternSOCKS",
+            dependencies: ["PosternWire", "PosternCore", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: pureSettings
+        ),
         .target(
             name: "PosternNetlink",
             dependencies: ["CMNL", "CPosternShims", "PosternWire"],
@@ -98,7 +104,7 @@ let package = Package(
         .target(
             name: "PosternServer",
             dependencies: [
-                "PosternTunnel", "PosternCore", "PosternWire", "PosternCapture", "PosternPcap", "PosternReplay",
+                "PosternTunnel", "PosternCore", "PosternWire", "PosternSOCKS", "PosternCapture", "PosternPcap", "PosternReplay",
                 "PosternTUN", "PosternPacket", "PosternNetlink",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -122,7 +128,7 @@ let package = Package(
         .executableTarget(
             name: "postern",
             dependencies: [
-                "PosternServer", "PosternMediator", "PosternTLS", "PosternCore", "PosternWire",
+                "PosternServer", "PosternMediator", "PosternTLS", "PosternCore", "PosternWire", "PosternSOCKS",
                 "PosternCapture", "PosternPcap", "PosternReplay",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -197,6 +203,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: ioSettings
+        ),
+        .testTarget(
+            name: "PosternSOCKSTests",
+            dependencies: ["PosternSOCKS", "PosternWire", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: pureSettings
         ),
         .testTarget(
             name: "PosternNetlinkTests",

@@ -136,6 +136,11 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         if let r = error as? SocketAddressError {
             return (.resolveFailed, 0, "\(r)")
         }
+        // getaddrinfo's failure is a type of its own since NIO 2.6x, not a SocketAddressError case:
+        // without this a name that does not resolve came back as internalError (docs/protocol.md §5.3).
+        if let r = error as? SocketAddressError.UnknownHost {
+            return (.resolveFailed, 0, "\(r)")
+        }
         return (.internalError, 0, "\(error)")
     }
 

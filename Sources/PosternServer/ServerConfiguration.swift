@@ -1,6 +1,7 @@
 import NIOCore
 import PosternCore
 import PosternPcap
+import PosternSOCKS
 import PosternTunnel
 import PosternWire
 
@@ -47,6 +48,9 @@ public struct ServerConfiguration: Sendable {
     /// datagram rides the TCP channel, as in version 1.
     public var udpChannelEnabled = true
     public var softwareVersion: String
+    /// SOCKS5 listeners (`--socks`), and what they share.
+    public var socks: [SOCKSListenerSpec] = []
+    public var socksSettings = SOCKSSettings()
     /// `--pcap`: record the tcp: and udp: forwards' traffic to mediators into a pcap file (nil: no recording).
     public var pcap: PcapSettings?
     /// TUN mode (`--tun`): a tun device per mediator that offers it. Off by default.

@@ -5,6 +5,7 @@ import NIOHTTP1
 import NIOPosix
 import PosternCore
 import PosternPcap
+import PosternSOCKS
 import PosternTunnel
 import PosternWire
 
@@ -26,6 +27,7 @@ public final class ServerService: @unchecked Sendable {
     private var unauthenticatedDrops = 0
     private var failedProofs: FailedProofThrottle
     private var forwards: [any Forward] = []
+    private var socksListeners: [SOCKSListener] = []
     /// `--pcap`: where forwarded connections are recorded.
     private var recorder: PcapRecorder?
     private let finished: EventLoopPromise<Void>
@@ -77,6 +79,7 @@ public final class ServerService: @unchecked Sendable {
             tunMode?.stopAll()
             for link in registry.links.values { link.session.goAway(.shuttingDown, "server stopping") }
             for f in forwards { f.stop() }
+            for s in socksListeners { s.stop() }
             for c in channels { c.close(promise: nil) }
             // Let GOAWAY frames reach the wire before the loop goes.
             eventLoop.scheduleTask(in: .milliseconds(100)) { self.finished.succeed(()) }
@@ -104,6 +107,12 @@ public final class ServerService: @unchecked Sendable {
             } catch {
                 steps.append(eventLoop.makeFailedFuture(error))
             }
+        }
+        for spec in configuration.socks {
+            let listener = SOCKSListener(
+                spec: spec, settings: configuration.socksSettings, registry: registry, eventLoop: eventLoop, logger: logger)
+            socksListeners.append(listener)
+            steps.append(listener.start().flatMapErrorThrowing { throw Self.bindError(spec.listen, "\(spec)", $0) })
         }
         registry.udpFlowLimits = udpFlowLimits
         tunMode?.cleanLeftovers()

@@ -45,9 +45,7 @@ final class TCPForwardFromMediator: Forward {
 
     private func accepted(_ a: Frame.Accepted, _ link: MediatorLink) {
         // Register at once so DATA that follows ACCEPTED is kept while we connect.
-        let relay = StreamRelay(portID: a.portID, session: link.session)
-        relay.onClose = { [weak link] r, _ in link?.forget(portID: r.portID) }
-        link.session.register(relay)
+        let relay = link.makeRelay(portID: a.portID)
         ClientBootstrap(group: eventLoop)
             .relayedStreamOptions()
             .connectTimeout(.seconds(10))

@@ -60,20 +60,7 @@ final class TCPForwardToMediator: Forward {
         link.connect(portID: 0, to: spec.target, owner: "forward \(spec)").whenComplete { [self] result in
             switch result {
             case .success(let done):
-                guard child.isActive, link.isOpen else {
-                    link.session.send(.reset(.init(portID: done.portID, code: .connectionReset)))
-                    link.forget(portID: done.portID)
-                    return
-                }
-                let relay = StreamRelay(portID: done.portID, session: link.session)
-                relay.onClose = { [weak link] r, _ in link?.forget(portID: r.portID) }
-                link.session.register(relay)
-                child.pipeline.addHandler(relay).whenComplete { result in
-                    switch result {
-                    case .success: early.handOver()
-                    case .failure: child.close(promise: nil)
-                    }
-                }
+                link.relay(child, connected: done, early: early)
             case .failure(let error):
                 // The user sees an RST: the closest a forward can come to "connection refused".
                 logger.info("forward \(spec): connection from \(peer) not relayed: \(error)")

@@ -78,13 +78,7 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
     /// Each flow opens an ephemeral UDP port of the target's family on the mediator.
     private static func opener(spec: ForwardSpec, target: IPAddress, registry: MediatorRegistry) -> PortOpener {
         { owner in
-            guard let link = registry.link(spec.mediator) else { return nil }
-            let any: IPAddress = target.isIPv6 ? .anyV6 : .anyV4
-            return link.open(.udp, address: any, port: 0, exact: false, owner: owner).map { done in
-                OpenedPort(
-                    portID: done.portID, path: link.datagramPath,
-                    close: { if link.isOpen { _ = link.close(portID: done.portID) } })
-            }
+            registry.link(spec.mediator)?.openUDPPort(v6: target.isIPv6, owner: owner)
         }
     }
 
