@@ -46,6 +46,8 @@ public struct ServerConfiguration: Sendable {
     /// datagram rides the TCP channel, as in version 1.
     public var udpChannelEnabled = true
     public var softwareVersion: String
+    /// `--metrics ADDR:PORT`: `GET /metrics` without the admin token (nil: only on the admin API).
+    public var metrics: ListenAddress?
 
     public init(
         listen: ListenAddress, secrets: SecretBook, admin: ListenAddress?, forwards: [ForwardSpec],

@@ -9,6 +9,7 @@ import PosternWire
 /// port; each connection it accepts is relayed to the target as seen from the server.
 final class TCPForwardFromMediator: Forward {
     let spec: ForwardSpec
+    let counters = ForwardCounters()
     private let registry: MediatorRegistry
     private var logger: Logger
     private let eventLoop: EventLoop
@@ -22,6 +23,8 @@ final class TCPForwardFromMediator: Forward {
 
     func start() -> EventLoopFuture<Void> { eventLoop.makeSucceededVoidFuture() }
 
+    func detach(_ link: MediatorLink) { counters.listening = false }
+
     func stop() {}
 
     func attach(_ link: MediatorLink) {
@@ -33,10 +36,14 @@ final class TCPForwardFromMediator: Forward {
             .whenComplete { [self] result in
                 switch result {
                 case .success(let done):
+                    counters.listening = link.isOpen
+                    counters.failure = nil
                     logger.info("forward \(spec): mediator '\(spec.mediator)' listens on \(done.local)")
                     registry.events.post(
                         ServerEvent(mediator: spec.mediator, kind: "listening", port: done.portID, detail: "forward \(spec)"))
                 case .failure(let error):
+                    counters.listening = false
+                    counters.failure = "mediator '\(spec.mediator)' cannot listen on \(spec.listen): \(error)"
                     logger.error("forward \(spec): mediator '\(spec.mediator)' cannot listen on \(spec.listen): \(error)")
                     registry.events.post(ServerEvent(mediator: spec.mediator, kind: "forward-failed", detail: "\(spec): \(error)"))
                 }
@@ -46,7 +53,12 @@ final class TCPForwardFromMediator: Forward {
     private func accepted(_ a: Frame.Accepted, _ link: MediatorLink) {
         // Register at once so DATA that follows ACCEPTED is kept while we connect.
         let relay = StreamRelay(portID: a.portID, session: link.session)
-        relay.onClose = { [weak link] r, _ in link?.forget(portID: r.portID) }
+        let counters = counters
+        relay.onClose = { [weak link] r, _ in
+            link?.forget(portID: r.portID)
+            counters.closed(r)
+        }
+        counters.opened(relay)
         link.session.register(relay)
         ClientBootstrap(group: eventLoop)
             .relayedStreamOptions()
@@ -57,6 +69,7 @@ final class TCPForwardFromMediator: Forward {
                 case .success(let channel):
                     channel.pipeline.addHandler(relay).whenFailure { _ in channel.close(promise: nil) }
                 case .failure(let error):
+                    counters.failed(error)
                     logger.info("forward \(spec): cannot reach \(spec.target) for \(a.peer): \(error)")
                     var code = ErrorCode.refused
                     if let io = error as? IOError { code = ErrorCode(errno: io.errnoCode) }

@@ -47,6 +47,7 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
     }
 
     let spec: ForwardSpec
+    let counters = ForwardCounters()
     private let eventLoop: EventLoop
     private var logger: Logger
     private let now: () -> NIODeadline
@@ -70,6 +71,7 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
         self.logger = logger
         self.flows = DatagramFlowTable(limits: limits)
         self.openPort = openPort ?? Self.opener(spec: spec, target: target, registry: registry)
+        counters.openFlows = { [weak self] in self?.flows.count ?? 0 }
     }
 
     /// Each flow opens an ephemeral UDP port of the target's family on the mediator.
@@ -94,12 +96,14 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
             .bind(to: SocketAddress(spec.listenAddress))
             .map { [self] channel in
                 self.channel = channel
+                counters.listening = true
                 logger.info("forward \(spec): listening on \(spec.listen)")
                 sweeper = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(5), delay: .seconds(5)) { [self] _ in sweep(now: now()) }
             }
     }
 
     func stop() {
+        counters.listening = false
         sweeper?.cancel()
         channel?.close(promise: nil)
     }
@@ -110,6 +114,7 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         let peer = envelope.remoteAddress
+        counters.datagramBytesToMediator &+= UInt64(envelope.data.readableBytes)
         switch flows.arrived(envelope.data, from: peer, now: now()) {
         case .send(let flow):
             flow.port.path.offer(portID: flow.port.portID, peer: spec.target, bytes: envelope.data, drops: &flows.drops)
@@ -129,6 +134,7 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
     private func open(_ id: DatagramFlowID, for peer: SocketAddress) {
         guard let opening = openPort("forward \(spec) for \(peer)") else {
             logger.debug("forward \(spec): mediator '\(spec.mediator)' not connected; datagram dropped")
+            counters.refused()
             flows.openFailed(id)
             return
         }
@@ -145,6 +151,7 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
                     port.path.offer(portID: port.portID, peer: spec.target, bytes: bytes, drops: &flows.drops)
                 }
             case .failure(let error):
+                counters.failed(error)
                 logger.info("forward \(spec): cannot open a UDP port on '\(spec.mediator)': \(error)")
                 flows.openFailed(id)
             }
@@ -153,6 +160,7 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
 
     fileprivate func reply(_ bytes: ByteBuffer, on flow: FlowPort) {
         flows.touch(flow.id, now: now())
+        counters.datagramBytesFromMediator &+= UInt64(bytes.readableBytes)
         context?.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: flow.peer, data: bytes)), promise: nil)
     }
 

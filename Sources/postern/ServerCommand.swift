@@ -32,6 +32,12 @@ struct ServerCommand: AsyncParsableCommand {
     @Flag(help: "Allow --admin on a non-loopback address although it is plain HTTP: the token and all answers cross the network readable.")
     var adminInsecurePlain = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Also serve GET /metrics (Prometheus) here without the admin token; PORT alone means 127.0.0.1:PORT. It is on the admin API, with the token, either way.",
+            valueName: "[addr:]port"))
+    var metrics: String?
+
     @Option(help: "A forward, e.g. tcp:0.0.0.0:8080=acme/192.168.77.10:80 (repeatable).")
     var forward: [String] = []
 
@@ -116,6 +122,7 @@ struct ServerCommand: AsyncParsableCommand {
                 "listen", "secret-file", "admin", "admin-token-file", "admin-insecure-plain", "forwards", "keepalive",
                 "dead-timeout", "max-mediators", "max-session-buffer", "udp-max-flows", "udp-keepalive", "name-probe-timeout",
                 "insecure", "tls-cert", "tls-key", "state-dir", "mediator-ca",
+                "metrics",
             ])
         guard let listenText = try listen ?? section?.string("listen") else {
             throw ValidationError("--listen ADDR:PORT is required (or listen in the config file)")
@@ -185,6 +192,12 @@ struct ServerCommand: AsyncParsableCommand {
             ).make(logger: logger),
             softwareVersion: Postern.version)
         configuration.adminToken = adminToken
+        if let text = try metrics ?? section?.string("metrics") {
+            configuration.metrics = try Self.metricsAddress(text)
+            if let m = configuration.metrics, !m.address.isLoopback {
+                logger.warning("--metrics \(m): the metrics are readable from the network without a token (names, addresses, traffic)")
+            }
+        }
         if let n = try maxMediators ?? section?.int("max-mediators") {
             guard (1...1_000_000).contains(n) else { throw ValidationError("--max-mediators must be 1-1000000") }
             configuration.maxMediators = n
@@ -201,5 +214,14 @@ struct ServerCommand: AsyncParsableCommand {
             configuration.nameProbeTimeout = .nanoseconds(Int64(t * 1e9))
         }
         return configuration
+    }
+
+    /// `--metrics`: ADDR:PORT, or PORT alone on the loopback address.
+    static func metricsAddress(_ text: String) throws -> ListenAddress {
+        if let port = UInt16(text) { return ListenAddress(.v4(0x7f00_0001), port) }
+        guard let e = Endpoint(parsing: text).flatMap(ListenAddress.init) else {
+            throw ValidationError("--metrics '\(text)' is not [ADDR:]PORT (IPv6 in brackets)")
+        }
+        return e
     }
 }
