@@ -19,6 +19,7 @@ import PosternWire
 ///     GET  /v1/events                    a stream of JSON lines; ?history=1 replays recent ones first
 ///     GET  /v1/counters                  totals per mediator
 ///     GET  /v1/status                    version, uptime, every mediator and forward with state and counters
+///     POST /v1/reload                    read the configuration again and apply its forwards (`ServerService.reload`)
 ///     GET  /metrics                      the same in the Prometheus text format (`ServerMetrics`)
 ///
 /// Every request needs the bearer token and a `Host` the API is really reached by; a POST needs
@@ -42,6 +43,7 @@ final class AdminAPI: ChannelInboundHandler {
     /// The server's status now and its metrics (nil in tests that only drive the mediator routes).
     private let status: (() -> ServerStatus)?
     private let metrics: ServerMetrics?
+    private let reload: (() -> EventLoopFuture<ReloadResult>)?
     private var state = State.ready
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
@@ -54,8 +56,9 @@ final class AdminAPI: ChannelInboundHandler {
 
     init(
         registry: MediatorRegistry, access: AdminAccess, limits: AdminLimits, logger: Logger, status: (() -> ServerStatus)? = nil,
-        metrics: ServerMetrics? = nil
+        metrics: ServerMetrics? = nil, reload: (() -> EventLoopFuture<ReloadResult>)? = nil
     ) {
+        self.reload = reload
         self.status = status
         self.metrics = metrics
         self.registry = registry
@@ -174,6 +177,13 @@ final class AdminAPI: ChannelInboundHandler {
             respond(context, .ok, registry.links.values.filter(\.isOpen).map(CounterView.init))
         case (.GET, 2) where parts == ["v1", "status"] && status != nil:
             respond(context, .ok, status!())
+        case (.POST, 2) where parts == ["v1", "reload"] && reload != nil:
+            reload!().whenComplete { [self] result in
+                switch result {
+                case .success(let done): respond(context, .ok, done)
+                case .failure(let error): respond(context, .unprocessableEntity, ["error": "reload refused: \(error)"])
+                }
+            }
         case (.GET, 1) where parts == ["metrics"] && status != nil && metrics != nil:
             respondText(context, metrics!.text(status!()))
         default:

@@ -14,8 +14,8 @@ public final class ServerService: @unchecked Sendable {
     private let configuration: ServerConfiguration
     private let group: MultiThreadedEventLoopGroup
     public let eventLoop: EventLoop
-    private var logger: Logger
-    private let registry: MediatorRegistry
+    var logger: Logger
+    let registry: MediatorRegistry
     private var channels: [Channel] = []
     private var nextSessionID: UInt64 = 1
     /// Sessions still in the handshake, by id, and which to drop when there are too many.
@@ -24,7 +24,10 @@ public final class ServerService: @unchecked Sendable {
     private var random = SystemRandomNumberGenerator()
     private var unauthenticatedDrops = 0
     private var failedProofs: FailedProofThrottle
-    private var forwards: [any Forward] = []
+    var forwards: [any Forward] = []
+    /// The forwards the configuration wants now, read again on each reload (set by the command line:
+    /// the config file and `--forward` flags; throws when the file is broken).
+    public var wantedForwards: (() throws -> [ForwardSpec])?
     private let finished: EventLoopPromise<Void>
     /// Where the service port and admin API are actually bound (port 0 picks one).
     public private(set) var boundService: SocketAddress?
@@ -91,15 +94,17 @@ public final class ServerService: @unchecked Sendable {
         }
         registry.udpFlowLimits = udpFlowLimits
         registry.whenAttached { [self] link in
-            for forward in forwards where forward.spec.mediator == link.name {
-                forward.attach(link)
-                link.onClose { [weak forward] _ in forward?.detach(link) }
-            }
+            for forward in forwards where forward.spec.mediator == link.name { attach(forward, to: link) }
         }
         return EventLoopFuture.andAllSucceed(steps, on: eventLoop)
     }
 
-    private func makeForward(_ spec: ForwardSpec) throws -> any Forward {
+    func attach(_ forward: any Forward, to link: MediatorLink) {
+        forward.attach(link)
+        link.onClose { [weak forward] _ in forward?.detach(link) }
+    }
+
+    func makeForward(_ spec: ForwardSpec) throws -> any Forward {
         // The composition root: the one place the forwards' clock is the real one.
         let now: () -> NIODeadline = { .now() }
         switch (spec.transport, spec.direction) {
@@ -307,7 +312,7 @@ public final class ServerService: @unchecked Sendable {
                     channel.pipeline.addHandler(
                         AdminAPI(
                             registry: self.registry, access: access, limits: limits, logger: self.logger, status: { self.status() },
-                            metrics: self.metrics))
+                            metrics: self.metrics, reload: { self.reload() }))
                 }
             }
             .bind(to: SocketAddress(endpoint))

@@ -25,17 +25,35 @@ final class TCPForwardFromMediator: Forward {
 
     func detach(_ link: MediatorLink) { counters.listening = false }
 
-    func stop() {}
+    /// The mediator's listening port of the current session, closed by `stop`.
+    private weak var listeningOn: MediatorLink?
+    private var listenerID: UInt32?
+    private var stopped = false
+
+    /// Removed by a reload: its port on the mediator closes; connections already relayed go on.
+    func stop() {
+        stopped = true
+        counters.listening = false
+        if let link = listeningOn, let id = listenerID, link.isOpen { link.close(portID: id).whenFailure { _ in } }
+        listeningOn = nil
+        listenerID = nil
+    }
 
     func attach(_ link: MediatorLink) {
         let listen = spec.listenAddress
         link.open(.tcp, address: listen.address, port: listen.port, exact: true, owner: "forward \(spec)")
             .flatMap { [self] opened in
-                link.listen(portID: opened.portID) { [self] accepted in self.accepted(accepted, link) }
+                listeningOn = link
+                listenerID = opened.portID
+                return link.listen(portID: opened.portID) { [self] accepted in
+                    guard !stopped else { return }
+                    self.accepted(accepted, link)
+                }
             }
             .whenComplete { [self] result in
                 switch result {
                 case .success(let done):
+                    guard !stopped else { return stop() }
                     counters.listening = link.isOpen
                     counters.failure = nil
                     logger.info("forward \(spec): mediator '\(spec.mediator)' listens on \(done.local)")

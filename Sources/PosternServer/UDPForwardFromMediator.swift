@@ -106,7 +106,20 @@ final class UDPForwardFromMediator: Forward {
         return eventLoop.makeSucceededVoidFuture()
     }
 
-    func stop() { sweeper?.cancel() }
+    private weak var link: MediatorLink?
+    private var stopped = false
+
+    /// Removed by a reload: its port on the mediator closes and its flows' sockets with it.
+    func stop() {
+        stopped = true
+        counters.listening = false
+        sweeper?.cancel()
+        guard let port = current else { return }
+        current = nil
+        port.path.detach(portID: port.portID)
+        for closed in port.flows.removeAll() { closed.handle?.close(promise: nil) }
+        if let link, link.isOpen { link.close(portID: port.portID).whenFailure { _ in } }
+    }
 
     func detach(_ link: MediatorLink) { counters.listening = false }
 
@@ -127,6 +140,11 @@ final class UDPForwardFromMediator: Forward {
         }.whenComplete { [self] result in
             switch result {
             case .success(let done):
+                guard !stopped else {
+                    link.close(portID: done.portID).whenFailure { _ in }
+                    return
+                }
+                self.link = link
                 attach(path: link.datagramPath, portID: done.portID)
                 counters.listening = link.isOpen
                 counters.failure = nil

@@ -105,6 +105,11 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
     func stop() {
         counters.listening = false
         sweeper?.cancel()
+        for closed in flows.removeAll() {
+            guard let flow = closed.handle else { continue }
+            flow.port.path.detach(portID: flow.port.portID)
+            flow.port.close()
+        }
         channel?.close(promise: nil)
     }
 

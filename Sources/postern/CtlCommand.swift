@@ -10,6 +10,7 @@ struct CtlCommand: ParsableCommand {
         abstract: "Inspect mediators and drive their ports through the server's admin API.",
         subcommands: [
             Mediators.self, Ports.self, Open.self, Redirect.self, Connect.self, Listen.self, Close.self, Events.self, Status.self,
+            Reload.self,
         ]
     )
 
@@ -245,6 +246,28 @@ struct CtlCommand: ParsableCommand {
         func run() throws {
             try CtlCommand.finish(try options.client().request("GET", "/v1/status"), json: options.json) { o in
                 CtlCommand.statusTable(o as? [String: Any] ?? [:])
+            }
+        }
+    }
+
+    struct Reload: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Make the server read its configuration again and apply its forwards: unchanged ones keep their connections; a broken configuration is refused whole (as SIGHUP does)."
+        )
+        @ParentCommand var ctl: CtlCommand
+        @OptionGroup var here: Options
+        var options: Options { here.merged(ctl.options) }
+
+        func run() throws {
+            let result = try options.client().request("POST", "/v1/reload", body: Data("{}".utf8))
+            try CtlCommand.finish(result, json: options.json) { o in
+                let d = o as? [String: Any] ?? [:]
+                var out = ""
+                for key in ["added", "removed", "unchanged"] {
+                    for spec in d[key] as? [String] ?? [] { out += "\(key)  \(spec)\n" }
+                }
+                return out.isEmpty ? "no forwards configured\n" : out
             }
         }
     }

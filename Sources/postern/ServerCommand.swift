@@ -103,6 +103,9 @@ struct ServerCommand: AsyncParsableCommand {
             fflush(stdout)
         }
         let service = ServerService(configuration: configuration, logger: logger)
+        // A reload reads the whole configuration again (a broken file is refused whole) and applies
+        // its forwards; the other settings need a restart.
+        service.wantedForwards = { try makeConfiguration(logger: logger).forwards }
         do {
             try await service.start()
         } catch {
@@ -112,6 +115,10 @@ struct ServerCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
         Signals.onTermination { service.stop() }
+        Signals.onHangup {
+            logger.info("SIGHUP: reloading the configuration")
+            service.reload().whenFailure { _ in }  // logged by reload
+        }
         try await service.run()
     }
 
