@@ -76,9 +76,12 @@ public final class ServerMetrics: Sendable {
                 counter(r, "postern_mediator_udp_channel_datagrams_total", "Datagrams on the session's UDP channels.", l + [("what", what)])
                     .increment(by: Int64(clamping: value))
             }
-            if let rtt = m.keepaliveRTTSeconds {
-                gauge(r, "postern_mediator_keepalive_rtt_seconds", "The latest UDP channel keepalive round trip.", l)
-                    .set(rtt)
+            for (channel, rtt) in [("tcp", m.keepaliveRTTSeconds), ("udp", m.udpKeepaliveRTTSeconds)] {
+                guard let rtt else { continue }
+                gauge(
+                    r, "postern_mediator_keepalive_rtt_seconds", "The latest keepalive round trip, per channel.", l + [("channel", channel)]
+                )
+                .set(rtt)
             }
         }
         for f in status.forwards {

@@ -370,7 +370,8 @@ public final class ServerService: @unchecked Sendable {
                 m.datagramPath = link.datagramPath.isUDPUp ? "udp" : "tcp"
                 m.udpSent = c.sent
                 m.udpReceived = c.received
-                m.keepaliveRTTSeconds = link.datagramPath.roundTrip.map { Double($0.nanoseconds) / 1e9 }
+                m.keepaliveRTTSeconds = link.session.keepaliveRoundTrip.map { Double($0.nanoseconds) / 1e9 }
+                m.udpKeepaliveRTTSeconds = link.datagramPath.roundTrip.map { Double($0.nanoseconds) / 1e9 }
             }
             mediators.append(m)
         }

@@ -19,8 +19,10 @@ public struct ServerStatus: Codable, Sendable {
         public var datagramPath: String
         public var udpSent: UInt64
         public var udpReceived: UInt64
-        /// The UDP channel's latest keepalive round trip, when one was measured.
+        /// The latest keepalive round trip on the TCP channel (PING to PONG), when one was measured.
         public var keepaliveRTTSeconds: Double?
+        /// The same on the UDP channel that is up, if any.
+        public var udpKeepaliveRTTSeconds: Double?
 
         public var reconnects: UInt64 { sessions > 0 ? sessions - 1 : 0 }
     }

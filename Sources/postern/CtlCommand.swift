@@ -281,13 +281,15 @@ struct CtlCommand: ParsableCommand {
         }
         out += "\n\n"
         let mediators = s["mediators"] as? [[String: Any]] ?? []
-        var rows = [["MEDIATOR", "STATE", "FROM", "SESSIONS", "PORTS", "IN", "OUT", "DATAGRAMS", "RTT"]]
+        var rows = [["MEDIATOR", "STATE", "FROM", "SESSIONS", "PORTS", "IN", "OUT", "DATAGRAMS", "RTT TCP", "RTT UDP"]]
         for m in mediators {
             let connected = m["connected"] as? Bool ?? false
             let rtt = (m["keepaliveRTTSeconds"] as? Double).map { String(format: "%.1fms", $0 * 1000) } ?? "-"
+            let udpRTT = (m["udpKeepaliveRTTSeconds"] as? Double).map { String(format: "%.1fms", $0 * 1000) } ?? "-"
             rows.append([
                 "\(m["name"] ?? "?")", connected ? "connected" : "disconnected", "\(m["from"] ?? "-")", "\(m["sessions"] ?? 0)",
                 "\(m["ports"] ?? 0)", bytes(m["bytesIn"]), bytes(m["bytesOut"]), connected ? "\(m["datagramPath"] ?? "?")" : "-", rtt,
+                udpRTT,
             ])
         }
         out += mediators.isEmpty ? "no mediators seen yet\n" : columns(rows)

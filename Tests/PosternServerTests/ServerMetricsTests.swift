@@ -19,7 +19,8 @@ final class ServerMetricsTests: XCTestCase {
             mediators: [
                 .init(
                     name: mediator, connected: true, sessions: 3, from: "203.0.113.1:4000", connectedAt: nil, ports: 2, bytesIn: 1000,
-                    bytesOut: 2000, datagramPath: "udp", udpSent: 5, udpReceived: 6, keepaliveRTTSeconds: 0.004),
+                    bytesOut: 2000, datagramPath: "udp", udpSent: 5, udpReceived: 6, keepaliveRTTSeconds: 0.004,
+                    udpKeepaliveRTTSeconds: 0.002),
                 .init(
                     name: "gone", connected: false, sessions: 1, from: nil, connectedAt: nil, ports: 0, bytesIn: 0, bytesOut: 0,
                     datagramPath: "tcp", udpSent: 0, udpReceived: 0, keepaliveRTTSeconds: nil),
@@ -54,7 +55,8 @@ final class ServerMetricsTests: XCTestCase {
             #"postern_mediator_datagram_path{mediator="acme",path="udp"} 1.0"#,
             #"postern_mediator_datagram_path{mediator="acme",path="tcp"} 0.0"#,
             #"postern_mediator_udp_channel_datagrams_total{mediator="acme",what="sent"} 5"#,
-            #"postern_mediator_keepalive_rtt_seconds{mediator="acme"} 0.004"#,
+            #"postern_mediator_keepalive_rtt_seconds{mediator="acme",channel="tcp"} 0.004"#,
+            #"postern_mediator_keepalive_rtt_seconds{mediator="acme",channel="udp"} 0.002"#,
             "postern_forward_state{\(forward),state=\"listening\"} 1.0",
             "postern_forward_state{\(forward),state=\"waiting\"} 0.0",
             "postern_forward_connections_open{\(forward)} 1.0",
@@ -69,7 +71,7 @@ final class ServerMetricsTests: XCTestCase {
         ] {
             XCTAssertTrue(l.contains(expected), "missing: \(expected)\n\(text)")
         }
-        XCTAssertFalse(text.contains(#"keepalive_rtt_seconds{mediator="gone"}"#), "no round trip measured: no sample")
+        XCTAssertFalse(text.contains(#"keepalive_rtt_seconds{mediator="gone""#), "no round trip measured: no sample")
     }
 
     /// Every sample line of the exposition, whatever the names and values held.
