@@ -20,7 +20,13 @@ extension ServerService {
     /// start. All or nothing: a configuration that does not parse, or a new forward that cannot
     /// bind, leaves the running forwards as they were (removed ones are started again).
     public func reload() -> EventLoopFuture<ReloadResult> {
-        eventLoop.flatSubmit { [self] in reloadOnLoop() }
+        eventLoop.flatSubmit { [self] in
+            // One at a time: a reload whose binds are still under way has not settled `forwards` yet.
+            let previous = reloadQueue ?? eventLoop.makeSucceededVoidFuture()
+            let next = previous.flatMap { self.reloadOnLoop() }
+            reloadQueue = next.map { _ in () }.recover { _ in () }
+            return next
+        }
     }
 
     private func reloadOnLoop() -> EventLoopFuture<ReloadResult> {

@@ -28,6 +28,8 @@ public final class ServerService: @unchecked Sendable {
     /// The forwards the configuration wants now, read again on each reload (set by the command line:
     /// the config file and `--forward` flags; throws when the file is broken).
     public var wantedForwards: (() throws -> [ForwardSpec])?
+    /// The reload in progress: the next one starts when it is done (a burst of SIGHUPs runs one at a time).
+    var reloadQueue: EventLoopFuture<Void>?
     private let finished: EventLoopPromise<Void>
     /// Where the service port and admin API are actually bound (port 0 picks one).
     public private(set) var boundService: SocketAddress?

@@ -7,7 +7,7 @@
 #  - a broken config (a bad forward) is refused whole with the error (ctl exits 1); a config with
 #    two forwards on one address too; and one whose new forward cannot bind (the forward it would
 #    have removed is started again); everything keeps serving as before;
-#  - SIGHUP with B back: B serves again;
+#  - SIGHUP with B back: B serves again; a burst of 20 SIGHUPs plus a ctl reload changes nothing;
 #  - the download through A finishes byte-exact (SHA-256): the reloads never touched it.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -92,6 +92,14 @@ kill -HUP "$server_pid"
 wait_listen wan 8081
 assert_eq hello "$(fetch 8081)" "B after SIGHUP"
 kill -0 "$server_pid" || fail "the server died on SIGHUP"
+# A burst of SIGHUPs and reloads at once: one at a time, nothing changes, nothing breaks.
+for _ in $(seq 20); do kill -HUP "$server_pid"; done
+out=$(ctl reload) || fail "ctl reload after the SIGHUP burst failed: $out"
+assert_contains "$out" "unchanged  $B" "reload after the burst"
+[[ "$out" != *added* && "$out" != *removed* ]] || fail "the burst changed something: $out"
+kill -0 "$server_pid" || fail "the server died in the SIGHUP burst"
+assert_eq hello "$(fetch 8081)" "B after the burst"
+assert_eq hello "$(fetch 8082)" "C after the burst"
 
 wait "$curl_pid" || fail "the download through A failed during the reloads: $(cat "$TEST_TMP/curl.log")"
 assert_eq "$want" "$(sha256sum <"$TEST_TMP/got" | cut -d' ' -f1)" "SHA-256 of the download through A"
