@@ -114,11 +114,18 @@ struct ServerCommand: AsyncParsableCommand {
             try? await service.run()
             throw ExitCode(1)
         }
-        Signals.onTermination { service.stop() }
+        Signals.onTermination {
+            SystemdNotify.send("STOPPING=1")
+            service.stop()
+        }
         Signals.onHangup {
             logger.info("SIGHUP: reloading the configuration")
-            service.reload().whenFailure { _ in }  // logged by reload
+            SystemdNotify.send("RELOADING=1")
+            // Ready again whatever the outcome: a refused reload leaves the old forwards serving.
+            service.reload().whenComplete { _ in SystemdNotify.send("READY=1") }  // the refusal is logged by reload
         }
+        // Everything is bound: systemd (Type=notify) may start what depends on the server.
+        SystemdNotify.send("READY=1")
         try await service.run()
     }
 

@@ -7,6 +7,7 @@
 #  - a broken config (a bad forward) is refused whole with the error (ctl exits 1); a config with
 #    two forwards on one address too; and one whose new forward cannot bind (the forward it would
 #    have removed is started again); everything keeps serving as before;
+#  - the server tells systemd's notify socket READY=1 once bound, RELOADING=1 and READY=1 on SIGHUP;
 #  - SIGHUP with B back: B serves again; a burst of 20 SIGHUPs plus a ctl reload changes nothing;
 #  - the download through A finishes byte-exact (SHA-256): the reloads never touched it.
 # shellcheck source=lib.sh
@@ -40,7 +41,18 @@ B="tcp:0.0.0.0:8081=acme/192.168.77.10:80"
 C="tcp:0.0.0.0:8082=acme/192.168.77.10:80"
 R="tcp:acme/0.0.0.0:2222=203.0.113.10:9000"
 config "$A" "$B" "$R"
-start_server server --config "$TEST_TMP/server.toml"
+# systemd's notify socket, played by a listener that logs each message (Type=notify in the unit).
+bg wan notify python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+while True:
+    print(s.recv(4096).decode(), flush=True)
+' "$TEST_TMP/notify.sock"
+end=$((SECONDS + 5))
+until [[ -S "$TEST_TMP/notify.sock" ]]; do ((SECONDS < end)) || fail "no notify socket"; sleep 0.1; done
+NOTIFY_SOCKET="$TEST_TMP/notify.sock" start_server server --config "$TEST_TMP/server.toml"
+wait_log "$TEST_TMP/notify.log" '^READY=1$' 5
 server_pid=$(last_bg_pid)
 start_mediator mediator --allow-listen
 wait_mediator acme
@@ -91,6 +103,13 @@ config "$A" "$B" "$C"
 kill -HUP "$server_pid"
 wait_listen wan 8081
 assert_eq hello "$(fetch 8081)" "B after SIGHUP"
+wait_log "$TEST_TMP/notify.log" '^RELOADING=1$' 5
+end=$((SECONDS + 5))
+until (($(grep -c '^READY=1$' "$TEST_TMP/notify.log") >= 2)); do
+    ((SECONDS < end)) || fail "no READY=1 after the SIGHUP reload: $(cat "$TEST_TMP/notify.log")"
+    sleep 0.1
+done
+echo "notify socket: $(tr '\n' ' ' <"$TEST_TMP/notify.log")"
 kill -0 "$server_pid" || fail "the server died on SIGHUP"
 # A burst of SIGHUPs and reloads at once: one at a time, nothing changes, nothing breaks.
 for _ in $(seq 20); do kill -HUP "$server_pid"; done

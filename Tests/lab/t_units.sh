@@ -70,6 +70,12 @@ grep -qx 'Restart=on-failure' "$units/postern-mediator@.service" || fail "the me
 # Exit 1 of a mediator is only the final refusal (ReconnectRule.stop); the source says so.
 grep -q 'throw ExitCode(1)' "$LAB_REPO/Sources/postern/MediatorCommand.swift" || fail "the mediator no longer exits 1: update the unit"
 
+# Readiness and reload: the binary speaks sd_notify (t_reload checks READY=1 and RELOADING=1).
+for unit in postern-server.service postern-mediator@.service; do
+    grep -qx 'Type=notify' "$units/$unit" || fail "$unit is not Type=notify"
+done
+grep -qx 'ExecReload=/bin/kill -HUP $MAINPID' "$units/postern-server.service" || fail "systemctl reload does not send SIGHUP"
+
 # Least capabilities.
 assert_eq "CapabilityBoundingSet=CAP_NET_BIND_SERVICE" "$(grep '^CapabilityBoundingSet=' "$units/postern-server.service")" \
     "server capabilities"
