@@ -40,6 +40,9 @@ final class ForwardCounters {
         closedFromMediator &+= relay.bytesFromTunnel
     }
 
+    /// A datagram forward opened a flow (its connections are flows).
+    func flowOpened() { connectionsTotal &+= 1 }
+
     func refused() { refusals &+= 1 }
 
     /// A connection that was not relayed: the mediator's policy, or anything else.

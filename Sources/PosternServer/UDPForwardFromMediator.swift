@@ -211,6 +211,7 @@ final class UDPForwardFromMediator: Forward {
                     channel.close(promise: nil)  // the flow ended while its socket was being bound
                     return
                 }
+                counters.flowOpened()
                 let remote = channel.remoteAddress ?? target
                 for bytes in backlog { channel.write(AddressedEnvelope(remoteAddress: remote, data: bytes), promise: nil) }
                 channel.flush()

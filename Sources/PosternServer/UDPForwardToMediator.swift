@@ -152,6 +152,7 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
                     return
                 }
                 port.path.attach(portID: port.portID, flow)
+                counters.flowOpened()
                 for bytes in backlog {
                     port.path.offer(portID: port.portID, peer: spec.target, bytes: bytes, drops: &flows.drops)
                 }

@@ -6,6 +6,8 @@
 #    5% of what the client sent (open connections count, not only closed ones);
 #  - an iperf3 run through tcp:0.0.0.0:5201=acme/192.168.77.10:5201: the counter rises while it runs
 #    and ends within 5% of iperf3's own figure;
+#  - 10 datagrams of 1000 bytes through udp:0.0.0.0:5353=acme/192.168.77.10:5353 (an echo): 10000
+#    bytes counted each way;
 #  - ctl status lists the mediator (connected) and both forwards (listening) with their counters;
 #  - /metrics on the admin port needs the token (401 without, 401 with a wrong one, 200 with it);
 #    the tokenless --metrics port serves nothing but GET /metrics.
@@ -15,10 +17,12 @@ postern_setup
 
 bg lanhost sink socat -u TCP-LISTEN:9000,bind=192.168.77.10,fork,reuseaddr OPEN:/dev/null
 bg lanhost iperf iperf3 -s -B 192.168.77.10 -p 5201
+bg lanhost echo python3 "$LAB_REPO/Tests/lab/udp_echo.py" 192.168.77.10 5353
 wait_listen lanhost 9000
 wait_listen lanhost 5201
 start_server server --keepalive 1 --metrics 203.0.113.10:9100 \
-    --forward tcp:0.0.0.0:8080=acme/192.168.77.10:9000 --forward tcp:0.0.0.0:5201=acme/192.168.77.10:5201
+    --forward tcp:0.0.0.0:8080=acme/192.168.77.10:9000 --forward tcp:0.0.0.0:5201=acme/192.168.77.10:5201 \
+    --forward udp:0.0.0.0:5353=acme/192.168.77.10:5353
 wait_listen wan 9100
 grep -q "readable from the network without a token" "$TEST_TMP/server.log" \
     || fail "no warning for --metrics on a non-loopback address"
@@ -71,6 +75,23 @@ assert during < after, "the counter during the run must be below the final one"
 assert after >= received * 0.999, "fewer bytes counted than iperf3's server received"
 assert abs(after / received - 1) <= 0.05, "off by more than 5%"
 PY
+
+# UDP: 10 datagrams of 1000 bytes to the echo and back: 10000 bytes each way, one flow.
+udp_fwd="udp:0.0.0.0:5353=acme/192.168.77.10:5353"
+lab exec user python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.connect(("203.0.113.10", 5353))
+for i in range(10):
+    s.send(bytes([i]) * 1000)
+    assert s.recv(2000) == bytes([i]) * 1000
+' || fail "UDP echo through the forward"
+assert_eq 10000 "$(bytes_of "$udp_fwd" to_mediator)" "UDP forward bytes to the mediator"
+assert_eq 10000 "$(bytes_of "$udp_fwd" from_mediator)" "UDP forward bytes from the mediator"
+echo "$(ctl status)" | grep -Eq '^udp:0\.0\.0\.0:5353=acme/192\.168\.77\.10:5353 +listening +1 +1 ' \
+    || fail "ctl status: the UDP forward should show 1 flow open, 1 in total"
+echo "udp forward: 10000 bytes each way counted, 1 flow"
 
 # 3. ctl status: the mediator and both forwards, with counters.
 status=$(ctl status)
