@@ -37,6 +37,9 @@ public struct ForwardDiff: Sendable {
         var listen: ListenAddress
     }
 
+    /// Whether `a` and `b` are one forward, however spelled.
+    public static func same(_ a: ForwardSpec, _ b: ForwardSpec) -> Bool { identity(a) == identity(b) }
+
     static func identity(_ s: ForwardSpec) -> Identity {
         Identity(transport: s.transport, direction: s.direction, mediator: s.mediator, listen: s.listenAddress, target: s.target)
     }

@@ -19,6 +19,9 @@ import PosternWire
 ///     GET  /v1/events                    a stream of JSON lines; ?history=1 replays recent ones first
 ///     GET  /v1/counters                  totals per mediator
 ///     GET  /v1/status                    version, uptime, every mediator and forward with state and counters
+///     GET  /v1/forwards                  the forwards with state and counters (as in /v1/status)
+///     POST /v1/forwards/add              {"spec":"tcp:0.0.0.0:8080=acme/192.168.77.10:80"}: start one (kept across reloads)
+///     POST /v1/forwards/remove           {"spec":"…"}: stop one, configured or added
 ///     POST /v1/reload                    read the configuration again and apply its forwards (`ServerService.reload`)
 ///     GET  /metrics                      the same in the Prometheus text format (`ServerMetrics`)
 ///
@@ -44,6 +47,8 @@ final class AdminAPI: ChannelInboundHandler {
     private let status: (() -> ServerStatus)?
     private let metrics: ServerMetrics?
     private let reload: (() -> EventLoopFuture<ReloadResult>)?
+    /// Adds ("add") or removes ("remove") one forward.
+    private let changeForward: ((String, ForwardSpec) -> EventLoopFuture<ReloadResult>)?
     private var state = State.ready
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
@@ -56,8 +61,10 @@ final class AdminAPI: ChannelInboundHandler {
 
     init(
         registry: MediatorRegistry, access: AdminAccess, limits: AdminLimits, logger: Logger, status: (() -> ServerStatus)? = nil,
-        metrics: ServerMetrics? = nil, reload: (() -> EventLoopFuture<ReloadResult>)? = nil
+        metrics: ServerMetrics? = nil, reload: (() -> EventLoopFuture<ReloadResult>)? = nil,
+        changeForward: ((String, ForwardSpec) -> EventLoopFuture<ReloadResult>)? = nil
     ) {
+        self.changeForward = changeForward
         self.reload = reload
         self.status = status
         self.metrics = metrics
@@ -177,6 +184,21 @@ final class AdminAPI: ChannelInboundHandler {
             respond(context, .ok, registry.links.values.filter(\.isOpen).map(CounterView.init))
         case (.GET, 2) where parts == ["v1", "status"] && status != nil:
             respond(context, .ok, status!())
+        case (.GET, 2) where parts == ["v1", "forwards"] && status != nil:
+            respond(context, .ok, status!().forwards)
+        case (.POST, 3) where parts[0...1] == ["v1", "forwards"] && ["add", "remove"].contains(parts[2]) && changeForward != nil:
+            struct Body: Decodable { var spec: String }
+            guard let body = try? JSONDecoder().decode(Body.self, from: Data(body.readableBytesView)) else {
+                return respond(context, .badRequest, ["error": "body must be {\"spec\": \"FORWARD\"}"])
+            }
+            let spec: ForwardSpec
+            do { spec = try ForwardSpec(parsing: body.spec) } catch { return respond(context, .badRequest, ["error": "\(error)"]) }
+            changeForward!(parts[2], spec).whenComplete { [self] result in
+                switch result {
+                case .success(let done): respond(context, .ok, done)
+                case .failure(let error): respond(context, .unprocessableEntity, ["error": "\(parts[2]) refused: \(error)"])
+                }
+            }
         case (.POST, 2) where parts == ["v1", "reload"] && reload != nil:
             reload!().whenComplete { [self] result in
                 switch result {

@@ -18,27 +18,71 @@ extension ServerService {
     /// Reads the configuration again (`wantedForwards`) and applies its forwards: those that did not
     /// change keep running with their connections (`ForwardDiff`), removed ones stop, new ones
     /// start. All or nothing: a configuration that does not parse, or a new forward that cannot
-    /// bind, leaves the running forwards as they were (removed ones are started again).
+    /// bind, leaves the running forwards as they were (removed ones are started again). Forwards
+    /// added through the API (`add`) are not the configuration's: a reload leaves them alone.
     public func reload() -> EventLoopFuture<ReloadResult> {
+        queued { [self] in
+            guard let wantedForwards else { throw ReloadError(description: "this server has no configuration to reload") }
+            let wanted = try wantedForwards()
+            let runtime = forwards.map(\.spec).filter { runtimeForwards.contains($0.text) }
+            // The configuration must not collide with what the API added either.
+            _ = try ForwardDiff(running: [], wanted: wanted + runtime)
+            let configured = forwards.map(\.spec).filter { !runtimeForwards.contains($0.text) }
+            return try ForwardDiff(running: configured, wanted: wanted)
+        }
+    }
+
+    /// `ctl forwards add`: one more forward, until removed or the server restarts (a reload keeps it).
+    public func addForward(_ spec: ForwardSpec) -> EventLoopFuture<ReloadResult> {
+        queued { [self] in
+            let running = forwards.map(\.spec)
+            let diff = try ForwardDiff(running: running, wanted: running + [spec])
+            guard !diff.added.isEmpty else { throw ReloadError(description: "forward '\(spec)' is running already") }
+            return diff
+        } then: { [self] _ in
+            runtimeForwards.insert(spec.text)
+        }
+    }
+
+    /// `ctl forwards remove`: stops a running forward (configured or added), spelled any way.
+    public func removeForward(_ spec: ForwardSpec) -> EventLoopFuture<ReloadResult> {
+        queued { [self] in
+            let running = forwards.map(\.spec)
+            let diff = try ForwardDiff(running: running, wanted: running.filter { !ForwardDiff.same($0, spec) })
+            guard !diff.removed.isEmpty else { throw ReloadError(description: "no forward '\(spec)' is running") }
+            return diff
+        } then: { [self] result in
+            runtimeForwards.subtract(result.removed)
+        }
+    }
+
+    /// Runs one change after the one before it: a change whose binds are still under way has not
+    /// settled `forwards` yet (a burst of SIGHUPs runs one at a time).
+    private func queued(_ plan: @escaping () throws -> ForwardDiff, then done: @escaping (ReloadResult) -> Void = { _ in })
+        -> EventLoopFuture<
+            ReloadResult
+        >
+    {
         eventLoop.flatSubmit { [self] in
-            // One at a time: a reload whose binds are still under way has not settled `forwards` yet.
             let previous = reloadQueue ?? eventLoop.makeSucceededVoidFuture()
-            let next = previous.flatMap { self.reloadOnLoop() }
+            let next = previous.flatMap { self.apply(plan) }.map { result in
+                done(result)
+                return result
+            }
             reloadQueue = next.map { _ in () }.recover { _ in () }
             return next
         }
     }
 
-    private func reloadOnLoop() -> EventLoopFuture<ReloadResult> {
+    private func apply(_ plan: () throws -> ForwardDiff) -> EventLoopFuture<ReloadResult> {
         let diff: ForwardDiff
         var made: [any Forward] = []
         do {
-            guard let wantedForwards else { throw ReloadError(description: "this server has no configuration to reload") }
-            diff = try ForwardDiff(running: forwards.map(\.spec), wanted: try wantedForwards())
+            diff = try plan()
             // Everything that can fail without a socket fails here, before anything stops.
             for spec in diff.added { made.append(try makeForward(spec)) }
         } catch {
-            logger.error("reload refused, the running configuration stays: \(error)")
+            logger.error("forwards unchanged, change refused: \(error)")
             return eventLoop.makeFailedFuture(ReloadError(description: "\(error)"))
         }
         let result = ReloadResult(
@@ -61,15 +105,14 @@ extension ServerService {
                 for f in made { f.stop() }
                 for spec in diff.removed { startAgain(spec) }
                 let message = failures.map { "\($0)" }.joined(separator: "; ")
-                logger.error("reload refused, the running configuration stays: \(message)")
+                logger.error("forwards unchanged, change refused: \(message)")
                 throw ReloadError(description: message)
             }
             for f in made {
                 forwards.append(f)
                 if let link = registry.link(f.spec.mediator) { attach(f, to: link) }
             }
-            logger.info(
-                "reloaded: \(diff.added.count) forwards added, \(diff.removed.count) removed, \(diff.unchanged.count) unchanged")
+            logger.info("forwards: \(diff.added.count) added, \(diff.removed.count) removed, \(diff.unchanged.count) unchanged")
             for spec in diff.removed {
                 registry.events.post(ServerEvent(mediator: spec.mediator, kind: "forward-removed", detail: spec.text))
             }

@@ -30,6 +30,8 @@ public final class ServerService: @unchecked Sendable {
     public var wantedForwards: (() throws -> [ForwardSpec])?
     /// The reload in progress: the next one starts when it is done (a burst of SIGHUPs runs one at a time).
     var reloadQueue: EventLoopFuture<Void>?
+    /// Forwards added through the API (`ctl forwards add`), by spec text: a reload leaves them alone.
+    var runtimeForwards: Set<String> = []
     private let finished: EventLoopPromise<Void>
     /// Where the service port and admin API are actually bound (port 0 picks one).
     public private(set) var boundService: SocketAddress?
@@ -314,7 +316,8 @@ public final class ServerService: @unchecked Sendable {
                     channel.pipeline.addHandler(
                         AdminAPI(
                             registry: self.registry, access: access, limits: limits, logger: self.logger, status: { self.status() },
-                            metrics: self.metrics, reload: { self.reload() }))
+                            metrics: self.metrics, reload: { self.reload() },
+                            changeForward: { op, spec in op == "add" ? self.addForward(spec) : self.removeForward(spec) }))
                 }
             }
             .bind(to: SocketAddress(endpoint))

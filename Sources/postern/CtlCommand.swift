@@ -10,7 +10,7 @@ struct CtlCommand: ParsableCommand {
         abstract: "Inspect mediators and drive their ports through the server's admin API.",
         subcommands: [
             Mediators.self, Ports.self, Open.self, Redirect.self, Connect.self, Listen.self, Close.self, Events.self, Status.self,
-            Reload.self,
+            Reload.self, Forwards.self,
         ]
     )
 
@@ -272,6 +272,36 @@ struct CtlCommand: ParsableCommand {
         }
     }
 
+    struct Forwards: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "List the forwards (state and counters), or add or remove one while the server runs (an added one is kept across reloads, until removed or a restart)."
+        )
+        @ParentCommand var ctl: CtlCommand
+        @OptionGroup var here: Options
+        var options: Options { here.merged(ctl.options) }
+        @Argument(help: "list, add or remove.") var action: String = "list"
+        @Argument(help: "The forward, as for --forward (add, remove).") var spec: String?
+
+        func run() throws {
+            switch (action, spec) {
+            case ("list", nil):
+                try CtlCommand.finish(try options.client().request("GET", "/v1/forwards"), json: options.json) { o in
+                    CtlCommand.forwardsTable(o as? [[String: Any]] ?? [])
+                }
+            case ("add", let spec?), ("remove", let spec?):
+                let body = try JSONSerialization.data(withJSONObject: ["spec": spec])
+                let result = try options.client().request("POST", "/v1/forwards/\(action)", body: body)
+                try CtlCommand.finish(result, json: options.json) { o in
+                    let d = o as? [String: Any] ?? [:]
+                    return ["added", "removed"].flatMap { key in (d[key] as? [String] ?? []).map { "\(key)  \($0)\n" } }.joined()
+                }
+            default:
+                throw ValidationError("use: ctl forwards [list] | add FORWARD | remove FORWARD")
+            }
+        }
+    }
+
     /// `ctl status` as aligned columns: one table of mediators, one of forwards.
     static func statusTable(_ s: [String: Any]) -> String {
         let uptime = Int((s["uptimeSeconds"] as? Double) ?? 0)
@@ -294,8 +324,12 @@ struct CtlCommand: ParsableCommand {
         }
         out += mediators.isEmpty ? "no mediators seen yet\n" : columns(rows)
         out += "\n"
-        let forwards = s["forwards"] as? [[String: Any]] ?? []
-        rows = [["FORWARD", "STATE", "OPEN", "TOTAL", "TO MEDIATOR", "FROM MEDIATOR", "REFUSED", "DENIED", "ERRORS"]]
+        out += forwardsTable(s["forwards"] as? [[String: Any]] ?? [])
+        return out
+    }
+
+    static func forwardsTable(_ forwards: [[String: Any]]) -> String {
+        var rows = [["FORWARD", "STATE", "OPEN", "TOTAL", "TO MEDIATOR", "FROM MEDIATOR", "REFUSED", "DENIED", "ERRORS"]]
         for f in forwards {
             var state = "\(f["state"] ?? "?")"
             if let reason = f["reason"] as? String { state += ": \(reason)" }
@@ -304,8 +338,7 @@ struct CtlCommand: ParsableCommand {
                 bytes(f["bytesFromMediator"]), "\(f["refusals"] ?? 0)", "\(f["policyDenials"] ?? 0)", "\(f["errors"] ?? 0)",
             ])
         }
-        out += forwards.isEmpty ? "no forwards configured\n" : columns(rows)
-        return out
+        return forwards.isEmpty ? "no forwards configured\n" : columns(rows)
     }
 
     private static func bytes(_ v: Any?) -> String {

@@ -9,6 +9,8 @@
 #    have removed is started again); everything keeps serving as before;
 #  - the server tells systemd's notify socket READY=1 once bound, RELOADING=1 and READY=1 on SIGHUP;
 #  - SIGHUP with B back: B serves again; a burst of 20 SIGHUPs plus a ctl reload changes nothing;
+#  - ctl forwards add D serves at once and survives a reload of the file; one on a taken address or
+#    one that does not parse is refused; ctl forwards remove stops it; removing it twice is refused;
 #  - the download through A finishes byte-exact (SHA-256): the reloads never touched it.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -96,7 +98,7 @@ expect_exit "reload of a config whose new forward cannot bind" 1 bind "reload re
     "$LAB_TOOL" exec wan "$POSTERN_BIN" ctl reload
 assert_eq hello "$(fetch 8082)" "C after the refused reloads"
 if fetch 8083 >/dev/null 2>&1; then fail "a forward of the refused config was started"; fi
-grep -q "reload refused, the running configuration stays" "$TEST_TMP/server.log" || fail "the refusal was not logged"
+grep -q "forwards unchanged, change refused" "$TEST_TMP/server.log" || fail "the refusal was not logged"
 
 # SIGHUP, B back.
 config "$A" "$B" "$C"
@@ -119,6 +121,25 @@ assert_contains "$out" "unchanged  $B" "reload after the burst"
 kill -0 "$server_pid" || fail "the server died in the SIGHUP burst"
 assert_eq hello "$(fetch 8081)" "B after the burst"
 assert_eq hello "$(fetch 8082)" "C after the burst"
+
+# Through the API: ctl forwards add/remove; an added forward survives a reload of the file.
+D="tcp:0.0.0.0:8084=acme/192.168.77.10:80"
+out=$(ctl forwards add "$D") || fail "ctl forwards add failed: $out"
+assert_contains "$out" "added  $D" "ctl forwards add"
+assert_eq hello "$(fetch 8084)" "D after ctl forwards add"
+expect_exit "adding a forward on a taken address" 1 addtaken "add refused: .*same address" \
+    "$LAB_TOOL" exec wan "$POSTERN_BIN" ctl forwards add "tcp:0.0.0.0:8084=acme/192.168.77.10:81"
+expect_exit "adding a forward that does not parse" 1 addbad "invalid forward" \
+    "$LAB_TOOL" exec wan "$POSTERN_BIN" ctl forwards add "tcp:0.0.0.0:8085"
+out=$(ctl reload) || fail "ctl reload with an added forward failed: $out"
+[[ "$out" != *removed* ]] || fail "a reload removed the forward added through the API: $out"
+assert_eq hello "$(fetch 8084)" "D after a reload"
+ctl forwards | grep -Eq "^tcp:0\.0\.0\.0:8084=acme/192\.168\.77\.10:80 +listening " || fail "ctl forwards does not list D"
+out=$(ctl forwards remove "$D") || fail "ctl forwards remove failed: $out"
+assert_contains "$out" "removed  $D" "ctl forwards remove"
+if fetch 8084 >/dev/null 2>&1; then fail "D still serves after ctl forwards remove"; fi
+expect_exit "removing a forward that is not running" 1 rmnone "no forward" \
+    "$LAB_TOOL" exec wan "$POSTERN_BIN" ctl forwards remove "$D"
 
 wait "$curl_pid" || fail "the download through A failed during the reloads: $(cat "$TEST_TMP/curl.log")"
 assert_eq "$want" "$(sha256sum <"$TEST_TMP/got" | cut -d' ' -f1)" "SHA-256 of the download through A"
