@@ -57,6 +57,12 @@ let package = Package(
             dependencies: ["PosternWire", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: pureSettings
         ),
+        // SOCKS5 messages (RFC 1928, RFC 1929) and the server's handshake: pure, like PosternWire.
+        .target(
+            name: "PosternSOCKS",
+            dependencies: ["PosternWire", "PosternCore", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: pureSettings
+        ),
         .target(
             name: "PosternNetlink",
             dependencies: ["CMNL", "CPosternShims", "PosternWire"],
@@ -86,10 +92,22 @@ let package = Package(
             ],
             swiftSettings: ioSettings
         ),
+        // TUN mode's I/O: the tun device (NIO-read descriptor) and the packet relay between it and a
+        // session's paths. Only this module opens /dev/net/tun.
+        .target(
+            name: "PosternTUN",
+            dependencies: [
+                "CPosternShims", "PosternPacket", "PosternNetlink", "PosternTunnel", "PosternWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: ioSettings
+        ),
         .target(
             name: "PosternServer",
             dependencies: [
-                "PosternTunnel", "PosternCore", "PosternWire",
+                "PosternTunnel", "PosternCore", "PosternWire", "PosternSOCKS", "PosternCapture", "PosternPcap", "PosternReplay",
+                "PosternTUN", "PosternPacket", "PosternNetlink",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -103,7 +121,8 @@ let package = Package(
         .target(
             name: "PosternMediator",
             dependencies: [
-                "PosternTunnel", "PosternCore", "PosternWire", "PosternNetlink",
+                "PosternTunnel", "PosternCore", "PosternWire", "PosternNetlink", "PosternPcap", "PosternReplay",
+                "PosternTUN", "PosternPacket",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -113,7 +132,8 @@ let package = Package(
         .executableTarget(
             name: "postern",
             dependencies: [
-                "PosternServer", "PosternMediator", "PosternTLS", "PosternCore", "PosternWire",
+                "PosternServer", "PosternMediator", "PosternTLS", "PosternCore", "PosternWire", "PosternSOCKS",
+                "PosternCapture", "PosternPcap", "PosternReplay",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -189,8 +209,55 @@ let package = Package(
             swiftSettings: ioSettings
         ),
         .testTarget(
+            name: "PosternSOCKSTests",
+            dependencies: ["PosternSOCKS", "PosternWire", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: pureSettings
+        ),
+        .testTarget(
             name: "PosternNetlinkTests",
-            dependencies: ["PosternNetlink", "PosternWire"],
+            dependencies: [
+                "PosternNetlink", "PosternWire", "PosternTUN", "PosternPacket",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: pureSettings
+        ),
+        // Capture files (issue 12): libpcap reads them (CPcap, PosternPcap); PosternCapture is the pure
+        // decoding above it (link layers, IP, fragments, flows); PosternReplay drives flows through a tunnel.
+        .systemLibrary(
+            name: "CPcap",
+            pkgConfig: "libpcap",
+            providers: [.apt(["libpcap-dev"])]
+        ),
+        .target(
+            name: "PosternCapture",
+            dependencies: ["PosternWire"],
+            swiftSettings: pureSettings
+        ),
+        .target(
+            name: "PosternPcap",
+            dependencies: ["CPcap", "PosternCapture"],
+            swiftSettings: pureSettings
+        ),
+        .target(
+            name: "PosternReplay",
+            dependencies: [
+                "PosternCapture", "PosternPcap", "PosternWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: ioSettings
+        ),
+        .testTarget(
+            name: "PosternReplayTests",
+            dependencies: [
+                "PosternReplay", "PosternCapture", "PosternPcap",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: ioSettings
+        ),
+        .testTarget(
+            name: "PosternCaptureTests",
+            dependencies: ["PosternCapture", "PosternPcap", "PosternWire"],
             swiftSettings: pureSettings
         ),
     ]

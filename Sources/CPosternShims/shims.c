@@ -4,6 +4,12 @@
 #include <linux/rtnetlink.h>
 #include <linux/if_link.h>
 #include <linux/if_addr.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/ioctl.h>
 
 // The Swift side reads these headers with loadUnaligned(as:) and strides over nexthop records by
 // hand; pin the layouts it relies on so a surprising ABI fails the build instead of misparsing.
@@ -29,4 +35,22 @@ size_t postern_mnl_socket_buffer_size(void) {
 
 size_t postern_rtnh_align(size_t len) {
     return RTNH_ALIGN(len);
+}
+
+int postern_tun_open(const char *name, char *actual, size_t actual_size) {
+    if (strlen(name) >= IFNAMSIZ || actual_size < IFNAMSIZ) return -EINVAL;
+    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+        int code = errno;
+        close(fd);
+        return -code;
+    }
+    memcpy(actual, ifr.ifr_name, IFNAMSIZ);
+    actual[IFNAMSIZ - 1] = 0;
+    return fd;
 }

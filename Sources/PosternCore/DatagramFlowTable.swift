@@ -73,6 +73,17 @@ public struct DatagramFlowTable<Peer: Hashable, Handle> {
 
     public func peer(_ id: DatagramFlowID) -> Peer? { peers[id] }
 
+    /// A copy of `bytes` in storage of its own size. A datagram read in a batch (`recvmmsg`) is a slice
+    /// of the whole batch's receive buffer (a megabyte): kept as it is in a backlog, it would keep that
+    /// buffer alive, and a flood of new flows would pin a megabyte per waiting datagram. Only the few
+    /// datagrams that wait for a port are copied; a flow's later datagrams pass through untouched.
+    static func owned(_ bytes: ByteBuffer) -> ByteBuffer {
+        var copy = ByteBuffer()
+        copy.reserveCapacity(bytes.readableBytes)
+        copy.writeImmutableBuffer(bytes)
+        return copy
+    }
+
     /// A datagram arrived from `peer`.
     public mutating func arrived(_ bytes: ByteBuffer, from peer: Peer, now: NIODeadline) -> Arrival {
         guard var flow = flows[peer] else {
@@ -84,7 +95,7 @@ public struct DatagramFlowTable<Peer: Hashable, Handle> {
             }
             let id = DatagramFlowID(rawValue: nextID)
             nextID += 1
-            flows[peer] = Flow(id: id, state: .opening(backlog: [bytes]), lastActive: now)
+            flows[peer] = Flow(id: id, state: .opening(backlog: [Self.owned(bytes)]), lastActive: now)
             peers[id] = peer
             return .open(id)
         }
@@ -101,7 +112,7 @@ public struct DatagramFlowTable<Peer: Hashable, Handle> {
             }
             // Drop the old state's reference first so the array is appended to in place.
             flow.state = .opening(backlog: [])
-            backlog.append(bytes)
+            backlog.append(Self.owned(bytes))
             flow.state = .opening(backlog: backlog)
             flows[peer] = flow
             return .queued

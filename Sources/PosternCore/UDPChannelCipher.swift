@@ -13,14 +13,31 @@ import PosternWire
 ///
 /// Pure and stateless: the counter comes from the caller (`UDPChannelStateMachine`), which never passes
 /// the same one twice for a channel (`UDPChannelCounter`).
+///
+/// Copies: swift-crypto has no in-place AEAD, and always returns a new ciphertext (or plaintext) and
+/// copies it once more into its sealed box. Around that, nothing more is copied: the message is
+/// encoded straight after the header in the datagram's own buffer, sealed from there (header and
+/// plaintext passed as pointers into that buffer, not as arrays), and the ciphertext written over
+/// it; opening reads header, ciphertext and tag in place in the received buffer.
 public struct UDPChannelCipher: Sendable {
     public let sessionID: UInt64
-    // Kept as bytes: swift-crypto's SymmetricKey is not Sendable; making one per datagram copies 32 bytes.
-    private let keys: SessionKeys
+    private let keys: Keys
+
+    /// The two keys, made once per session instead of once per datagram. swift-crypto's SymmetricKey
+    /// is not marked Sendable, but it is immutable storage that is only read after it is made.
+    private final class Keys: @unchecked Sendable {
+        let sending: SymmetricKey
+        let receiving: SymmetricKey
+
+        init(_ keys: SessionKeys) {
+            sending = SymmetricKey(data: keys.sending)
+            receiving = SymmetricKey(data: keys.receiving)
+        }
+    }
 
     public init(keys: SessionKeys, sessionID: UInt64) {
         self.sessionID = sessionID
-        self.keys = keys
+        self.keys = Keys(keys)
     }
 
     /// One whole datagram: header, the message sealed under this end's sending key, tag. Returns nil
@@ -32,17 +49,18 @@ public struct UDPChannelCipher: Sendable {
         var datagram = ByteBuffer()
         datagram.reserveCapacity(size)
         datagram.writeUDPChannelHeader(header)
-        var plain = ByteBuffer()
-        plain.reserveCapacity(message.encodedLength)
-        plain.writeUDPChannelMessage(message)
-        let plaintext = plain.readableBytesView
-        let associated = datagram.readableBytesView
+        let plaintextLength = datagram.writeUDPChannelMessage(message)
         // Neither can fail: the key is 32 bytes and the nonce 12, the sizes ChaChaPoly takes.
         guard let nonce = try? ChaChaPoly.Nonce(data: header.nonce),
-            let box = try? ChaChaPoly.seal(
-                Array(plaintext), using: SymmetricKey(data: keys.sending), nonce: nonce, authenticating: Array(associated))
+            let box = try? datagram.withUnsafeReadableBytes({ raw in
+                try ChaChaPoly.seal(
+                    UnsafeRawBufferPointer(rebasing: raw[UDPChannelHeader.length...]), using: keys.sending, nonce: nonce,
+                    authenticating: UnsafeRawBufferPointer(rebasing: raw[..<UDPChannelHeader.length]))
+            })
         else { preconditionFailure("ChaChaPoly refused a 32-byte key and a 12-byte nonce") }
-        datagram.writeBytes(box.ciphertext)
+        let ciphertext = box.ciphertext
+        precondition(ciphertext.count == plaintextLength, "ChaCha20 changed the message's length")
+        datagram.setBytes(ciphertext, at: datagram.readerIndex + UDPChannelHeader.length)
         datagram.writeBytes(box.tag)
         return datagram
     }
@@ -50,20 +68,22 @@ public struct UDPChannelCipher: Sendable {
     /// The plaintext of a received datagram whose header was read (`readUDPChannelHeader`) from the
     /// front of `datagram` (the whole datagram, from its first byte), or nil when it does not
     /// authenticate under this end's receiving key: forged, altered, sealed for the other direction or
-    /// another session.
+    /// another session. The plaintext is in a buffer of its own: a received datagram may be a slice of
+    /// a whole batch's receive buffer, which must not stay alive with what is delivered.
     public func open(_ datagram: ByteBuffer, header: UDPChannelHeader) -> ByteBuffer? {
-        let start = datagram.readerIndex
         let sealedLength = datagram.readableBytes - UDPChannelHeader.overhead
-        guard sealedLength >= 0,
-            let associated = datagram.getBytes(at: start, length: UDPChannelHeader.length),
-            let ciphertext = datagram.getBytes(at: start + UDPChannelHeader.length, length: sealedLength),
-            let tag = datagram.getBytes(at: start + UDPChannelHeader.length + sealedLength, length: UDPChannelHeader.tagLength),
-            let nonce = try? ChaChaPoly.Nonce(data: header.nonce),
-            let box = try? ChaChaPoly.SealedBox(nonce: nonce, ciphertext: ciphertext, tag: tag),
-            let plaintext = try? ChaChaPoly.open(box, using: SymmetricKey(data: keys.receiving), authenticating: associated)
-        else { return nil }
-        var buffer = ByteBuffer()
-        buffer.writeBytes(plaintext)
-        return buffer
+        guard sealedLength >= 0, let nonce = try? ChaChaPoly.Nonce(data: header.nonce) else { return nil }
+        return datagram.withUnsafeReadableBytes { raw -> ByteBuffer? in
+            let header = UnsafeRawBufferPointer(rebasing: raw[..<UDPChannelHeader.length])
+            let ciphertext = UnsafeRawBufferPointer(rebasing: raw[UDPChannelHeader.length..<(UDPChannelHeader.length + sealedLength)])
+            let tag = UnsafeRawBufferPointer(rebasing: raw[(UDPChannelHeader.length + sealedLength)...])
+            guard let box = try? ChaChaPoly.SealedBox(nonce: nonce, ciphertext: ciphertext, tag: tag),
+                let plaintext = try? ChaChaPoly.open(box, using: keys.receiving, authenticating: header)
+            else { return nil }
+            var buffer = ByteBuffer()
+            buffer.reserveCapacity(plaintext.count)
+            buffer.writeBytes(plaintext)
+            return buffer
+        }
     }
 }

@@ -23,6 +23,8 @@ final class DatagramPort: ChannelInboundHandler, DatagramPathReceiver {
     private let policy: Policy
     private let logger: Logger
     private var context: ChannelHandlerContext?
+    /// Datagrams to LAN peers leave in one `sendmmsg` per event-loop pass, not one syscall each.
+    private var writer: DatagramWriteBatcher?
     private(set) var drops = DatagramDrops()
     /// Peers this port exchanged datagrams with (normalised), so replies pass the policy both ways.
     private var peers = DatagramPeerMemory<Endpoint>(capacity: 4096)
@@ -37,8 +39,15 @@ final class DatagramPort: ChannelInboundHandler, DatagramPathReceiver {
         self.logger = logger
     }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        writer = DatagramWriteBatcher(channel: context.channel)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        writer = nil
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
@@ -58,7 +67,7 @@ final class DatagramPort: ChannelInboundHandler, DatagramPathReceiver {
     }
 
     func datagramReceived(_ bytes: ByteBuffer, peer: Endpoint, portID: UInt32) {
-        guard let context else { return }
+        guard let writer else { return }
         guard case .ip(let address) = peer.host, case let known = Endpoint(address.normalized, peer.port),
             peers.contains(known) || policy.allowsConnect(to: address, port: peer.port)
         else {
@@ -68,7 +77,7 @@ final class DatagramPort: ChannelInboundHandler, DatagramPathReceiver {
         }
         peers.remember(known)
         let remote = SocketAddress(address, port: peer.port)
-        context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: bytes)), promise: nil)
+        writer.write(AddressedEnvelope(remoteAddress: remote, data: bytes))
     }
 
     func datagramPathClosed(portID: UInt32) { close() }

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import PosternCore
+import PosternPcap
 import PosternTunnel
 
 /// Everything `postern mediator` needs, already validated.
@@ -23,12 +24,16 @@ public struct MediatorConfiguration: Sendable {
     /// OPEN, REDIRECT, CONNECT and LISTEN requests a second one session may make (the same number may
     /// come at once); more fail with `limitExceeded`.
     public var maxRequestRate = 5000
+    /// `--pcap`: record what the mediator's LAN sockets carry into a pcap file (nil: no recording).
+    public var pcap: PcapSettings?
     /// Keepalive and dead timeout of the UDP channel (docs/protocol.md §9.7).
     public var udpChannel = UDPChannelSettings()
     /// Whether the mediator opens a UDP channel to the server's service port number once a session is
     /// established; without it every datagram rides the TCP channel, as in version 1.
     public var udpChannelEnabled = true
     public var softwareVersion: String
+    /// TUN mode, if the operator allows it (`--tun`); nil: off, the server's TUN requests are refused.
+    public var tun: MediatorTunSettings?
 
     public init(
         serverHost: String, serverPort: Int, name: String, secret: [UInt8], policy: Policy,

@@ -14,7 +14,8 @@ final class MediatorDatagramHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
-        path.received(envelope.data, from: envelope.remoteAddress)
+        // Several when the server's GSO run arrived joined (UDP GRO): each is a datagram of its own.
+        envelope.forEachSegment { path.received($0, from: envelope.remoteAddress) }
     }
 
     /// A connected UDP socket reports ICMP errors (the server's port closed, a gateway refusing) as

@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import PosternCore
 import PosternNetlink
+import PosternPcap
 import PosternTunnel
 import PosternWire
 
@@ -16,8 +17,12 @@ public final class MediatorService: @unchecked Sendable {
     private var logger: Logger
     private var backoff = Backoff()
     private var session: TunnelSession?
+    /// `--pcap`: where the LAN sockets' traffic is recorded.
+    private var recorder: PcapRecorder?
     private var stopping = false
     private let finished: EventLoopPromise<Void>
+    /// TUN mode (`--tun`): one per mediator, reused by each session.
+    private let tun: MediatorTun?
 
     public init(configuration: MediatorConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -26,12 +31,21 @@ public final class MediatorService: @unchecked Sendable {
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.eventLoop = group.next()
         self.finished = eventLoop.makePromise()
+        self.tun = configuration.tun.map { MediatorTun(settings: $0, mediatorName: configuration.name, logger: logger) }
     }
 
     /// Runs until `stop()`, or until a server that proved the secret refuses this mediator for good
     /// (`ReconnectRule`): that ends it with an error. Nothing unauthenticated can end it.
     public func run() async throws {
-        eventLoop.execute { self.dial() }
+        // --pcap: opened before the first dial, so a path that cannot be written stops the mediator.
+        try await eventLoop.submit { [self] in
+            recorder = try configuration.pcap.map { try PcapRecorder(path: $0.path, maxBytes: $0.maxBytes, maxFiles: $0.maxFiles) }
+        }.get()
+        eventLoop.execute {
+            // Undo what a killed run left (its journal in the state directory) before anything else.
+            self.tun?.cleanLeftovers()
+            self.dial()
+        }
         do {
             try await finished.futureResult.get()
         } catch {
@@ -45,6 +59,8 @@ public final class MediatorService: @unchecked Sendable {
         eventLoop.execute { [self] in
             guard !stopping else { return }
             stopping = true
+            // Undo TUN mode's changes now: the process may exit before the session's close arrives.
+            tun?.stop()
             if let session {
                 session.goAway(.shuttingDown, "mediator stopping")
             }
@@ -64,6 +80,7 @@ public final class MediatorService: @unchecked Sendable {
         let configuration = configuration
         // The one place the mediator's port rules meet the real clock.
         let api = RemoteSocketAPI(configuration: configuration, eventLoop: eventLoop, logger: logger, now: { .now() })
+        api.recorder = recorder
         let session = TunnelSession(
             machine: MediatorSessionStateMachine(
                 name: configuration.name, secret: configuration.secret, nonce: Nonce.make(),
@@ -74,6 +91,7 @@ public final class MediatorService: @unchecked Sendable {
             role: .mediator, fallback: TunnelDatagramPath(session: session), settings: configuration.udpChannel, eventLoop: eventLoop,
             logger: logger, now: { .now() })
         api.datagramPath = path
+        api.tun = tun
         var udpSocket: Channel?
         // Set once the server's WELCOME proof checked out over the key TLS verified.
         var serverProved = false
@@ -163,7 +181,7 @@ public final class MediatorService: @unchecked Sendable {
     ) {
         guard let server = session.remoteAddress else { return }
         DatagramBootstrap(group: eventLoop)
-            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
+            .batchedDatagramOptions(receiveOffload: true)
             .channelInitializer { channel in
                 DatagramChecksumFilter.attach(to: channel).flatMap { channel.pipeline.addHandler(MediatorDatagramHandler(path: path)) }
             }
@@ -177,8 +195,9 @@ public final class MediatorService: @unchecked Sendable {
                     }
                     opened(channel)
                     let to = channel.remoteAddress ?? server
+                    let writer = DatagramWriteBatcher(channel: channel, segmentation: RelayBuffers.channelSegmentation)
                     path.start(sessionID: info.sessionID, keys: info.keys) { bytes, address in
-                        channel.writeAndFlush(AddressedEnvelope(remoteAddress: address, data: bytes), promise: nil)
+                        writer.write(AddressedEnvelope(remoteAddress: address, data: bytes))
                     }
                     path.openChannel(1, to: to)
                     logger.info("UDP channel 1 to \(to.display)/udp opened")
@@ -195,11 +214,13 @@ public final class MediatorService: @unchecked Sendable {
             try NetlinkEnvironment.read(softwareVersion: version)
         }.whenComplete { [self] result in
             switch result {
-            case .success(let environment):
+            case .success(var environment):
+                if tun != nil { environment.capabilities.insert(.tunOffered) }
                 session.send(.environment(environment))
             case .failure(let error):
                 logger.warning("cannot read the network environment: \(error)")
-                session.send(.environment(.init(hostname: "", softwareVersion: version)))
+                session.send(
+                    .environment(.init(hostname: "", softwareVersion: version, capabilities: tun != nil ? [.tunOffered] : [])))
             }
         }
     }

@@ -2,6 +2,8 @@ import Logging
 import NIOCore
 import NIOPosix
 import PosternCore
+import PosternPcap
+import PosternReplay
 import PosternTunnel
 import PosternWire
 
@@ -32,6 +34,10 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
     /// How the session's datagrams travel (`UDPChannelDatagramPath`, set by `MediatorService`); nil:
     /// DATAGRAM frames on the TCP channel.
     var datagramPath: DatagramPath?
+    /// `--pcap`: the LAN sockets' traffic is recorded here too.
+    var recorder: PcapRecorder?
+    /// TUN mode, when the operator allows it (`--tun`): answers TUN, takes PACKET frames.
+    var tun: MediatorTun?
 
     /// `now` is the clock of the request rate.
     init(configuration: MediatorConfiguration, eventLoop: EventLoop, logger: Logger, now: @escaping () -> NIODeadline) {
@@ -59,12 +65,22 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         case .connect(let c): connect(c, session)
         case .listen(let l): listen(l, session)
         case .close(let c): close(c, session)
+        case .tun(let t):
+            guard let tun, let path = datagramPath as? UDPChannelDatagramPath else {
+                logger.warning("the server asked for TUN mode, which this mediator does not offer (no --tun)")
+                session.send(.failed(.init(requestID: t.requestID, code: .deniedByPolicy, errno: 0, message: "TUN mode is off (no --tun)")))
+                return
+            }
+            tun.start(t, session: session, path: path)
+        case .packet(let p):
+            tun?.packetFrame(p.bytes)
         default:
             session.goAway(.protocolError, "the server sent \(frame.name), which only a mediator sends")
         }
     }
 
     func sessionClosed(_ session: TunnelSession, _ end: SessionEnd) {
+        tun?.stop()
         for port in ports.sessionClosed() {
             switch port {
             case .reserved(let r), .startingToListen(let r): r.close()
@@ -118,6 +134,11 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
             return describe(first.error)
         }
         if let r = error as? SocketAddressError {
+            return (.resolveFailed, 0, "\(r)")
+        }
+        // getaddrinfo's failure is a type of its own since NIO 2.6x, not a SocketAddressError case:
+        // without this a name that does not resolve came back as internalError (docs/protocol.md §5.3).
+        if let r = error as? SocketAddressError.UnknownHost {
             return (.resolveFailed, 0, "\(r)")
         }
         return (.internalError, 0, "\(error)")
@@ -182,10 +203,17 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
             portID: id, path: datagramPath ?? TunnelDatagramPath(session: session), policy: configuration.policy,
             local: Endpoint(o.address, port),
             logger: session.logger)
+        let recorder = self.recorder
         DatagramBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 0)
             .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
-            .channelInitializer { channel in DatagramChecksumFilter.attach(to: channel).flatMap { channel.pipeline.addHandler(relay) } }
+            .channelInitializer { channel in
+                DatagramChecksumFilter.attach(to: channel).flatMapThrowing {
+                    // --pcap: the tap sits before the port, so it sees what the socket sees.
+                    if let recorder { try channel.pipeline.syncOperations.addHandler(PcapDatagramTap(recorder: recorder)) }
+                    try channel.pipeline.syncOperations.addHandler(relay)
+                }
+            }
             .bind(host: o.address.description, port: Int(port))
             .whenComplete { [self] result in
                 switch result {
@@ -269,6 +297,9 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
                 session.register(relay)
                 let localEndpoint = channel.localAddress?.endpoint ?? Endpoint(.anyV4, 0)
                 session.send(.done(.init(requestID: requestID, portID: id, local: localEndpoint)))
+                if let recorder, let tap = PcapStreamTap(channel: channel, recorder: recorder, initiatedHere: true) {
+                    try? channel.pipeline.syncOperations.addHandler(tap, position: .first)
+                }
                 channel.pipeline.addHandler(relay).whenFailure { _ in channel.close(promise: nil) }
             }
         }
@@ -348,6 +379,9 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         let peer = child.remoteAddress?.endpoint ?? Endpoint(.anyV4, 0)
         // ACCEPTED goes out before any DATA of the new port.
         session.send(.accepted(.init(listenerID: listenerID, portID: id, peer: peer)))
+        if let recorder, let tap = PcapStreamTap(channel: child, recorder: recorder) {
+            try? child.pipeline.syncOperations.addHandler(tap, position: .first)
+        }
         return child.pipeline.addHandler(relay)
     }
 

@@ -11,6 +11,10 @@ public enum NetlinkError: Error, CustomStringConvertible, Sendable, Equatable {
     case malformedReply(request: String, detail: String)
     /// The dump kept being invalidated by concurrent changes (NLM_F_DUMP_INTR) and we gave up.
     case dumpInterrupted(request: String, attempts: Int)
+    /// The kernel refused a change request (`NetlinkRequest.summary` says which).
+    case requestFailed(String, errno: Int32)
+    /// No interface of that name exists.
+    case noSuchInterface(String)
 
     public var description: String {
         switch self {
@@ -20,6 +24,31 @@ public enum NetlinkError: Error, CustomStringConvertible, Sendable, Equatable {
             return "netlink: malformed reply to \(request): \(detail)"
         case .dumpInterrupted(let request, let attempts):
             return "netlink: \(request) dump was interrupted by concurrent changes \(attempts) times in a row"
+        case .requestFailed(let summary, let code):
+            return "cannot \(summary): \(Self.reason(code))"
+        case .noSuchInterface(let name):
+            return "no such device: \(name)"
+        }
+    }
+
+    /// The kernel's errno for a change request, in the words an operator needs.
+    static func reason(_ code: Int32) -> String {
+        switch code {
+        case EEXIST: return "it is already there (in use by someone else?) (errno \(code))"
+        case ENODEV: return "no such device (errno \(code))"
+        case EPERM, EACCES: return "not permitted: TUN mode needs CAP_NET_ADMIN (errno \(code))"
+        case EADDRNOTAVAIL: return "no such address (errno \(code))"
+        case ESRCH, ENOENT: return "no such entry (errno \(code))"
+        default: return "\(errnoText(code)) (errno \(code))"
+        }
+    }
+
+    /// Whether undoing a change failed only because the thing is gone already.
+    public var isAlreadyGone: Bool {
+        switch self {
+        case .requestFailed(_, let code): return [ENODEV, ENOENT, ESRCH, EADDRNOTAVAIL].contains(code)
+        case .noSuchInterface: return true
+        default: return false
         }
     }
 

@@ -24,6 +24,9 @@ final class NetlinkSocket {
         var family: UInt8
         /// The message type the kernel answers with (RTM_NEW*).
         var replyType: UInt16
+        /// A byte to set in the family header besides the family, as (offset, value): RTM_GETNEIGH
+        /// dumps proxy entries when `ndm_flags` is NTF_PROXY.
+        var extraByte: (offset: Int, value: UInt8)? = nil
     }
 
     private var handle: OpaquePointer?
@@ -89,6 +92,9 @@ final class NetlinkSocket {
         // The family header comes back zeroed; only its first byte (the family) matters for a dump.
         let familyHeader = mnl_nlmsg_put_extra_header(nlh, request.headerSize)!
         familyHeader.storeBytes(of: request.family, as: UInt8.self)
+        if let extra = request.extraByte, extra.offset < request.headerSize {
+            familyHeader.storeBytes(of: extra.value, toByteOffset: extra.offset, as: UInt8.self)
+        }
 
         guard mnl_socket_sendto(handle, nlh, Int(nlh.pointee.nlmsg_len)) >= 0 else {
             throw NetlinkError.callFailed(call: "mnl_socket_sendto(\(request.name))", errno: errno)
@@ -126,6 +132,30 @@ final class NetlinkSocket {
                 throw NetlinkError.callFailed(call: "mnl_cb_run(\(request.name))", errno: code)
             }
             return collector.messages
+        }
+    }
+
+    /// Sends one change request (built with NLM_F_ACK) and waits for the kernel's answer: returns on
+    /// success, throws `NetlinkError.requestFailed` with the kernel's errno otherwise.
+    func acknowledged(_ request: NetlinkRequest, sequence: UInt32) throws {
+        guard let handle else {
+            throw NetlinkError.callFailed(call: "\(request.summary) on a closed socket", errno: EBADF)
+        }
+        let sent = request.bytes.withUnsafeBytes { mnl_socket_sendto(handle, $0.baseAddress, $0.count) }
+        guard sent >= 0 else { throw NetlinkError.requestFailed(request.summary, errno: errno) }
+        let bufferSize = postern_mnl_socket_buffer_size()
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 8)
+        defer { buffer.deallocate() }
+        while true {
+            let received = mnl_socket_recvfrom(handle, buffer, bufferSize)
+            if received < 0 {
+                if errno == EINTR { continue }
+                throw NetlinkError.requestFailed(request.summary, errno: errno)
+            }
+            // NLMSG_ERROR with error 0 is the ACK (MNL_CB_STOP); with an error, libmnl sets errno to it.
+            let status = mnl_cb_run(buffer, Int(received), sequence, portID, nil, nil)
+            if status < 0 { throw NetlinkError.requestFailed(request.summary, errno: errno) }
+            if status == MNL_CB_STOP { return }
         }
     }
 

@@ -24,6 +24,13 @@ public final class MediatorLink: TunnelSessionDelegate {
     public private(set) var ports: [UInt32: PortRecord] = [:]
     private var closeHandlers: [(SessionEnd) -> Void] = []
     private var establishedHandlers: [() -> Void] = []
+    private var environmentHandlers: [(MediatorEnvironment) -> Void] = []
+    /// TUN requests waiting for TUN_READY (or FAILED).
+    private var pendingTun: [UInt32: EventLoopPromise<Frame.TunReady>] = [:]
+    /// Who takes PACKET frames (TUN mode); nil: they are dropped and counted.
+    var packetReceiver: ((ByteBuffer) -> Void)?
+    /// PACKET frames that arrived while TUN mode was not up here.
+    public private(set) var strayPackets: UInt64 = 0
     /// Receivers of ports that have no other owner (UDP ports opened through the admin API), held
     /// here while their port lives: the datagram path holds receivers weakly.
     private var heldReceivers: [UInt32: DatagramPathReceiver] = [:]
@@ -128,6 +135,26 @@ public final class MediatorLink: TunnelSessionDelegate {
         datagramPath.attach(portID: portID, receiver)
     }
 
+    /// Asks the mediator for TUN mode (docs/protocol.md §10); only for a mediator that offered it.
+    func requestTun(mtu: UInt16) -> EventLoopFuture<Frame.TunReady> {
+        let promise = session.eventLoop.makePromise(of: Frame.TunReady.self)
+        guard isOpen else {
+            promise.fail(OperationError(code: .shuttingDown, message: "mediator '\(name)' is not connected"))
+            return promise.futureResult
+        }
+        let id = nextRequestID
+        nextRequestID &+= 1
+        if nextRequestID == 0 { nextRequestID = 1 }
+        pendingTun[id] = promise
+        session.send(.tun(.init(requestID: id, mtu: mtu)))
+        return promise.futureResult
+    }
+
+    /// Runs `f` with each ENVIRONMENT the mediator sends.
+    func onEnvironment(_ f: @escaping (MediatorEnvironment) -> Void) {
+        environmentHandlers.append(f)
+    }
+
     public func forget(portID: UInt32) {
         ports[portID] = nil
     }
@@ -158,6 +185,15 @@ public final class MediatorLink: TunnelSessionDelegate {
             pending.removeValue(forKey: d.requestID)?.succeed(d)
         case .failed(let f):
             pending.removeValue(forKey: f.requestID)?.fail(OperationError(f))
+            pendingTun.removeValue(forKey: f.requestID)?.fail(OperationError(f))
+        case .tunReady(let r):
+            pendingTun.removeValue(forKey: r.requestID)?.succeed(r)
+        case .packet(let p):
+            if let packetReceiver {
+                packetReceiver(p.bytes)
+            } else {
+                strayPackets &+= 1
+            }
         case .accepted(let a):
             // Nobody takes connections for that listener (or the id is one we know already): reset
             // the new port and keep no record of it, or a mediator could fill the table for free.
@@ -191,6 +227,7 @@ public final class MediatorLink: TunnelSessionDelegate {
             registry.events.post(
                 ServerEvent(
                     mediator: name, kind: "environment", detail: "\(PeerText.sanitized(e.hostname)): \(e.interfaces.count) interfaces"))
+            for h in environmentHandlers { h(e) }
         default:
             session.goAway(.protocolError, "the mediator sent \(frame.name), which only a server sends")
         }
@@ -199,6 +236,13 @@ public final class MediatorLink: TunnelSessionDelegate {
     public func sessionClosed(_ session: TunnelSession, _ end: SessionEnd) {
         let waiting = pending
         pending.removeAll()
+        let waitingTun = pendingTun
+        pendingTun.removeAll()
+        for (_, p) in waitingTun {
+            p.fail(OperationError(code: .shuttingDown, message: "session with '\(name)' ended: \(end.message)"))
+        }
+        packetReceiver = nil
+        environmentHandlers.removeAll()
         for (_, p) in waiting {
             p.fail(OperationError(code: .shuttingDown, message: "session with '\(name)' ended: \(end.message)"))
         }

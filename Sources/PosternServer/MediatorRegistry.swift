@@ -24,6 +24,8 @@ public final class MediatorRegistry {
     /// The limits of UDP relays made through the admin API (`ctl redirect --to`), as the forwards'
     /// (set by `ServerService`).
     var udpFlowLimits = DatagramFlowLimits()
+    /// TUN mode, for the admin API's view of each mediator (nil when off).
+    var tunMode: ServerTunMode?
     /// How long a holder has to answer the keepalive when another session claims its name.
     var probeTimeout: TimeAmount = .seconds(3)
     /// Sessions admitted per name since the server started (for status and metrics: a name seen

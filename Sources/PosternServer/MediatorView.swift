@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import PosternCore
+import PosternPacket
 import PosternTunnel
 import PosternWire
 
@@ -40,6 +41,18 @@ struct MediatorView: Encodable {
         var tcpWhileUp: UInt64
         var unrouted: UInt64
     }
+    /// TUN mode of this mediator (docs/protocol.md §10), when the server asked for it.
+    struct TunView: Encodable {
+        var device: String
+        var status: String
+        var address: String?
+        var prefixes: [String]
+        var mtu: Int?
+        var toLAN: UInt64
+        var fromLAN: UInt64
+        var dropped: [String: UInt64]
+        var strayPackets: UInt64
+    }
     var name: String
     var session: UInt64
     var from: String
@@ -51,6 +64,7 @@ struct MediatorView: Encodable {
     var defaultRoutes: [RouteView]
     var ports: Int
     var datagrams: DatagramPathView
+    var tun: TunView?
 
     init(_ link: MediatorLink) {
         name = link.name
@@ -79,5 +93,13 @@ struct MediatorView: Encodable {
             keepalivesSent: c.keepalivesSent, forged: c.forged, replayed: c.replayed, truncated: c.truncated &+ c.tooLarge, stray: c.stray,
             malformed: c.malformed, migrations: c.migrations, oversize: c.oversize, tcpWhileUp: path.fallbackWhileUp,
             unrouted: link.registry.unroutedDatagrams())
+        if e.capabilities.contains(.tunOffered) { capabilities.append("tun-offered") }
+        if let t = link.registry.tunMode?.tun(of: link) {
+            let counters = t.relay?.counters ?? PacketCounters()
+            tun = TunView(
+                device: t.deviceName, status: t.status, address: t.ready.map { "\($0.address)" },
+                prefixes: t.ready?.prefixes.map(\.description) ?? [], mtu: t.ready.map { Int($0.mtu) }, toLAN: counters.toLAN,
+                fromLAN: counters.fromLAN, dropped: counters.dropped, strayPackets: link.strayPackets)
+        }
     }
 }

@@ -1,5 +1,7 @@
 import NIOCore
 import PosternCore
+import PosternPcap
+import PosternSOCKS
 import PosternTunnel
 import PosternWire
 
@@ -48,6 +50,18 @@ public struct ServerConfiguration: Sendable {
     public var softwareVersion: String
     /// `--metrics ADDR:PORT`: `GET /metrics` without the admin token (nil: only on the admin API).
     public var metrics: ListenAddress?
+    /// SOCKS5 listeners (`--socks`), and what they share.
+    public var socks: [SOCKSListenerSpec] = []
+    public var socksSettings = SOCKSSettings()
+    /// `--pcap`: record the tcp: and udp: forwards' traffic to mediators into a pcap file (nil: no recording).
+    public var pcap: PcapSettings?
+    /// TUN mode (`--tun`): a tun device per mediator that offers it. Off by default.
+    public var tunEnabled = false
+    /// The MTU the server asks for (the mediator may lower it): leaves room for the UDP channel's
+    /// overhead (IPv4 20, UDP 8, header and tag 36, type 1) on a 1,500-byte path.
+    public var tunMTU = 1400
+    /// Where TUN mode's undo journals live (the server's state directory).
+    public var tunStateDirectory = "/var/lib/postern"
 
     public init(
         listen: ListenAddress, secrets: SecretBook, admin: ListenAddress?, forwards: [ForwardSpec],

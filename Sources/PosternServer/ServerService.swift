@@ -4,6 +4,8 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import PosternCore
+import PosternPcap
+import PosternSOCKS
 import PosternTunnel
 import PosternWire
 
@@ -32,6 +34,9 @@ public final class ServerService: @unchecked Sendable {
     var reloadQueue: EventLoopFuture<Void>?
     /// Forwards added through the API (`ctl forwards add`), by spec text: a reload leaves them alone.
     var runtimeForwards: Set<String> = []
+    private var socksListeners: [SOCKSListener] = []
+    /// `--pcap`: where forwarded connections are recorded.
+    private var recorder: PcapRecorder?
     private let finished: EventLoopPromise<Void>
     /// Where the service port and admin API are actually bound (port 0 picks one).
     public private(set) var boundService: SocketAddress?
@@ -39,6 +44,8 @@ public final class ServerService: @unchecked Sendable {
     /// The service port number over UDP, for UDP channels (nil when off or it could not be bound).
     public private(set) var boundDatagram: SocketAddress?
     private var datagramChannel: Channel?
+    /// Writes the UDP channel datagrams of every session to `datagramChannel`, one flush per loop pass.
+    private var datagramWriter: DatagramWriteBatcher?
     private var datagramHandler: ServiceDatagramHandler?
     /// The datagram paths of established sessions, by session id: where UDP channel datagrams go.
     private var datagramPaths: [UInt64: UDPChannelDatagramPath] = [:]
@@ -46,6 +53,8 @@ public final class ServerService: @unchecked Sendable {
     private let startedAt = Date()
     private let startedAtDeadline = NIODeadline.now()
     public private(set) var boundMetrics: SocketAddress?
+    /// TUN mode (`--tun`), nil when off.
+    let tunMode: ServerTunMode?
 
     public init(configuration: ServerConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -59,6 +68,10 @@ public final class ServerService: @unchecked Sendable {
             maxTotal: configuration.maxUnauthenticated, maxPerSource: configuration.maxUnauthenticatedPerAddress)
         self.failedProofs = FailedProofThrottle(burst: configuration.maxFailedProofs, window: configuration.failedProofWindow)
         self.finished = eventLoop.makePromise()
+        self.tunMode =
+            configuration.tunEnabled
+            ? ServerTunMode(mtu: configuration.tunMTU, stateDirectory: configuration.tunStateDirectory, logger: logger) : nil
+        registry.tunMode = tunMode
     }
 
     /// Binds everything; fails (with the reason) if any listening socket cannot be had.
@@ -73,8 +86,11 @@ public final class ServerService: @unchecked Sendable {
 
     public func stop() {
         eventLoop.execute { [self] in
+            // Undo TUN mode's changes before anything else: the process may exit before sessions close.
+            tunMode?.stopAll()
             for link in registry.links.values { link.session.goAway(.shuttingDown, "server stopping") }
             for f in forwards { f.stop() }
+            for s in socksListeners { s.stop() }
             for c in channels { c.close(promise: nil) }
             // Let GOAWAY frames reach the wire before the loop goes.
             eventLoop.scheduleTask(in: .milliseconds(100)) { self.finished.succeed(()) }
@@ -84,6 +100,14 @@ public final class ServerService: @unchecked Sendable {
     private func startOnLoop() -> EventLoopFuture<Void> {
         if let warning = configuration.secrets.sharedSecretWarning { logger.warning("\(warning)") }
         var steps: [EventLoopFuture<Void>] = []
+        if let pcap = configuration.pcap {
+            do {
+                recorder = try PcapRecorder(path: pcap.path, maxBytes: pcap.maxBytes, maxFiles: pcap.maxFiles)
+                logger.info("recording forwarded traffic into \(pcap.path) (rotated at \(pcap.maxBytes) bytes, \(pcap.maxFiles) files)")
+            } catch {
+                return eventLoop.makeFailedFuture(error)
+            }
+        }
         steps.append(bindServicePort())
         if let admin = configuration.admin { steps.append(bindAdmin(admin)) }
         if let endpoint = configuration.metrics { steps.append(bindMetrics(endpoint)) }
@@ -96,8 +120,16 @@ public final class ServerService: @unchecked Sendable {
                 steps.append(eventLoop.makeFailedFuture(error))
             }
         }
+        for spec in configuration.socks {
+            let listener = SOCKSListener(
+                spec: spec, settings: configuration.socksSettings, registry: registry, eventLoop: eventLoop, logger: logger)
+            socksListeners.append(listener)
+            steps.append(listener.start().flatMapErrorThrowing { throw Self.bindError(spec.listen, "\(spec)", $0) })
+        }
         registry.udpFlowLimits = udpFlowLimits
+        tunMode?.cleanLeftovers()
         registry.whenAttached { [self] link in
+            tunMode?.attach(link)
             for forward in forwards where forward.spec.mediator == link.name { attach(forward, to: link) }
         }
         return EventLoopFuture.andAllSucceed(steps, on: eventLoop)
@@ -116,12 +148,15 @@ public final class ServerService: @unchecked Sendable {
             let forward = TCPForwardToMediator(spec: spec, registry: registry, eventLoop: eventLoop, logger: logger)
             let timer = metrics.connectTimer(forward: spec.description)
             forward.connectLatency = { timer.recordNanoseconds($0.nanoseconds) }
+            forward.recorder = recorder
             return forward
         case (.tcp, .fromMediator):
             return TCPForwardFromMediator(spec: spec, registry: registry, eventLoop: eventLoop, logger: logger)
         case (.udp, .toMediator):
-            return try UDPForwardToMediator(
+            let forward = try UDPForwardToMediator(
                 spec: spec, registry: registry, eventLoop: eventLoop, limits: udpFlowLimits, now: now, logger: logger)
+            forward.recorder = recorder
+            return forward
         case (.udp, .fromMediator):
             return UDPForwardFromMediator(
                 spec: spec, registry: registry, eventLoop: eventLoop, limits: udpFlowLimits, now: now, logger: logger)
@@ -187,12 +222,13 @@ public final class ServerService: @unchecked Sendable {
         let handler = ServiceDatagramHandler { [weak self] id in self?.datagramPaths[id] }
         return DatagramBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
+            .batchedDatagramOptions(receiveOffload: true)
             .channelInitializer { channel in DatagramChecksumFilter.attach(to: channel).flatMap { channel.pipeline.addHandler(handler) } }
             .bind(to: address)
             .map { [self] channel in
                 channels.append(channel)
                 datagramChannel = channel
+                datagramWriter = DatagramWriteBatcher(channel: channel, segmentation: RelayBuffers.channelSegmentation)
                 datagramHandler = handler
                 registry.unroutedDatagrams = { [weak handler] in handler?.stray ?? 0 }
                 boundDatagram = channel.localAddress
@@ -244,10 +280,11 @@ public final class ServerService: @unchecked Sendable {
             unauthenticated.remove(id)
             session.onHandshakeProgress = nil
             metrics.handshakeTook(.now() - began)
-            guard let channel = datagramChannel, let info = link.info else { return }
+            guard let writer = datagramWriter, let info = link.info else { return }
             datagramPaths[id] = link.datagramPath
+            // All sessions share the socket, and its writes are flushed once per event-loop pass.
             link.datagramPath.start(sessionID: info.sessionID, keys: info.keys) { bytes, to in
-                channel.writeAndFlush(AddressedEnvelope(remoteAddress: to, data: bytes), promise: nil)
+                writer.write(AddressedEnvelope(remoteAddress: to, data: bytes))
             }
         }
         link.onClose { [self] _ in

@@ -20,7 +20,11 @@ final class ServiceDatagramHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
-        let bytes = envelope.data
+        // Several when a mediator's GSO run arrived joined (UDP GRO): each is a datagram of its own.
+        envelope.forEachSegment { received($0, from: envelope.remoteAddress) }
+    }
+
+    private func received(_ bytes: ByteBuffer, from source: SocketAddress) {
         // The session id sits at offset 4 of the header (§9.2); the path checks everything else.
         guard bytes.readableBytes >= UDPChannelHeader.length,
             let sessionID = bytes.getInteger(at: bytes.readerIndex + 4, as: UInt64.self),
@@ -29,7 +33,7 @@ final class ServiceDatagramHandler: ChannelInboundHandler {
             stray &+= 1
             return
         }
-        path.received(bytes, from: envelope.remoteAddress)
+        path.received(bytes, from: source)
     }
 
     /// ICMP errors surface as read errors on a UDP socket (a mediator gone): nothing to do.

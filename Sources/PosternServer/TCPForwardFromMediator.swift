@@ -70,14 +70,7 @@ final class TCPForwardFromMediator: Forward {
 
     private func accepted(_ a: Frame.Accepted, _ link: MediatorLink) {
         // Register at once so DATA that follows ACCEPTED is kept while we connect.
-        let relay = StreamRelay(portID: a.portID, session: link.session)
-        let counters = counters
-        relay.onClose = { [weak link] r, _ in
-            link?.forget(portID: r.portID)
-            counters.closed(r)
-        }
-        counters.opened(relay)
-        link.session.register(relay)
+        let relay = link.makeRelay(portID: a.portID, counters: counters)
         ClientBootstrap(group: eventLoop)
             .relayedStreamOptions()
             .connectTimeout(.seconds(10))

@@ -2,6 +2,8 @@ import Logging
 import NIOCore
 import NIOPosix
 import PosternCore
+import PosternPcap
+import PosternReplay
 import PosternTunnel
 import PosternWire
 
@@ -16,6 +18,8 @@ final class TCPForwardToMediator: Forward {
     private var logger: Logger
     private let eventLoop: EventLoop
     private var channel: Channel?
+    /// `--pcap`: each connection's traffic is recorded here too.
+    var recorder: PcapRecorder?
 
     init(spec: ForwardSpec, registry: MediatorRegistry, eventLoop: EventLoop, logger: Logger) {
         self.spec = spec
@@ -35,6 +39,9 @@ final class TCPForwardToMediator: Forward {
                 // FIN arrives, read() or not, so without a handler here a request sent with its FIN
                 // before the mediator has connected would fall off the pipeline.
                 let early = EarlyInput()
+                if let recorder, let tap = PcapStreamTap(channel: child, recorder: recorder) {
+                    try? child.pipeline.syncOperations.addHandler(tap, position: .first)
+                }
                 return child.pipeline.addHandler(early).map { [self] in accepted(child, early) }
             }
             .bind(to: SocketAddress(spec.listenAddress))
@@ -63,25 +70,7 @@ final class TCPForwardToMediator: Forward {
             connectLatency(.now() - began)
             switch result {
             case .success(let done):
-                guard child.isActive, link.isOpen else {
-                    link.session.send(.reset(.init(portID: done.portID, code: .connectionReset)))
-                    link.forget(portID: done.portID)
-                    return
-                }
-                let relay = StreamRelay(portID: done.portID, session: link.session)
-                let counters = counters
-                relay.onClose = { [weak link] r, _ in
-                    link?.forget(portID: r.portID)
-                    counters.closed(r)
-                }
-                counters.opened(relay)
-                link.session.register(relay)
-                child.pipeline.addHandler(relay).whenComplete { result in
-                    switch result {
-                    case .success: early.handOver()
-                    case .failure: child.close(promise: nil)
-                    }
-                }
+                link.relay(child, connected: done, early: early, counters: counters)
             case .failure(let error):
                 counters.failed(error)
                 // The user sees an RST: the closest a forward can come to "connection refused".

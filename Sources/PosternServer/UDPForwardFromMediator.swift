@@ -66,6 +66,8 @@ final class UDPForwardFromMediator: Forward {
     private let registry: MediatorRegistry
     private var logger: Logger
     private let eventLoop: EventLoop
+    /// Flow sockets written to in this loop pass, flushed together at its end.
+    private var unflushed: [ObjectIdentifier: Channel] = [:]
     private let limits: DatagramFlowLimits
     private let now: () -> NIODeadline
     private let openSocket: SocketOpener
@@ -186,7 +188,8 @@ final class UDPForwardFromMediator: Forward {
         case .send(let channel):
             guard let target else { return }  // set before any flow opened
             // A connected socket takes only its peer's address, exactly as the kernel reports it.
-            channel.writeAndFlush(AddressedEnvelope(remoteAddress: channel.remoteAddress ?? target, data: bytes), promise: nil)
+            channel.write(AddressedEnvelope(remoteAddress: channel.remoteAddress ?? target, data: bytes), promise: nil)
+            flushAtEndOfPass(channel)
         case .open(let id):
             open(id, for: peer, on: port)
         case .overFlowLimit(let log):
@@ -221,6 +224,21 @@ final class UDPForwardFromMediator: Forward {
                 port.flows.openFailed(id)
             }
         }
+    }
+
+    /// Flushes `channel` once, after everything the event loop's current pass wrote to it: a batch of
+    /// datagrams read from the UDP channel leaves each flow's socket in one `sendmmsg`, not one
+    /// `sendmsg` each (docs/architecture.md, "UDP batching"; `DatagramWriteBatcher` does the same for
+    /// one socket).
+    private func flushAtEndOfPass(_ channel: Channel) {
+        if unflushed.isEmpty {
+            eventLoop.execute { [self] in
+                let channels = unflushed.values
+                unflushed.removeAll(keepingCapacity: true)
+                for channel in channels { channel.flush() }
+            }
+        }
+        unflushed[ObjectIdentifier(channel)] = channel
     }
 
     fileprivate func fromTarget(_ bytes: ByteBuffer, sender: SocketAddress, on socket: FlowSocket) {

@@ -2,6 +2,8 @@ import Logging
 import NIOCore
 import NIOPosix
 import PosternCore
+import PosternPcap
+import PosternReplay
 import PosternTunnel
 import PosternWire
 
@@ -53,7 +55,8 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
     private let now: () -> NIODeadline
     private var openPort: PortOpener = { _ in nil }
     private var channel: Channel?
-    private var context: ChannelHandlerContext?
+    /// Replies to the public peers, flushed once per event-loop pass (one `sendmmsg` for a batch).
+    private var writer: DatagramWriteBatcher?
     private(set) var flows: DatagramFlowTable<SocketAddress, FlowPort>
     private var sweeper: RepeatedTask?
 
@@ -77,21 +80,22 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
     /// Each flow opens an ephemeral UDP port of the target's family on the mediator.
     private static func opener(spec: ForwardSpec, target: IPAddress, registry: MediatorRegistry) -> PortOpener {
         { owner in
-            guard let link = registry.link(spec.mediator) else { return nil }
-            let any: IPAddress = target.isIPv6 ? .anyV6 : .anyV4
-            return link.open(.udp, address: any, port: 0, exact: false, owner: owner).map { done in
-                OpenedPort(
-                    portID: done.portID, path: link.datagramPath,
-                    close: { if link.isOpen { _ = link.close(portID: done.portID) } })
-            }
+            registry.link(spec.mediator)?.openUDPPort(v6: target.isIPv6, owner: owner)
         }
     }
 
+    /// `--pcap`: the forward's datagrams are recorded here too.
+    var recorder: PcapRecorder?
+
     func start() -> EventLoopFuture<Void> {
         DatagramBootstrap(group: eventLoop)
-            .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
+            .batchedDatagramOptions()
             .channelInitializer { [self] channel in
-                DatagramChecksumFilter.attach(to: channel).flatMap { channel.pipeline.addHandler(self) }
+                DatagramChecksumFilter.attach(to: channel).flatMapThrowing { [self] in
+                    // --pcap: the tap sits before the forward, so it sees what the socket sees.
+                    if let recorder { try channel.pipeline.syncOperations.addHandler(PcapDatagramTap(recorder: recorder)) }
+                    try channel.pipeline.syncOperations.addHandler(self)
+                }
             }
             .bind(to: SocketAddress(spec.listenAddress))
             .map { [self] channel in
@@ -113,8 +117,8 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
         channel?.close(promise: nil)
     }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    func handlerAdded(context: ChannelHandlerContext) { writer = DatagramWriteBatcher(channel: context.channel) }
+    func handlerRemoved(context: ChannelHandlerContext) { writer = nil }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
@@ -167,7 +171,7 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
     fileprivate func reply(_ bytes: ByteBuffer, on flow: FlowPort) {
         flows.touch(flow.id, now: now())
         counters.datagramBytesFromMediator &+= UInt64(bytes.readableBytes)
-        context?.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: flow.peer, data: bytes)), promise: nil)
+        writer?.write(AddressedEnvelope(remoteAddress: flow.peer, data: bytes))
     }
 
     /// The flow's path is gone (its session ended): the next datagram of its peer opens a new flow.

@@ -40,6 +40,14 @@ public final class TunnelDatagramPath: DatagramPath {
         session.send(.datagram(.init(portID: portID, peer: peer, bytes: bytes)))
     }
 
+    /// Sends one IP packet as a PACKET frame (TUN mode, docs/protocol.md §10) if the tunnel can take
+    /// it now and it fits a frame; false when dropped.
+    public func sendPacket(_ packet: ByteBuffer) -> Bool {
+        guard session.isOpen, session.isWritable, packet.readableBytes <= session.maxDataPayload else { return false }
+        session.send(.packet(.init(bytes: packet)))
+        return true
+    }
+
     public func attach(portID: UInt32, _ receiver: DatagramPathReceiver) {
         session.register(Port(portID: portID, receiver: receiver))
     }

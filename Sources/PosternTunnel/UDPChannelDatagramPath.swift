@@ -163,6 +163,10 @@ public final class UDPChannelDatagramPath: DatagramPath {
             case .send(let bytes, let to):
                 transmit?(bytes, to)
             case .deliver(let message):
+                if case .packet(let bytes) = message {
+                    packetReceiver?(bytes)
+                    continue
+                }
                 guard case .datagram(let portID, let peer, let bytes) = message else { continue }
                 receivers[portID]?.receiver?.datagramReceived(bytes, peer: peer, portID: portID)
             case .up:
@@ -234,6 +238,28 @@ public final class UDPChannelDatagramPath: DatagramPath {
         // Not up (or too large, or a name): the TCP channel, if it can take it now.
         guard fallback.canSend, bytes.readableBytes <= fallback.maxDatagramSize(for: peer) else { return }
         fallback.send(portID: portID, peer: peer, bytes: bytes)
+    }
+
+    // MARK: - IP packets (TUN mode, docs/protocol.md §10)
+
+    /// Who takes the IP packets that arrive on a UDP channel (PACKET messages); PACKET frames on the
+    /// TCP channel reach the session's delegate, which hands them to the same place.
+    public var packetReceiver: ((ByteBuffer) -> Void)?
+
+    /// Sends one IP packet: sealed on the UDP channel while one is up, else as a PACKET frame on the
+    /// TCP channel if it can take it now (§9.9: one path per packet). False when it was dropped.
+    @discardableResult
+    public func sendPacket(_ packet: ByteBuffer) -> Bool {
+        if let id = upChannel, var machine = channels[id] {
+            let result = machine.seal(.packet(packet), now: now())
+            channels[id] = machine
+            if case .send(let datagram, let to) = result {
+                transmit?(datagram, to)
+                return true
+            }
+        }
+        guard let tcp = fallback as? TunnelDatagramPath else { return false }
+        return tcp.sendPacket(packet)
     }
 
     public func attach(portID: UInt32, _ receiver: DatagramPathReceiver) {

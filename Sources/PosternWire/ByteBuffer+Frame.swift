@@ -111,6 +111,22 @@ extension ByteBuffer {
         case .reset(let m):
             writeInteger(m.portID)
             writeInteger(m.code.rawValue)
+        case .tun(let m):
+            writeInteger(m.requestID)
+            writeInteger(m.mtu)
+        case .tunReady(let m):
+            writeInteger(m.requestID)
+            writeInteger(m.mtu)
+            writeAddress(m.address.address)
+            writeInteger(m.address.prefixLength)
+            let prefixes = m.prefixes.prefix(Frame.TunReady.maxPrefixes)
+            writeInteger(UInt16(prefixes.count))
+            for p in prefixes {
+                writeAddress(p.address)
+                writeInteger(p.prefixLength)
+            }
+        case .packet(var m):
+            writeBuffer(&m.bytes)
         }
     }
 
@@ -229,6 +245,21 @@ extension Frame {
             frame = .finished(Finished(portID: try r.int()))
         case Reset.type:
             frame = .reset(Reset(portID: try r.int(), code: ErrorCode(rawValue: try r.int())))
+        case Tun.type:
+            frame = .tun(Tun(requestID: try r.int(), mtu: try r.int()))
+        case TunReady.type:
+            let requestID: UInt32 = try r.int()
+            let mtu: UInt16 = try r.int()
+            let address = try r.prefix()
+            let count: UInt16 = try r.int()
+            guard count <= TunReady.maxPrefixes else {
+                throw WireError.invalidValue(field: "prefix count", value: String(count))
+            }
+            var prefixes: [MediatorEnvironment.AddressPrefix] = []
+            for _ in 0..<count { prefixes.append(try r.prefix()) }
+            frame = .tunReady(TunReady(requestID: requestID, mtu: mtu, address: address, prefixes: prefixes))
+        case Packet.type:
+            frame = .packet(Packet(bytes: r.rest()))
         default:
             throw WireError.unknownType(type)
         }
@@ -261,6 +292,9 @@ extension Frame {
         case Accepted.type: return "ACCEPTED"
         case Finished.type: return "FINISHED"
         case Reset.type: return "RESET"
+        case Tun.type: return "TUN"
+        case TunReady.type: return "TUN_READY"
+        case Packet.type: return "PACKET"
         default: return "0x" + String(type, radix: 16)
         }
     }
@@ -346,7 +380,7 @@ struct PayloadReader {
         return e
     }
 
-    private mutating func prefix() throws -> MediatorEnvironment.AddressPrefix {
+    mutating func prefix() throws -> MediatorEnvironment.AddressPrefix {
         let a = try address()
         let p: UInt8 = try int()
         guard p <= (a.isIPv6 ? 128 : 32) else { throw WireError.invalidValue(field: "prefix length", value: String(p)) }

@@ -31,6 +31,10 @@ public enum Frame: Hashable, Sendable {
     case accepted(Accepted)
     case finished(Finished)
     case reset(Reset)
+    // TUN mode (§10): additive, sent only to a peer that announced it
+    case tun(Tun)
+    case tunReady(TunReady)
+    case packet(Packet)
 
     /// The type code on the wire.
     public var type: UInt8 {
@@ -57,6 +61,9 @@ public enum Frame: Hashable, Sendable {
         case .accepted: return Accepted.type
         case .finished: return Finished.type
         case .reset: return Reset.type
+        case .tun: return Tun.type
+        case .tunReady: return TunReady.type
+        case .packet: return Packet.type
         }
     }
 
@@ -69,7 +76,7 @@ public enum Frame: Hashable, Sendable {
         Hello.type, Challenge.type, Authenticate.type, Welcome.type, Refused.type, MediatorEnvironment.type,
         Ping.pingType, Ping.pongType, GoAway.type, Open.type, Redirect.type, Connect.type, Listen.type,
         Close.type, Done.type, Failed.type, Data.type, Datagram.type, Window.type, Accepted.type,
-        Finished.type, Reset.type,
+        Finished.type, Reset.type, Tun.type, TunReady.type, Packet.type,
     ]
     /// The first bytes of every HELLO payload; lets the server reject stray traffic at once.
     public static let magic: [UInt8] = Array("PSTN".utf8)
@@ -351,4 +358,49 @@ public enum Frame: Hashable, Sendable {
 
 extension MediatorEnvironment {
     public static let type: UInt8 = 0x06
+}
+
+// MARK: - TUN mode (docs/protocol.md §10)
+
+extension Frame {
+    /// Server to mediator, only to a mediator whose ENVIRONMENT offers TUN mode
+    /// (`Capabilities.tunOffered`): start relaying IP packets, with at most `mtu` bytes each.
+    public struct Tun: Hashable, Sendable {
+        public static let type: UInt8 = 0x15
+        public var requestID: UInt32
+        public var mtu: UInt16
+        public init(requestID: UInt32, mtu: UInt16) {
+            self.requestID = requestID
+            self.mtu = mtu
+        }
+    }
+
+    /// Mediator to server, the success answer to TUN: the remote side's address on the LAN (with the
+    /// LAN's prefix length), the MTU both tun devices use, and the LAN prefixes the mediator's policy
+    /// forwards packets to and from. Failure is FAILED, as for any request.
+    public struct TunReady: Hashable, Sendable {
+        public static let type: UInt8 = 0x1a
+        /// The most prefixes one TUN_READY carries; a mediator configured with more is refused at start.
+        public static let maxPrefixes = 64
+        public var requestID: UInt32
+        public var mtu: UInt16
+        public var address: MediatorEnvironment.AddressPrefix
+        public var prefixes: [MediatorEnvironment.AddressPrefix]
+        public init(
+            requestID: UInt32, mtu: UInt16, address: MediatorEnvironment.AddressPrefix, prefixes: [MediatorEnvironment.AddressPrefix]
+        ) {
+            self.requestID = requestID
+            self.mtu = mtu
+            self.address = address
+            self.prefixes = prefixes
+        }
+    }
+
+    /// Either way, once TUN mode is up: one raw IP packet, on the TCP channel while no UDP channel
+    /// is up (the UDP channel's PACKET message otherwise, §9.3).
+    public struct Packet: Hashable, Sendable {
+        public static let type: UInt8 = 0x26
+        public var bytes: ByteBuffer
+        public init(bytes: ByteBuffer) { self.bytes = bytes }
+    }
 }

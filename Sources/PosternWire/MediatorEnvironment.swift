@@ -26,6 +26,8 @@ public struct MediatorEnvironment: Hashable, Sendable {
         public static let tun = Capabilities(rawValue: 1 << 0)
         /// Raw sockets can be opened (CAP_NET_RAW).
         public static let rawSockets = Capabilities(rawValue: 1 << 1)
+        /// The mediator's policy offers TUN mode (`--tun`): a server may send TUN (§10).
+        public static let tunOffered = Capabilities(rawValue: 1 << 2)
     }
 
     public struct Interface: Hashable, Sendable {

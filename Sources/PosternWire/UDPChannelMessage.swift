@@ -2,7 +2,7 @@ import NIOCore
 
 /// What a UDP channel datagram carries once opened (docs/protocol.md §9.3): a type byte, then the
 /// type's fields. Keepalives measure the channel and keep its NAT mapping; DATAGRAM is the UDP channel's
-/// form of the TCP channel's DATAGRAM frame (§6.2); PACKET is reserved for TUN mode.
+/// form of the TCP channel's DATAGRAM frame (§6.2); PACKET carries one IP packet of TUN mode (§10).
 public enum UDPChannelMessage: Hashable, Sendable {
     /// A keepalive. `timestamp` is opaque to the receiver, who echoes it in PONG (the sender's clock,
     /// for the round-trip time); `receiving` says whether the sender has heard this channel lately,
@@ -13,7 +13,7 @@ public enum UDPChannelMessage: Hashable, Sendable {
     /// One datagram of a UDP port, as DATAGRAM (§6.2): the LAN peer is the sender (M→S) or the
     /// destination (S→M).
     case datagram(portID: UInt32, peer: Endpoint, bytes: ByteBuffer)
-    /// One raw IP packet (TUN mode, not used yet): decoded so the format is fixed, not acted on.
+    /// One raw IP packet of TUN mode (§10), the UDP channel's form of the PACKET frame.
     case packet(ByteBuffer)
 
     public static let pingType: UInt8 = 0x01

@@ -110,6 +110,12 @@ struct CtlCommand: ParsableCommand {
                         out +=
                             "  datagrams via \(d["path"] ?? "?")  udp channel: sent \(n("sent")) received \(n("received")) delivered \(n("delivered"))  dropped: forged \(n("forged")) replayed \(n("replayed")) truncated \(n("truncated")) stray \(n("stray")) malformed \(n("malformed"))  migrations \(n("migrations"))  unrouted (server) \(n("unrouted"))\n"
                     }
+                    if let t = m["tun"] as? [String: Any] {
+                        let dropped = (t["dropped"] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+                        let prefixes = (t["prefixes"] as? [String] ?? []).joined(separator: ",")
+                        out +=
+                            "  tun \(t["device"] ?? "?") \(t["status"] ?? "?")  address \(t["address"] ?? "-")  prefixes \(prefixes.isEmpty ? "-" : prefixes)  packets to LAN \(t["toLAN"] ?? 0) from LAN \(t["fromLAN"] ?? 0)  dropped \(dropped.isEmpty ? "0" : dropped.joined(separator: " "))\n"
+                    }
                     for i in m["interfaces"] as? [[String: Any]] ?? [] {
                         let addrs = (i["addresses"] as? [String] ?? []).joined(separator: " ")
                         let up = (i["up"] as? Bool ?? false) ? "up" : "down"

@@ -74,8 +74,19 @@ struct MediatorCommand: AsyncParsableCommand {
     @Option(help: "MiB received from the server but not yet written to LAN sockets, all ports together (default 256).")
     var maxSessionBuffer: Int?
 
+    @Option(
+        help:
+            "TUN mode: the remote side's address on the LAN with the LAN's prefix length, e.g. 192.168.77.50/24 (an unused address). The server may then relay IP packets between it and the LAN prefix. Off by default; needs CAP_NET_ADMIN."
+    )
+    var tun: String?
+
+    @Option(help: "More LAN prefixes TUN mode may reach, e.g. 10.77.0.0/16 (repeatable).")
+    var tunAllow: [String] = []
+
     @Option(help: "TOML configuration file with a [mediator] table.")
     var config: String?
+
+    @OptionGroup var pcapOptions: PcapOptions
 
     @OptionGroup var log: LogOptions
 
@@ -106,11 +117,12 @@ struct MediatorCommand: AsyncParsableCommand {
     func makeConfiguration(logger: Logger) throws -> MediatorConfiguration {
         let section = try config.map { try ConfigFile(path: $0) }?.section(
             "mediator",
-            allowed: [
+            allowed: Set([
                 "server", "name", "secret-file", "allow", "allow-listen", "allow-redirect", "max-ports", "max-pending-connects",
                 "max-request-rate", "max-session-buffer", "udp-keepalive",
                 "insecure", "server-fingerprint", "known-servers", "ca-file", "tls-cert", "tls-key", "state-dir",
-            ])
+                "tun", "tun-allow",
+            ]).union(PcapOptions.configKeys))
         guard let serverText = try server ?? section?.string("server") else {
             throw ValidationError("--server HOST:PORT is required (or server in the config file)")
         }
@@ -163,6 +175,28 @@ struct MediatorCommand: AsyncParsableCommand {
             keepalive: try udpKeepalive ?? section?.seconds("udp-keepalive"), to: &configuration.udpChannel,
             enabled: &configuration.udpChannelEnabled)
         try SessionBuffer.apply(try maxSessionBuffer ?? section?.int("max-session-buffer"), to: &configuration.settings)
+        configuration.pcap = try pcapOptions.settings(section)
+        if let text = try tun ?? section?.string("tun") {
+            typealias Prefix = MediatorEnvironment.AddressPrefix
+            guard text.contains("/"), let address = Prefix(parsing: text), !address.address.isIPv6, address.prefixLength < 31 else {
+                throw ValidationError("--tun '\(text)': give an IPv4 ADDRESS/PREFIX on the LAN, e.g. 192.168.77.50/24")
+            }
+            guard address.address != address.network.address else {
+                throw ValidationError("--tun '\(text)' is the LAN's network address, not a host address")
+            }
+            let extra = try ((try section?.strings("tun-allow") ?? []) + tunAllow).map { item -> Prefix in
+                guard let p = Prefix(parsing: item), !p.address.isIPv6 else {
+                    throw ValidationError("--tun-allow '\(item)': give an IPv4 prefix, e.g. 10.77.0.0/16")
+                }
+                return p
+            }
+            guard extra.count < Frame.TunReady.maxPrefixes else {
+                throw ValidationError("--tun-allow: at most \(Frame.TunReady.maxPrefixes - 1) prefixes")
+            }
+            configuration.tun = MediatorTunSettings(
+                address: address, extraPrefixes: extra,
+                stateDirectory: StateDirectory.resolve(try stateDir ?? section?.string("state-dir")))
+        }
         return configuration
     }
 }

@@ -8,6 +8,8 @@ struct Postern: AsyncParsableCommand {
         commandName: "postern",
         abstract: "Use the IP interface of a private network through a mediator that dials out.",
         version: version,
-        subcommands: [ServerCommand.self, MediatorCommand.self, CtlCommand.self, FingerprintCommand.self, DemoCommand.self]
+        subcommands: [
+            ServerCommand.self, MediatorCommand.self, CtlCommand.self, FingerprintCommand.self, DemoCommand.self, ReplayCommand.self,
+        ]
     )
 }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import PosternCore
+import PosternSOCKS
 import PosternServer
 import PosternTLS
 import PosternTunnel
@@ -83,8 +84,27 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Directory for the generated TLS key and certificate (default $POSTERN_STATE_DIR, /var/lib/postern as root).")
     var stateDir: String?
 
+    @Flag(
+        help:
+            "TUN mode: a tun device per mediator that offers it (mediator --tun), routing its LAN prefixes. Off by default; needs CAP_NET_ADMIN."
+    )
+    var tun = false
+
+    @Option(help: "MTU of TUN mode's devices (576-9000, default 1400); the mediator may lower it.")
+    var tunMtu: Int?
+
     @Option(help: "Require mediators to present a TLS certificate issued by this CA (PEM): mutual TLS.")
     var mediatorCa: String?
+
+    @Option(help: "A SOCKS5 listener whose requests mediator NAME carries out, ADDR:PORT=NAME (repeatable).")
+    var socks: [String] = []
+
+    @Option(help: "File of SOCKS5 accounts, 'USER PASSWORD [MEDIATORS]' lines (mode 600): username/password required.")
+    var socksUsers: String?
+
+    @Flag(help: "Allow SOCKS5 without authentication on a non-loopback --socks address: anyone who reaches it uses the mediator's network.")
+    var socksNoAuth = false
+    @OptionGroup var pcapOptions: PcapOptions
 
     @OptionGroup var log: LogOptions
 
@@ -132,12 +152,12 @@ struct ServerCommand: AsyncParsableCommand {
     func makeConfiguration(logger: Logger) throws -> ServerConfiguration {
         let section = try config.map { try ConfigFile(path: $0) }?.section(
             "server",
-            allowed: [
+            allowed: Set([
                 "listen", "secret-file", "admin", "admin-token-file", "admin-insecure-plain", "forwards", "keepalive",
                 "dead-timeout", "max-mediators", "max-session-buffer", "udp-max-flows", "udp-keepalive", "name-probe-timeout",
-                "insecure", "tls-cert", "tls-key", "state-dir", "mediator-ca",
-                "metrics",
-            ])
+                "insecure", "tls-cert", "tls-key", "state-dir", "mediator-ca", "socks", "socks-users", "socks-no-auth",
+                "tun", "tun-mtu", "metrics",
+            ]).union(PcapOptions.configKeys))
         guard let listenText = try listen ?? section?.string("listen") else {
             throw ValidationError("--listen ADDR:PORT is required (or listen in the config file)")
         }
@@ -227,6 +247,14 @@ struct ServerCommand: AsyncParsableCommand {
             guard t >= 0.1 && t <= 600 else { throw ValidationError("--name-probe-timeout must be between 0.1 and 600 seconds") }
             configuration.nameProbeTimeout = .nanoseconds(Int64(t * 1e9))
         }
+        try applySOCKS(section, to: &configuration, logger: logger)
+        configuration.pcap = try pcapOptions.settings(section)
+        configuration.tunEnabled = try tun || (section?.bool("tun") ?? false)
+        if let n = try tunMtu ?? section?.int("tun-mtu") {
+            guard (576...9000).contains(n) else { throw ValidationError("--tun-mtu must be 576-9000") }
+            configuration.tunMTU = n
+        }
+        configuration.tunStateDirectory = StateDirectory.resolve(try stateDir ?? section?.string("state-dir"))
         return configuration
     }
 
@@ -237,5 +265,31 @@ struct ServerCommand: AsyncParsableCommand {
             throw ValidationError("--metrics '\(text)' is not [ADDR:]PORT (IPv6 in brackets)")
         }
         return e
+    }
+
+    /// `--socks` listeners and their accounts. Without `--socks-users` a listener takes anyone who
+    /// reaches it, so that is allowed on loopback only, unless `--socks-no-auth` says otherwise.
+    private func applySOCKS(_ section: ConfigFile.Section?, to configuration: inout ServerConfiguration, logger: Logger) throws {
+        let texts = (try section?.strings("socks") ?? []) + socks
+        for text in texts {
+            do {
+                configuration.socks.append(try SOCKSListenerSpec(parsing: text))
+            } catch {
+                throw ValidationError(error.description)
+            }
+        }
+        if let file = try socksUsers ?? section?.string("socks-users") {
+            do {
+                configuration.socksSettings.users = try SOCKSUsers(parsing: try SecretSource.read(file, logger: logger), source: file)
+            } catch let e as SOCKSUsers.ParseError {
+                throw ValidationError(e.description)
+            }
+        } else if !(try socksNoAuth || (section?.bool("socks-no-auth") ?? false)) {
+            for spec in configuration.socks where !spec.listen.address.isLoopback {
+                throw ValidationError(
+                    "--socks \(spec.listen) without --socks-users would let anyone who reaches it into mediator '\(spec.mediator)''s network: give --socks-users FILE, bind it to 127.0.0.1, or accept that with --socks-no-auth"
+                )
+            }
+        }
     }
 }

@@ -30,6 +30,22 @@ final class DatagramFlowTableTests: XCTestCase {
         XCTAssertEqual(table.drops.total, 0)
     }
 
+    /// A datagram read in a batch is a slice of a megabyte buffer: what waits in a backlog is a copy
+    /// the size of the datagram, so it does not keep that buffer alive.
+    func testBacklogKeepsCopiesNotSlicesOfTheReadBuffer() throws {
+        var table = Table()
+        var batch = ByteBuffer(repeating: 0x41, count: 1 << 20)
+        let first = batch.readSlice(length: 1_400)!
+        let second = batch.getSlice(at: 500_000, length: 100)!
+        let id = try XCTUnwrap(openID(table.arrived(first, from: "p", now: t0)))
+        _ = table.arrived(second, from: "p", now: t0)
+        let backlog = try XCTUnwrap(table.opened(id, handle: 1, now: t0))
+        XCTAssertEqual(backlog, [first, second], "same bytes")
+        for kept in backlog {
+            XCTAssertLessThanOrEqual(kept.capacity, 2 * kept.readableBytes, "storage of the datagram's size, not the batch's")
+        }
+    }
+
     func testPeersGetTheirOwnFlowsWithNeverReusedIDs() throws {
         var table = Table()
         let a = try XCTUnwrap(openID(table.arrived(bytes("1"), from: "a", now: t0)))

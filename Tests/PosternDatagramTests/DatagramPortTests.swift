@@ -34,6 +34,7 @@ final class DatagramPortTests: XCTestCase {
 
     func sentToLAN() throws -> [AddressedEnvelope<ByteBuffer>] {
         var out: [AddressedEnvelope<ByteBuffer>] = []
+        channel.embeddedEventLoop.run()  // the port flushes once per loop pass (DatagramWriteBatcher)
         while let e = try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self) { out.append(e) }
         return out
     }

@@ -121,6 +121,27 @@ final class UDPChannelDatagramPathTests: XCTestCase {
         XCTAssertEqual(mediatorReceiver.received.count, 2, "each datagram arrived once")
     }
 
+    /// TUN mode's packets (docs/protocol.md §10): sealed as PACKET on the channel while it is up and
+    /// handed to the packet receiver, not to any port; while it is down they need the TCP channel's
+    /// PACKET frame, which a fallback that is not the tunnel's cannot send, so they are dropped.
+    func testPacketsTakeTheChannelToThePacketReceiver() {
+        var got: [ByteBuffer] = []
+        mediator.packetReceiver = { got.append($0) }
+        XCTAssertFalse(server.sendPacket(datagram(60)), "no channel up and no tunnel fallback: dropped")
+        bringUp()
+        XCTAssertTrue(server.sendPacket(datagram(1400, 3)))
+        pump()
+        XCTAssertEqual(got, [datagram(1400, 3)])
+        XCTAssertEqual(mediatorReceiver.received.count, 0, "packets never reach a port")
+        XCTAssertEqual(tcp.server.sent.count, 0)
+        XCTAssertEqual(mediator.counters.delivered, 1)
+        // Without a receiver (TUN mode not up) a packet is dropped quietly.
+        mediator.packetReceiver = nil
+        XCTAssertTrue(server.sendPacket(datagram(20, 4)))
+        pump()
+        XCTAssertEqual(got.count, 1)
+    }
+
     /// Keepalives keep an idle channel up: nothing but PINGs for a long while, still up.
     func testKeepalivesKeepAnIdleChannelUp() {
         bringUp()

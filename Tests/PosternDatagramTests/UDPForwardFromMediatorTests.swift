@@ -41,7 +41,10 @@ final class UDPForwardFromMediatorTests: XCTestCase {
         forward.attach(path: server, portID: portID)
     }
 
+    /// What the forward sent on `socket`: writes are flushed once per event-loop pass, so the pass
+    /// runs first.
     func toTarget(_ socket: EmbeddedChannel) throws -> [AddressedEnvelope<ByteBuffer>] {
+        loop.run()
         var out: [AddressedEnvelope<ByteBuffer>] = []
         while let e = try socket.readOutbound(as: AddressedEnvelope<ByteBuffer>.self) { out.append(e) }
         return out
@@ -60,6 +63,22 @@ final class UDPForwardFromMediatorTests: XCTestCase {
         XCTAssertEqual(
             recorder.received,
             [.init(portID: portID, peer: other, bytes: datagram(5, 4)), .init(portID: portID, peer: lan, bytes: datagram(5, 5))])
+    }
+
+    /// A flow's datagrams of one event-loop pass leave together: one flush per socket at its end.
+    func testDatagramsOfOnePassAreFlushedTogetherAtItsEnd() throws {
+        let other = Endpoint(IPAddress("192.168.77.11")!, 41000)
+        mediator.send(portID: portID, peer: lan, bytes: datagram(10, 1))
+        mediator.send(portID: portID, peer: other, bytes: datagram(10, 2))
+        _ = try toTarget(sockets[0])
+        _ = try toTarget(sockets[1])
+        for i in 0..<3 {
+            mediator.send(portID: portID, peer: lan, bytes: datagram(10, UInt8(10 + i)))
+            mediator.send(portID: portID, peer: other, bytes: datagram(10, UInt8(20 + i)))
+        }
+        XCTAssertNil(try sockets[0].readOutbound(as: AddressedEnvelope<ByteBuffer>.self), "not flushed within the pass")
+        XCTAssertEqual(try toTarget(sockets[0]).map(\.data), (10..<13).map { datagram(10, UInt8($0)) })
+        XCTAssertEqual(try toTarget(sockets[1]).map(\.data), (20..<23).map { datagram(10, UInt8($0)) })
     }
 
     func testOnlyTheTargetReachesTheLAN() throws {

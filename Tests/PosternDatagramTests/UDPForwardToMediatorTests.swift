@@ -54,7 +54,10 @@ final class UDPForwardToMediatorTests: XCTestCase {
         try channel.writeInbound(AddressedEnvelope(remoteAddress: peer, data: bytes))
     }
 
+    /// What the forward sent to its peers: replies are flushed once per event-loop pass, so the pass
+    /// runs first.
     func toUsers() throws -> [AddressedEnvelope<ByteBuffer>] {
+        loop.run()
         var out: [AddressedEnvelope<ByteBuffer>] = []
         while let e = try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self) { out.append(e) }
         return out

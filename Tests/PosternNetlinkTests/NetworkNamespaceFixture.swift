@@ -42,6 +42,11 @@ final class NetworkNamespaceFixture {
         try run(["-n", name] + arguments)
     }
 
+    /// Runs `ip -n NAME args...` and returns what it printed.
+    func output(_ arguments: [String]) throws -> String {
+        try run(["-n", name] + arguments)
+    }
+
     /// Runs many `ip` commands inside the namespace in one process (`ip -batch`).
     func batch(_ commands: [String]) throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString).batch")

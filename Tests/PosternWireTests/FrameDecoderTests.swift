@@ -116,7 +116,7 @@ final class FrameDecoderTests: XCTestCase {
 
     func testUnknownTypesThrowAsSoonAsTheHeaderArrives() {
         let unknown = (UInt8(0)...255).filter { !Frame.knownTypes.contains($0) }
-        XCTAssertEqual(unknown.count, 256 - 22)
+        XCTAssertEqual(unknown.count, 256 - 25)
         for t in unknown {
             assertDecodeThrows(rawFrame(type: t, payload: []).withLength(100), .unknownType(t))
             assertDecodeThrows(rawFrame(type: t, payload: []), .unknownType(t))
@@ -129,7 +129,7 @@ final class FrameDecoderTests: XCTestCase {
             0x01: "HELLO", 0x02: "CHALLENGE", 0x03: "AUTHENTICATE", 0x04: "WELCOME", 0x05: "REFUSED", 0x06: "ENVIRONMENT",
             0x07: "PING", 0x08: "PONG", 0x09: "GOAWAY", 0x10: "OPEN", 0x11: "REDIRECT", 0x12: "CONNECT", 0x13: "LISTEN",
             0x14: "CLOSE", 0x18: "DONE", 0x19: "FAILED", 0x20: "DATA", 0x21: "DATAGRAM", 0x22: "WINDOW", 0x23: "ACCEPTED",
-            0x24: "FINISHED", 0x25: "RESET",
+            0x24: "FINISHED", 0x25: "RESET", 0x15: "TUN", 0x1a: "TUN_READY", 0x26: "PACKET",
         ]
         XCTAssertEqual(Frame.knownTypes, Set(expected.keys))
         for (t, name) in expected { XCTAssertEqual(Frame.name(of: t), name) }
@@ -150,10 +150,11 @@ final class FrameDecoderTests: XCTestCase {
 
     // MARK: - Payload checks, on every vector
 
-    /// Variable-length tails: the data of DATA and DATAGRAM takes whatever the length leaves.
+    /// Variable-length tails: the data of DATA and DATAGRAM (and PACKET's packet) takes whatever the
+    /// length leaves.
     func isOpenEnded(_ frame: Frame) -> Bool {
         switch frame {
-        case .data, .datagram: return true
+        case .data, .datagram, .packet: return true
         default: return false
         }
     }
@@ -183,6 +184,9 @@ final class FrameDecoderTests: XCTestCase {
                     case (.datagram(let got)?, .datagram(let full)):
                         XCTAssertEqual(got.peer, full.peer)
                         XCTAssertEqual(got.bytes.readableBytes, length - (p.count - full.bytes.readableBytes))
+                    case (.packet(let got)?, .packet(let full)):
+                        // A PACKET is all data: any cut is a (shorter) packet, which the policy judges.
+                        XCTAssertEqual(got.bytes, full.bytes.getSlice(at: full.bytes.readerIndex, length: length))
                     default:
                         XCTFail("§\(v.section) cut at \(length) decoded as \(String(describing: frame))")
                     }

@@ -262,5 +262,43 @@ enum GoldenVectors {
                 00 00 00 04                                     | port id 4
                 00 0c                                           | code 12 connection reset
                 """),
+        Vector(
+            section: "8.25", frame: .tun(.init(requestID: 9, mtu: 1400)),
+            hex: """
+                00 00 00 06 15 00                               | header: length 6, type 0x15 TUN, flags 0
+                00 00 00 09                                     | request id 9
+                05 78                                           | mtu 1400
+                """),
+        Vector(
+            section: "8.26",
+            frame: .tunReady(
+                .init(
+                    requestID: 9, mtu: 1400, address: .init(address: IPAddress("192.168.77.50")!, prefixLength: 24),
+                    prefixes: [
+                        .init(address: IPAddress("192.168.77.0")!, prefixLength: 24),
+                        .init(address: IPAddress("10.77.0.0")!, prefixLength: 16),
+                    ])),
+            hex: """
+                00 00 00 1a 1a 00                               | header: length 26, type 0x1a TUN_READY, flags 0
+                00 00 00 09                                     | request id 9
+                05 78                                           | mtu 1400
+                01 c0 a8 4d 32 18                               | address 192.168.77.50/24
+                00 02                                           | 2 prefixes
+                01 c0 a8 4d 00 18                               | 192.168.77.0/24
+                01 0a 4d 00 00 10                               | 10.77.0.0/16
+                """),
+        Vector(
+            section: "8.27",
+            frame: .packet(
+                .init(
+                    bytes: buffer([
+                        0x45, 0x00, 0x00, 0x14, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x4d, 0x0a, 0xc0, 0xa8,
+                        0x4d, 0x35,
+                    ]))),
+            hex: """
+                00 00 00 14 26 00                               | header: length 20, type 0x26 PACKET, flags 0
+                45 00 00 14 00 00 40 00 40 11 00 00             | an IPv4 header (opaque to the frame)
+                c0 a8 4d 0a c0 a8 4d 35                         |
+                """),
     ]
 }

@@ -6,6 +6,11 @@
  *   rrload ping  HOST PORT N                N round trips of 64 B on ONE connection: p50/p99 in µs
  *   rrload rate  HOST PORT THREADS SECONDS  connect, 64 B request, 64 B response, close — in a loop
  *   rrload hold  HOST PORT COUNT SECONDS    open COUNT connections (one round trip each), hold them idle
+ *   rrload blast ADDR PORT                  bulk source: writes to each connection until it closes
+ *   rrload drain HOST PORT SECONDS          reads one connection's bulk for SECONDS: Gbit/s
+ *
+ * With RRLOAD_SOCKS=IPv4:PORT every client mode dials through that SOCKS5 proxy (no
+ * authentication; CONNECT to HOST:PORT) instead of connecting directly.
  *
  * Results are printed as key=value lines on stdout (parsed by tools/bench).
  * Built by tools/bench at run time: gcc -O2 -pthread -o rrload rrload.c
@@ -32,6 +37,8 @@
 #define MSG 64
 
 static struct sockaddr_in target;
+static struct sockaddr_in socks_proxy;
+static int use_socks;
 
 static double now(void) {
     struct timespec ts;
@@ -71,11 +78,28 @@ static int dial(int timeout_s) {
     struct timeval tv = {.tv_sec = timeout_s, .tv_usec = 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&target, sizeof target) < 0) {
+    struct sockaddr_in *to = use_socks ? &socks_proxy : &target;
+    if (connect(fd, (struct sockaddr *)to, sizeof *to) < 0) {
         int e = errno;
         close(fd);
         errno = e;
         return -1;
+    }
+    if (use_socks) {
+        /* Greeting (no authentication) and CONNECT in one write; then the two answers. */
+        unsigned char hs[13] = {5, 1, 0, 5, 1, 0, 1};
+        memcpy(hs + 7, &target.sin_addr, 4);
+        memcpy(hs + 11, &target.sin_port, 2);
+        unsigned char ans[12];
+        ssize_t off = 0;
+        if (write(fd, hs, sizeof hs) != (ssize_t)sizeof hs) { close(fd); return -1; }
+        while (off < (ssize_t)sizeof ans) {
+            ssize_t n = read(fd, ans + off, sizeof ans - (size_t)off);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) { close(fd); errno = ECONNRESET; return -1; }
+            off += n;
+        }
+        if (ans[0] != 5 || ans[1] != 0 || ans[3] != 0 || ans[5] != 1) { close(fd); errno = ECONNREFUSED; return -1; }
     }
     return fd;
 }
@@ -325,8 +349,70 @@ static int cmd_hold(int argc, char **argv) {
     return 0;
 }
 
+/* ------------------------------------------------------ blast / drain --- */
+
+static void *blast_conn(void *arg) {
+    int fd = (int)(intptr_t)arg;
+    static unsigned char zeros[1 << 20];
+    while (write(fd, zeros, sizeof zeros) > 0) {}
+    close(fd);
+    return NULL;
+}
+
+static int cmd_blast(int argc, char **argv) {
+    if (argc < 4) return 2;
+    signal(SIGPIPE, SIG_IGN);
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[3]))};
+    if (inet_pton(AF_INET, argv[2], &a.sin_addr) != 1) { fprintf(stderr, "bad address\n"); return 2; }
+    if (bind(lfd, (struct sockaddr *)&a, sizeof a) < 0) die("bind");
+    if (listen(lfd, 128) < 0) die("listen");
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) continue;
+        pthread_t t;
+        pthread_create(&t, NULL, blast_conn, (void *)(intptr_t)fd);
+        pthread_detach(t);
+    }
+}
+
+static int cmd_drain(int argc, char **argv) {
+    if (argc < 5) return 2;
+    parse_target(argv[2], argv[3]);
+    double secs = atof(argv[4]);
+    int fd = dial(10);
+    if (fd < 0) die("dial");
+    static unsigned char buf[1 << 20];
+    long long total = 0;
+    double t0 = now(), end = t0 + secs;
+    while (now() < end) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        total += n;
+    }
+    double el = now() - t0;
+    close(fd);
+    printf("bytes=%lld\nseconds=%.3f\ngbit_per_s=%.3f\n", total, el, total * 8 / el / 1e9);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *socks = getenv("RRLOAD_SOCKS");
+    if (socks && *socks) {
+        char host[64];
+        const char *colon = strrchr(socks, ':');
+        if (!colon || colon - socks >= (long)sizeof host) { fprintf(stderr, "RRLOAD_SOCKS must be IPv4:PORT\n"); return 2; }
+        memcpy(host, socks, (size_t)(colon - socks));
+        host[colon - socks] = 0;
+        socks_proxy.sin_family = AF_INET;
+        socks_proxy.sin_port = htons((uint16_t)atoi(colon + 1));
+        if (inet_pton(AF_INET, host, &socks_proxy.sin_addr) != 1) { fprintf(stderr, "bad RRLOAD_SOCKS address\n"); return 2; }
+        use_socks = 1;
+    }
     int rc = 2;
     if (argc >= 2) {
         if (!strcmp(argv[1], "serve")) rc = cmd_serve(argc, argv);
@@ -334,7 +420,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[1], "ping")) rc = cmd_ping(argc, argv);
         else if (!strcmp(argv[1], "rate")) rc = cmd_rate(argc, argv);
         else if (!strcmp(argv[1], "hold")) rc = cmd_hold(argc, argv);
+        else if (!strcmp(argv[1], "blast")) rc = cmd_blast(argc, argv);
+        else if (!strcmp(argv[1], "drain")) rc = cmd_drain(argc, argv);
     }
-    if (rc == 2) fprintf(stderr, "usage: rrload serve|probe|ping|rate|hold ... (see the header of rrload.c)\n");
+    if (rc == 2) fprintf(stderr, "usage: rrload serve|probe|ping|rate|hold|blast|drain ... (see the header of rrload.c)\n");
     return rc;
 }

@@ -14,4 +14,10 @@ size_t postern_mnl_socket_buffer_size(void);
 /// RTNH_ALIGN(len): alignment of `struct rtnexthop` records inside RTA_MULTIPATH.
 size_t postern_rtnh_align(size_t len);
 
+/// Opens /dev/net/tun (non-blocking, close-on-exec) and attaches it to the tun device `name`
+/// (IFF_TUN | IFF_NO_PI: bare IP packets, no packet-information header), creating the device if it
+/// does not exist. Writes the kernel's name for it into `actual` (at least 16 bytes). Returns the
+/// descriptor, or -errno. TUNSETIFF and struct ifreq are macros and a union Swift cannot build.
+int postern_tun_open(const char *name, char *actual, size_t actual_size);
+
 #endif

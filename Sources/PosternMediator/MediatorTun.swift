@@ -1,0 +1,171 @@
+import Logging
+import NIOCore
+import PosternNetlink
+import PosternPacket
+import PosternTUN
+import PosternTunnel
+import PosternWire
+
+/// The mediator's side of TUN mode (docs/protocol.md §10): on the server's TUN request it creates tun
+/// device `ptm-NAME`, configures it through netlink (MTU, up, a route to the remote address, a proxy
+/// neighbour entry on the LAN interface, forwarding on both interfaces and no proxy delay), answers
+/// TUN_READY and relays packets under the policy. Everything is journaled and undone when the session
+/// ends or the mediator stops; a restart undoes what a crashed run left. Lives on the event loop; the
+/// netlink requests block it for a few milliseconds once per session.
+final class MediatorTun {
+    let settings: MediatorTunSettings
+    let deviceName: String
+    private let configurator: NetworkConfigurator
+    private var logger: Logger
+    private(set) var relay: TunRelay?
+    private var starting = false
+
+    init(settings: MediatorTunSettings, mediatorName: String, logger: Logger) {
+        self.settings = settings
+        self.deviceName = TunDeviceName.make(prefix: TunDeviceName.mediatorPrefix, mediator: mediatorName)
+        self.configurator = NetworkConfigurator(stateFile: settings.stateDirectory + "/tun-\(deviceName).journal")
+        self.logger = logger
+    }
+
+    /// Undoes what a run that did not stop cleanly left behind (its state file).
+    func cleanLeftovers() {
+        let (found, problems) = configurator.cleanLeftovers()
+        if !found.isEmpty {
+            logger.notice("undid \(found.count) TUN mode changes a previous run left: \(found.map(\.line).joined(separator: "; "))")
+        }
+        for p in problems { logger.warning("cleaning up after a previous run: \(p)") }
+    }
+
+    /// The server asks for TUN mode.
+    func start(_ request: Frame.Tun, session: TunnelSession, path: UDPChannelDatagramPath) {
+        guard relay == nil, !starting else {
+            return fail(session, request.requestID, .invalidState, "TUN mode is already up in this session")
+        }
+        let mtu = min(Int(request.mtu), settings.maxMTU)
+        guard mtu >= 576 else {
+            return fail(session, request.requestID, .notSupported, "an MTU of \(request.mtu) is below IPv4's 576")
+        }
+        let lan: String
+        do {
+            lan = try lanInterface()
+        } catch {
+            return fail(session, request.requestID, .addressNotAvailable, "\(error)")
+        }
+        cleanLeftovers()
+        starting = true
+        do {
+            try configurator.recordLink(name: deviceName)
+        } catch {
+            starting = false
+            return fail(session, request.requestID, .internalError, "cannot record TUN mode changes: \(error)")
+        }
+        TunDevice.open(name: deviceName, mtu: mtu, eventLoop: session.eventLoop).whenComplete { [self] result in
+            starting = false
+            switch result {
+            case .failure(let error):
+                configurator.undoAll()
+                fail(session, request.requestID, .permissionDenied, "\(error)")
+            case .success(let device):
+                guard session.isOpen else {
+                    device.closeNow()
+                    configurator.undoAll()
+                    return
+                }
+                do {
+                    try configure(lan: lan, mtu: mtu)
+                } catch {
+                    device.closeNow()
+                    for p in configurator.undoAll() { logger.warning("undoing TUN mode: \(p)") }
+                    return fail(session, request.requestID, .addressInUse, "\(error)")
+                }
+                let policy = PacketPolicy(remoteAddress: settings.address.address, prefixes: settings.prefixes, mtu: mtu)
+                let relay = TunRelay(device: device, policy: policy, side: .mediator, path: path)
+                relay.onDrops = { [logger] reason, count in
+                    logger.warning(
+                        "TUN mode dropped \(count) packet\(count == 1 ? "" : "s") so far: \(MediatorTun.dropText(reason))")
+                }
+                self.relay = relay
+                relay.start()
+                logger.info(
+                    "TUN mode up: \(deviceName) MTU \(mtu), remote side \(settings.address.address) on \(lan), LAN prefixes \(settings.prefixes.map(\.description).joined(separator: ", "))"
+                )
+                session.send(
+                    .tunReady(
+                        .init(requestID: request.requestID, mtu: UInt16(mtu), address: settings.address, prefixes: settings.prefixes)))
+            }
+        }
+    }
+
+    /// What the kernel needs so LAN hosts reach the remote address through this host.
+    private func configure(lan: String, mtu: Int) throws {
+        // IPv4 only for now: no IPv6 on the device, so the kernel sends no router solicitations or
+        // MLD reports into a tunnel that would drop them.
+        try configurator.setSysctlIfPresent(NetworkConfigurator.ipv6ConfPath(deviceName, "disable_ipv6"), to: "1")
+        try configurator.setLinkUp(name: deviceName, mtu: mtu)
+        // Forwarding is decided by the interface a packet arrives on: the tun (remote to LAN) and the
+        // LAN interface (LAN to remote). Set per interface, not host-wide.
+        try configurator.setSysctl(NetworkConfigurator.ipv4ConfPath(deviceName, "forwarding"), to: "1")
+        try configurator.setSysctl(NetworkConfigurator.ipv4ConfPath(lan, "forwarding"), to: "1")
+        // Answer ARP for the remote address at once instead of after a random delay of up to 0.8 s.
+        try configurator.setSysctl(NetworkConfigurator.ipv4NeighPath(lan, "proxy_delay"), to: "0")
+        let host = MediatorEnvironment.AddressPrefix(address: settings.address.address, prefixLength: 32)
+        try configurator.addRoute(interface: deviceName, destination: host)
+        try configurator.addProxyNeighbour(interface: lan, address: settings.address.address)
+    }
+
+    /// The interface with an IPv4 address in the remote address's prefix: the LAN.
+    private func lanInterface() throws -> String {
+        let environment = try NetlinkEnvironment.read(softwareVersion: "")
+        let lan = settings.address.network
+        for interface in environment.interfaces where interface.name != deviceName {
+            for a in interface.addresses where !a.address.isIPv6 && lan.contains(a.address) {
+                guard a.address != settings.address.address else {
+                    throw TunError("\(settings.address.address) is already an address of \(interface.name) on this host")
+                }
+                return interface.name
+            }
+        }
+        throw TunError("no interface of this host has an address in \(lan) (--tun \(settings.address))")
+    }
+
+    /// A PACKET frame from the TCP channel.
+    func packetFrame(_ packet: ByteBuffer) {
+        relay?.fromTunnel(packet)
+    }
+
+    /// The session ended or the mediator stops: close the device, undo every change.
+    func stop() {
+        guard let relay else { return }
+        self.relay = nil
+        relay.stop()
+        let c = relay.counters
+        for p in configurator.undoAll() { logger.warning("undoing TUN mode: \(p)") }
+        logger.info(
+            "TUN mode down: \(c.toLAN) packets to the LAN, \(c.fromLAN) from it, dropped \(c.totalDropped) \(c.dropped.sorted { $0.key < $1.key })"
+        )
+    }
+
+    /// Why packets were dropped, in words, by `PacketPolicy.Drop` raw value or relay reason.
+    static func dropText(_ reason: String) -> String {
+        switch reason {
+        case "source": return "a source outside the allowed prefixes, or a server packet not from the remote address"
+        case "destination": return "a destination outside the allowed prefixes, or a LAN packet not to the remote address"
+        case "malformed": return "not a valid IPv4 packet"
+        case "unsupported": return "IPv6 (not carried yet)"
+        case "tooLarge": return "larger than the MTU"
+        case "path": return "the tunnel could not take it"
+        case "device": return "the tun device refused it"
+        default: return reason
+        }
+    }
+
+    private func fail(_ session: TunnelSession, _ requestID: UInt32, _ code: ErrorCode, _ message: String) {
+        logger.warning("TUN mode refused: \(message)")
+        session.send(.failed(.init(requestID: requestID, code: code, errno: 0, message: message)))
+    }
+
+    struct TunError: Error, CustomStringConvertible {
+        var description: String
+        init(_ d: String) { description = d }
+    }
+}

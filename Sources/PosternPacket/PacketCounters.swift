@@ -1,0 +1,17 @@
+/// What one end of TUN mode did with packets, per direction: carried, or dropped and why
+/// (`PacketPolicy.Drop`). Shown by `postern ctl mediators`.
+public struct PacketCounters: Hashable, Sendable, Codable {
+    /// Packets from the remote side written toward the LAN (mediator) or sent to the mediator (server).
+    public var toLAN: UInt64 = 0
+    /// Packets from the LAN sent to the server (mediator) or written to the server's tun (server).
+    public var fromLAN: UInt64 = 0
+    /// Drops by reason (`PacketPolicy.Drop` raw values, plus "path" when the tunnel could not take a
+    /// packet and "device" when the tun device refused one).
+    public var dropped: [String: UInt64] = [:]
+
+    public init() {}
+
+    public mutating func drop(_ reason: String) { dropped[reason, default: 0] &+= 1 }
+
+    public var totalDropped: UInt64 { dropped.values.reduce(0, &+) }
+}

@@ -1,0 +1,67 @@
+import NIOCore
+
+/// Lowers the MSS option of TCP SYNs that cross TUN mode to what fits the devices' MTU, as routers do
+/// on tunnels (`iptables … TCPMSS --clamp-mss-to-pmtu`): so TCP never sends segments the tunnel's MTU
+/// would refuse, even where the ICMP "fragmentation needed" of path MTU discovery is filtered. IPv4
+/// only for now. Pure; every length is checked before it is used, so garbage leaves the packet alone.
+public enum TCPMSSClamp {
+    /// The MSS that fits `mtu` for IPv4: the MTU less the IPv4 and TCP headers without options.
+    public static func maxMSS(forMTU mtu: Int) -> UInt16 { UInt16(clamping: max(0, mtu - 40)) }
+
+    /// If `packet` is an IPv4 TCP segment with SYN set whose MSS option exceeds `maxMSS`, rewrites the
+    /// option to `maxMSS` and recomputes the TCP checksum. Returns whether it changed the packet.
+    @discardableResult
+    public static func clamp(_ packet: inout ByteBuffer, maxMSS: UInt16) -> Bool {
+        let base = packet.readerIndex
+        guard let first = packet.getInteger(at: base, as: UInt8.self), first >> 4 == 4,
+            packet.readableBytes >= 20,
+            packet.getInteger(at: base + 9, as: UInt8.self) == 6,
+            // Only a first fragment (offset 0) holds the TCP header.
+            let fragment = packet.getInteger(at: base + 6, as: UInt16.self), fragment & 0x1fff == 0,
+            let total16 = packet.getInteger(at: base + 2, as: UInt16.self)
+        else { return false }
+        let ipHeader = Int(first & 0x0f) * 4
+        let total = Int(total16)
+        guard ipHeader >= 20, total <= packet.readableBytes, total >= ipHeader + 20 else { return false }
+        let tcp = base + ipHeader
+        guard let offsetByte = packet.getInteger(at: tcp + 12, as: UInt8.self),
+            let flags = packet.getInteger(at: tcp + 13, as: UInt8.self), flags & 0x02 != 0
+        else { return false }
+        let tcpHeader = Int(offsetByte >> 4) * 4
+        guard tcpHeader >= 20, ipHeader + tcpHeader <= total else { return false }
+        var i = tcp + 20
+        let end = tcp + tcpHeader
+        while i < end {
+            let kind = packet.getInteger(at: i, as: UInt8.self)!
+            if kind == 0 { return false }  // end of options
+            if kind == 1 {  // no-operation
+                i += 1
+                continue
+            }
+            guard i + 1 < end, let length = packet.getInteger(at: i + 1, as: UInt8.self), length >= 2, i + Int(length) <= end else {
+                return false
+            }
+            if kind == 2 {
+                guard length == 4, let mss = packet.getInteger(at: i + 2, as: UInt16.self) else { return false }
+                guard mss > maxMSS else { return false }
+                packet.setInteger(maxMSS, at: i + 2)
+                packet.setInteger(UInt16(0), at: tcp + 16)
+                packet.setInteger(checksum(packet, ipBase: base, tcp: tcp, tcpLength: total - ipHeader), at: tcp + 16)
+                return true
+            }
+            i += Int(length)
+        }
+        return false
+    }
+
+    /// The TCP checksum over the IPv4 pseudo-header and the segment (its checksum field zeroed).
+    static func checksum(_ packet: ByteBuffer, ipBase: Int, tcp: Int, tcpLength: Int) -> UInt16 {
+        var pseudo = ByteBuffer()
+        pseudo.writeBytes(packet.getBytes(at: ipBase + 12, length: 8)!)  // source and destination
+        pseudo.writeInteger(UInt8(0))
+        pseudo.writeInteger(UInt8(6))
+        pseudo.writeInteger(UInt16(tcpLength))
+        pseudo.writeBytes(packet.getBytes(at: tcp, length: tcpLength)!)
+        return InternetChecksum.compute(pseudo, at: 0, length: pseudo.readableBytes)
+    }
+}

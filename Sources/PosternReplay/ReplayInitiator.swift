@@ -1,0 +1,305 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import PosternCapture
+
+/// The public side of a stream-mode replay (`postern replay CAPTURE --to ADDR`): for each replayable
+/// flow, in capture order, announces it on the control connection (see `ReplayResponder`), opens
+/// the connection (or UDP socket) to the forward and plays the flow's initiator, several flows at
+/// once. At the end it collects the responder's checks and returns the whole report.
+public final class ReplayInitiator: @unchecked Sendable {
+    // All mutable state is touched on the one event loop only.
+    let summary: CaptureSummary
+    let capture: String
+    let target: SocketAddress
+    let datagramTarget: SocketAddress
+    let control: SocketAddress
+    let mode: ReplayPacing.Mode
+    let timeout: TimeAmount
+    let parallel: Int
+    let progress: ((String) -> Void)?
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private let loop: EventLoop
+    private let finished: EventLoopPromise<ReplayReport>
+
+    private var controlChannel: Channel?
+    private var controlAttempts = 0
+    private var helloAnswered = false
+    /// The report or the failure was given: nothing more happens.
+    private var over = false
+    static let maxControlAttempts = 5
+    private var pacing: ReplayPacing
+    private var queue: [Flow]
+    private var pairing: (flow: Int, timer: Scheduled<Void>)?
+    private var connecting: [Int: Channel] = [:]
+    private var running = 0
+    private var waitingForResults = false
+    private var waitTimer: Scheduled<Void>?
+    private var mine: [Int: SideResult] = [:]
+    private var theirs: [Int: SideResult] = [:]
+    private var total: Int
+    private var progressTimer: RepeatedTask?
+
+    public init(
+        summary: CaptureSummary, capture: String, target: SocketAddress, datagramTarget: SocketAddress, control: SocketAddress,
+        mode: ReplayPacing.Mode, timeout: TimeAmount, parallel: Int, progress: ((String) -> Void)?
+    ) {
+        self.summary = summary
+        self.capture = capture
+        self.target = target
+        self.datagramTarget = datagramTarget
+        self.control = control
+        self.mode = mode
+        self.timeout = timeout
+        self.parallel = max(1, parallel)
+        self.progress = progress
+        self.loop = group.next()
+        self.finished = loop.makePromise()
+        self.queue = summary.flows.filter { ReplayReport.skipReason($0) == nil }
+        self.total = queue.count
+        self.pacing = ReplayPacing(mode: mode, captureStart: summary.flows.first?.startTime ?? 0, replayStart: .now())
+    }
+
+    /// Runs the replay to its end and returns the report; throws when the control connection fails.
+    public func run() async throws -> ReplayReport {
+        loop.execute { self.connectControl() }
+        do {
+            let report = try await finished.futureResult.get()
+            try? await group.shutdownGracefully()
+            return report
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+    }
+
+    private func fail(_ why: String) {
+        guard !over else { return }
+        over = true
+        progressTimer?.cancel()
+        finished.fail(ReplayFailure(reason: why))
+        controlChannel?.close(promise: nil)
+    }
+
+    // MARK: - Control
+
+    private func connectControl() {
+        guard total > 0 else {
+            return finished.succeed(
+                ReplayReport.assemble(capture: capture, mode: "\(mode)", flows: summary.flows, initiatorSide: [:], responderSide: [:]))
+        }
+        controlAttempts += 1
+        let lines = ControlLines()
+        lines.onLine = { [self] line in self.line(line) }
+        lines.onClose = { [self] why in
+            guard !over else { return }
+            // Through a forward the connect itself always succeeds; a LAN side not (yet) listening
+            // shows as a reset before any answer. Try again a few times before giving up.
+            if !helloAnswered && controlAttempts < Self.maxControlAttempts {
+                _ = loop.scheduleTask(in: .seconds(1)) { [self] in connectControl() }
+            } else {
+                fail("\(why) (control \(control))")
+            }
+        }
+        ClientBootstrap(group: loop)
+            .connectTimeout(.seconds(10))
+            .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(lines) }
+            }
+            .connect(to: control)
+            .whenComplete { [self] result in
+                switch result {
+                case .success(let channel):
+                    controlChannel = channel
+                    ControlLines.send("HELLO \(summary.digest)", on: channel)
+                case .failure(let error):
+                    if controlAttempts < Self.maxControlAttempts {
+                        _ = loop.scheduleTask(in: .seconds(1)) { [self] in connectControl() }
+                    } else {
+                        fail("cannot reach the responder's control address \(control): \(error)")
+                    }
+                }
+            }
+    }
+
+    private func line(_ line: String) {
+        let words = line.split(separator: " ", maxSplits: 1).map(String.init)
+        switch words.first {
+        case "OK":
+            helloAnswered = true
+            pacing = ReplayPacing(mode: mode, captureStart: summary.flows.first?.startTime ?? 0, replayStart: .now())
+            if progress != nil {
+                progressTimer = loop.scheduleRepeatedTask(initialDelay: .seconds(2), delay: .seconds(2)) { [self] _ in
+                    progress?("replay: \(mine.count)/\(total) flows done, \(running) running")
+                }
+            }
+            pump()
+        case "READY":
+            guard let pairing, words.count == 2, words[1] == String(pairing.flow) else { return fail("control: unexpected '\(line)'") }
+            open(pairing.flow)
+        case "ACCEPTED":
+            guard let pairing, words.count == 2, words[1] == String(pairing.flow) else { return fail("control: unexpected '\(line)'") }
+            pairing.timer.cancel()
+            self.pairing = nil
+            pump()
+        case "RESULT":
+            guard words.count == 2, let result = try? JSONDecoder().decode(SideResult.self, from: Data(words[1].utf8)) else {
+                return fail("control: unreadable result")
+            }
+            // Only flows this side replayed: a forged responder cannot grow the table.
+            guard mine[result.flow] != nil || pairing?.flow == result.flow else {
+                return fail("control: result for flow \(result.flow), which was not replayed")
+            }
+            theirs[result.flow] = result
+        case "END":
+            guard !over else { return }
+            over = true
+            waitTimer?.cancel()
+            progressTimer?.cancel()
+            let report = ReplayReport.assemble(
+                capture: capture, mode: "\(mode)", flows: summary.flows, initiatorSide: mine, responderSide: theirs)
+            finished.succeed(report)
+            controlChannel?.close(promise: nil)
+        case "ERR":
+            helloAnswered = true
+            fail("the responder says: \(words.count == 2 ? words[1] : "error")")
+        default:
+            fail("control: unexpected '\(line)'")
+        }
+    }
+
+    // MARK: - Flows
+
+    /// Starts the next flows: one announcement at a time, up to `parallel` running, each not before
+    /// its recorded start (recorded timing).
+    private func pump() {
+        guard pairing == nil, let controlChannel else { return }
+        if queue.isEmpty {
+            if running == 0 && !waitingForResults {
+                waitingForResults = true
+                ControlLines.send("DONE", on: controlChannel)
+                waitTimer = loop.scheduleTask(in: timeout + .seconds(5)) { [self] in fail("the responder sent no results") }
+            }
+            return
+        }
+        guard running < parallel else { return }
+        if let deadline = pacing.deadline(for: queue[0].startTime) {
+            _ = loop.scheduleTask(deadline: deadline) { [self] in pump() }
+            return
+        }
+        let flow = queue.removeFirst()
+        let timer = loop.scheduleTask(in: timeout) { [self] in
+            // Announced but never seen on the other side: the forward lost it.
+            guard pairing?.flow == flow.number else { return }
+            pairing = nil
+            ControlLines.send("CANCEL \(flow.number)", on: controlChannel)
+            connecting.removeValue(forKey: flow.number)?.close(promise: nil)
+            pump()
+        }
+        pairing = (flow.number, timer)
+        running += 1
+        ControlLines.send("NEXT \(flow.number)", on: controlChannel)
+    }
+
+    private func open(_ number: Int) {
+        guard let flow = summary.flows.first(where: { $0.number == number }) else { return }
+        let done: (DirectionCheck, Int, String?) -> Void = { [self] check, ms, problem in
+            finish(number, SideResult(flow: number, check: check, milliseconds: ms, problem: problem))
+        }
+        switch flow.transport {
+        case .tcp:
+            let handler = StreamFlowHandler(flow: flow, side: .fromInitiator, pacing: pacing, timeout: timeout, onDone: done)
+            ClientBootstrap(group: loop)
+                .connectTimeout(.seconds(10))
+                .channelOption(.allowRemoteHalfClosure, value: true)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
+                }
+                .connect(to: target)
+                .whenComplete { [self] result in
+                    switch result {
+                    case .success(let channel): connecting[number] = channel
+                    case .failure(let error): connectFailed(flow, error)
+                    }
+                }
+        case .udp:
+            let box = RunnerBox()
+            let target = datagramTarget
+            DatagramBootstrap(group: loop)
+                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            DatagramInbound { envelope in
+                                var data = envelope.data
+                                box.runner?.receive(data.readBytes(length: data.readableBytes) ?? [])
+                            })
+                    }
+                }
+                .bind(to: try! SocketAddress(ipAddress: target.protocol == .inet6 ? "::" : "0.0.0.0", port: 0))
+                .whenComplete { [self] result in
+                    switch result {
+                    case .success(let channel):
+                        connecting[number] = channel
+                        let runner = DatagramFlowRunner(
+                            flow: flow, side: .fromInitiator, pacing: pacing, timeout: timeout, eventLoop: loop,
+                            send: { bytes in
+                                var buffer = channel.allocator.buffer(capacity: bytes.count)
+                                buffer.writeBytes(bytes)
+                                channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: buffer), promise: nil)
+                            },
+                            onDone: { check, ms, problem in
+                                done(check, ms, problem)
+                                // Late datagrams of the peer have nowhere to go once the flow is judged.
+                                _ = channel.eventLoop.scheduleTask(in: .seconds(1)) { channel.close(promise: nil) }
+                            })
+                        box.runner = runner
+                        runner.start()
+                    case .failure(let error):
+                        connectFailed(flow, error)
+                    }
+                }
+        case .icmp:
+            break
+        }
+    }
+
+    private func connectFailed(_ flow: Flow, _ error: Error) {
+        // A refused connect is how a refused flow may show when nothing relays it; anything else is a
+        // failure to replay.
+        if let io = error as? IOError, io.errnoCode == ECONNREFUSED, flow.ending == .refused {
+            let check = DirectionCheck.stream(flow, direction: .fromResponder, received: [], ending: "reset")
+            finish(flow.number, SideResult(flow: flow.number, check: check, milliseconds: 0, problem: nil))
+        } else {
+            finish(
+                flow.number,
+                SideResult(
+                    flow: flow.number, check: nil, milliseconds: 0,
+                    problem: "cannot reach \(flow.transport == .tcp ? target : datagramTarget): \(error)"))
+        }
+        if let pairing, pairing.flow == flow.number, let controlChannel {
+            pairing.timer.cancel()
+            self.pairing = nil
+            ControlLines.send("CANCEL \(flow.number)", on: controlChannel)
+        }
+        pump()
+    }
+
+    private func finish(_ number: Int, _ result: SideResult) {
+        guard mine[number] == nil else { return }
+        mine[number] = result
+        connecting[number] = nil
+        running -= 1
+        pump()
+    }
+}
+
+/// The replay could not run (the control connection failed, the responder refused).
+public struct ReplayFailure: Error, CustomStringConvertible {
+    public var reason: String
+    public var description: String { reason }
+}
+
+/// The UDP flow's runner, made after its channel: the channel's handler finds it here.
+final class RunnerBox {
+    var runner: DatagramFlowRunner?
+}

@@ -1,0 +1,102 @@
+import Foundation
+import Logging
+import NIOCore
+import PosternCore
+import PosternNetlink
+import PosternWire
+
+/// TUN mode on the server (`--tun`): asks every mediator whose ENVIRONMENT offers it for TUN mode,
+/// gives each a `ServerTun`, refuses one whose LAN prefixes overlap another's, and undoes everything
+/// when sessions end, when the server stops, and (from the state directory) after a crash.
+/// Lives on the server's event loop.
+final class ServerTunMode {
+    let mtu: Int
+    let stateDirectory: String
+    private var logger: Logger
+    private var claims = TunPrefixClaims()
+    private var tuns: [ObjectIdentifier: ServerTun] = [:]
+
+    init(mtu: Int, stateDirectory: String, logger: Logger) {
+        self.mtu = mtu
+        self.stateDirectory = stateDirectory
+        self.logger = logger
+    }
+
+    /// Undoes what a killed server left: every `tun-pts-*.journal` in the state directory.
+    func cleanLeftovers() {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: stateDirectory)) ?? []
+        for file in files where file.hasPrefix("tun-pts-") && file.hasSuffix(".journal") {
+            let configurator = NetworkConfigurator(stateFile: stateDirectory + "/" + file)
+            let (found, problems) = configurator.cleanLeftovers()
+            if !found.isEmpty { logger.notice("undid \(found.count) TUN mode changes a previous run left (\(file))") }
+            for p in problems { logger.warning("cleaning up after a previous run: \(p)") }
+        }
+    }
+
+    /// A mediator's session is established: watch its ENVIRONMENT for the TUN offer.
+    func attach(_ link: MediatorLink) {
+        link.onEnvironment { [weak self, weak link] environment in
+            guard let self, let link, environment.capabilities.contains(.tunOffered) else { return }
+            self.request(link)
+        }
+        link.onClose { [weak self, weak link] _ in
+            guard let self, let link else { return }
+            self.detach(link)
+        }
+        // ENVIRONMENT may have arrived while the registry was still deciding about the name.
+        if let environment = link.environment, environment.capabilities.contains(.tunOffered) { request(link) }
+    }
+
+    /// The TUN state of a link, for the admin API.
+    func tun(of link: MediatorLink) -> ServerTun? { tuns[ObjectIdentifier(link)] }
+
+    func stopAll() {
+        for tun in tuns.values {
+            tun.stop()
+            claims.release(tun.mediator)
+        }
+        tuns.removeAll()
+    }
+
+    private func request(_ link: MediatorLink) {
+        let key = ObjectIdentifier(link)
+        guard tuns[key] == nil else { return }
+        let tun = ServerTun(mediator: link.name, stateDirectory: stateDirectory, logger: logger)
+        tuns[key] = tun
+        link.requestTun(mtu: UInt16(mtu)).whenComplete { [self] result in
+            switch result {
+            case .failure(let error):
+                tun.refused("the mediator said: \(error)")
+                logger.warning("mediator '\(link.name)' did not start TUN mode: \(error)")
+            case .success(let answer):
+                if let clash = claims.claim(link.name, remoteAddress: answer.address.address, prefixes: answer.prefixes) {
+                    tun.refused(clash)
+                    logger.error("TUN mode of mediator '\(link.name)' refused: \(clash)")
+                    link.registry.events.post(ServerEvent(mediator: link.name, kind: "tun-refused", detail: clash))
+                    return
+                }
+                tun.start(answer, link: link).whenComplete { [self] result in
+                    switch result {
+                    case .success:
+                        logger.info(
+                            "TUN mode of mediator '\(link.name)' up: \(tun.deviceName) \(answer.address.address)/32, routes to \(answer.prefixes.map(\.description).joined(separator: ", ")), MTU \(answer.mtu)"
+                        )
+                        link.registry.events.post(
+                            ServerEvent(mediator: link.name, kind: "tun-up", detail: "\(tun.deviceName) \(answer.address.address)"))
+                    case .failure(let error):
+                        claims.release(link.name)
+                        tun.refused("\(error)")
+                        logger.error("TUN mode of mediator '\(link.name)' failed on the server: \(error)")
+                    }
+                }
+            }
+        }
+    }
+
+    private func detach(_ link: MediatorLink) {
+        guard let tun = tuns.removeValue(forKey: ObjectIdentifier(link)) else { return }
+        let wasUp = tun.relay != nil
+        tun.stop()
+        if wasUp { claims.release(tun.mediator) }
+    }
+}

@@ -1,0 +1,97 @@
+import NIOCore
+import PosternPacket
+import PosternTunnel
+
+/// Carries IP packets between a tun device and the session's paths (docs/protocol.md §10), through
+/// the packet policy in both directions, clamping the MSS of TCP SYNs to the devices' MTU. The
+/// mediator's device faces the LAN, the server's the remote side; `side` says which direction is
+/// which. Lives on the session's event loop.
+public final class TunRelay {
+    public enum Side: Sendable {
+        /// The device is the mediator's: what it reads comes from the LAN.
+        case mediator
+        /// The device is the server's: what it reads goes to the LAN.
+        case server
+    }
+
+    public let device: TunDevice
+    public let policy: PacketPolicy
+    public let side: Side
+    private let path: UDPChannelDatagramPath
+    public private(set) var counters = PacketCounters()
+    /// Told about drops at the 1st, 10th, 100th… of each reason, so a log shows them without
+    /// flooding (the mediator logs them; the server shows its counters in `ctl mediators`).
+    public var onDrops: ((_ reason: String, _ count: UInt64) -> Void)?
+    private var stopped = false
+    /// SYNs crossing TUN mode have their MSS lowered to this (`TCPMSSClamp`).
+    private let maxMSS: UInt16
+
+    public init(device: TunDevice, policy: PacketPolicy, side: Side, path: UDPChannelDatagramPath) {
+        self.device = device
+        self.policy = policy
+        self.side = side
+        self.path = path
+        self.maxMSS = TCPMSSClamp.maxMSS(forMTU: policy.mtu)
+    }
+
+    /// Starts both directions: device batches to the tunnel, tunnel packets (UDP channel PACKET
+    /// messages here, PACKET frames through `fromTunnel`) to the device.
+    public func start() {
+        device.eventLoop.preconditionInEventLoop()
+        path.packetReceiver = { [weak self] in self?.fromTunnel($0) }
+        device.setReceiver { [weak self] batch in
+            guard let self else { return }
+            for packet in batch { self.fromDevice(packet) }
+        }
+    }
+
+    /// A packet the device produced: to the tunnel if the policy lets it pass.
+    func fromDevice(_ packet: ByteBuffer) {
+        guard !stopped else { return }
+        let drop = side == .mediator ? policy.checkFromLAN(packet) : policy.checkToLAN(packet)
+        if let drop {
+            dropped(drop.rawValue)
+            return
+        }
+        var packet = packet
+        TCPMSSClamp.clamp(&packet, maxMSS: maxMSS)
+        if path.sendPacket(packet) {
+            if side == .mediator { counters.fromLAN &+= 1 } else { counters.toLAN &+= 1 }
+        } else {
+            dropped("path")
+        }
+    }
+
+    /// A packet from the tunnel (either path): to the device if the policy lets it pass.
+    public func fromTunnel(_ packet: ByteBuffer) {
+        guard !stopped else { return }
+        let drop = side == .mediator ? policy.checkToLAN(packet) : policy.checkFromLAN(packet)
+        if let drop {
+            dropped(drop.rawValue)
+            return
+        }
+        var packet = packet
+        TCPMSSClamp.clamp(&packet, maxMSS: maxMSS)
+        if device.writePacket(packet) {
+            if side == .mediator { counters.toLAN &+= 1 } else { counters.fromLAN &+= 1 }
+        } else {
+            dropped("device")
+        }
+    }
+
+    private func dropped(_ reason: String) {
+        counters.drop(reason)
+        let n = counters.dropped[reason] ?? 0
+        var m = n
+        while m >= 10, m % 10 == 0 { m /= 10 }
+        if m == 1 { onDrops?(reason, n) }
+    }
+
+    /// Stops relaying and closes the device.
+    public func stop() {
+        guard !stopped else { return }
+        stopped = true
+        path.packetReceiver = nil
+        device.closeNow()
+    }
+}

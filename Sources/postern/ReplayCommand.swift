@@ -1,0 +1,173 @@
+import ArgumentParser
+import Foundation
+import NIOCore
+import PosternCapture
+import PosternPcap
+import PosternReplay
+import PosternWire
+
+/// `postern replay CAPTURE`: replays a capture's TCP and UDP flows through a running tunnel in stream
+/// mode and checks that each side received exactly the recorded bytes, in order, with the recorded
+/// ending. Two processes play the two sides: `--respond` in the LAN (the responders, behind a forward)
+/// and `--to` on the public side (the initiators, through the forward). See README "Replaying captures".
+struct ReplayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replay",
+        abstract: "Replay a capture through a running tunnel and verify it (stream mode).",
+        discussion: """
+            Run `--respond ADDR` in the LAN (it plays every flow's responder on ADDR, TCP and UDP) and \
+            `--to ADDR` on the public side, where ADDR is a forward to the responder's address; a second \
+            forward carries the control connection (`--control`, default the port after ADDR's). With \
+            neither, the capture's flows are listed.
+            """
+    )
+
+    @Argument(help: "A pcap or pcapng file.")
+    var capture: String
+
+    @Option(help: "Public side: the forward (HOST:PORT) that reaches the responder's TCP address.")
+    var to: String?
+
+    @Option(help: "Public side: the forward for UDP flows (default: --to).")
+    var udpTo: String?
+
+    @Option(help: "LAN side: play the responders on HOST:PORT (TCP and UDP).")
+    var respond: String?
+
+    @Option(help: "The control address: where --respond listens, or the forward --to reaches it by (default: the next port).")
+    var control: String?
+
+    @Option(help: "fast (answers pace the replay) or recorded (the capture's timing, see --scale).")
+    var timing: String = "fast"
+
+    @Option(help: "With --timing recorded: multiply the capture's intervals (2 = half speed, 0.5 = double).")
+    var scale: Double = 1
+
+    @Option(help: "Seconds a flow may take before it counts as failed.")
+    var timeout: Int = 20
+
+    @Option(help: "Flows running at once.")
+    var parallel: Int = 16
+
+    @Flag(help: "Print the report (or the flow list) as JSON.")
+    var json = false
+
+    @Flag(help: "No progress line on stderr.")
+    var quiet = false
+
+    func validate() throws {
+        if to != nil && respond != nil { throw ValidationError("--to (public side) and --respond (LAN side) are the two ends: give one") }
+        guard timing == "fast" || timing == "recorded" else { throw ValidationError("--timing is fast or recorded") }
+        guard scale > 0, scale.isFinite else { throw ValidationError("--scale must be a positive number") }
+        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        guard parallel > 0 else { throw ValidationError("--parallel must be positive") }
+    }
+
+    func run() async throws {
+        let summary: CaptureSummary
+        do {
+            summary = try PcapFileReader.flows(path: capture)
+        } catch {
+            Self.stderr("postern replay: \(error)")
+            throw ExitCode(2)
+        }
+        let mode: ReplayPacing.Mode = timing == "fast" ? .fast : .recorded(scale: scale)
+        do {
+            if let to {
+                let target = try Self.address(to, "--to")
+                let report = try await ReplayInitiator(
+                    summary: summary, capture: capture, target: target,
+                    datagramTarget: try udpTo.map { try Self.address($0, "--udp-to") } ?? target,
+                    control: try control.map { try Self.address($0, "--control") } ?? Self.nextPort(target),
+                    mode: mode, timeout: .seconds(Int64(timeout)), parallel: parallel,
+                    progress: quiet ? nil : { Self.stderr($0) }
+                ).run()
+                if json {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                    print(String(decoding: try encoder.encode(report), as: UTF8.self))
+                } else {
+                    print(report.text)
+                }
+                if report.failed { throw ExitCode(1) }
+            } else if let respond {
+                let listen = try Self.address(respond, "--respond")
+                let responder = ReplayResponder(
+                    summary: summary, listen: listen,
+                    control: try control.map { try Self.address($0, "--control") } ?? Self.nextPort(listen),
+                    mode: mode, timeout: .seconds(Int64(timeout)), log: { Self.stderr($0) })
+                try await responder.run()
+            } else {
+                list(summary)
+            }
+        } catch let e as ExitCode {
+            throw e
+        } catch let e as ValidationError {
+            throw e
+        } catch {
+            Self.stderr("postern replay: \(error)")
+            throw ExitCode(2)
+        }
+    }
+
+    /// Without a role: the flows the capture holds and what stream mode would do with each.
+    private func list(_ summary: CaptureSummary) {
+        let report = ReplayReport(
+            capture: capture, mode: "list",
+            flows: summary.flows.map { flow in
+                let skip = ReplayReport.skipReason(flow)
+                var report = FlowReport(flow: flow, status: skip == nil ? .ok : .skipped, reason: skip)
+                report.directions = [FlowDirection.fromInitiator, .fromResponder].map { d in
+                    DirectionCheck(
+                        direction: d, expectedPackets: flow.packets(from: d), deliveredPackets: 0, expectedBytes: flow.bytes(from: d).count,
+                        receivedBytes: 0, firstDifference: nil, expectedEnding: "", observedEnding: "")
+                }
+                return report
+            })
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: (try? encoder.encode(report)) ?? Data(), as: UTF8.self))
+            return
+        }
+        for flow in summary.flows {
+            var line = "flow \(flow.number) \(flow.label)"
+            if flow.transport == .icmp { line += " \(flow.summary)" }
+            line += ": \(flow.packets(from: .fromInitiator))+\(flow.packets(from: .fromResponder)) packets, "
+            line += "\(flow.bytes(from: .fromInitiator).count)+\(flow.bytes(from: .fromResponder).count) bytes"
+            if flow.transport == .tcp { line += ", \(flow.ending)" }
+            if flow.retransmissions + flow.outOfOrder > 0 {
+                line += ", \(flow.retransmissions) retransmitted, \(flow.outOfOrder) out of order"
+            }
+            line += ReplayReport.skipReason(flow).map { " -- skipped: \($0)" } ?? " -- replayable"
+            print(line)
+        }
+        var tail = "\(capture): \(summary.packets) packets, \(summary.flows.count) flows"
+        if summary.notIP > 0 { tail += ", \(summary.notIP) not IP" }
+        if summary.otherTransport > 0 { tail += ", \(summary.otherTransport) other transports" }
+        if summary.undecodableCount > 0 { tail += ", \(summary.undecodableCount) undecodable" }
+        print(tail)
+        for note in summary.undecodable { print("  \(note)") }
+    }
+
+    static func address(_ text: String, _ option: String) throws -> SocketAddress {
+        guard let endpoint = Endpoint(parsing: text) else { throw ValidationError("\(option) must be HOST:PORT, not '\(text)'") }
+        do {
+            return try SocketAddress.makeAddressResolvingHost(
+                "\(endpoint.host)".trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port: Int(endpoint.port))
+        } catch {
+            throw ValidationError("\(option) \(text): \(error)")
+        }
+    }
+
+    static func nextPort(_ address: SocketAddress) throws -> SocketAddress {
+        guard let port = address.port, port < 65_535, let ip = address.ipAddress else {
+            throw ValidationError("give --control: no port follows \(address)")
+        }
+        return try SocketAddress(ipAddress: ip, port: port + 1)
+    }
+
+    static func stderr(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+}
