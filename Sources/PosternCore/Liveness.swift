@@ -17,6 +17,10 @@ public struct Liveness: Sendable {
     private var token: UInt64 = 0
     /// The probe in flight: the PONG token that answers it, when it was sent and when it is overdue.
     public private(set) var probe: (token: UInt64, sent: NIODeadline, deadline: NIODeadline)?
+    /// The latest keepalive PING and when it went out: its PONG measures the round trip.
+    private var lastPing: (token: UInt64, sent: NIODeadline)?
+    /// The round trip of the latest PING answered (keepalive or probe); nil before the first.
+    public private(set) var roundTrip: TimeAmount?
 
     public init(interval: TimeAmount, deadTimeout: TimeAmount, now: NIODeadline) {
         precondition(interval.nanoseconds > 0 && deadTimeout.nanoseconds > 0)
@@ -45,7 +49,18 @@ public struct Liveness: Sendable {
         guard probe == nil else { return nil }
         token &+= 1
         probe = (token, now, now + timeout)
+        lastPing = (token, now)
         return token
+    }
+
+    /// A PONG arrived at `now`: if it answers the latest PING, the round trip is measured. True when
+    /// it answers the probe in flight (which is then over).
+    public mutating func pong(token: UInt64, at now: NIODeadline) -> Bool {
+        if let ping = lastPing, ping.token == token, now >= ping.sent {
+            roundTrip = now - ping.sent
+            lastPing = nil
+        }
+        return pong(token: token)
     }
 
     /// A PONG arrived: true when it answers the probe in flight (which is then over).
@@ -66,6 +81,7 @@ public struct Liveness: Sendable {
         if now >= nextPing {
             nextPing = now + interval
             token &+= 1
+            lastPing = (token, now)
             return .sendPing(token: token)
         }
         return .none

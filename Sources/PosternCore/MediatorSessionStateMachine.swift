@@ -31,6 +31,12 @@ public struct MediatorSessionStateMachine: SessionStateMachine {
         self.settings = settings
     }
 
+    /// The latest keepalive round trip on the TCP channel (nil before the first PONG, or not established).
+    public var keepaliveRoundTrip: TimeAmount? {
+        guard case .established(let liveness) = state else { return nil }
+        return liveness.roundTrip
+    }
+
     public var isEstablished: Bool {
         if case .established = state { return true }
         return false
@@ -122,7 +128,7 @@ public struct MediatorSessionStateMachine: SessionStateMachine {
             }
         case .established(var liveness):
             liveness.heard(at: now)
-            let answered = SessionCommon.answersProbe(frame, liveness: &liveness)
+            let answered = SessionCommon.answersProbe(frame, liveness: &liveness, now: now)
             state = .established(liveness)
             if answered { return [.deliver(frame)] }
             return SessionCommon.established(

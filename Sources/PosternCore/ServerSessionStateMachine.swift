@@ -34,6 +34,12 @@ public struct ServerSessionStateMachine: SessionStateMachine {
         self.secretFor = secretFor
     }
 
+    /// The latest keepalive round trip on the TCP channel (nil before the first PONG, or not established).
+    public var keepaliveRoundTrip: TimeAmount? {
+        guard case .established(let liveness) = state else { return nil }
+        return liveness.roundTrip
+    }
+
     public var isEstablished: Bool {
         if case .established = state { return true }
         return false
@@ -148,7 +154,7 @@ public struct ServerSessionStateMachine: SessionStateMachine {
 
         case .established(var liveness):
             liveness.heard(at: now)
-            let answered = SessionCommon.answersProbe(frame, liveness: &liveness)
+            let answered = SessionCommon.answersProbe(frame, liveness: &liveness, now: now)
             state = .established(liveness)
             if answered { return [.deliver(frame)] }
             return SessionCommon.established(

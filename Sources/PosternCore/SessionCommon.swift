@@ -30,9 +30,9 @@ enum SessionCommon {
     }
 
     /// A PONG that answers the probe in flight goes up (the registry waits for it); others are absorbed.
-    static func answersProbe(_ frame: Frame, liveness: inout Liveness) -> Bool {
+    static func answersProbe(_ frame: Frame, liveness: inout Liveness, now: NIODeadline) -> Bool {
         guard case .pong(let p) = frame else { return false }
-        return liveness.pong(token: p.token)
+        return liveness.pong(token: p.token, at: now)
     }
 
     static func probe(_ liveness: inout Liveness, timeout: TimeAmount, now: NIODeadline) -> [SessionAction] {

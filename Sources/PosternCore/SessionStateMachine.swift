@@ -26,4 +26,11 @@ public protocol SessionStateMachine: Sendable {
     /// `timeout`, delivered to the layer above as `.deliver(.pong)`; unanswered, the session ends
     /// (`keepaliveTimeout`). Nothing happens before establishment, or while a probe is in flight.
     mutating func probe(timeout: TimeAmount, now: NIODeadline) -> [SessionAction]
+    /// The latest keepalive round trip (PING to its PONG), for status and metrics.
+    var keepaliveRoundTrip: TimeAmount? { get }
+}
+
+extension SessionStateMachine {
+    /// Machines that do not measure it.
+    public var keepaliveRoundTrip: TimeAmount? { nil }
 }

@@ -18,6 +18,12 @@ import PosternWire
 ///     POST /v1/mediators/NAME/close      {"port":ID}
 ///     GET  /v1/events                    a stream of JSON lines; ?history=1 replays recent ones first
 ///     GET  /v1/counters                  totals per mediator
+///     GET  /v1/status                    version, uptime, every mediator and forward with state and counters
+///     GET  /v1/forwards                  the forwards with state and counters (as in /v1/status)
+///     POST /v1/forwards/add              {"spec":"tcp:0.0.0.0:8080=acme/192.168.77.10:80"}: start one (kept across reloads)
+///     POST /v1/forwards/remove           {"spec":"…"}: stop one, configured or added
+///     POST /v1/reload                    read the configuration again and apply its forwards (`ServerService.reload`)
+///     GET  /metrics                      the same in the Prometheus text format (`ServerMetrics`)
 ///
 /// Every request needs the bearer token and a `Host` the API is really reached by; a POST needs
 /// `Content-Type: application/json` (`AdminAccess`). A refused or oversized request is answered
@@ -37,6 +43,12 @@ final class AdminAPI: ChannelInboundHandler {
     private let access: AdminAccess
     private let limits: AdminLimits
     private let logger: Logger
+    /// The server's status now and its metrics (nil in tests that only drive the mediator routes).
+    private let status: (() -> ServerStatus)?
+    private let metrics: ServerMetrics?
+    private let reload: (() -> EventLoopFuture<ReloadResult>)?
+    /// Adds ("add") or removes ("remove") one forward.
+    private let changeForward: ((String, ForwardSpec) -> EventLoopFuture<ReloadResult>)?
     private var state = State.ready
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
@@ -47,7 +59,15 @@ final class AdminAPI: ChannelInboundHandler {
     /// Event-stream bytes handed to the channel and not yet written to the socket.
     private var eventBacklog = 0
 
-    init(registry: MediatorRegistry, access: AdminAccess, limits: AdminLimits, logger: Logger) {
+    init(
+        registry: MediatorRegistry, access: AdminAccess, limits: AdminLimits, logger: Logger, status: (() -> ServerStatus)? = nil,
+        metrics: ServerMetrics? = nil, reload: (() -> EventLoopFuture<ReloadResult>)? = nil,
+        changeForward: ((String, ForwardSpec) -> EventLoopFuture<ReloadResult>)? = nil
+    ) {
+        self.changeForward = changeForward
+        self.reload = reload
+        self.status = status
+        self.metrics = metrics
         self.registry = registry
         self.access = access
         self.limits = limits
@@ -162,6 +182,32 @@ final class AdminAPI: ChannelInboundHandler {
             stream(context, history: query.contains("history=1"))
         case (.GET, 2) where parts == ["v1", "counters"]:
             respond(context, .ok, registry.links.values.filter(\.isOpen).map(CounterView.init))
+        case (.GET, 2) where parts == ["v1", "status"] && status != nil:
+            respond(context, .ok, status!())
+        case (.GET, 2) where parts == ["v1", "forwards"] && status != nil:
+            respond(context, .ok, status!().forwards)
+        case (.POST, 3) where parts[0...1] == ["v1", "forwards"] && ["add", "remove"].contains(parts[2]) && changeForward != nil:
+            struct Body: Decodable { var spec: String }
+            guard let body = try? JSONDecoder().decode(Body.self, from: Data(body.readableBytesView)) else {
+                return respond(context, .badRequest, ["error": "body must be {\"spec\": \"FORWARD\"}"])
+            }
+            let spec: ForwardSpec
+            do { spec = try ForwardSpec(parsing: body.spec) } catch { return respond(context, .badRequest, ["error": "\(error)"]) }
+            changeForward!(parts[2], spec).whenComplete { [self] result in
+                switch result {
+                case .success(let done): respond(context, .ok, done)
+                case .failure(let error): respond(context, .unprocessableEntity, ["error": "\(parts[2]) refused: \(error)"])
+                }
+            }
+        case (.POST, 2) where parts == ["v1", "reload"] && reload != nil:
+            reload!().whenComplete { [self] result in
+                switch result {
+                case .success(let done): respond(context, .ok, done)
+                case .failure(let error): respond(context, .unprocessableEntity, ["error": "reload refused: \(error)"])
+                }
+            }
+        case (.GET, 1) where parts == ["metrics"] && status != nil && metrics != nil:
+            respondText(context, metrics!.text(status!()))
         default:
             respond(context, .notFound, ["error": "no such endpoint: \(head.method) \(path)"])
         }
@@ -354,6 +400,24 @@ final class AdminAPI: ChannelInboundHandler {
                 context.close(mode: .output, promise: nil)
                 context.eventLoop.scheduleTask(in: .seconds(2)) { context.close(promise: nil) }
             } else if close {
+                context.close(promise: nil)
+            } else if context.channel.isActive {
+                self?.armIdleTimer(context)
+            }
+        }
+    }
+
+    /// The Prometheus text exposition.
+    private func respondText(_ context: ChannelHandlerContext, _ text: String) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
+        headers.add(name: "Content-Length", value: "\(text.utf8.count)")
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: text)))), promise: nil)
+        let close = !keepAlive
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [weak self] _ in
+            if close {
                 context.close(promise: nil)
             } else if context.channel.isActive {
                 self?.armIdleTimer(context)

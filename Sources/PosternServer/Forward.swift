@@ -6,6 +6,8 @@ import PosternCore
 /// its mediator as that session is established, detaches it when the session ends, and stops it.
 protocol Forward: AnyObject {
     var spec: ForwardSpec { get }
+    /// What it counted and whether it serves, for `/v1/status` and `/metrics`.
+    var counters: ForwardCounters { get }
     /// Binds what the forward listens on at the server, failing with the reason when it cannot.
     /// Forwards that listen on the mediator bind nothing here: they open their port on `attach`.
     func start() -> EventLoopFuture<Void>

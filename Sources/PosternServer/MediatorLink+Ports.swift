@@ -7,9 +7,14 @@ import PosternWire
 extension MediatorLink {
     /// A relay for the connected or accepted port `portID`, registered at once so the DATA that
     /// follows DONE or ACCEPTED is kept until a socket joins it; the port is forgotten when it ends.
-    func makeRelay(portID: UInt32) -> StreamRelay {
+    /// A forward's `counters` count the relay while it is open and its bytes when it closes.
+    func makeRelay(portID: UInt32, counters: ForwardCounters? = nil) -> StreamRelay {
         let relay = StreamRelay(portID: portID, session: session)
-        relay.onClose = { [weak self] r, _ in self?.forget(portID: r.portID) }
+        relay.onClose = { [weak self] r, _ in
+            self?.forget(portID: r.portID)
+            counters?.closed(r)
+        }
+        counters?.opened(relay)
         session.register(relay)
         return relay
     }
@@ -17,13 +22,13 @@ extension MediatorLink {
     /// Joins `child` to the port a CONNECT just connected: what `child` sent before (held by
     /// `early`, which sits last in its pipeline) is handed to the relay in order. When `child` or
     /// the session is gone by now, the port is reset instead.
-    func relay(_ child: Channel, connected done: Frame.Done, early: EarlyInput) {
+    func relay(_ child: Channel, connected done: Frame.Done, early: EarlyInput, counters: ForwardCounters? = nil) {
         guard child.isActive, isOpen else {
             session.send(.reset(.init(portID: done.portID, code: .connectionReset)))
             forget(portID: done.portID)
             return
         }
-        join(child, makeRelay(portID: done.portID), early: early)
+        join(child, makeRelay(portID: done.portID, counters: counters), early: early)
     }
 
     /// Adds `relay` behind `early` in `child`'s pipeline and lets `early` hand over.

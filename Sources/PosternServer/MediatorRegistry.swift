@@ -28,6 +28,9 @@ public final class MediatorRegistry {
     var tunMode: ServerTunMode?
     /// How long a holder has to answer the keepalive when another session claims its name.
     var probeTimeout: TimeAmount = .seconds(3)
+    /// Sessions admitted per name since the server started (for status and metrics: a name seen
+    /// once stays listed, disconnected, and its reconnects are this less one).
+    private(set) var sessionsByName: [String: UInt64] = [:]
     private var claims = NameClaims<ObjectIdentifier>()
     /// Every session `claims` knows of: holders and newcomers waiting on a holder's answer.
     private var claimants: [ObjectIdentifier: MediatorLink] = [:]
@@ -115,6 +118,7 @@ public final class MediatorRegistry {
             old.session.goAway(.replaced, "replaced by a newer session of the same mediator")
         }
         links[name] = link
+        sessionsByName[name, default: 0] &+= 1
         logger.info("mediator '\(name)' connected from \(link.from) (session \(link.info?.sessionID ?? 0))")
         events.post(ServerEvent(mediator: name, kind: "connected", detail: "from \(link.from)"))
         for o in observers { o(link) }

@@ -48,6 +48,8 @@ public struct ServerConfiguration: Sendable {
     /// datagram rides the TCP channel, as in version 1.
     public var udpChannelEnabled = true
     public var softwareVersion: String
+    /// `--metrics ADDR:PORT`: `GET /metrics` without the admin token (nil: only on the admin API).
+    public var metrics: ListenAddress?
     /// SOCKS5 listeners (`--socks`), and what they share.
     public var socks: [SOCKSListenerSpec] = []
     public var socksSettings = SOCKSSettings()

@@ -16,8 +16,8 @@ public final class ServerService: @unchecked Sendable {
     private let configuration: ServerConfiguration
     private let group: MultiThreadedEventLoopGroup
     public let eventLoop: EventLoop
-    private var logger: Logger
-    private let registry: MediatorRegistry
+    var logger: Logger
+    let registry: MediatorRegistry
     private var channels: [Channel] = []
     private var nextSessionID: UInt64 = 1
     /// Sessions still in the handshake, by id, and which to drop when there are too many.
@@ -26,7 +26,14 @@ public final class ServerService: @unchecked Sendable {
     private var random = SystemRandomNumberGenerator()
     private var unauthenticatedDrops = 0
     private var failedProofs: FailedProofThrottle
-    private var forwards: [any Forward] = []
+    var forwards: [any Forward] = []
+    /// The forwards the configuration wants now, read again on each reload (set by the command line:
+    /// the config file and `--forward` flags; throws when the file is broken).
+    public var wantedForwards: (() throws -> [ForwardSpec])?
+    /// The reload in progress: the next one starts when it is done (a burst of SIGHUPs runs one at a time).
+    var reloadQueue: EventLoopFuture<Void>?
+    /// Forwards added through the API (`ctl forwards add`), by spec text: a reload leaves them alone.
+    var runtimeForwards: Set<String> = []
     private var socksListeners: [SOCKSListener] = []
     /// `--pcap`: where forwarded connections are recorded.
     private var recorder: PcapRecorder?
@@ -42,6 +49,10 @@ public final class ServerService: @unchecked Sendable {
     private var datagramHandler: ServiceDatagramHandler?
     /// The datagram paths of established sessions, by session id: where UDP channel datagrams go.
     private var datagramPaths: [UInt64: UDPChannelDatagramPath] = [:]
+    public let metrics = ServerMetrics()
+    private let startedAt = Date()
+    private let startedAtDeadline = NIODeadline.now()
+    public private(set) var boundMetrics: SocketAddress?
     /// TUN mode (`--tun`), nil when off.
     let tunMode: ServerTunMode?
 
@@ -99,6 +110,7 @@ public final class ServerService: @unchecked Sendable {
         }
         steps.append(bindServicePort())
         if let admin = configuration.admin { steps.append(bindAdmin(admin)) }
+        if let endpoint = configuration.metrics { steps.append(bindMetrics(endpoint)) }
         for spec in configuration.forwards {
             do {
                 let forward = try makeForward(spec)
@@ -118,20 +130,24 @@ public final class ServerService: @unchecked Sendable {
         tunMode?.cleanLeftovers()
         registry.whenAttached { [self] link in
             tunMode?.attach(link)
-            for forward in forwards where forward.spec.mediator == link.name {
-                forward.attach(link)
-                link.onClose { [weak forward] _ in forward?.detach(link) }
-            }
+            for forward in forwards where forward.spec.mediator == link.name { attach(forward, to: link) }
         }
         return EventLoopFuture.andAllSucceed(steps, on: eventLoop)
     }
 
-    private func makeForward(_ spec: ForwardSpec) throws -> any Forward {
+    func attach(_ forward: any Forward, to link: MediatorLink) {
+        forward.attach(link)
+        link.onClose { [weak forward] _ in forward?.detach(link) }
+    }
+
+    func makeForward(_ spec: ForwardSpec) throws -> any Forward {
         // The composition root: the one place the forwards' clock is the real one.
         let now: () -> NIODeadline = { .now() }
         switch (spec.transport, spec.direction) {
         case (.tcp, .toMediator):
             let forward = TCPForwardToMediator(spec: spec, registry: registry, eventLoop: eventLoop, logger: logger)
+            let timer = metrics.connectTimer(forward: spec.description)
+            forward.connectLatency = { timer.recordNanoseconds($0.nanoseconds) }
             forward.recorder = recorder
             return forward
         case (.tcp, .fromMediator):
@@ -257,11 +273,13 @@ public final class ServerService: @unchecked Sendable {
         link.maxPorts = configuration.maxPortsPerSession
         session.delegate = link
         handshaking[id] = session
+        let began = NIODeadline.now()
         session.onHandshakeProgress = { [self] stage in unauthenticated.advance(id, to: stage) }
         link.onEstablished { [self] in
             handshaking[id] = nil
             unauthenticated.remove(id)
             session.onHandshakeProgress = nil
+            metrics.handshakeTook(.now() - began)
             guard let writer = datagramWriter, let info = link.info else { return }
             datagramPaths[id] = link.datagramPath
             // All sessions share the socket, and its writes are flushed once per event-loop pass.
@@ -332,7 +350,11 @@ public final class ServerService: @unchecked Sendable {
                     addresses: [endpoint.address] + (local?.ipAddress.flatMap(IPAddress.init).map { [$0] } ?? []))
                 let access = AdminAccess(token: token, hosts: hosts)
                 return channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandler(AdminAPI(registry: self.registry, access: access, limits: limits, logger: self.logger))
+                    channel.pipeline.addHandler(
+                        AdminAPI(
+                            registry: self.registry, access: access, limits: limits, logger: self.logger, status: { self.status() },
+                            metrics: self.metrics, reload: { self.reload() },
+                            changeForward: { op, spec in op == "add" ? self.addForward(spec) : self.removeForward(spec) }))
                 }
             }
             .bind(to: SocketAddress(endpoint))
@@ -342,5 +364,73 @@ public final class ServerService: @unchecked Sendable {
                 logger.info("admin API on http://\(endpoint)")
             }
             .flatMapErrorThrowing { throw Self.bindError(endpoint, "admin API", $0) }
+    }
+
+    /// `--metrics`: the Prometheus text without the admin token, on its own address.
+    private func bindMetrics(_ endpoint: ListenAddress) -> EventLoopFuture<Void> {
+        let limits = configuration.adminLimits
+        let connections = AdminConnections(limit: limits.maxConnections)
+        return ServerBootstrap(group: eventLoop)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { [self] channel in
+                if case .refused(let first) = connections.admit() {
+                    if first { logger.warning("metrics endpoint: \(limits.maxConnections) connections open, closing new ones") }
+                    return channel.close()
+                }
+                channel.closeFuture.whenComplete { _ in connections.release() }
+                return channel.pipeline.configureHTTPServerPipeline().flatMap {
+                    channel.pipeline.addHandler(MetricsEndpoint(idleTimeout: limits.idleTimeout) { self.metrics.text(self.status()) })
+                }
+            }
+            .bind(to: SocketAddress(endpoint))
+            .map { [self] channel in
+                channels.append(channel)
+                boundMetrics = channel.localAddress
+                logger.info("metrics on http://\(endpoint)/metrics (no token)")
+            }
+            .flatMapErrorThrowing { throw Self.bindError(endpoint, "metrics endpoint", $0) }
+    }
+
+    /// The server now: every mediator seen since start (connected or not) and every forward with
+    /// its state and counters. Runs on the event loop, which owns all of it.
+    func status() -> ServerStatus {
+        eventLoop.preconditionInEventLoop()
+        var mediators: [ServerStatus.Mediator] = []
+        let iso = ISO8601DateFormatter()
+        for (name, sessions) in registry.sessionsByName.sorted(by: { $0.key < $1.key }) {
+            var m = ServerStatus.Mediator(
+                name: name, connected: false, sessions: sessions, ports: 0, bytesIn: 0, bytesOut: 0, datagramPath: "tcp", udpSent: 0,
+                udpReceived: 0)
+            if let link = registry.link(name) {
+                let c = link.datagramPath.counters
+                m.connected = true
+                m.from = link.from
+                m.connectedAt = iso.string(from: link.connectedAt)
+                m.ports = link.ports.count
+                m.bytesIn = link.session.bytesIn
+                m.bytesOut = link.session.bytesOut
+                m.datagramPath = link.datagramPath.isUDPUp ? "udp" : "tcp"
+                m.udpSent = c.sent
+                m.udpReceived = c.received
+                m.keepaliveRTTSeconds = link.session.keepaliveRoundTrip.map { Double($0.nanoseconds) / 1e9 }
+                m.udpKeepaliveRTTSeconds = link.datagramPath.roundTrip.map { Double($0.nanoseconds) / 1e9 }
+            }
+            mediators.append(m)
+        }
+        let forwards = forwards.map { f -> ServerStatus.Forward in
+            let c = f.counters
+            let (state, reason) = ServerStatus.Forward.state(
+                listening: c.listening, failure: c.failure, mediatorConnected: registry.link(f.spec.mediator) != nil,
+                listensOnServer: f.spec.direction == .toMediator)
+            return ServerStatus.Forward(
+                spec: f.spec.description, mediator: f.spec.mediator, transport: f.spec.transport == .tcp ? "tcp" : "udp", state: state,
+                reason: reason, connectionsOpen: c.connectionsOpen, connectionsTotal: c.connectionsTotal,
+                bytesToMediator: c.bytesToMediator,
+                bytesFromMediator: c.bytesFromMediator, refusals: c.refusals, policyDenials: c.policyDenials, errors: c.errors)
+        }
+        return ServerStatus(
+            version: configuration.softwareVersion, startedAt: iso.string(from: startedAt),
+            uptimeSeconds: Double((NIODeadline.now() - startedAtDeadline).nanoseconds) / 1e9, mediators: mediators, forwards: forwards,
+            process: .current())
     }
 }

@@ -11,6 +11,9 @@ import PosternWire
 /// to the target (OPEN+CONNECT in one CONNECT with port 0) and is relayed through the tunnel.
 final class TCPForwardToMediator: Forward {
     let spec: ForwardSpec
+    let counters = ForwardCounters()
+    /// Each relayed connection's time from accept to the mediator's answer (set by `ServerService`).
+    var connectLatency: (TimeAmount) -> Void = { _ in }
     private let registry: MediatorRegistry
     private var logger: Logger
     private let eventLoop: EventLoop
@@ -44,24 +47,32 @@ final class TCPForwardToMediator: Forward {
             .bind(to: SocketAddress(spec.listenAddress))
             .map { [self] channel in
                 self.channel = channel
+                counters.listening = true
                 logger.info("forward \(spec): listening on \(spec.listen)")
             }
     }
 
-    func stop() { channel?.close(promise: nil) }
+    func stop() {
+        counters.listening = false
+        channel?.close(promise: nil)
+    }
 
     private func accepted(_ child: Channel, _ early: EarlyInput) {
         guard let link = registry.link(spec.mediator) else {
             logger.warning("forward \(spec): mediator '\(spec.mediator)' is not connected; resetting the connection")
+            counters.refused()
             StreamRelay.abortiveClose(child)
             return
         }
         let peer = child.remoteAddress?.display ?? "?"
+        let began = NIODeadline.now()
         link.connect(portID: 0, to: spec.target, owner: "forward \(spec)").whenComplete { [self] result in
+            connectLatency(.now() - began)
             switch result {
             case .success(let done):
-                link.relay(child, connected: done, early: early)
+                link.relay(child, connected: done, early: early, counters: counters)
             case .failure(let error):
+                counters.failed(error)
                 // The user sees an RST: the closest a forward can come to "connection refused".
                 logger.info("forward \(spec): connection from \(peer) not relayed: \(error)")
                 registry.events.post(ServerEvent(mediator: spec.mediator, kind: "connect-failed", detail: "\(spec.target): \(error)"))

@@ -62,6 +62,7 @@ final class UDPForwardFromMediator: Forward {
     }
 
     let spec: ForwardSpec
+    let counters = ForwardCounters()
     private let registry: MediatorRegistry
     private var logger: Logger
     private let eventLoop: EventLoop
@@ -86,6 +87,7 @@ final class UDPForwardFromMediator: Forward {
         self.logger = logger
         self.openSocket = openSocket ?? Self.bindSocket(on: eventLoop)
         if case .ip(let ip) = spec.target.host { target = SocketAddress(ip, port: spec.target.port) }
+        counters.openFlows = { [weak self] in self?.current?.flows.count ?? 0 }
     }
 
     /// A socket on an ephemeral port, connected to the target: the kernel delivers it nothing from
@@ -106,7 +108,22 @@ final class UDPForwardFromMediator: Forward {
         return eventLoop.makeSucceededVoidFuture()
     }
 
-    func stop() { sweeper?.cancel() }
+    private weak var link: MediatorLink?
+    private var stopped = false
+
+    /// Removed by a reload: its port on the mediator closes and its flows' sockets with it.
+    func stop() {
+        stopped = true
+        counters.listening = false
+        sweeper?.cancel()
+        guard let port = current else { return }
+        current = nil
+        port.path.detach(portID: port.portID)
+        for closed in port.flows.removeAll() { closed.handle?.close(promise: nil) }
+        if let link, link.isOpen { link.close(portID: port.portID).whenFailure { _ in } }
+    }
+
+    func detach(_ link: MediatorLink) { counters.listening = false }
 
     /// Asks for the mediator's port with REDIRECT (§5.2), which `--allow-redirect` permits; a mediator
     /// that refuses it by policy, or is too old to know it, is asked with OPEN instead, which it
@@ -125,10 +142,19 @@ final class UDPForwardFromMediator: Forward {
         }.whenComplete { [self] result in
             switch result {
             case .success(let done):
+                guard !stopped else {
+                    link.close(portID: done.portID).whenFailure { _ in }
+                    return
+                }
+                self.link = link
                 attach(path: link.datagramPath, portID: done.portID)
+                counters.listening = link.isOpen
+                counters.failure = nil
                 logger.info("forward \(spec): mediator '\(spec.mediator)' receives datagrams on \(done.local) by \(how)")
                 registry.events.post(ServerEvent(mediator: spec.mediator, kind: "listening", port: done.portID, detail: "forward \(spec)"))
             case .failure(let error):
+                counters.listening = false
+                counters.failure = "mediator '\(spec.mediator)' cannot open \(spec.listen): \(error)"
                 logger.error("forward \(spec): mediator '\(spec.mediator)' cannot open \(spec.listen): \(error)")
                 registry.events.post(ServerEvent(mediator: spec.mediator, kind: "forward-failed", detail: "\(spec): \(error)"))
             }
@@ -157,6 +183,7 @@ final class UDPForwardFromMediator: Forward {
     }
 
     fileprivate func fromLAN(_ bytes: ByteBuffer, peer: Endpoint, on port: MediatorPort) {
+        counters.datagramBytesFromMediator &+= UInt64(bytes.readableBytes)
         switch port.flows.arrived(bytes, from: peer, now: now()) {
         case .send(let channel):
             guard let target else { return }  // set before any flow opened
@@ -187,10 +214,12 @@ final class UDPForwardFromMediator: Forward {
                     channel.close(promise: nil)  // the flow ended while its socket was being bound
                     return
                 }
+                counters.flowOpened()
                 let remote = channel.remoteAddress ?? target
                 for bytes in backlog { channel.write(AddressedEnvelope(remoteAddress: remote, data: bytes), promise: nil) }
                 channel.flush()
             case .failure(let error):
+                counters.failed(error)
                 logger.info("forward \(spec): cannot relay datagrams from \(peer) to \(spec.target): \(error)")
                 port.flows.openFailed(id)
             }
@@ -219,6 +248,7 @@ final class UDPForwardFromMediator: Forward {
             return
         }
         port.flows.touch(socket.id, now: now())
+        counters.datagramBytesToMediator &+= UInt64(bytes.readableBytes)
         port.path.offer(portID: port.portID, peer: socket.lanPeer, bytes: bytes, drops: &port.flows.drops)
     }
 

@@ -49,6 +49,7 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
     }
 
     let spec: ForwardSpec
+    let counters = ForwardCounters()
     private let eventLoop: EventLoop
     private var logger: Logger
     private let now: () -> NIODeadline
@@ -73,6 +74,7 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
         self.logger = logger
         self.flows = DatagramFlowTable(limits: limits)
         self.openPort = openPort ?? Self.opener(spec: spec, target: target, registry: registry)
+        counters.openFlows = { [weak self] in self?.flows.count ?? 0 }
     }
 
     /// Each flow opens an ephemeral UDP port of the target's family on the mediator.
@@ -98,13 +100,20 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
             .bind(to: SocketAddress(spec.listenAddress))
             .map { [self] channel in
                 self.channel = channel
+                counters.listening = true
                 logger.info("forward \(spec): listening on \(spec.listen)")
                 sweeper = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(5), delay: .seconds(5)) { [self] _ in sweep(now: now()) }
             }
     }
 
     func stop() {
+        counters.listening = false
         sweeper?.cancel()
+        for closed in flows.removeAll() {
+            guard let flow = closed.handle else { continue }
+            flow.port.path.detach(portID: flow.port.portID)
+            flow.port.close()
+        }
         channel?.close(promise: nil)
     }
 
@@ -114,6 +123,7 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         let peer = envelope.remoteAddress
+        counters.datagramBytesToMediator &+= UInt64(envelope.data.readableBytes)
         switch flows.arrived(envelope.data, from: peer, now: now()) {
         case .send(let flow):
             flow.port.path.offer(portID: flow.port.portID, peer: spec.target, bytes: envelope.data, drops: &flows.drops)
@@ -133,6 +143,7 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
     private func open(_ id: DatagramFlowID, for peer: SocketAddress) {
         guard let opening = openPort("forward \(spec) for \(peer)") else {
             logger.debug("forward \(spec): mediator '\(spec.mediator)' not connected; datagram dropped")
+            counters.refused()
             flows.openFailed(id)
             return
         }
@@ -145,10 +156,12 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
                     return
                 }
                 port.path.attach(portID: port.portID, flow)
+                counters.flowOpened()
                 for bytes in backlog {
                     port.path.offer(portID: port.portID, peer: spec.target, bytes: bytes, drops: &flows.drops)
                 }
             case .failure(let error):
+                counters.failed(error)
                 logger.info("forward \(spec): cannot open a UDP port on '\(spec.mediator)': \(error)")
                 flows.openFailed(id)
             }
@@ -157,6 +170,7 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
 
     fileprivate func reply(_ bytes: ByteBuffer, on flow: FlowPort) {
         flows.touch(flow.id, now: now())
+        counters.datagramBytesFromMediator &+= UInt64(bytes.readableBytes)
         writer?.write(AddressedEnvelope(remoteAddress: flow.peer, data: bytes))
     }
 

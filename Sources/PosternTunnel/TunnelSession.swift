@@ -34,6 +34,8 @@ public final class TunnelSession: ChannelInboundHandler {
     public var onHandshakeProgress: ((UnauthenticatedConnections.Stage) -> Void)?
 
     private var machine: any SessionStateMachine
+    /// The latest keepalive round trip on this connection (PING to PONG), once one was measured.
+    public var keepaliveRoundTrip: TimeAmount? { machine.keepaliveRoundTrip }
     private var transportReadySent = false
     private var context: ChannelHandlerContext?
     private var ports: [UInt32: TunnelPort] = [:]

@@ -144,6 +144,11 @@ public final class UDPChannelDatagramPath: DatagramPath {
         return total
     }
 
+    /// The latest keepalive round trip measured on a channel that is up (nil before the first).
+    public var roundTrip: TimeAmount? {
+        channels.keys.sorted().lazy.compactMap { self.channels[$0].flatMap { $0.isUp ? $0.roundTrip : nil } }.first
+    }
+
     /// The channel ids this session holds.
     public var channelIDs: [UInt16] { channels.keys.sorted() }
 

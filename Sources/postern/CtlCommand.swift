@@ -8,7 +8,10 @@ struct CtlCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ctl",
         abstract: "Inspect mediators and drive their ports through the server's admin API.",
-        subcommands: [Mediators.self, Ports.self, Open.self, Redirect.self, Connect.self, Listen.self, Close.self, Events.self]
+        subcommands: [
+            Mediators.self, Ports.self, Open.self, Redirect.self, Connect.self, Listen.self, Close.self, Events.self, Status.self,
+            Reload.self, Forwards.self,
+        ]
     )
 
     /// Accepted before the subcommand (`ctl --admin URL mediators`) and after it.
@@ -237,6 +240,132 @@ struct CtlCommand: ParsableCommand {
             setvbuf(stdout, nil, _IOLBF, 0)
             try options.client().stream("/v1/events" + (history ? "?history=1" : "")) { print($0) }
         }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show the server's version and uptime, each mediator, and each forward with its state and counters.")
+        @ParentCommand var ctl: CtlCommand
+        @OptionGroup var here: Options
+        var options: Options { here.merged(ctl.options) }
+
+        func run() throws {
+            try CtlCommand.finish(try options.client().request("GET", "/v1/status"), json: options.json) { o in
+                CtlCommand.statusTable(o as? [String: Any] ?? [:])
+            }
+        }
+    }
+
+    struct Reload: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Make the server read its configuration again and apply its forwards: unchanged ones keep their connections; a broken configuration is refused whole (as SIGHUP does)."
+        )
+        @ParentCommand var ctl: CtlCommand
+        @OptionGroup var here: Options
+        var options: Options { here.merged(ctl.options) }
+
+        func run() throws {
+            let result = try options.client().request("POST", "/v1/reload", body: Data("{}".utf8))
+            try CtlCommand.finish(result, json: options.json) { o in
+                let d = o as? [String: Any] ?? [:]
+                var out = ""
+                for key in ["added", "removed", "unchanged"] {
+                    for spec in d[key] as? [String] ?? [] { out += "\(key)  \(spec)\n" }
+                }
+                return out.isEmpty ? "no forwards configured\n" : out
+            }
+        }
+    }
+
+    struct Forwards: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "List the forwards (state and counters), or add or remove one while the server runs (an added one is kept across reloads, until removed or a restart)."
+        )
+        @ParentCommand var ctl: CtlCommand
+        @OptionGroup var here: Options
+        var options: Options { here.merged(ctl.options) }
+        @Argument(help: "list, add or remove.") var action: String = "list"
+        @Argument(help: "The forward, as for --forward (add, remove).") var spec: String?
+
+        func run() throws {
+            switch (action, spec) {
+            case ("list", nil):
+                try CtlCommand.finish(try options.client().request("GET", "/v1/forwards"), json: options.json) { o in
+                    CtlCommand.forwardsTable(o as? [[String: Any]] ?? [])
+                }
+            case ("add", let spec?), ("remove", let spec?):
+                let body = try JSONSerialization.data(withJSONObject: ["spec": spec])
+                let result = try options.client().request("POST", "/v1/forwards/\(action)", body: body)
+                try CtlCommand.finish(result, json: options.json) { o in
+                    let d = o as? [String: Any] ?? [:]
+                    return ["added", "removed"].flatMap { key in (d[key] as? [String] ?? []).map { "\(key)  \($0)\n" } }.joined()
+                }
+            default:
+                throw ValidationError("use: ctl forwards [list] | add FORWARD | remove FORWARD")
+            }
+        }
+    }
+
+    /// `ctl status` as aligned columns: one table of mediators, one of forwards.
+    static func statusTable(_ s: [String: Any]) -> String {
+        let uptime = Int((s["uptimeSeconds"] as? Double) ?? 0)
+        var out = "postern \(s["version"] ?? "?")  up \(uptime / 86400)d \(uptime % 86400 / 3600)h \(uptime % 3600 / 60)m \(uptime % 60)s"
+        if let p = s["process"] as? [String: Any] {
+            out += "  rss \(((p["residentBytes"] as? Int) ?? 0) / 1_048_576) MiB  fds \(p["openFiles"] ?? 0)"
+        }
+        out += "\n\n"
+        let mediators = s["mediators"] as? [[String: Any]] ?? []
+        var rows = [["MEDIATOR", "STATE", "FROM", "SESSIONS", "PORTS", "IN", "OUT", "DATAGRAMS", "RTT TCP", "RTT UDP"]]
+        for m in mediators {
+            let connected = m["connected"] as? Bool ?? false
+            let rtt = (m["keepaliveRTTSeconds"] as? Double).map { String(format: "%.1fms", $0 * 1000) } ?? "-"
+            let udpRTT = (m["udpKeepaliveRTTSeconds"] as? Double).map { String(format: "%.1fms", $0 * 1000) } ?? "-"
+            rows.append([
+                "\(m["name"] ?? "?")", connected ? "connected" : "disconnected", "\(m["from"] ?? "-")", "\(m["sessions"] ?? 0)",
+                "\(m["ports"] ?? 0)", bytes(m["bytesIn"]), bytes(m["bytesOut"]), connected ? "\(m["datagramPath"] ?? "?")" : "-", rtt,
+                udpRTT,
+            ])
+        }
+        out += mediators.isEmpty ? "no mediators seen yet\n" : columns(rows)
+        out += "\n"
+        out += forwardsTable(s["forwards"] as? [[String: Any]] ?? [])
+        return out
+    }
+
+    static func forwardsTable(_ forwards: [[String: Any]]) -> String {
+        var rows = [["FORWARD", "STATE", "OPEN", "TOTAL", "TO MEDIATOR", "FROM MEDIATOR", "REFUSED", "DENIED", "ERRORS"]]
+        for f in forwards {
+            var state = "\(f["state"] ?? "?")"
+            if let reason = f["reason"] as? String { state += ": \(reason)" }
+            rows.append([
+                "\(f["spec"] ?? "?")", state, "\(f["connectionsOpen"] ?? 0)", "\(f["connectionsTotal"] ?? 0)", bytes(f["bytesToMediator"]),
+                bytes(f["bytesFromMediator"]), "\(f["refusals"] ?? 0)", "\(f["policyDenials"] ?? 0)", "\(f["errors"] ?? 0)",
+            ])
+        }
+        return forwards.isEmpty ? "no forwards configured\n" : columns(rows)
+    }
+
+    private static func bytes(_ v: Any?) -> String {
+        let n = (v as? NSNumber)?.doubleValue ?? 0
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var x = n
+        var i = 0
+        while x >= 1024, i < units.count - 1 {
+            x /= 1024
+            i += 1
+        }
+        return i == 0 ? "\(Int(n)) B" : String(format: "%.1f %@", x, units[i])
+    }
+
+    private static func columns(_ rows: [[String]]) -> String {
+        var widths = [Int](repeating: 0, count: rows.map(\.count).max() ?? 0)
+        for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
+        return rows.map { r in
+            r.enumerated().map { i, c in i == r.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }.joined(
+                separator: "  ")
+        }.joined(separator: "\n") + "\n"
     }
 
     static func splitLocal(_ text: String) throws -> (String, Int) {

@@ -100,7 +100,12 @@ struct MediatorCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let service = MediatorService(configuration: configuration, logger: logger)
-        Signals.onTermination { service.stop() }
+        Signals.onTermination {
+            SystemdNotify.send("STOPPING=1")
+            service.stop()
+        }
+        // The mediator is running (it dials, and redials, by itself): ready for systemd's Type=notify.
+        SystemdNotify.send("READY=1")
         do {
             try await service.run()
         } catch {

@@ -33,6 +33,12 @@ struct ServerCommand: AsyncParsableCommand {
     @Flag(help: "Allow --admin on a non-loopback address although it is plain HTTP: the token and all answers cross the network readable.")
     var adminInsecurePlain = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Also serve GET /metrics (Prometheus) here without the admin token; PORT alone means 127.0.0.1:PORT. It is on the admin API, with the token, either way.",
+            valueName: "[addr:]port"))
+    var metrics: String?
+
     @Option(help: "A forward, e.g. tcp:0.0.0.0:8080=acme/192.168.77.10:80 (repeatable).")
     var forward: [String] = []
 
@@ -117,6 +123,9 @@ struct ServerCommand: AsyncParsableCommand {
             fflush(stdout)
         }
         let service = ServerService(configuration: configuration, logger: logger)
+        // A reload reads the whole configuration again (a broken file is refused whole) and applies
+        // its forwards; the other settings need a restart.
+        service.wantedForwards = { try makeConfiguration(logger: logger).forwards }
         do {
             try await service.start()
         } catch {
@@ -125,7 +134,18 @@ struct ServerCommand: AsyncParsableCommand {
             try? await service.run()
             throw ExitCode(1)
         }
-        Signals.onTermination { service.stop() }
+        Signals.onTermination {
+            SystemdNotify.send("STOPPING=1")
+            service.stop()
+        }
+        Signals.onHangup {
+            logger.info("SIGHUP: reloading the configuration")
+            SystemdNotify.send("RELOADING=1")
+            // Ready again whatever the outcome: a refused reload leaves the old forwards serving.
+            service.reload().whenComplete { _ in SystemdNotify.send("READY=1") }  // the refusal is logged by reload
+        }
+        // Everything is bound: systemd (Type=notify) may start what depends on the server.
+        SystemdNotify.send("READY=1")
         try await service.run()
     }
 
@@ -136,7 +156,7 @@ struct ServerCommand: AsyncParsableCommand {
                 "listen", "secret-file", "admin", "admin-token-file", "admin-insecure-plain", "forwards", "keepalive",
                 "dead-timeout", "max-mediators", "max-session-buffer", "udp-max-flows", "udp-keepalive", "name-probe-timeout",
                 "insecure", "tls-cert", "tls-key", "state-dir", "mediator-ca", "socks", "socks-users", "socks-no-auth",
-                "tun", "tun-mtu",
+                "tun", "tun-mtu", "metrics",
             ]).union(PcapOptions.configKeys))
         guard let listenText = try listen ?? section?.string("listen") else {
             throw ValidationError("--listen ADDR:PORT is required (or listen in the config file)")
@@ -206,6 +226,12 @@ struct ServerCommand: AsyncParsableCommand {
             ).make(logger: logger),
             softwareVersion: Postern.version)
         configuration.adminToken = adminToken
+        if let text = try metrics ?? section?.string("metrics") {
+            configuration.metrics = try Self.metricsAddress(text)
+            if let m = configuration.metrics, !m.address.isLoopback {
+                logger.warning("--metrics \(m): the metrics are readable from the network without a token (names, addresses, traffic)")
+            }
+        }
         if let n = try maxMediators ?? section?.int("max-mediators") {
             guard (1...1_000_000).contains(n) else { throw ValidationError("--max-mediators must be 1-1000000") }
             configuration.maxMediators = n
@@ -230,6 +256,15 @@ struct ServerCommand: AsyncParsableCommand {
         }
         configuration.tunStateDirectory = StateDirectory.resolve(try stateDir ?? section?.string("state-dir"))
         return configuration
+    }
+
+    /// `--metrics`: ADDR:PORT, or PORT alone on the loopback address.
+    static func metricsAddress(_ text: String) throws -> ListenAddress {
+        if let port = UInt16(text) { return ListenAddress(.v4(0x7f00_0001), port) }
+        guard let e = Endpoint(parsing: text).flatMap(ListenAddress.init) else {
+            throw ValidationError("--metrics '\(text)' is not [ADDR:]PORT (IPv6 in brackets)")
+        }
+        return e
     }
 
     /// `--socks` listeners and their accounts. Without `--socks-users` a listener takes anyone who

@@ -17,4 +17,13 @@ enum Signals {
             sources.append(source)
         }
     }
+
+    /// Runs `action` on every SIGHUP (the server reloads its configuration).
+    static func onHangup(_ action: @escaping @Sendable () -> Void) {
+        signal(SIGHUP, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        source.setEventHandler(handler: action)
+        source.resume()
+        sources.append(source)
+    }
 }

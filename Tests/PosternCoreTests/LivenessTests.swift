@@ -136,4 +136,22 @@ final class LivenessTests: XCTestCase {
         XCTAssertEqual(l.tick(now: at(4.5)), .probeUnanswered(after: .milliseconds(3500)))
         XCTAssertNil(l.probe)
     }
+
+    func testTheRoundTripIsMeasuredFromTheLatestPingToItsPong() {
+        var l = Liveness(interval: .seconds(10), deadTimeout: .seconds(30), now: t0)
+        XCTAssertNil(l.roundTrip)
+        XCTAssertEqual(l.tick(now: at(10)), .sendPing(token: 1))
+        XCTAssertFalse(l.pong(token: 9, at: at(10.5)), "a PONG for no ping of ours")
+        XCTAssertNil(l.roundTrip, "a forged token measures nothing")
+        XCTAssertFalse(l.pong(token: 1, at: at(10.25)), "a keepalive PONG answers no probe")
+        XCTAssertEqual(l.roundTrip, .milliseconds(250))
+        XCTAssertFalse(l.pong(token: 1, at: at(15)), "a replayed PONG")
+        XCTAssertEqual(l.roundTrip, .milliseconds(250), "a PONG counts once")
+        XCTAssertEqual(l.tick(now: at(20)), .sendPing(token: 2))
+        XCTAssertFalse(l.pong(token: 1, at: at(20.1)), "the PONG of an older ping")
+        XCTAssertEqual(l.roundTrip, .milliseconds(250))
+        XCTAssertEqual(l.startProbe(timeout: .seconds(3), now: at(21)), 3)
+        XCTAssertTrue(l.pong(token: 3, at: at(21.04)))
+        XCTAssertEqual(l.roundTrip, .milliseconds(40), "a probe's PONG measures too")
+    }
 }

@@ -504,6 +504,21 @@ final class SessionStateMachineTests: XCTestCase {
 
     // MARK: - Keepalive
 
+    func testKeepaliveRoundTripIsMeasuredOnBothEnds() throws {
+        let link = try F.establishedLink()
+        XCTAssertNil(link.server.keepaliveRoundTrip)
+        link.now = F.t0 + .seconds(10)
+        _ = link.tickServer()
+        _ = link.tickMediator()
+        // The PINGs reach the other end now; their PONGs come back 30 ms later.
+        _ = try link.deliverToMediator()
+        _ = try link.deliverToServer()
+        link.advance(by: .milliseconds(30))
+        try link.pump()
+        XCTAssertEqual(link.server.keepaliveRoundTrip, .milliseconds(30))
+        XCTAssertEqual(link.mediator.keepaliveRoundTrip, .milliseconds(30))
+    }
+
     func testKeepalivePingsAreAnsweredAndKeepTheSessionAlive() throws {
         let link = try F.establishedLink()
         XCTAssertEqual(link.server.nextDeadline, F.t0 + .seconds(10))
