@@ -12,7 +12,8 @@
 # and an ICMP error about it) and icmp-time-exceeded.
 # Abuse: a capture side told the wrong hop count reports a mismatch at the TTL's byte (8) and exits 1;
 # packets nobody planned arriving (the initiator's packets injected twice) are counted and exit 1;
-# an injector without CAP_NET_RAW fails in words; a truncated capture is refused naming the file.
+# an injector without CAP_NET_RAW fails in words; a truncated capture is refused naming the file; an
+# IPv6, missing or doubled --rewrite address is refused.
 # After the server and mediator stop, no tun device is left.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -127,7 +128,14 @@ rc=0
 out=$("$POSTERN_BIN" replay "$TEST_TMP/cut.pcap" --packets initiator --inject --rewrite "$REWRITE" 2>&1) || rc=$?
 assert_eq 2 "$rc" "exit status for a truncated capture"
 assert_contains "$out" "$TEST_TMP/cut.pcap: packet " "the file and packet named"
-echo "abuse: wrong hops, unplanned packets, no CAP_NET_RAW, truncated capture: all refused in words"
+# Abuse 5: an IPv6 or missing rewrite address is refused before anything is read or sent.
+for bad in INITIATOR=fd00::1,RESPONDER=192.168.77.10 INITIATOR=192.168.77.50 INITIATOR=1.2.3.4,RESPONDER=1.2.3.4; do
+    rc=0
+    out=$("$POSTERN_BIN" replay "$LAB_REPO/captures/ping-any.pcap" --packets initiator --inject --rewrite "$bad" 2>&1) || rc=$?
+    assert_eq 64 "$rc" "exit status for --rewrite $bad"
+    assert_contains "$out" "--rewrite" "--rewrite $bad named"
+done
+echo "abuse: wrong hops, unplanned packets, no CAP_NET_RAW, truncated capture, bad --rewrite: all refused in words"
 
 # Clean up: both stop; no tun device is left on either side.
 kill -TERM -- "-$mediator_pid"
