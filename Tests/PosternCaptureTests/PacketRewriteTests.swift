@@ -133,6 +133,21 @@ final class PacketRewriteTests: XCTestCase {
         XCTAssertEqual(unexpected, [2, 5])
     }
 
+    /// Whatever arrives on the capture side (empty, a lone byte, a header with a bogus length, bytes
+    /// of random content) is an unplanned packet, never a crash or a match.
+    func testGarbageArrivingIsUnplanned() {
+        let sent = [PacketSynthesizer(client: endpoint(newA, 1), server: endpoint(newB, 2))!.datagram(from: .fromInitiator, [7])]
+        var generator = SystemRandomNumberGenerator()
+        var garbage: [[UInt8]] = [[], [0x45], [0x4f, 0, 0xff, 0xff], [UInt8](repeating: 0, count: 19)]
+        for length in [1, 8, 20, 29, 60, 200] {
+            garbage.append((0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        }
+        let (outcomes, unexpected) = PacketComparison.match(expected: sent, received: garbage, hops: 1)
+        XCTAssertEqual(outcomes.map(\.matched), [nil])
+        XCTAssertEqual(unexpected, Array(garbage.indices))
+        for g in garbage { XCTAssertNotNil(PacketComparison.firstDifference(sent: sent[0], received: g, hops: 1)) }
+    }
+
     // MARK: - The plan, on the project's own recordings
 
     func testPlanOfFragmentsAndICMPErrors() throws {
