@@ -49,6 +49,31 @@ struct ReplayCommand: AsyncParsableCommand {
     @Option(help: "Flows running at once.")
     var parallel: Int = 16
 
+    @Option(
+        help: """
+            TUN mode: replay IP packets instead of streams: the packets the capture's INITIATOR or RESPONDER \
+            sent, with --inject (send them) or --capture-on (receive and check them).
+            """)
+    var packets: String?
+
+    @Flag(help: "TUN mode: send the packets with a raw socket (needs CAP_NET_RAW).")
+    var inject = false
+
+    @Option(help: "TUN mode: with --inject, send on this interface as they are (else routed; the kernel sets IP IDs of 0).")
+    var injectOn: String?
+
+    @Option(help: "TUN mode: capture the packets arriving on this interface and check them (start it before --inject).")
+    var captureOn: String?
+
+    @Option(help: "TUN mode: the lab's addresses, INITIATOR=ADDR,RESPONDER=ADDR (IPv4), for every replayed conversation.")
+    var rewrite: String?
+
+    @Option(help: "TUN mode: routers between injection and capture; each lowers the TTL by one.")
+    var hops: Int = 1
+
+    @Option(help: "TUN mode: larger packets are not replayed (the tunnel devices' MTU).")
+    var mtu: Int = 1_400
+
     @Flag(help: "Print the report (or the flow list) as JSON.")
     var json = false
 
@@ -61,9 +86,39 @@ struct ReplayCommand: AsyncParsableCommand {
         guard scale > 0, scale.isFinite else { throw ValidationError("--scale must be a positive number") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
         guard parallel > 0 else { throw ValidationError("--parallel must be positive") }
+        if let packets {
+            guard packets == "initiator" || packets == "responder" else { throw ValidationError("--packets is initiator or responder") }
+            guard inject != (captureOn != nil) else { throw ValidationError("--packets needs one of --inject and --capture-on") }
+            guard to == nil, respond == nil else { throw ValidationError("--packets (TUN mode) replaces --to and --respond") }
+            guard let rewrite else { throw ValidationError("--packets needs --rewrite INITIATOR=ADDR,RESPONDER=ADDR") }
+            _ = try Self.rewriteAddresses(rewrite)
+            guard (0..<255).contains(hops) else { throw ValidationError("--hops must be 0 to 254") }
+            guard (68...65_535).contains(mtu) else { throw ValidationError("--mtu must be 68 to 65535") }
+            if injectOn != nil && !inject { throw ValidationError("--inject-on goes with --inject") }
+        } else if inject || captureOn != nil || rewrite != nil || injectOn != nil {
+            throw ValidationError("--inject, --inject-on, --capture-on and --rewrite belong to --packets (TUN mode)")
+        }
+    }
+
+    /// "INITIATOR=10.0.0.1,RESPONDER=10.0.0.2" (either order, any case).
+    static func rewriteAddresses(_ text: String) throws -> (initiator: IPAddress, responder: IPAddress) {
+        var found: [String: IPAddress] = [:]
+        for part in text.split(separator: ",") {
+            let pair = part.split(separator: "=", maxSplits: 1)
+            guard pair.count == 2, let address = IPAddress(pair[1].trimmingCharacters(in: .whitespaces)), !address.isIPv6 else {
+                throw ValidationError("--rewrite: '\(part)' is not ROLE=IPV4ADDRESS")
+            }
+            found[pair[0].trimmingCharacters(in: .whitespaces).lowercased()] = address
+        }
+        guard let i = found["initiator"], let r = found["responder"], found.count == 2 else {
+            throw ValidationError("--rewrite must be INITIATOR=ADDR,RESPONDER=ADDR")
+        }
+        guard i != r else { throw ValidationError("--rewrite: the initiator and the responder need two addresses") }
+        return (i, r)
     }
 
     func run() async throws {
+        if let packets { return try replayPackets(packets == "initiator" ? .fromInitiator : .fromResponder) }
         let summary: CaptureSummary
         do {
             summary = try PcapFileReader.flows(path: capture)
@@ -108,6 +163,47 @@ struct ReplayCommand: AsyncParsableCommand {
             Self.stderr("postern replay: \(error)")
             throw ExitCode(2)
         }
+    }
+
+    /// TUN mode: inject one side's packets, or capture and check them.
+    private func replayPackets(_ direction: FlowDirection) throws {
+        let records: [CaptureRecord]
+        do {
+            records = try PcapFileReader.readAll(path: capture)
+        } catch {
+            Self.stderr("postern replay: \(error)")
+            throw ExitCode(2)
+        }
+        let addresses = try Self.rewriteAddresses(rewrite ?? "")
+        let replay = PacketReplay(
+            plan: PacketPlan(records: records, mtu: mtu, hops: hops), capture: capture, direction: direction,
+            initiator: addresses.initiator, responder: addresses.responder, hops: hops)
+        if inject {
+            do {
+                let sent = try replay.inject(on: injectOn, gap: 0.002, recorded: timing == "recorded" ? scale : nil)
+                if !quiet { Self.stderr("replay inject: sent \(sent) packets from the \(direction)") }
+            } catch {
+                Self.stderr("postern replay: \(error)")
+                throw ExitCode(2)
+            }
+            return
+        }
+        let result: (report: ReplayReport, unexpected: Int)
+        do {
+            result = try replay.capture(interface: captureOn ?? "", timeout: Double(timeout), settle: 0.5) { Self.stderr($0) }
+        } catch {
+            Self.stderr("postern replay: \(error)")
+            throw ExitCode(2)
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(result.report), as: UTF8.self))
+        } else {
+            print(result.report.text)
+            if result.unexpected > 0 { print("\(result.unexpected) packets arrived that were not sent") }
+        }
+        if result.report.failed || result.unexpected > 0 { throw ExitCode(1) }
     }
 
     /// Without a role: the flows the capture holds and what stream mode would do with each.

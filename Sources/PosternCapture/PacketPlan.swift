@@ -1,0 +1,156 @@
+import PosternWire
+
+/// A capture read for replay in TUN mode: its IP packets as recorded (fragments as they are, not
+/// reassembled), grouped into conversations by protocol and address pair, each with its initiator
+/// (the sender of its first packet), its packets in capture order, and why it is not replayed, if it
+/// is not. Both ends of a replay build the same plan from the same file, so they agree on what is sent
+/// without talking.
+public struct PacketPlan: Sendable {
+    public struct Packet: Hashable, Sendable {
+        public var number: Int
+        public var direction: FlowDirection
+        /// When it was recorded, nanoseconds since the epoch.
+        public var time: Int64
+        /// The IP packet as recorded, without link padding.
+        public var bytes: [UInt8]
+    }
+
+    public struct Conversation: Hashable, Sendable {
+        public var number: Int
+        public var transport: Flow.Transport
+        public var initiator: IPAddress
+        public var responder: IPAddress
+        public var packets: [Packet] = []
+        public var skipReason: String?
+
+        /// The conversation as a `Flow`, for the report (ports are 0: packets, not sockets).
+        public var flow: Flow {
+            Flow(
+                number: number, transport: transport, initiator: Endpoint(initiator, 0), responder: Endpoint(responder, 0),
+                firstPacket: packets.first?.number ?? 0, startTime: 0)
+        }
+    }
+
+    /// A packet to send: rewritten to the lab's addresses, with the conversation it belongs to.
+    public struct Planned: Hashable, Sendable {
+        public var conversation: Int
+        public var time: Int64
+        public var bytes: [UInt8]
+    }
+
+    public private(set) var conversations: [Conversation] = []
+    /// Frames that carry no IP, IP packets of other protocols, and undecodable ones.
+    public private(set) var ignored = 0
+
+    /// `mtu`: the largest packet the tunnel's devices carry; `hops`: routers between injection and
+    /// capture (a packet whose TTL would run out on the way is not replayed).
+    public init(records: [CaptureRecord], mtu: Int, hops: Int) {
+        var index: [String: Int] = [:]
+        for record in records {
+            guard case .ip(let offset)? = try? record.linkType.payload(of: record.bytes),
+                let ip = try? IPDatagram(frame: record.bytes, at: offset)
+            else {
+                ignored += 1
+                continue
+            }
+            let transport: Flow.Transport
+            switch ip.transportProtocol {
+            case 1, 58: transport = .icmp
+            case 6: transport = .tcp
+            case 17: transport = .udp
+            default:
+                ignored += 1
+                continue
+            }
+            let pair = [ip.source.description, ip.destination.description].sorted()
+            let key = "\(transport) \(pair[0]) \(pair[1])"
+            let i: Int
+            if let known = index[key] {
+                i = known
+            } else {
+                conversations.append(
+                    Conversation(number: conversations.count + 1, transport: transport, initiator: ip.source, responder: ip.destination))
+                i = conversations.count - 1
+                index[key] = i
+            }
+            let length: Int
+            if ip.version == 4 {
+                length = min(Int(record.bytes[offset + 2]) << 8 | Int(record.bytes[offset + 3]), record.bytes.count - offset)
+            } else {
+                length = min(40 + (Int(record.bytes[offset + 4]) << 8 | Int(record.bytes[offset + 5])), record.bytes.count - offset)
+            }
+            let direction: FlowDirection = conversations[i].initiator == ip.source ? .fromInitiator : .fromResponder
+            let bytes = Array(record.bytes[offset..<(offset + length)])
+            conversations[i].packets.append(Packet(number: record.number, direction: direction, time: record.time, bytes: bytes))
+            if conversations[i].skipReason == nil {
+                conversations[i].skipReason = Self.skipReason(ip, bytes: bytes, transport: transport, record: record, mtu: mtu, hops: hops)
+            }
+        }
+    }
+
+    static func skipReason(_ ip: IPDatagram, bytes: [UInt8], transport: Flow.Transport, record: CaptureRecord, mtu: Int, hops: Int)
+        -> String?
+    {
+        if ip.version == 6 { return "IPv6: TUN mode carries IPv4 only" }
+        if ip.source == ip.destination { return "a host talking to itself: there is no other side to replay it from" }
+        if ip.destination.bytes[0] >= 224 || ip.destination.bytes == [255, 255, 255, 255] {
+            return "to a multicast or broadcast address: TUN mode relays unicast between two hosts"
+        }
+        if transport == .tcp {
+            return "TCP: replayed in stream mode; in TUN mode SYNs have their MSS clamped on the way, so they do not arrive as sent"
+        }
+        if ip.isCut { return "packet \(record.number) cut short by the capture's snapshot length" }
+        if bytes.count > mtu { return "packet \(record.number) of \(bytes.count) bytes is larger than the tunnel's MTU of \(mtu)" }
+        if Int(bytes[8]) <= hops { return "packet \(record.number) has TTL \(bytes[8]): it would expire on the way" }
+        return nil
+    }
+
+    /// The packets one side sends, in capture order, of the conversations that are replayed: the
+    /// initiator's addresses become `initiator`, the responder's `responder` (in quoted headers too).
+    public func packets(from direction: FlowDirection, initiator: IPAddress, responder: IPAddress) -> [Planned] {
+        var out: [Planned] = []
+        for conversation in conversations where conversation.skipReason == nil {
+            let map = [conversation.initiator.bytes: initiator.bytes, conversation.responder.bytes: responder.bytes]
+            for packet in conversation.packets where packet.direction == direction {
+                guard let rewritten = PacketRewriter.rewrite(packet.bytes, map: map) else { continue }
+                out.append(Planned(conversation: conversation.number, time: packet.time, bytes: rewritten))
+            }
+        }
+        return out
+    }
+
+    /// The report for one direction: what was planned against what was captured, per conversation.
+    public func check(direction: FlowDirection, sent: [Planned], received: [[UInt8]], hops: Int, capture: String) -> (
+        report: ReplayReport, unexpected: Int
+    ) {
+        let (outcomes, unexpected) = PacketComparison.match(expected: sent.map(\.bytes), received: received, hops: hops)
+        var reports: [FlowReport] = []
+        for conversation in conversations {
+            if let reason = conversation.skipReason {
+                reports.append(FlowReport(flow: conversation.flow, status: .skipped, reason: reason))
+                continue
+            }
+            var expectedBytes = 0
+            var receivedBytes = 0
+            var delivered = 0
+            var expectedPackets = 0
+            var difference: Int?
+            for (planned, outcome) in zip(sent, outcomes) where planned.conversation == conversation.number {
+                expectedPackets += 1
+                if let m = outcome.matched {
+                    delivered += 1
+                    receivedBytes += received[m].count
+                } else if difference == nil {
+                    // Offsets run over the conversation's packets of this direction, one after another.
+                    difference = expectedBytes + (outcome.difference ?? 0)
+                }
+                expectedBytes += planned.bytes.count
+            }
+            let check = DirectionCheck(
+                direction: direction, expectedPackets: expectedPackets, deliveredPackets: delivered, expectedBytes: expectedBytes,
+                receivedBytes: receivedBytes, firstDifference: difference, expectedEnding: "none", observedEnding: "none")
+            reports.append(FlowReport(flow: conversation.flow, status: check.ok ? .ok : .mismatch, directions: [check]))
+        }
+        return (ReplayReport(capture: capture, mode: "packets", flows: reports), unexpected.count)
+    }
+}
