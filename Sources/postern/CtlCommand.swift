@@ -8,7 +8,10 @@ struct CtlCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ctl",
         abstract: "Inspect mediators and drive their ports through the server's admin API.",
-        subcommands: [Mediators.self, Ports.self, Open.self, Redirect.self, Connect.self, Listen.self, Close.self, Events.self]
+        subcommands: [
+            Mediators.self, Ports.self, Open.self, Redirect.self, Connect.self, Listen.self, Close.self, Events.self, Ping.self,
+            Traceroute.self,
+        ]
     )
 
     /// Accepted before the subcommand (`ctl --admin URL mediators`) and after it.
