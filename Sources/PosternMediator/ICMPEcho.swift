@@ -45,6 +45,14 @@ final class ICMPEcho: Sendable {
         return pool
     }()
 
+    /// A chosen mode, for tests.
+    init(mode: Mode, capabilities: MediatorEnvironment.Capabilities = [.echoOffered], process: ProcessCapabilities? = nil) {
+        self.mode = mode
+        self.capabilities = capabilities
+        self.process = process
+    }
+
+    /// Finds out what this host allows: the effective capabilities and which ICMP sockets open.
     init() {
         process = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)).flatMap(ProcessCapabilities.init(status:))
         var capabilities: MediatorEnvironment.Capabilities = [.echoOffered]
