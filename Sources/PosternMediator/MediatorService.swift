@@ -45,7 +45,7 @@ public final class MediatorService: @unchecked Sendable {
         }.get()
         logger.info("ICMP echo: \(icmpEcho.mode)")
         if configuration.tun != nil && icmpEcho.process.map({ !$0.hasNetAdmin }) == true {
-            logger.warning("TUN mode (--tun) needs CAP_NET_ADMIN, which this process lacks: configuring the tun device will fail")
+            logger.warning("TUN mode (--tun) needs CAP_NET_ADMIN, which this process lacks")
         }
         eventLoop.execute {
             // Undo what a killed run left (its journal in the state directory) before anything else.

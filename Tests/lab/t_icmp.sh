@@ -9,7 +9,8 @@
 #    `ctl mediators` shows the raw features;
 #  - a flood of ping requests: at most 16 in flight on the mediator, the rest refused, the session lives;
 #  - ping_group_range opened in lan: the datagram socket, same replies;
-#  - without CAP_NET_RAW and with ping_group_range closed: the refusal names what is missing.
+#  - without CAP_NET_RAW and with ping_group_range closed: the refusal names what is missing;
+#  - a --tun mediator without CAP_NET_ADMIN names that capability at start.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 postern_setup
@@ -140,4 +141,11 @@ out=$(ctl ping acme 192.168.77.10 --count 1 2>&1) || rc=$?
 echo "$out"
 assert_eq 2 "$rc" "ping without ICMP sockets: exit status"
 assert_contains "$out" "needs CAP_NET_RAW (missing) or net.ipv4.ping_group_range to include group 0"
+kill -TERM -- "-$(last_bg_pid)"
+
+# 8. TUN mode without CAP_NET_ADMIN: the mediator names the missing capability at start.
+bg lan mediator_noadmin capsh --drop=cap_net_admin -- -c \
+    "exec '$POSTERN_BIN' mediator --server 203.0.113.10:7000 --name delta --secret-file '$TEST_TMP/secret' --tun 192.168.77.70/24"
+wait_log "$TEST_TMP/mediator_noadmin.log" 'TUN mode \(--tun\) needs CAP_NET_ADMIN, which this process lacks'
+kill -TERM -- "-$(last_bg_pid)"
 echo "ok: $TEST_NAME"
