@@ -122,7 +122,7 @@ let package = Package(
             name: "PosternMediator",
             dependencies: [
                 "PosternTunnel", "PosternCore", "PosternWire", "PosternNetlink", "PosternPcap", "PosternReplay",
-                "PosternTUN", "PosternPacket",
+                "PosternTUN", "PosternPacket", "CPosternShims",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -54,3 +54,65 @@ int postern_tun_open(const char *name, char *actual, size_t actual_size) {
     actual[IFNAMSIZ - 1] = 0;
     return fd;
 }
+
+// MARK: - ICMP echo in stream mode
+
+#include <netinet/in.h>
+#include <netinet/ip.h>
+#include <linux/errqueue.h>
+#include <sys/socket.h>
+
+int postern_icmp_socket(int raw, int ttl) {
+    int fd = socket(AF_INET, (raw ? SOCK_RAW : SOCK_DGRAM) | SOCK_CLOEXEC, IPPROTO_ICMP);
+    if (fd < 0) return -errno;
+    int on = 1;
+    if (setsockopt(fd, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl) < 0
+        || (!raw && setsockopt(fd, IPPROTO_IP, IP_RECVERR, &on, sizeof on) < 0)
+        || setsockopt(fd, IPPROTO_IP, IP_RECVTTL, &on, sizeof on) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+ssize_t postern_icmp_recv(int fd, void *buf, size_t len, int errqueue, struct postern_icmp_received *out) {
+    struct sockaddr_in from;
+    union {
+        char bytes[512];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr msg = {
+        .msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1,
+        .msg_control = control.bytes, .msg_controllen = sizeof control.bytes,
+    };
+    memset(&from, 0, sizeof from);
+    memset(out, 0, sizeof *out);
+    out->ttl = -1;
+    ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT | (errqueue ? MSG_ERRQUEUE : 0));
+    if (n < 0) return -errno;
+    out->from = from.sin_addr.s_addr;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != IPPROTO_IP) continue;
+        if (c->cmsg_type == IP_TTL && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+            int t;
+            memcpy(&t, CMSG_DATA(c), sizeof t);
+            out->ttl = t;
+        } else if (c->cmsg_type == IP_RECVERR && c->cmsg_len >= CMSG_LEN(sizeof(struct sock_extended_err))) {
+            struct sock_extended_err ee;
+            memcpy(&ee, CMSG_DATA(c), sizeof ee);
+            if (ee.ee_origin != SO_EE_ORIGIN_ICMP) continue;
+            out->is_error = 1;
+            out->type = ee.ee_type;
+            out->code = ee.ee_code;
+            // SO_EE_OFFENDER: the address that sent the error follows the structure.
+            if (c->cmsg_len >= CMSG_LEN(sizeof ee + sizeof(struct sockaddr_in))) {
+                struct sockaddr_in offender;
+                memcpy(&offender, (const char *)CMSG_DATA(c) + sizeof ee, sizeof offender);
+                if (offender.sin_family == AF_INET) out->from = offender.sin_addr.s_addr;
+            }
+        }
+    }
+    return n;
+}

@@ -39,4 +39,15 @@ public struct Policy: Hashable, Sendable {
         guard let range = ProtectedRange.containing(address) else { return true }
         return allow.contains { $0.names(range) && $0.covers(address) }
     }
+
+    /// Whether ECHO (ICMP echo, docs/protocol.md §11.3) may reach `address`: when CONNECT could reach
+    /// it on some port. No rule: any address outside the protected ranges; rules: one that covers the
+    /// address, whatever its ports; a protected range only through a rule naming it.
+    public func allowsEcho(to address: IPAddress) -> Bool {
+        let address = address.normalized
+        if let range = ProtectedRange.containing(address) {
+            return allow.contains { $0.names(range) && $0.covers(address) }
+        }
+        return allow.isEmpty || allow.contains { $0.covers(address) }
+    }
 }

@@ -23,6 +23,8 @@ public final class MediatorService: @unchecked Sendable {
     private let finished: EventLoopPromise<Void>
     /// TUN mode (`--tun`): one per mediator, reused by each session.
     private let tun: MediatorTun?
+    /// ICMP echo (`ctl ping`/`ctl traceroute`): the socket kind this host allows, found at start.
+    private let icmpEcho = ICMPEcho()
 
     public init(configuration: MediatorConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -41,6 +43,10 @@ public final class MediatorService: @unchecked Sendable {
         try await eventLoop.submit { [self] in
             recorder = try configuration.pcap.map { try PcapRecorder(path: $0.path, maxBytes: $0.maxBytes, maxFiles: $0.maxFiles) }
         }.get()
+        logger.info("ICMP echo: \(icmpEcho.mode)")
+        if configuration.tun != nil && icmpEcho.process.map({ !$0.hasNetAdmin }) == true {
+            logger.warning("TUN mode (--tun) needs CAP_NET_ADMIN, which this process lacks")
+        }
         eventLoop.execute {
             // Undo what a killed run left (its journal in the state directory) before anything else.
             self.tun?.cleanLeftovers()
@@ -92,6 +98,7 @@ public final class MediatorService: @unchecked Sendable {
             logger: logger, now: { .now() })
         api.datagramPath = path
         api.tun = tun
+        api.icmpEcho = icmpEcho
         var udpSocket: Channel?
         // Set once the server's WELCOME proof checked out over the key TLS verified.
         var serverProved = false
@@ -213,14 +220,15 @@ public final class MediatorService: @unchecked Sendable {
         NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) {
             try NetlinkEnvironment.read(softwareVersion: version)
         }.whenComplete { [self] result in
+            var offered: MediatorEnvironment.Capabilities = icmpEcho.capabilities
+            if tun != nil { offered.insert(.tunOffered) }
             switch result {
             case .success(var environment):
-                if tun != nil { environment.capabilities.insert(.tunOffered) }
+                environment.capabilities.formUnion(offered)
                 session.send(.environment(environment))
             case .failure(let error):
                 logger.warning("cannot read the network environment: \(error)")
-                session.send(
-                    .environment(.init(hostname: "", softwareVersion: version, capabilities: tun != nil ? [.tunOffered] : [])))
+                session.send(.environment(.init(hostname: "", softwareVersion: version, capabilities: offered)))
             }
         }
     }

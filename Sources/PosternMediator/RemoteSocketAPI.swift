@@ -38,6 +38,10 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
     var recorder: PcapRecorder?
     /// TUN mode, when the operator allows it (`--tun`): answers TUN, takes PACKET frames.
     var tun: MediatorTun?
+    /// ICMP echo (ECHO, docs/protocol.md §11), as this host allows it.
+    var icmpEcho: ICMPEcho?
+    /// ECHOs sent and not yet answered (at most `ICMPEcho.maxInFlight`).
+    private(set) var echoesInFlight = 0
 
     /// `now` is the clock of the request rate.
     init(configuration: MediatorConfiguration, eventLoop: EventLoop, logger: Logger, now: @escaping () -> NIODeadline) {
@@ -74,6 +78,8 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
             tun.start(t, session: session, path: path)
         case .packet(let p):
             tun?.packetFrame(p.bytes)
+        case .echo(let e):
+            echo(e, session)
         default:
             session.goAway(.protocolError, "the server sent \(frame.name), which only a mediator sends")
         }
@@ -145,6 +151,38 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
     }
 
     // MARK: - Operations
+
+    /// ECHO (§11): the policy first, then the bound on requests in flight, then the socket.
+    private func echo(_ e: Frame.Echo, _ session: TunnelSession) {
+        guard configuration.policy.allowsEcho(to: e.destination) else {
+            logger.warning("ICMP echo to \(e.destination) denied by policy")
+            return fail(session, e.requestID, .deniedByPolicy, EACCES, "ICMP echo to \(e.destination) is denied by policy")
+        }
+        guard echoesInFlight < ICMPEcho.maxInFlight else {
+            return fail(
+                session, e.requestID, .limitExceeded, 0, "too many ICMP echo requests in flight (limit \(ICMPEcho.maxInFlight))")
+        }
+        guard let icmpEcho else {
+            return fail(session, e.requestID, .notSupported, 0, "ICMP echo is off on this mediator")
+        }
+        if case .unavailable(let why) = icmpEcho.mode {
+            logger.warning("refusing an ICMP echo request: \(why)")
+            return fail(session, e.requestID, .notSupported, EPERM, why)
+        }
+        echoesInFlight += 1
+        icmpEcho.send(e, on: eventLoop).whenComplete { [self] result in
+            echoesInFlight -= 1
+            guard session.isOpen else { return }
+            switch result {
+            case .success(let reply):
+                session.send(.echoReply(reply))
+            case .failure(let error as ICMPEcho.Failure):
+                fail(session, e.requestID, error.code, error.errno, error.description)
+            case .failure(let error):
+                fail(session, e.requestID, error, "ICMP echo to \(e.destination)")
+            }
+        }
+    }
 
     private func open(_ o: Frame.Open, _ session: TunnelSession) {
         let id: UInt32

@@ -228,6 +228,11 @@ final class AdminAPI: ChannelInboundHandler {
         var exact: Bool?
         var destination: String?
         var backlog: UInt16?
+        // echo (ICMP echo from the mediator, docs/protocol.md §11)
+        var ttl: UInt8?
+        var sequence: UInt16?
+        var size: UInt16?
+        var timeoutMillis: UInt32?
     }
 
     struct OperationResult: Encodable {
@@ -242,6 +247,7 @@ final class AdminAPI: ChannelInboundHandler {
         } catch {
             return respond(context, .badRequest, ["error": "body is not the expected JSON: \(error)"])
         }
+        if op == "echo" { return echo(context, link, request) }
         let future: EventLoopFuture<Frame.Done>
         let events = registry.events
         switch op {
@@ -311,7 +317,7 @@ final class AdminAPI: ChannelInboundHandler {
             guard let port = request.port else { return respond(context, .badRequest, ["error": "port is required"]) }
             future = link.close(portID: port)
         default:
-            return respond(context, .notFound, ["error": "no operation '\(op)'; use open, redirect, connect, listen or close"])
+            return respond(context, .notFound, ["error": "no operation '\(op)'; use open, redirect, connect, listen, close or echo"])
         }
         future.whenComplete { [self] result in
             switch result {
@@ -325,6 +331,48 @@ final class AdminAPI: ChannelInboundHandler {
                 respond(context, .internalServerError, ["error": "\(error)"])
             }
         }
+    }
+
+    /// The answer to one echo request, as `ctl ping`/`ctl traceroute` print it.
+    struct EchoView: Encodable {
+        var outcome: String
+        var type: UInt8
+        var code: UInt8
+        var from: String
+        var ttl: UInt8
+        var size: UInt16
+        var rttMicros: UInt32
+        var sequence: UInt16
+    }
+
+    /// `POST /v1/mediators/NAME/echo` with `destination` (an IP address), and optionally `ttl` (64),
+    /// `sequence` (1), `size` (56) and `timeoutMillis` (2000): one ICMP echo request from the mediator.
+    private func echo(_ context: ChannelHandlerContext, _ link: MediatorLink, _ request: OperationRequest) {
+        guard let d = request.destination, let destination = IPAddress(d) else {
+            return respond(context, .badRequest, ["error": "destination must be an IP address"])
+        }
+        let size = request.size ?? 56
+        guard size <= Frame.Echo.maxSize else {
+            return respond(context, .badRequest, ["error": "size must be at most \(Frame.Echo.maxSize) bytes"])
+        }
+        let ttl = request.ttl ?? 64
+        guard ttl > 0 else { return respond(context, .badRequest, ["error": "ttl must be 1-255"]) }
+        let sequence = request.sequence ?? 1
+        link.echo(to: destination, ttl: ttl, sequence: sequence, size: size, timeoutMillis: request.timeoutMillis ?? 2000)
+            .whenComplete { [self] result in
+                switch result {
+                case .success(let r):
+                    respond(
+                        context, .ok,
+                        EchoView(
+                            outcome: "\(r.outcome)", type: r.icmpType, code: r.icmpCode, from: "\(r.from)", ttl: r.ttl, size: r.size,
+                            rttMicros: r.rttMicros, sequence: sequence))
+                case .failure(let error as OperationError):
+                    respond(context, .badGateway, ErrorView(error: "\(error.code)", errno: error.errno, message: error.message))
+                case .failure(let error):
+                    respond(context, .internalServerError, ["error": "\(error)"])
+                }
+            }
     }
 
     struct ErrorView: Encodable {

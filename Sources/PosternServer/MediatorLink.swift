@@ -27,6 +27,10 @@ public final class MediatorLink: TunnelSessionDelegate {
     private var environmentHandlers: [(MediatorEnvironment) -> Void] = []
     /// TUN requests waiting for TUN_READY (or FAILED).
     private var pendingTun: [UInt32: EventLoopPromise<Frame.TunReady>] = [:]
+    /// ECHO requests waiting for ECHO_REPLY (or FAILED), at most `maxPendingEchoes`.
+    private var pendingEcho: [UInt32: EventLoopPromise<Frame.EchoReply>] = [:]
+    /// ECHOs this link keeps waiting at most; the mediator bounds its own side too (docs/protocol.md §11.2).
+    static let maxPendingEchoes = 64
     /// Who takes PACKET frames (TUN mode); nil: they are dropped and counted.
     var packetReceiver: ((ByteBuffer) -> Void)?
     /// PACKET frames that arrived while TUN mode was not up here.
@@ -150,6 +154,38 @@ public final class MediatorLink: TunnelSessionDelegate {
         return promise.futureResult
     }
 
+    /// Asks the mediator to send one ICMP echo request (docs/protocol.md §11); only to a mediator that
+    /// offered ECHO in its ENVIRONMENT.
+    public func echo(to destination: IPAddress, ttl: UInt8, sequence: UInt16, size: UInt16, timeoutMillis: UInt32)
+        -> EventLoopFuture<Frame.EchoReply>
+    {
+        let promise = session.eventLoop.makePromise(of: Frame.EchoReply.self)
+        guard isOpen else {
+            promise.fail(OperationError(code: .shuttingDown, message: "mediator '\(name)' is not connected"))
+            return promise.futureResult
+        }
+        guard let environment, environment.capabilities.contains(.echoOffered) else {
+            promise.fail(
+                OperationError(
+                    code: .notSupported,
+                    message: "mediator '\(name)' does not offer ICMP echo (an older version, or its environment has not arrived yet)"))
+            return promise.futureResult
+        }
+        guard pendingEcho.count < Self.maxPendingEchoes else {
+            promise.fail(
+                OperationError(
+                    code: .limitExceeded, message: "\(Self.maxPendingEchoes) ICMP echo requests to '\(name)' are already waiting"))
+            return promise.futureResult
+        }
+        let id = nextRequestID
+        nextRequestID &+= 1
+        if nextRequestID == 0 { nextRequestID = 1 }
+        pendingEcho[id] = promise
+        session.send(
+            .echo(.init(requestID: id, destination: destination, ttl: ttl, sequence: sequence, size: size, timeoutMillis: timeoutMillis)))
+        return promise.futureResult
+    }
+
     /// Runs `f` with each ENVIRONMENT the mediator sends.
     func onEnvironment(_ f: @escaping (MediatorEnvironment) -> Void) {
         environmentHandlers.append(f)
@@ -186,6 +222,9 @@ public final class MediatorLink: TunnelSessionDelegate {
         case .failed(let f):
             pending.removeValue(forKey: f.requestID)?.fail(OperationError(f))
             pendingTun.removeValue(forKey: f.requestID)?.fail(OperationError(f))
+            pendingEcho.removeValue(forKey: f.requestID)?.fail(OperationError(f))
+        case .echoReply(let r):
+            pendingEcho.removeValue(forKey: r.requestID)?.succeed(r)
         case .tunReady(let r):
             pendingTun.removeValue(forKey: r.requestID)?.succeed(r)
         case .packet(let p):
@@ -238,6 +277,11 @@ public final class MediatorLink: TunnelSessionDelegate {
         pending.removeAll()
         let waitingTun = pendingTun
         pendingTun.removeAll()
+        let waitingEcho = pendingEcho
+        pendingEcho.removeAll()
+        for (_, p) in waitingEcho {
+            p.fail(OperationError(code: .shuttingDown, message: "session with '\(name)' ended: \(end.message)"))
+        }
         for (_, p) in waitingTun {
             p.fail(OperationError(code: .shuttingDown, message: "session with '\(name)' ended: \(end.message)"))
         }

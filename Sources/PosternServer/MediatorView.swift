@@ -94,6 +94,13 @@ struct MediatorView: Encodable {
             malformed: c.malformed, migrations: c.migrations, oversize: c.oversize, tcpWhileUp: path.fallbackWhileUp,
             unrouted: link.registry.unroutedDatagrams())
         if e.capabilities.contains(.tunOffered) { capabilities.append("tun-offered") }
+        // Raw features (docs/protocol.md §4.3, §11): which ICMP socket ECHO can use, CAP_NET_ADMIN.
+        if e.capabilities.contains(.icmpDatagram) { capabilities.append("icmp-datagram") }
+        if e.capabilities.contains(.netAdmin) { capabilities.append("net-admin") }
+        if e.capabilities.contains(.echoOffered) {
+            capabilities.append(
+                e.capabilities.contains(.icmpDatagram) || e.capabilities.contains(.rawSockets) ? "echo" : "echo-unavailable")
+        }
         if let t = link.registry.tunMode?.tun(of: link) {
             let counters = t.relay?.counters ?? PacketCounters()
             tun = TunView(

@@ -127,6 +127,22 @@ extension ByteBuffer {
             }
         case .packet(var m):
             writeBuffer(&m.bytes)
+        case .echo(let m):
+            writeInteger(m.requestID)
+            writeAddress(m.destination)
+            writeInteger(m.ttl)
+            writeInteger(m.sequence)
+            writeInteger(m.size)
+            writeInteger(m.timeoutMillis)
+        case .echoReply(let m):
+            writeInteger(m.requestID)
+            writeInteger(m.outcome.rawValue)
+            writeInteger(m.icmpType)
+            writeInteger(m.icmpCode)
+            writeAddress(m.from)
+            writeInteger(m.ttl)
+            writeInteger(m.size)
+            writeInteger(m.rttMicros)
         }
     }
 
@@ -260,6 +276,26 @@ extension Frame {
             frame = .tunReady(TunReady(requestID: requestID, mtu: mtu, address: address, prefixes: prefixes))
         case Packet.type:
             frame = .packet(Packet(bytes: r.rest()))
+        case Echo.type:
+            let requestID: UInt32 = try r.int()
+            let destination = try r.address()
+            let ttl: UInt8 = try r.int()
+            guard ttl > 0 else { throw WireError.invalidValue(field: "ttl", value: "0") }
+            let sequence: UInt16 = try r.int()
+            let size: UInt16 = try r.int()
+            guard size <= Echo.maxSize else { throw WireError.invalidValue(field: "echo size", value: String(size)) }
+            frame = .echo(
+                Echo(requestID: requestID, destination: destination, ttl: ttl, sequence: sequence, size: size, timeoutMillis: try r.int()))
+        case EchoReply.type:
+            let requestID: UInt32 = try r.int()
+            let rawOutcome: UInt8 = try r.int()
+            guard let outcome = EchoReply.Outcome(rawValue: rawOutcome) else {
+                throw WireError.invalidValue(field: "echo outcome", value: String(rawOutcome))
+            }
+            frame = .echoReply(
+                EchoReply(
+                    requestID: requestID, outcome: outcome, icmpType: try r.int(), icmpCode: try r.int(), from: try r.address(),
+                    ttl: try r.int(), size: try r.int(), rttMicros: try r.int()))
         default:
             throw WireError.unknownType(type)
         }
@@ -295,6 +331,8 @@ extension Frame {
         case Tun.type: return "TUN"
         case TunReady.type: return "TUN_READY"
         case Packet.type: return "PACKET"
+        case Echo.type: return "ECHO"
+        case EchoReply.type: return "ECHO_REPLY"
         default: return "0x" + String(type, radix: 16)
         }
     }

@@ -35,6 +35,9 @@ public enum Frame: Hashable, Sendable {
     case tun(Tun)
     case tunReady(TunReady)
     case packet(Packet)
+    // ICMP echo (§11): additive, sent only to a peer that announced it
+    case echo(Echo)
+    case echoReply(EchoReply)
 
     /// The type code on the wire.
     public var type: UInt8 {
@@ -64,6 +67,8 @@ public enum Frame: Hashable, Sendable {
         case .tun: return Tun.type
         case .tunReady: return TunReady.type
         case .packet: return Packet.type
+        case .echo: return Echo.type
+        case .echoReply: return EchoReply.type
         }
     }
 
@@ -77,6 +82,7 @@ public enum Frame: Hashable, Sendable {
         Ping.pingType, Ping.pongType, GoAway.type, Open.type, Redirect.type, Connect.type, Listen.type,
         Close.type, Done.type, Failed.type, Data.type, Datagram.type, Window.type, Accepted.type,
         Finished.type, Reset.type, Tun.type, TunReady.type, Packet.type,
+        Echo.type, EchoReply.type,
     ]
     /// The first bytes of every HELLO payload; lets the server reject stray traffic at once.
     public static let magic: [UInt8] = Array("PSTN".utf8)

@@ -28,6 +28,14 @@ public struct MediatorEnvironment: Hashable, Sendable {
         public static let rawSockets = Capabilities(rawValue: 1 << 1)
         /// The mediator's policy offers TUN mode (`--tun`): a server may send TUN (§10).
         public static let tunOffered = Capabilities(rawValue: 1 << 2)
+        /// Unprivileged ICMP datagram sockets can be opened (`net.ipv4.ping_group_range` admits the
+        /// mediator's group): ECHO works without CAP_NET_RAW.
+        public static let icmpDatagram = Capabilities(rawValue: 1 << 3)
+        /// The mediator runs with CAP_NET_ADMIN in its effective set (configuring a tun device needs it).
+        public static let netAdmin = Capabilities(rawValue: 1 << 4)
+        /// The mediator answers ECHO (§11): a server may send it. Set by every mediator that knows the
+        /// frame, whether or not it can open an ICMP socket (it then answers FAILED saying what is missing).
+        public static let echoOffered = Capabilities(rawValue: 1 << 5)
     }
 
     public struct Interface: Hashable, Sendable {

@@ -157,6 +157,11 @@ final class MediatorHarness {
         }.wait()
     }
 
+    /// ICMP echo on the mediator end (`MediatorService` sets it for every session).
+    func setEcho(_ echo: ICMPEcho?) throws {
+        try loop.submit { [self] in api?.icmpEcho = echo }.wait()
+    }
+
     func portCount() throws -> Int {
         try loop.submit { [self] in api?.ports.count ?? -1 }.wait()
     }
@@ -168,6 +173,7 @@ final class MediatorHarness {
         case .connect(let f): return f.requestID
         case .listen(let f): return f.requestID
         case .close(let f): return f.requestID
+        case .echo(let f): return f.requestID
         default: preconditionFailure("\(frame.name) is not a request")
         }
     }
@@ -213,6 +219,7 @@ private final class AnswerRecorder: TunnelSessionDelegate {
         switch frame {
         case .done(let d): waiting.removeValue(forKey: d.requestID)?.succeed(frame)
         case .failed(let f): waiting.removeValue(forKey: f.requestID)?.succeed(frame)
+        case .echoReply(let r): waiting.removeValue(forKey: r.requestID)?.succeed(frame)
         case .accepted(let a):
             if let waiter = acceptWaiter {
                 acceptWaiter = nil

@@ -300,5 +300,34 @@ enum GoldenVectors {
                 45 00 00 14 00 00 40 00 40 11 00 00             | an IPv4 header (opaque to the frame)
                 c0 a8 4d 0a c0 a8 4d 35                         |
                 """),
+        Vector(
+            section: "8.28",
+            frame: .echo(
+                .init(requestID: 10, destination: IPAddress("192.168.77.10")!, ttl: 64, sequence: 1, size: 56, timeoutMillis: 2000)),
+            hex: """
+                00 00 00 12 17 00                               | header: length 18, type 0x17 ECHO, flags 0
+                00 00 00 0a                                     | request id 10
+                01 c0 a8 4d 0a                                  | destination 192.168.77.10
+                40                                              | ttl 64
+                00 01                                           | sequence 1
+                00 38                                           | size 56
+                00 00 07 d0                                     | timeout 2000 ms
+                """),
+        Vector(
+            section: "8.29",
+            frame: .echoReply(
+                .init(
+                    requestID: 10, outcome: .reply, icmpType: 0, icmpCode: 0, from: IPAddress("192.168.77.10")!, ttl: 64, size: 56,
+                    rttMicros: 520)),
+            hex: """
+                00 00 00 13 1f 00                               | header: length 19, type 0x1f ECHO_REPLY, flags 0
+                00 00 00 0a                                     | request id 10
+                00                                              | outcome 0 reply
+                00 00                                           | icmp type 0 (echo reply), code 0
+                01 c0 a8 4d 0a                                  | from 192.168.77.10
+                40                                              | ttl 64
+                00 38                                           | size 56
+                00 00 02 08                                     | rtt 520 µs
+                """),
     ]
 }

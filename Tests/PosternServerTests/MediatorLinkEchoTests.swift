@@ -1,0 +1,136 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOEmbedded
+import PosternCore
+import PosternTunnel
+import PosternWire
+import XCTest
+
+@testable import PosternServer
+
+/// The server's side of ECHO (docs/protocol.md §11): a real `MediatorLink` behind a real server
+/// `TunnelSession` on an `EmbeddedChannel`, brought to established by a real mediator state machine.
+/// ECHO goes only to a mediator that offered it, the waiting requests are bounded, answers are
+/// matched by request id, and forged answers change nothing.
+final class MediatorLinkEchoTests: XCTestCase {
+    private var channel: EmbeddedChannel!
+    private var link: MediatorLink!
+    private var decoder = FrameDecoder()
+    private var written = ByteBuffer()
+    private let lanhost = IPAddress("192.168.77.10")!
+
+    override func setUpWithError() throws {
+        channel = EmbeddedChannel()
+        let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        let secret = Array("correct horse battery staple".utf8)
+        let settings = SessionSettings()
+        let session = TunnelSession(
+            machine: ServerSessionStateMachine(
+                settings: settings, sessionID: 42, serverNonce: [UInt8](repeating: 1, count: 32),
+                secretFor: { $0 == "acme" ? secret : nil }),
+            settings: settings, eventLoop: channel.embeddedEventLoop, logger: Logger(label: "test"), now: { t0 })
+        let registry = MediatorRegistry(events: EventLog(clock: { Date(timeIntervalSince1970: 0) }), logger: Logger(label: "test"))
+        link = MediatorLink(session: session, registry: registry, connectedAt: Date(timeIntervalSince1970: 0))
+        session.delegate = link
+        try channel.pipeline.syncOperations.addHandler(session)
+        try channel.connect(to: SocketAddress(ipAddress: "198.51.100.1", port: 4433)).wait()
+        var mediator = MediatorSessionStateMachine(
+            name: "acme", secret: secret, nonce: [UInt8](repeating: 2, count: 32), softwareVersion: "test", settings: settings)
+        _ = mediator.transportReady(.plain, now: t0)
+        func sent(_ actions: [SessionAction]) -> [Frame] {
+            actions.compactMap { if case .send(let f) = $0 { return f } else { return nil } }
+        }
+        var toServer = sent(mediator.start(now: t0))
+        for _ in 0..<10 where !toServer.isEmpty {
+            for frame in toServer { try channel.writeInbound(frame) }
+            toServer = try framesOut().flatMap { sent(mediator.receive($0, now: t0)) }
+        }
+        XCTAssertTrue(link.isOpen, "the handshake completed")
+    }
+
+    override func tearDown() {
+        _ = try? channel.finish()
+        channel = nil
+        link = nil
+    }
+
+    private func framesOut() throws -> [Frame] {
+        channel.embeddedEventLoop.run()
+        while var buffer = try channel.readOutbound(as: ByteBuffer.self) { written.writeBuffer(&buffer) }
+        var frames: [Frame] = []
+        while let frame = try decoder.next(&written) { frames.append(frame) }
+        return frames
+    }
+
+    private func environment(_ capabilities: MediatorEnvironment.Capabilities) throws {
+        try channel.writeInbound(Frame.environment(.init(hostname: "m", softwareVersion: "test", capabilities: capabilities)))
+    }
+
+    private func echo() -> EventLoopFuture<Frame.EchoReply> {
+        link.echo(to: lanhost, ttl: 64, sequence: 1, size: 56, timeoutMillis: 2000)
+    }
+
+    private func failure(_ future: EventLoopFuture<Frame.EchoReply>) throws -> OperationError? {
+        channel.embeddedEventLoop.run()
+        let error = Box<OperationError>()
+        future.whenFailure { error.value = $0 as? OperationError }
+        channel.embeddedEventLoop.run()
+        return error.value
+    }
+
+    func testNothingIsSentToAMediatorThatDidNotOfferEcho() throws {
+        // Before any ENVIRONMENT, and after one without bit 0x20 (an older mediator).
+        XCTAssertEqual(try failure(echo())?.code, .notSupported)
+        try environment([.tun, .rawSockets])
+        let error = try failure(echo())
+        XCTAssertEqual(error?.code, .notSupported)
+        XCTAssertEqual(error?.message.contains("does not offer ICMP echo"), true)
+        XCTAssertEqual(try framesOut().filter { $0.type == Frame.Echo.type }, [], "no ECHO went out")
+    }
+
+    func testAnswersAreMatchedByRequestIDAndForgedOnesChangeNothing() throws {
+        try environment([.echoOffered, .rawSockets])
+        let answer = Box<Frame.EchoReply>()
+        echo().whenSuccess { answer.value = $0 }
+        guard case .echo(let sent)? = try framesOut().last else { return XCTFail("no ECHO sent") }
+        XCTAssertEqual(sent.destination, lanhost)
+        XCTAssertEqual(sent.ttl, 64)
+        // A reply to a request never made, then a second reply to the same request: ignored.
+        let reply = Frame.EchoReply(
+            requestID: sent.requestID, outcome: .reply, icmpType: 0, icmpCode: 0, from: lanhost, ttl: 64, size: 56, rttMicros: 520)
+        var forged = reply
+        forged.requestID &+= 1000
+        try channel.writeInbound(Frame.echoReply(forged))
+        channel.embeddedEventLoop.run()
+        XCTAssertNil(answer.value)
+        try channel.writeInbound(Frame.echoReply(reply))
+        try channel.writeInbound(Frame.echoReply(reply))
+        channel.embeddedEventLoop.run()
+        XCTAssertEqual(answer.value, reply)
+        XCTAssertTrue(link.isOpen)
+        // FAILED answers a request too.
+        let denied = echo()
+        guard case .echo(let second)? = try framesOut().last else { return XCTFail("no ECHO sent") }
+        try channel.writeInbound(
+            Frame.failed(
+                .init(requestID: second.requestID, code: .deniedByPolicy, errno: 13, message: "ICMP echo to x is denied by policy")))
+        XCTAssertEqual(try failure(denied)?.code, .deniedByPolicy)
+    }
+
+    func testWaitingRequestsAreBoundedAndFailWhenTheSessionEnds() throws {
+        try environment([.echoOffered])
+        let waiting = (0..<MediatorLink.maxPendingEchoes).map { _ in echo() }
+        XCTAssertEqual(try framesOut().filter { $0.type == Frame.Echo.type }.count, MediatorLink.maxPendingEchoes)
+        XCTAssertEqual(try failure(echo())?.code, .limitExceeded)
+        XCTAssertEqual(try framesOut().filter { $0.type == Frame.Echo.type }.count, 0, "the one over the bound was not sent")
+        try channel.writeInbound(Frame.goAway(.init(code: .shuttingDown, message: "bye")))
+        channel.embeddedEventLoop.run()
+        for future in waiting { XCTAssertEqual(try failure(future)?.code, .shuttingDown) }
+    }
+}
+
+/// What a future's callback leaves for the test; touched on the embedded loop's (the test's) thread only.
+private final class Box<T>: @unchecked Sendable {
+    var value: T?
+}
