@@ -124,6 +124,7 @@ public final class ServerService: @unchecked Sendable {
         case (.tcp, .toMediator):
             let forward = TCPForwardToMediator(spec: spec, registry: registry, eventLoop: eventLoop, logger: logger)
             forward.recorder = recorder
+            forward.gate = AcceptGate(pauseAt: configuration.connectAdmission.limit)
             return forward
         case (.tcp, .fromMediator):
             return TCPForwardFromMediator(spec: spec, registry: registry, eventLoop: eventLoop, logger: logger)
@@ -246,6 +247,7 @@ public final class ServerService: @unchecked Sendable {
             machine: machine, settings: configuration.settings, eventLoop: eventLoop, logger: logger, now: { .now() })
         let link = MediatorLink(session: session, registry: registry, connectedAt: Date(), udpChannel: configuration.udpChannel)
         link.maxPorts = configuration.maxPortsPerSession
+        link.admission = ConnectAdmission(settings: configuration.connectAdmission)
         session.delegate = link
         handshaking[id] = session
         session.onHandshakeProgress = { [self] stage in unauthenticated.advance(id, to: stage) }
