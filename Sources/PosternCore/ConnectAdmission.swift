@@ -7,7 +7,9 @@ import NIOCore
 /// with a bound and a timeout. A refusal for limits still happens (the mediator's limit may be lower
 /// than the server assumes, or its request rate runs out): the CONNECT goes back to the head of the
 /// queue, the limit drops to what was in flight (learned from the mediator, not guessed), and only
-/// after `maxRetries` such refusals does the user see one. Each `limit` successes raise the limit by
+/// after `maxRetries` such refusals in a row with no CONNECT succeeding in between (the mediator is
+/// stuck, not busy) does the user see one; a busy mediator's refusals only delay a CONNECT, up to the
+/// queue timeout, which counts from its arrival. Each `limit` successes raise the limit by
 /// one again, up to the configured one (slowly: a mediator whose limit really is lower refuses one
 /// CONNECT per round, not one per success). Pure: time comes in, tickets go out, the caller does the I/O.
 public struct ConnectAdmission: Sendable {
@@ -18,7 +20,8 @@ public struct ConnectAdmission: Sendable {
         public var maxQueued: Int
         /// How long a CONNECT may wait for a slot.
         public var queueTimeout: TimeAmount
-        /// Refusals for limits one CONNECT absorbs before its user sees one.
+        /// Refusals for limits in a row, with no success in between, one CONNECT absorbs before its
+        /// user sees one.
         public var maxRetries: Int
 
         public init(limit: Int = 256, maxQueued: Int = 8192, queueTimeout: TimeAmount = .seconds(30), maxRetries: Int = 3) {
@@ -111,7 +114,10 @@ public struct ConnectAdmission: Sendable {
     /// Queued tickets in order; entries not in `waiting` were cancelled and are skipped.
     private var order = CircularBuffer<Ticket>()
     private var waiting: [Ticket: NIODeadline] = [:]
-    private var retries: [Ticket: Int] = [:]
+    /// Per retried ticket: refusals in a row, and `doneCount` when the last one came.
+    private var retries: [Ticket: (count: Int, at: UInt64)] = [:]
+    /// CONNECTs that succeeded this session.
+    private var doneCount: UInt64 = 0
 
     public init(settings: Settings = Settings()) {
         self.settings = settings
@@ -152,6 +158,7 @@ public struct ConnectAdmission: Sendable {
         switch outcome {
         case .done:
             retries[ticket] = nil
+            doneCount &+= 1
             if limit < settings.limit {
                 successes += 1
                 if successes >= limit {
@@ -164,9 +171,10 @@ public struct ConnectAdmission: Sendable {
         case .refusedForLimits:
             limit = max(1, inFlight.count)
             successes = 0
-            let tried = retries[ticket, default: 0]
+            // Refusals separated by a success elsewhere are congestion: the count starts again.
+            let tried = retries[ticket].map { $0.at == doneCount ? $0.count : 0 } ?? 0
             if tried < settings.maxRetries {
-                retries[ticket] = tried + 1
+                retries[ticket] = (tried + 1, doneCount)
                 waiting[ticket] = arrived
                 order.prepend(ticket)
                 counters.retried &+= 1

@@ -114,6 +114,36 @@ final class ConnectAdmissionTests: XCTestCase {
         XCTAssertEqual(a.limit, 1, "never below one")
     }
 
+    func testRefusalsBetweenSuccessesOnlyDelayAndTheQueueTimeoutStillBounds() {
+        var a = ConnectAdmission(settings: settings(limit: 2, timeout: .seconds(10), retries: 1))
+        let (probe, _) = a.request(now: t0)
+        let (other, _) = a.request(now: t0)
+        // The same connect refused again and again, but each time after another one succeeded: the
+        // mediator is busy, not stuck, so it keeps its place.
+        var current = other
+        for i in 0..<5 {
+            let step = a.finished(probe, .refusedForLimits, now: t0 + .seconds(Int64(i)))
+            XCTAssertTrue(step.requeued, "refusal \(i + 1) after a success elsewhere")
+            let done = a.finished(current, .done, now: t0 + .seconds(Int64(i)))
+            XCTAssertEqual(done.send, [probe])
+            let (next, d) = a.request(now: t0 + .seconds(Int64(i)))
+            XCTAssertEqual(d, .send)
+            current = next
+        }
+        // Two in a row with nothing succeeding in between: stuck, the user sees it.
+        XCTAssertTrue(a.finished(probe, .refusedForLimits, now: t0 + .seconds(5)).requeued)
+        XCTAssertEqual(a.finished(current, .failed, now: t0 + .seconds(5)).send, [probe])
+        XCTAssertEqual(a.finished(probe, .refusedForLimits, now: t0 + .seconds(5)).refused, .retriesExhausted(retries: 1))
+        // And a connect refused into the queue keeps its arrival time: the timeout counts from there.
+        var b = ConnectAdmission(settings: settings(limit: 2, timeout: .seconds(10), retries: 5))
+        let (x, _) = b.request(now: t0)
+        let (y, _) = b.request(now: t0 + .seconds(9))
+        XCTAssertTrue(b.finished(x, .refusedForLimits, now: t0 + .seconds(9)).requeued)
+        XCTAssertEqual(b.nextDeadline, t0 + .seconds(10))
+        XCTAssertEqual(b.expire(now: t0 + .seconds(10)), [x])
+        XCTAssertEqual(b.finished(y, .done, now: t0 + .seconds(10)).send, [])
+    }
+
     func testSessionLossHandsBackEveryQueuedConnectAndForgetsTheRest() {
         var a = ConnectAdmission(settings: settings(limit: 2))
         let r = (0..<5).map { _ in a.request(now: t0).0 }

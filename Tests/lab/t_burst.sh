@@ -11,6 +11,8 @@
 #    hang at the mediator, the rest queue at the server and are reset after --connect-queue-timeout
 #    with the reason logged and counted; the hanging ones fail at the mediator's connect timeout;
 #    nothing leaks and the first forward still carries a burst afterwards.
+#  - a mediator whose --max-pending-connects (50) is below what the server assumes (256): its
+#    refusals send CONNECTs back to the queue and lower the server's limit; all 1,000 get through.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 postern_setup
@@ -26,7 +28,8 @@ wait_log "$TEST_TMP/echo.log" '^listening'
 start_server server --connect-queue-timeout 5 \
     --forward tcp:0.0.0.0:9100=acme/192.168.77.10:9100 \
     --forward tcp:0.0.0.0:9101=acme/192.168.77.10:9101 \
-    --forward tcp:0.0.0.0:9102=acme/192.168.77.10:9101
+    --forward tcp:0.0.0.0:9102=acme/192.168.77.10:9101 \
+    --forward tcp:0.0.0.0:9103=acme2/192.168.77.10:9100
 # 5,000 connections open at once hold 5,000 ports at the mediator: above its default --max-ports
 # (4096), which an operator expecting such bursts raises (DNAT has no such bound to compare with).
 start_mediator mediator --allow 192.168.77.10:9100 --allow 192.168.77.10:9101 --max-ports 8192
@@ -54,7 +57,7 @@ assert_eq 5000 "$echoes" "5,000 from 8 clients through the forward: echoes"
 ports_left() { ctl ports acme --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
 end=$((SECONDS + 20))
 until [[ $(ports_left) == 0 ]]; do ((SECONDS < end)) || fail "ports left after the bursts: $(ctl ports acme | head -5)"; sleep 0.5; done
-connects() { ctl mediators --json | python3 -c "import json,sys; m=[m for m in json.load(sys.stdin) if m['name']=='acme'][0]; print(m['connects']$1)"; }
+connects() { ctl mediators --json | python3 -c "import json,sys; m=[m for m in json.load(sys.stdin) if m['name']=='${2:-acme}'][0]; print(m['connects']$1)"; }
 echo "connects after the bursts: $(connects '')"
 assert_eq 0 "$(connects "['refusals']")" "connects refused during the bursts"
 assert_eq 0 "$(connects "['counters']['retried']")" "refusals for limits from the mediator during the bursts"
@@ -97,4 +100,17 @@ assert_eq 0 "$(connects "['inFlight']")" "CONNECTs still in flight"
 burst "postern 1x1000 after" 203.0.113.10 9100 1 1000 120
 assert_eq 1000 "$echoes" "a burst after the dead target: echoes"
 ctl mediators | grep -q '^acme' || fail "acme is no longer connected"
+
+# --- a mediator with a lower pending-connect limit than the server assumes.
+bg lan mediator2 "$POSTERN_BIN" mediator --server 203.0.113.10:7000 --name acme2 --secret-file "$TEST_TMP/secret" \
+    --allow 192.168.77.10:9100 --max-pending-connects 50
+wait_mediator acme2
+burst "postern 1x1000, mediator limit 50" 203.0.113.10 9103 1 1000 120
+assert_eq 1000 "$echoes" "a burst through a mediator with --max-pending-connects 50: echoes"
+echo "connects of acme2: $(connects '' acme2)"
+retried=$(connects "['counters']['retried']" acme2)
+((retried > 0)) || fail "the mediator never refused a CONNECT for limits: the test proves nothing"
+limit=$(connects "['limit']" acme2)
+((limit < 256)) || fail "the server did not lower its limit for acme2: $limit"
+assert_eq 0 "$(connects "['refusals']" acme2)" "users reset for acme2's limit"
 echo "ok: $TEST_NAME"
