@@ -11,6 +11,8 @@
 #    hang at the mediator, the rest queue at the server and are reset after --connect-queue-timeout
 #    with the reason logged and counted; the hanging ones fail at the mediator's connect timeout;
 #    nothing leaks and the first forward still carries a burst afterwards.
+#  - the session ends (mediator killed) while connections wait for CONNECT slots: every one is
+#    reset at once with the reason logged, and the forward works again with the next session.
 #  - a mediator whose --max-pending-connects (50) is below what the server assumes (256): its
 #    refusals send CONNECTs back to the queue and lower the server's limit; all 1,000 get through.
 # shellcheck source=lib.sh
@@ -33,6 +35,7 @@ start_server server --connect-queue-timeout 5 \
 # 5,000 connections open at once hold 5,000 ports at the mediator: above its default --max-ports
 # (4096), which an operator expecting such bursts raises (DNAT has no such bound to compare with).
 start_mediator mediator --allow 192.168.77.10:9100 --allow 192.168.77.10:9101 --max-ports 8192
+mediator_pid=$(last_bg_pid)
 wait_mediator acme
 wait_listen wan 9100 tcp
 lab dnat 9200 192.168.77.10:9100 >/dev/null
@@ -95,6 +98,32 @@ end=$((SECONDS + 20))
 until [[ $(ports_left) == 0 ]]; do ((SECONDS < end)) || fail "ports left after the dead target: $(ctl ports acme | head -5)"; sleep 0.5; done
 assert_eq 0 "$(connects "['queued']")" "CONNECTs still queued"
 assert_eq 0 "$(connects "['inFlight']")" "CONNECTs still in flight"
+
+# --- the session ends while connections are queued.
+lab exec user python3 "$BURST" run 203.0.113.10 9101 1 200 60 >"$TEST_TMP/lost1.out" 2>&1 &
+p1=$!
+lab exec user python3 "$BURST" run 203.0.113.10 9102 1 200 60 >"$TEST_TMP/lost2.out" 2>&1 &
+p2=$!
+end=$((SECONDS + 10))
+until (($(connects "['queued']") > 0)); do ((SECONDS < end)) || fail "nothing queued: $(connects '')"; sleep 0.2; done
+echo "before the session ends: $(connects '')"
+t0=$SECONDS
+kill -TERM -- "-$mediator_pid"
+wait "$p1" || fail "burst to 9101: $(cat "$TEST_TMP/lost1.out")"
+wait "$p2" || fail "burst to 9102: $(cat "$TEST_TMP/lost2.out")"
+resets=$(($(sed -n 's/^resets=//p' "$TEST_TMP/lost1.out") + $(sed -n 's/^resets=//p' "$TEST_TMP/lost2.out")))
+assert_eq 400 "$resets" "connections when the session ended: all reset"
+((SECONDS - t0 < 4)) || fail "resetting them took $((SECONDS - t0)) s (not the session end, a timeout)"
+grep -Eq "queued connects reset: the session ended" "$TEST_TMP/server.log" \
+    || fail "the session end's resets were not logged: $(tail -5 "$TEST_TMP/server.log")"
+echo "server: $(grep -m1 'queued connects reset' "$TEST_TMP/server.log" | sed 's/^.*warning//')"
+start_mediator mediator-again --allow 192.168.77.10:9100 --allow 192.168.77.10:9101 --max-ports 8192
+end=$((SECONDS + 15))
+until ctl mediators --json 2>/dev/null | grep -q '"session" : 2'; do
+    ((SECONDS < end)) || fail "acme did not come back: $(tail -3 "$TEST_TMP/mediator-again.log")"
+    sleep 0.2
+done
+assert_eq 0 "$(ports_left)" "ports after the session ended"
 
 # The forward recovers.
 burst "postern 1x1000 after" 203.0.113.10 9100 1 1000 120
