@@ -20,6 +20,12 @@ source "$(dirname "$0")/lib.sh"
 postern_setup
 BURST="$LAB_REPO/tools/bench.d/burst.py"
 
+# The two server options refuse values that make no sense.
+expect_exit "--mediator-connects 0" 2 opt1 'mediator-connects must be 1-100000' \
+    "$POSTERN_BIN" server --listen 127.0.0.1:1 --secret-file "$TEST_TMP/secret" --insecure --mediator-connects 0
+expect_exit "--connect-queue-timeout 0.01" 2 opt2 'connect-queue-timeout must be between' \
+    "$POSTERN_BIN" server --listen 127.0.0.1:1 --secret-file "$TEST_TMP/secret" --insecure --connect-queue-timeout 0.01
+
 # The listen backlog the forward asks for (4096) is capped by the namespace's somaxconn.
 somaxconn=$(lab exec wan sysctl -n net.core.somaxconn)
 echo "wan: net.core.somaxconn=$somaxconn"
