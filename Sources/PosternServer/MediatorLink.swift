@@ -40,6 +40,13 @@ public final class MediatorLink: TunnelSessionDelegate {
     private var heldReceivers: [UInt32: DatagramPathReceiver] = [:]
     /// Ports this link keeps at most (a mediator cannot make the server hold more).
     var maxPorts = 4096
+    /// Admission control for CONNECTs (`ServerConfiguration.connectAdmission`).
+    public internal(set) var admission = ConnectAdmission()
+    private var queuedConnects: [ConnectAdmission.Ticket: QueuedConnect] = [:]
+    private var admissionTimer: Scheduled<Void>?
+    /// CONNECTs whose user was reset before the mediator saw them, or after it refused them for
+    /// limits too often: each one logged with its reason (at 1, 10, 100…).
+    public private(set) var connectRefusals = 0
     /// ACCEPTED frames for a port that is not listening here, reset and forgotten.
     public private(set) var strayAccepted = 0
 
@@ -102,14 +109,109 @@ public final class MediatorLink: TunnelSessionDelegate {
             }
     }
 
-    /// portID 0: open an ephemeral port and connect in one round trip.
-    public func connect(portID: UInt32, to destination: Endpoint, owner: String) -> EventLoopFuture<Frame.Done> {
-        request { .connect(.init(requestID: $0, portID: portID, destination: destination)) }
-            .map { [self] done in
-                ports[done.portID] = PortRecord(
-                    id: done.portID, transport: "tcp", kind: "connected", local: "\(done.local)", remote: "\(destination)", owner: owner)
-                return done
+    /// portID 0: open an ephemeral port and connect in one round trip. Goes through `admission`: sent
+    /// at once while the mediator has room, else queued (bound, timeout) until an answer frees a slot.
+    /// `isWanted` is asked when a queued CONNECT's turn comes: false (its user left) and it is dropped.
+    public func connect(
+        portID: UInt32, to destination: Endpoint, owner: String, isWanted: (() -> Bool)? = nil
+    ) -> EventLoopFuture<Frame.Done> {
+        let promise = session.eventLoop.makePromise(of: Frame.Done.self)
+        guard isOpen else {
+            promise.fail(OperationError(code: .shuttingDown, message: "mediator '\(name)' is not connected"))
+            return promise.futureResult
+        }
+        let queued = QueuedConnect(portID: portID, destination: destination, owner: owner, isWanted: isWanted, promise: promise)
+        let (ticket, decision) = admission.request(now: .now())
+        switch decision {
+        case .send:
+            sendConnect(ticket, queued)
+        case .queued:
+            queuedConnects[ticket] = queued
+            armAdmissionTimer()
+        case .refused(let why):
+            refuseConnect(queued, why)
+        }
+        return promise.futureResult
+    }
+
+    private struct QueuedConnect {
+        var portID: UInt32
+        var destination: Endpoint
+        var owner: String
+        var isWanted: (() -> Bool)?
+        var promise: EventLoopPromise<Frame.Done>
+    }
+
+    private func sendConnect(_ ticket: ConnectAdmission.Ticket, _ c: QueuedConnect) {
+        request { .connect(.init(requestID: $0, portID: c.portID, destination: c.destination)) }
+            .whenComplete { [self] result in
+                let step: ConnectAdmission.Step
+                switch result {
+                case .success(let done):
+                    ports[done.portID] = PortRecord(
+                        id: done.portID, transport: "tcp", kind: "connected", local: "\(done.local)", remote: "\(c.destination)",
+                        owner: c.owner)
+                    step = admission.finished(ticket, .done, now: .now())
+                    c.promise.succeed(done)
+                case .failure(let error):
+                    let forLimits = (error as? OperationError)?.code == .limitExceeded
+                    step = admission.finished(ticket, forLimits ? .refusedForLimits : .failed, now: .now())
+                    if step.requeued {
+                        queuedConnects[ticket] = c
+                        armAdmissionTimer()
+                    } else if let why = step.refused {
+                        refuseConnect(c, why, mediatorSaid: error)
+                    } else {
+                        c.promise.fail(error)
+                    }
+                }
+                for next in step.send { dequeued(next) }
             }
+    }
+
+    /// A queued CONNECT's turn came.
+    private func dequeued(_ ticket: ConnectAdmission.Ticket) {
+        guard let c = queuedConnects.removeValue(forKey: ticket) else { return }
+        if let isWanted = c.isWanted, !isWanted() {
+            // Its user is gone: the slot goes to the next one instead.
+            let step = admission.finished(ticket, .failed, now: .now())
+            c.promise.fail(OperationError(code: .connectionReset, message: "the connection closed while its connect waited"))
+            for next in step.send { dequeued(next) }
+            return
+        }
+        sendConnect(ticket, c)
+    }
+
+    /// The last resort: the user's connection is reset, with the reason in the log and a count.
+    private func refuseConnect(_ c: QueuedConnect, _ why: ConnectAdmission.Refusal, mediatorSaid: Error? = nil) {
+        connectRefusals &+= 1
+        let code: ErrorCode
+        switch why {
+        case .timedOut: code = .timedOut
+        case .sessionLost: code = .shuttingDown
+        case .queueFull, .retriesExhausted: code = .limitExceeded
+        }
+        let said = mediatorSaid.map { " (mediator: \($0))" } ?? ""
+        // Logged at 1, 10, 100…: a flood of refusals must not flood the log too.
+        if connectRefusals.isPowerOf10 {
+            session.logger.warning(
+                "mediator '\(name)': connect to \(c.destination) for \(c.owner) refused: \(why)\(said) (\(connectRefusals) so far)")
+        }
+        c.promise.fail(OperationError(code: code, message: "\(why)"))
+    }
+
+    private func armAdmissionTimer() {
+        guard admissionTimer == nil, let at = admission.nextDeadline else { return }
+        admissionTimer = session.eventLoop.scheduleTask(deadline: at) { [weak self] in
+            guard let self else { return }
+            admissionTimer = nil
+            for t in admission.expire(now: .now()) {
+                if let c = queuedConnects.removeValue(forKey: t) {
+                    refuseConnect(c, .timedOut(after: admission.settings.queueTimeout))
+                }
+            }
+            armAdmissionTimer()
+        }
     }
 
     public func listen(portID: UInt32, backlog: UInt16 = 128, onAccepted: @escaping (Frame.Accepted) -> Void) -> EventLoopFuture<Frame.Done>
@@ -273,6 +375,17 @@ public final class MediatorLink: TunnelSessionDelegate {
     }
 
     public func sessionClosed(_ session: TunnelSession, _ end: SessionEnd) {
+        // Before the in-flight answers fail below: with the queue empty, no failure sends another CONNECT.
+        admissionTimer?.cancel()
+        admissionTimer = nil
+        let lost = admission.sessionLost()
+        if !lost.isEmpty {
+            session.logger.warning("mediator '\(name)': \(lost.count) queued connects reset: \(ConnectAdmission.Refusal.sessionLost)")
+        }
+        for t in lost {
+            if let c = queuedConnects.removeValue(forKey: t) { refuseConnect(c, .sessionLost) }
+        }
+        queuedConnects.removeAll()
         let waiting = pending
         pending.removeAll()
         let waitingTun = pendingTun

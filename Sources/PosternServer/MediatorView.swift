@@ -53,6 +53,15 @@ struct MediatorView: Encodable {
         var dropped: [String: UInt64]
         var strayPackets: UInt64
     }
+    /// CONNECTs to this mediator (ConnectAdmission): the limit in force, what is in flight and queued
+    /// now, and since the session began what waited and what was refused (each refusal reset a user).
+    struct ConnectsView: Encodable {
+        var limit: Int
+        var inFlight: Int
+        var queued: Int
+        var counters: ConnectAdmission.Counters
+        var refusals: Int
+    }
     var name: String
     var session: UInt64
     var from: String
@@ -65,6 +74,7 @@ struct MediatorView: Encodable {
     var ports: Int
     var datagrams: DatagramPathView
     var tun: TunView?
+    var connects: ConnectsView
 
     init(_ link: MediatorLink) {
         name = link.name
@@ -86,6 +96,9 @@ struct MediatorView: Encodable {
                 interface: names[$0.interfaceIndex] ?? "#\($0.interfaceIndex)")
         }
         ports = link.ports.count
+        connects = ConnectsView(
+            limit: link.admission.limit, inFlight: link.admission.inFlightCount, queued: link.admission.queuedCount,
+            counters: link.admission.counters, refusals: link.connectRefusals)
         let path = link.datagramPath
         let c = path.counters
         datagrams = DatagramPathView(

@@ -38,6 +38,9 @@ public struct ServerConfiguration: Sendable {
     public var failedProofWindow: TimeAmount = .seconds(10)
     /// Ports the server keeps for one mediator; ACCEPTED beyond it is answered with RESET.
     public var maxPortsPerSession = 4096
+    /// CONNECTs sent to one mediator at once, queued beyond (with a bound and a timeout) rather than
+    /// refused: the mediator's `--max-pending-connects` (default 256); its refusals lower it.
+    public var connectAdmission = ConnectAdmission.Settings()
     /// Mediators connected at once (each name holds at most one session).
     public var maxMediators = 1024
     /// How long a connected mediator has to answer a keepalive when another session claims its name.

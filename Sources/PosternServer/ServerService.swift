@@ -149,6 +149,7 @@ public final class ServerService: @unchecked Sendable {
             let timer = metrics.connectTimer(forward: spec.description)
             forward.connectLatency = { timer.recordNanoseconds($0.nanoseconds) }
             forward.recorder = recorder
+            forward.gate = AcceptGate(pauseAt: configuration.connectAdmission.limit)
             return forward
         case (.tcp, .fromMediator):
             return TCPForwardFromMediator(spec: spec, registry: registry, eventLoop: eventLoop, logger: logger)
@@ -271,6 +272,7 @@ public final class ServerService: @unchecked Sendable {
             machine: machine, settings: configuration.settings, eventLoop: eventLoop, logger: logger, now: { .now() })
         let link = MediatorLink(session: session, registry: registry, connectedAt: Date(), udpChannel: configuration.udpChannel)
         link.maxPorts = configuration.maxPortsPerSession
+        link.admission = ConnectAdmission(settings: configuration.connectAdmission)
         session.delegate = link
         handshaking[id] = session
         let began = NIODeadline.now()

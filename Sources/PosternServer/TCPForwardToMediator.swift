@@ -20,6 +20,11 @@ final class TCPForwardToMediator: Forward {
     private var channel: Channel?
     /// `--pcap`: each connection's traffic is recorded here too.
     var recorder: PcapRecorder?
+    /// Stops accepting while this many connections wait for their CONNECT (the kernel's listen
+    /// backlog holds the rest of a burst); set from the server's connect admission limit.
+    var gate = AcceptGate(pauseAt: ConnectAdmission.Settings().limit)
+    /// The listen backlog: a burst waits here while the gate is shut (capped by net.core.somaxconn).
+    static let backlog: Int32 = 4096
 
     init(spec: ForwardSpec, registry: MediatorRegistry, eventLoop: EventLoop, logger: Logger) {
         self.spec = spec
@@ -32,7 +37,7 @@ final class TCPForwardToMediator: Forward {
     func start() -> EventLoopFuture<Void> {
         ServerBootstrap(group: eventLoop)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelOption(ChannelOptions.backlog, value: 1024)
+            .serverChannelOption(ChannelOptions.backlog, value: Self.backlog)
             .relayedStreamChildOptions()
             .childChannelInitializer { [self] child in
                 // In place from the start: NIO drains a socket to its end by itself when the peer's
@@ -57,6 +62,13 @@ final class TCPForwardToMediator: Forward {
         channel?.close(promise: nil)
     }
 
+    private func setAccepting(_ on: Bool) {
+        guard let channel else { return }
+        logger.debug("forward \(spec): \(on ? "accepting again" : "not accepting while \(gate.waiting) connects wait")")
+        channel.setOption(ChannelOptions.autoRead, value: on).whenFailure { _ in }
+        if on { channel.read() }
+    }
+
     private func accepted(_ child: Channel, _ early: EarlyInput) {
         guard let link = registry.link(spec.mediator) else {
             logger.warning("forward \(spec): mediator '\(spec.mediator)' is not connected; resetting the connection")
@@ -66,7 +78,10 @@ final class TCPForwardToMediator: Forward {
         }
         let peer = child.remoteAddress?.display ?? "?"
         let began = NIODeadline.now()
-        link.connect(portID: 0, to: spec.target, owner: "forward \(spec)").whenComplete { [self] result in
+        if gate.arrived() { setAccepting(false) }
+        link.connect(portID: 0, to: spec.target, owner: "forward \(spec)", isWanted: { child.isActive }).whenComplete {
+            [self] result in
+            if gate.settled() { setAccepting(true) }
             connectLatency(.now() - began)
             switch result {
             case .success(let done):

@@ -60,6 +60,15 @@ struct ServerCommand: AsyncParsableCommand {
     )
     var nameProbeTimeout: Double?
 
+    @Option(
+        help:
+            "CONNECTs the server sends one mediator at once (default 256, the mediator's --max-pending-connects); more wait in a queue, and forwards stop accepting meanwhile."
+    )
+    var mediatorConnects: Int?
+
+    @Option(help: "Seconds a connection may wait for a CONNECT slot at its mediator before it is reset (default 30).")
+    var connectQueueTimeout: Double?
+
     @Option(help: "MiB received from a mediator but not yet written to local sockets, per session (default 256).")
     var maxSessionBuffer: Int?
 
@@ -157,6 +166,7 @@ struct ServerCommand: AsyncParsableCommand {
                 "dead-timeout", "max-mediators", "max-session-buffer", "udp-max-flows", "udp-keepalive", "name-probe-timeout",
                 "insecure", "tls-cert", "tls-key", "state-dir", "mediator-ca", "socks", "socks-users", "socks-no-auth",
                 "tun", "tun-mtu", "metrics",
+                "mediator-connects", "connect-queue-timeout",
             ]).union(PcapOptions.configKeys))
         guard let listenText = try listen ?? section?.string("listen") else {
             throw ValidationError("--listen ADDR:PORT is required (or listen in the config file)")
@@ -248,6 +258,14 @@ struct ServerCommand: AsyncParsableCommand {
             configuration.nameProbeTimeout = .nanoseconds(Int64(t * 1e9))
         }
         try applySOCKS(section, to: &configuration, logger: logger)
+        if let n = try mediatorConnects ?? section?.int("mediator-connects") {
+            guard (1...100_000).contains(n) else { throw ValidationError("--mediator-connects must be 1-100000") }
+            configuration.connectAdmission.limit = n
+        }
+        if let t = try connectQueueTimeout ?? section?.seconds("connect-queue-timeout") {
+            guard t >= 0.1 && t <= 3600 else { throw ValidationError("--connect-queue-timeout must be between 0.1 and 3600 seconds") }
+            configuration.connectAdmission.queueTimeout = .nanoseconds(Int64(t * 1e9))
+        }
         configuration.pcap = try pcapOptions.settings(section)
         configuration.tunEnabled = try tun || (section?.bool("tun") ?? false)
         if let n = try tunMtu ?? section?.int("tun-mtu") {
