@@ -8,6 +8,9 @@ public struct PacketCounters: Hashable, Sendable, Codable {
     /// Drops by reason (`PacketPolicy.Drop` raw values, plus "path" when the tunnel could not take a
     /// packet and "device" when the tun device refused one).
     public var dropped: [String: UInt64] = [:]
+    /// ICMP "fragmentation needed" errors sent back for DF packets larger than TUN mode carries
+    /// (`ICMPFragmentationNeeded`); their packets are also counted in `dropped["tooLarge"]`.
+    public var fragmentationNeeded: UInt64 = 0
 
     public init() {}
 

@@ -52,6 +52,8 @@ struct MediatorView: Encodable {
         var fromLAN: UInt64
         var dropped: [String: UInt64]
         var strayPackets: UInt64
+        /// ICMP "fragmentation needed" errors the server's end sent back into its device.
+        var fragmentationNeeded: UInt64 = 0
     }
     /// CONNECTs to this mediator (ConnectAdmission): the limit in force, what is in flight and queued
     /// now, and since the session began what waited and what was refused (each refusal reset a user).
@@ -120,6 +122,7 @@ struct MediatorView: Encodable {
                 device: t.deviceName, status: t.status, address: t.ready.map { "\($0.address)" },
                 prefixes: t.ready?.prefixes.map(\.description) ?? [], mtu: t.ready.map { Int($0.mtu) }, toLAN: counters.toLAN,
                 fromLAN: counters.fromLAN, dropped: counters.dropped, strayPackets: link.strayPackets)
+            tun?.fragmentationNeeded = counters.fragmentationNeeded
         }
     }
 }

@@ -51,6 +51,7 @@ public final class TunRelay {
         let drop = side == .mediator ? policy.checkFromLAN(packet) : policy.checkToLAN(packet)
         if let drop {
             dropped(drop.rawValue)
+            if drop == .tooLarge { answerTooLarge(packet) }
             return
         }
         var packet = packet
@@ -78,6 +79,33 @@ public final class TunRelay {
             dropped("device")
         }
     }
+
+    /// A packet from the device larger than TUN mode carries (the device's MTU was raised above the
+    /// negotiated one, or the kernel handed over more than the MTU): with DF set its sender gets ICMP
+    /// "fragmentation needed" naming the tunnel's MTU, written back into the device toward it, at most
+    /// `icmpErrorsPerSecond` a second (RFC 1812 §4.3.2.8), so a flood of oversize packets cannot turn
+    /// into a flood of errors. Without DF the packet stays dropped (counted as `tooLarge`): the
+    /// kernel fragments before the device, so only a misconfigured device gets here.
+    private func answerTooLarge(_ packet: ByteBuffer) {
+        guard let error = ICMPFragmentationNeeded.make(for: packet, nextHopMTU: policy.mtu) else { return }
+        let now = NIODeadline.now()
+        if now - icmpWindowStart >= .seconds(1) {
+            icmpWindowStart = now
+            icmpInWindow = 0
+        }
+        guard icmpInWindow < Self.icmpErrorsPerSecond else {
+            counters.drop("icmpRateLimit")
+            return
+        }
+        icmpInWindow += 1
+        if device.writePacket(error) { counters.fragmentationNeeded &+= 1 }
+    }
+
+    /// ICMP errors TUN mode generates per second at most (Linux's default `icmp_msgs_per_sec` is 1,000
+    /// for the whole host; one tunnel needs far fewer).
+    public static let icmpErrorsPerSecond = 100
+    private var icmpWindowStart = NIODeadline.uptimeNanoseconds(0)
+    private var icmpInWindow = 0
 
     private func dropped(_ reason: String) {
         counters.drop(reason)
