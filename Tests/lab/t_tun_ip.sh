@@ -49,19 +49,10 @@ print(f\"iperf3 UDP $what: {s['bits_per_second'] / 1e6:.1f} Mbit/s, {s['lost_pac
 sys.exit(0 if s['packets'] > 1000 and s['lost_percent'] <= 20 else 1)" "$out" || fail "iperf3 UDP $what lost too much or carried too little"
 }
 
-lab exec user ip route add 192.168.77.0/24 via 203.0.113.10
-lab exec wan sysctl -qw net.ipv4.conf.eth0.forwarding=1
-lab exec wan nft -f - <<'NFT'
-table ip postern_tun {
-    chain postrouting {
-        type nat hook postrouting priority srcnat; policy accept;
-        oifname "pts-*" masquerade
-    }
-}
-NFT
+tun_route_via_server
 bg lanhost iperf iperf3 -s -B 192.168.77.10 -p 5201
-start_server server --udp-keepalive 0.5 --tun --pcap "$TEST_TMP/server.pcap"
-start_mediator mediator --tun 192.168.77.50/24 --udp-keepalive 0.5 --pcap "$TEST_TMP/mediator.pcap"
+start_server server --udp-keepalive 2 --tun --pcap "$TEST_TMP/server.pcap"
+start_mediator mediator --tun 192.168.77.50/24 --udp-keepalive 2 --pcap "$TEST_TMP/mediator.pcap"
 wait_mediator acme
 wait_tun_up 10
 wait_path udp 10
