@@ -42,6 +42,7 @@ public final class MediatorService: @unchecked Sendable {
         // --pcap: opened before the first dial, so a path that cannot be written stops the mediator.
         try await eventLoop.submit { [self] in
             recorder = try configuration.pcap.map { try PcapRecorder(path: $0.path, maxBytes: $0.maxBytes, maxFiles: $0.maxFiles) }
+            tun?.recorder = recorder
         }.get()
         logger.info("ICMP echo: \(icmpEcho.mode)")
         if configuration.tun != nil && icmpEcho.process.map({ !$0.hasNetAdmin }) == true {

@@ -2,6 +2,8 @@ import Logging
 import NIOCore
 import PosternNetlink
 import PosternPacket
+import PosternPcap
+import PosternReplay
 import PosternTUN
 import PosternTunnel
 import PosternWire
@@ -13,6 +15,8 @@ import PosternWire
 /// ends or the mediator stops; a restart undoes what a crashed run left. Lives on the event loop; the
 /// netlink requests block it for a few milliseconds once per session.
 final class MediatorTun {
+    /// `--pcap`: the device's packets are recorded here too (set by `MediatorService`).
+    var recorder: PcapRecorder?
     let settings: MediatorTunSettings
     let deviceName: String
     private let configurator: NetworkConfigurator
@@ -80,6 +84,9 @@ final class MediatorTun {
                 }
                 let policy = PacketPolicy(remoteAddress: settings.address.address, prefixes: settings.prefixes, mtu: mtu)
                 let relay = TunRelay(device: device, policy: policy, side: .mediator, path: path)
+                if let recorder {
+                    relay.onPacket = { recorder.write(Array($0.readableBytesView), time: PcapStreamTap.now()) }
+                }
                 relay.onDrops = { [logger] reason, count in
                     logger.warning(
                         "TUN mode dropped \(count) packet\(count == 1 ? "" : "s") so far: \(MediatorTun.dropText(reason))")

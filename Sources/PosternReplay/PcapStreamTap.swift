@@ -51,7 +51,8 @@ public final class PcapStreamTap: ChannelDuplexHandler {
         return Endpoint(parsed, UInt16(port))
     }
 
-    static func now() -> Int64 {
+    /// The wall clock in nanoseconds since the epoch, as pcap timestamps want it.
+    public static func now() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)

@@ -103,6 +103,7 @@ public final class ServerService: @unchecked Sendable {
         if let pcap = configuration.pcap {
             do {
                 recorder = try PcapRecorder(path: pcap.path, maxBytes: pcap.maxBytes, maxFiles: pcap.maxFiles)
+                tunMode?.recorder = recorder
                 logger.info("recording forwarded traffic into \(pcap.path) (rotated at \(pcap.maxBytes) bytes, \(pcap.maxFiles) files)")
             } catch {
                 return eventLoop.makeFailedFuture(error)

@@ -2,6 +2,8 @@ import Logging
 import NIOCore
 import PosternNetlink
 import PosternPacket
+import PosternPcap
+import PosternReplay
 import PosternTUN
 import PosternWire
 
@@ -12,6 +14,8 @@ import PosternWire
 /// masquerade rule), since the mediator forwards only packets from the remote address. Lives on the
 /// event loop; the netlink requests block it for a few milliseconds once per session.
 final class ServerTun {
+    /// `--pcap`: the device's packets are recorded here too (set by `ServerTunMode`).
+    var recorder: PcapRecorder?
     let mediator: String
     let deviceName: String
     private let configurator: NetworkConfigurator
@@ -70,6 +74,9 @@ final class ServerTun {
                 }
                 let policy = PacketPolicy(remoteAddress: answer.address.address, prefixes: answer.prefixes, mtu: mtu)
                 let relay = TunRelay(device: device, policy: policy, side: .server, path: link.datagramPath)
+                if let recorder {
+                    relay.onPacket = { recorder.write(Array($0.readableBytesView), time: PcapStreamTap.now()) }
+                }
                 self.relay = relay
                 relay.start()
                 link.packetReceiver = { [weak relay] in relay?.fromTunnel($0) }

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import PosternCore
 import PosternNetlink
+import PosternPcap
 import PosternWire
 
 /// TUN mode on the server (`--tun`): asks every mediator whose ENVIRONMENT offers it for TUN mode,
@@ -10,6 +11,8 @@ import PosternWire
 /// when sessions end, when the server stops, and (from the state directory) after a crash.
 /// Lives on the server's event loop.
 final class ServerTunMode {
+    /// `--pcap`: each mediator's device's packets are recorded here too (set by `ServerService`).
+    var recorder: PcapRecorder?
     let mtu: Int
     let stateDirectory: String
     private var logger: Logger
@@ -62,6 +65,7 @@ final class ServerTunMode {
         let key = ObjectIdentifier(link)
         guard tuns[key] == nil else { return }
         let tun = ServerTun(mediator: link.name, stateDirectory: stateDirectory, logger: logger)
+        tun.recorder = recorder
         tuns[key] = tun
         link.requestTun(mtu: UInt16(mtu)).whenComplete { [self] result in
             switch result {

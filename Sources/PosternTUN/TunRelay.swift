@@ -23,6 +23,9 @@ public final class TunRelay {
     /// flooding (the mediator logs them; the server shows its counters in `ctl mediators`).
     public var onDrops: ((_ reason: String, _ count: UInt64) -> Void)?
     private var stopped = false
+    /// `--pcap`: told about every packet the device carried, as it read or was given it (the
+    /// packets the policy dropped included on the way in, since the device did carry them).
+    public var onPacket: ((ByteBuffer) -> Void)?
     /// SYNs crossing TUN mode have their MSS lowered to this (`TCPMSSClamp`).
     private let maxMSS: UInt16
 
@@ -48,6 +51,7 @@ public final class TunRelay {
     /// A packet the device produced: to the tunnel if the policy lets it pass.
     func fromDevice(_ packet: ByteBuffer) {
         guard !stopped else { return }
+        onPacket?(packet)
         let drop = side == .mediator ? policy.checkFromLAN(packet) : policy.checkToLAN(packet)
         if let drop {
             dropped(drop.rawValue)
@@ -74,6 +78,7 @@ public final class TunRelay {
         var packet = packet
         TCPMSSClamp.clamp(&packet, maxMSS: maxMSS)
         if device.writePacket(packet) {
+            onPacket?(packet)
             if side == .mediator { counters.toLAN &+= 1 } else { counters.fromLAN &+= 1 }
         } else {
             dropped("device")

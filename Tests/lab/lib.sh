@@ -202,3 +202,18 @@ wait_listen() {
         sleep 0.1
     done
 }
+
+# tun_route_via_server: the operator's part of TUN mode (README, "TUN mode"): user routes the LAN
+# through wan, which forwards it and masquerades it onto the server's pts-* devices.
+tun_route_via_server() {
+    lab exec user ip route add 192.168.77.0/24 via 203.0.113.10
+    lab exec wan sysctl -qw net.ipv4.conf.eth0.forwarding=1
+    lab exec wan nft -f - <<'NFT'
+table ip postern_tun {
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "pts-*" masquerade
+    }
+}
+NFT
+}

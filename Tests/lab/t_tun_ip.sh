@@ -10,7 +10,9 @@
 # - with pts-acme's MTU raised by hand above what TUN mode carries, postern itself answers a DF packet
 #   it cannot carry with "fragmentation needed" naming the tunnel's MTU, and counts it; a flood of
 #   them gets at most 100 errors a second;
-# - iperf3 UDP, both ways.
+# - iperf3 UDP, both ways;
+# - `--pcap` on both ends records what the tun devices carried: tcpdump reads the echo requests and
+#   replies of the pings above, whole fragments of the 9,000-byte ones included.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 postern_setup
@@ -47,19 +49,10 @@ print(f\"iperf3 UDP $what: {s['bits_per_second'] / 1e6:.1f} Mbit/s, {s['lost_pac
 sys.exit(0 if s['packets'] > 1000 and s['lost_percent'] <= 20 else 1)" "$out" || fail "iperf3 UDP $what lost too much or carried too little"
 }
 
-lab exec user ip route add 192.168.77.0/24 via 203.0.113.10
-lab exec wan sysctl -qw net.ipv4.conf.eth0.forwarding=1
-lab exec wan nft -f - <<'NFT'
-table ip postern_tun {
-    chain postrouting {
-        type nat hook postrouting priority srcnat; policy accept;
-        oifname "pts-*" masquerade
-    }
-}
-NFT
+tun_route_via_server
 bg lanhost iperf iperf3 -s -B 192.168.77.10 -p 5201
-start_server server --udp-keepalive 0.5 --tun
-start_mediator mediator --tun 192.168.77.50/24 --udp-keepalive 0.5
+start_server server --udp-keepalive 2 --tun --pcap "$TEST_TMP/server.pcap"
+start_mediator mediator --tun 192.168.77.50/24 --udp-keepalive 2 --pcap "$TEST_TMP/mediator.pcap"
 wait_mediator acme
 wait_tun_up 10
 wait_path udp 10
@@ -127,5 +120,16 @@ echo "fragments: 9,000-byte pings both ways"
 # 4. iperf3 UDP both ways.
 iperf_udp "user -> lanhost"
 iperf_udp "lanhost -> user" -R
+
+# 5. --pcap: both ends recorded their tun device's packets (raw IP), which tcpdump reads.
+for side in server mediator; do
+    f="$TEST_TMP/$side.pcap"
+    requests=$(tcpdump -n -r "$f" 'icmp[icmptype] = icmp-echo and dst host 192.168.77.10' 2>/dev/null | wc -l)
+    replies=$(tcpdump -n -r "$f" 'icmp[icmptype] = icmp-echoreply and src host 192.168.77.10' 2>/dev/null | wc -l)
+    fragments=$(tcpdump -n -r "$f" 'ip[6:2] & 0x1fff != 0' 2>/dev/null | wc -l)
+    ((requests >= 6 && replies >= 6)) || fail "$side --pcap: $requests echo requests, $replies replies to/from lanhost"
+    ((fragments >= 6)) || fail "$side --pcap: only $fragments later fragments of the 9,000-byte pings"
+    echo "$side --pcap: $requests echo requests, $replies replies, $fragments later fragments (tcpdump -r)"
+done
 
 echo "ok: $TEST_NAME"
