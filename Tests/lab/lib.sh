@@ -217,3 +217,11 @@ table ip postern_tun {
 }
 NFT
 }
+
+# wait_mediator_off_udp [LOG_NAME] [SECONDS]: each end picks its datagram path by what it hears
+# (protocol.md §9.9), so after the gateway blocks the channel the mediator may still hear the server's
+# keepalives a moment after the server moved to TCP, and send one more datagram into the block. Waits
+# until the mediator's log says its channel is down too.
+wait_mediator_off_udp() {
+    wait_log "$TEST_TMP/${1:-mediator}.log" 'UDP channel [0-9]+ of session [0-9]+ is down' "${2:-10}"
+}

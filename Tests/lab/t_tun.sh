@@ -145,9 +145,7 @@ echo "policy: packets to 10.99.0.1 dropped and counted ($(ctl mediators | grep '
 # 3. UDP to the service port blocked on gw: the TCP channel carries the packets.
 lab exec gw nft add rule inet postern_lab block ip daddr 203.0.113.10 udp dport 7000 drop comment '"tun-test"'
 wait_path tcp 10
-# Each end chooses its path by what it hears (protocol.md §9.9): the mediator still hears the server's
-# keepalives for a moment and may send one more packet into the blocked channel. Wait for its switch too.
-wait_log "$TEST_TMP/mediator.log" 'UDP channel [0-9]+ of session [0-9]+ is down' 10
+wait_mediator_off_udp
 delivered=$(path delivered)
 check_traffic "over tcp"
 assert_eq "$delivered" "$(path delivered)" "UDP channel deliveries while blocked"

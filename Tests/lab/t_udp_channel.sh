@@ -84,6 +84,7 @@ echo "over udp: 25 datagrams echoed, the channel delivered $((after - before))"
 # 2. The gateway drops UDP to the service port: the session notices and falls back to TCP.
 lab exec gw nft add rule inet postern_lab block ip daddr 203.0.113.10 udp dport 7000 drop comment '"udp-channel-test"'
 wait_path tcp 10
+wait_mediator_off_udp
 before=$(field delivered)
 out=$(lab exec user python3 "$TEST_TMP/client.py" 203.0.113.10 5353 2>&1) || fail "over the TCP fallback: $out"
 assert_contains "$out" "25 datagrams echoed intact"

@@ -54,6 +54,7 @@ echo "udp: 10 answers, the UDP channel delivered $((after - before)), TCP while 
 # 2. The gateway drops all outbound UDP of the LAN: the TCP channel carries them.
 lab exec gw nft add rule inet postern_lab block ip saddr 192.168.77.0/24 meta l4proto udp drop comment '"udp-dns-test"'
 wait_path tcp 10
+wait_mediator_off_udp
 before=$(field delivered)
 dig_ten tcp
 assert_eq "$before" "$(field delivered)" "datagrams the UDP channel delivered while UDP was dropped"
