@@ -158,6 +158,8 @@ let package = Package(
                 "PosternServer", "PosternCore", "PosternWire", "PosternTunnel",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                // ForwardCapturesTests read the captures back.
+                "PosternPcap",
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -257,7 +259,11 @@ let package = Package(
         ),
         .testTarget(
             name: "PosternCaptureTests",
-            dependencies: ["PosternCapture", "PosternPcap", "PosternWire"],
+            dependencies: [
+                "PosternCapture", "PosternPcap", "PosternWire",
+                // The real MSS clamp of TUN mode, which the replay comparison must accept exactly.
+                "PosternPacket", .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: pureSettings
         ),
     ]

@@ -42,9 +42,18 @@ public struct PacketPlan: Sendable {
     /// Frames that carry no IP, IP packets of other protocols, and undecodable ones.
     public private(set) var ignored = 0
 
+    /// The tunnel devices' MTU: larger packets are not replayed, and SYNs arrive with their MSS
+    /// clamped to it (`PacketComparison`).
+    public let mtu: Int
+    /// The IP version of the lab's addresses (`--rewrite`): conversations of the other are skipped.
+    public let version: UInt8
+
     /// `mtu`: the largest packet the tunnel's devices carry; `hops`: routers between injection and
-    /// capture (a packet whose TTL would run out on the way is not replayed).
-    public init(records: [CaptureRecord], mtu: Int, hops: Int) {
+    /// capture (a packet whose TTL or hop limit would run out on the way is not replayed); `version`:
+    /// the IP version the lab's addresses are of.
+    public init(records: [CaptureRecord], mtu: Int, hops: Int, version: UInt8 = 4) {
+        self.mtu = mtu
+        self.version = version
         var index: [String: Int] = [:]
         for record in records {
             guard case .ip(let offset)? = try? record.linkType.payload(of: record.bytes),
@@ -59,6 +68,13 @@ public struct PacketPlan: Sendable {
             case 6: transport = .tcp
             case 17: transport = .udp
             default:
+                ignored += 1
+                continue
+            }
+            // Neighbour discovery and multicast listener messages belong to one link: no router
+            // forwards them (they would arrive with a hop limit below 255 and be dropped), so they
+            // are not part of what is replayed between two hosts.
+            if ip.transportProtocol == 58, let type = ip.payload.first, (130...137).contains(type) || type == 143 {
                 ignored += 1
                 continue
             }
@@ -83,25 +99,29 @@ public struct PacketPlan: Sendable {
             let bytes = Array(record.bytes[offset..<(offset + length)])
             conversations[i].packets.append(Packet(number: record.number, direction: direction, time: record.time, bytes: bytes))
             if conversations[i].skipReason == nil {
-                conversations[i].skipReason = Self.skipReason(ip, bytes: bytes, transport: transport, record: record, mtu: mtu, hops: hops)
+                conversations[i].skipReason = Self.skipReason(
+                    ip, bytes: bytes, transport: transport, record: record, mtu: mtu, hops: hops, version: version)
             }
         }
     }
 
-    static func skipReason(_ ip: IPDatagram, bytes: [UInt8], transport: Flow.Transport, record: CaptureRecord, mtu: Int, hops: Int)
-        -> String?
-    {
-        if ip.version == 6 { return "IPv6: TUN mode carries IPv4 only" }
-        if ip.source == ip.destination { return "a host talking to itself: there is no other side to replay it from" }
-        if ip.destination.bytes[0] >= 224 || ip.destination.bytes == [255, 255, 255, 255] {
-            return "to a multicast or broadcast address: TUN mode relays unicast between two hosts"
+    static func skipReason(
+        _ ip: IPDatagram, bytes: [UInt8], transport: Flow.Transport, record: CaptureRecord, mtu: Int, hops: Int, version: UInt8
+    ) -> String? {
+        if ip.version != version {
+            return "IPv\(ip.version): the lab's addresses (--rewrite) are IPv\(version); give IPv\(ip.version) ones to replay it"
         }
-        if transport == .tcp {
-            return "TCP: replayed in stream mode; in TUN mode SYNs have their MSS clamped on the way, so they do not arrive as sent"
+        if ip.source == ip.destination { return "a host talking to itself: there is no other side to replay it from" }
+        let multicast = ip.version == 6 ? ip.destination.bytes[0] == 0xff : ip.destination.bytes[0] >= 224
+        if multicast || ip.destination.bytes == [255, 255, 255, 255] {
+            return "to a multicast or broadcast address: TUN mode relays unicast between two hosts"
         }
         if ip.isCut { return "packet \(record.number) cut short by the capture's snapshot length" }
         if bytes.count > mtu { return "packet \(record.number) of \(bytes.count) bytes is larger than the tunnel's MTU of \(mtu)" }
-        if Int(bytes[8]) <= hops { return "packet \(record.number) has TTL \(bytes[8]): it would expire on the way" }
+        let hopLimit = Int(bytes[ip.version == 6 ? 7 : 8])
+        if hopLimit <= hops {
+            return "packet \(record.number) has \(ip.version == 6 ? "hop limit" : "TTL") \(hopLimit): it would expire on the way"
+        }
         return nil
     }
 
@@ -123,7 +143,7 @@ public struct PacketPlan: Sendable {
     public func check(direction: FlowDirection, sent: [Planned], received: [[UInt8]], hops: Int, capture: String) -> (
         report: ReplayReport, unexpected: Int
     ) {
-        let (outcomes, unexpected) = PacketComparison.match(expected: sent.map(\.bytes), received: received, hops: hops)
+        let (outcomes, unexpected) = PacketComparison.match(expected: sent.map(\.bytes), received: received, hops: hops, mtu: mtu)
         var reports: [FlowReport] = []
         for conversation in conversations {
             if let reason = conversation.skipReason {

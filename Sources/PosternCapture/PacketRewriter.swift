@@ -1,11 +1,17 @@
-/// Rewrites the addresses of a recorded IPv4 packet to the lab's, keeping every checksum right, for
-/// replay in TUN mode. The IP header checksum is recomputed; transport checksums (TCP, UDP), which
+/// Rewrites the addresses of a recorded IPv4 or IPv6 packet to the lab's, keeping every checksum
+/// right, for replay in TUN mode. The IPv4 header checksum is recomputed (IPv6 has none); transport checksums (TCP, UDP), which
 /// cover a pseudo header with the addresses, are updated incrementally (RFC 1624, eqn. 3), so a
 /// packet whose recorded checksum was wrong stays wrong by the same amount, as it was recorded. An
 /// ICMP error quotes the packet it is about: the quoted header's addresses go through the same map
 /// (the quote then names the lab's hosts consistently), with its header and transport checksums and
 /// the ICMP checksum updated to match. Non-first fragments carry no transport header: only their IP
 /// header changes. Addresses the map does not name are left as recorded.
+///
+/// IPv6 the same way: both addresses are mapped; TCP, UDP and ICMPv6 checksums all cover a pseudo
+/// header with them and are adjusted (the transport header found after any extension headers); an
+/// ICMPv6 error (destination unreachable, packet too big, time exceeded, parameter problem) has its
+/// quoted header mapped, the quote's transport checksum adjusted, and its own checksum adjusted by
+/// both changes. A routing header's addresses are left as recorded.
 public enum PacketRewriter {
     /// ICMP types whose body quotes an IP header: unreachable, source quench, redirect, time exceeded,
     /// parameter problem.
@@ -15,6 +21,7 @@ public enum PacketRewriter {
     /// already; nil is the no-crash answer to anything else). `map` takes 4-byte addresses to 4-byte
     /// addresses.
     public static func rewrite(_ packet: [UInt8], map: [[UInt8]: [UInt8]]) -> [UInt8]? {
+        if packet.first.map({ $0 >> 4 == 6 }) == true { return rewrite6(packet, map: map) }
         guard packet.count >= 20, packet[0] >> 4 == 4 else { return nil }
         let ihl = Int(packet[0] & 0x0f) * 4
         guard ihl >= 20, packet.count >= ihl else { return nil }
@@ -51,6 +58,59 @@ public enum PacketRewriter {
             break
         }
         return out
+    }
+
+    /// ICMPv6 types whose body quotes the packet it is about.
+    static let icmp6Errors: Set<UInt8> = [1, 2, 3, 4]
+
+    /// The IPv6 half of `rewrite`: nil unless `packet` parses as IPv6 (extension headers included).
+    static func rewrite6(_ packet: [UInt8], map: [[UInt8]: [UInt8]]) -> [UInt8]? {
+        guard let ip = try? IPDatagram(frame: packet, at: 0), ip.version == 6 else { return nil }
+        var out = packet
+        let changed = mapAddresses6(&out, at: 0, map: map)
+        if let fragment = ip.fragment, fragment.offset != 0 { return out }
+        let t = ip.payload.startIndex
+        switch ip.transportProtocol {
+        case 6 where out.count >= t + 18:
+            fix(&out, checksumAt: t + 16, old: changed.old, new: changed.new, zeroMeansNone: false)
+        case 17 where out.count >= t + 8:
+            fix(&out, checksumAt: t + 6, old: changed.old, new: changed.new, zeroMeansNone: true)
+        case 58 where out.count >= t + 4:
+            let before = Array(out[t...])
+            if out.count >= t + 8 + 40 && icmp6Errors.contains(out[t]) && out[t + 8] >> 4 == 6 {
+                let inner = t + 8
+                let quoted = mapAddresses6(&out, at: inner, map: map)
+                // The quote is cut where the error's sender chose: its transport header may be whole.
+                if let q = try? IPDatagram(frame: out, at: inner), q.fragment == nil || q.fragment?.offset == 0 {
+                    let s = q.payload.startIndex
+                    switch q.transportProtocol {
+                    case 6 where out.count >= s + 18:
+                        fix(&out, checksumAt: s + 16, old: quoted.old, new: quoted.new, zeroMeansNone: false)
+                    case 17 where out.count >= s + 8:
+                        fix(&out, checksumAt: s + 6, old: quoted.old, new: quoted.new, zeroMeansNone: true)
+                    case 58 where out.count >= s + 4:
+                        fix(&out, checksumAt: s + 2, old: quoted.old, new: quoted.new, zeroMeansNone: false)
+                    default: break
+                    }
+                }
+            }
+            // The ICMPv6 checksum covers the pseudo header's addresses and the whole message.
+            fix(&out, checksumAt: t + 2, old: changed.old + before, new: changed.new + Array(out[t...]), zeroMeansNone: false)
+        default:
+            break
+        }
+        return out
+    }
+
+    /// Maps the source and destination of the IPv6 header at `at` (40 bytes there are checked by the
+    /// caller's parse); returns the old and new address bytes.
+    private static func mapAddresses6(_ p: inout [UInt8], at: Int, map: [[UInt8]: [UInt8]]) -> (old: [UInt8], new: [UInt8]) {
+        let old = Array(p[(at + 8)..<(at + 40)])
+        let source = map[Array(old[0..<16])] ?? Array(old[0..<16])
+        let destination = map[Array(old[16..<32])] ?? Array(old[16..<32])
+        let new = source + destination
+        p.replaceSubrange((at + 8)..<(at + 40), with: new)
+        return (old, new)
     }
 
     /// Maps the source and destination of the IPv4 header at `at`; returns the old and new address

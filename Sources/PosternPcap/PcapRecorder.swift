@@ -6,7 +6,8 @@ import PosternCapture
 
 /// Writes packets to a pcap file (raw IP, nanosecond timestamps) that rotates by size: when the next
 /// packet would take FILE past `maxBytes`, FILE becomes FILE.1 (FILE.1 becomes FILE.2, ...) and a new
-/// FILE starts; at most `maxFiles` files exist, the oldest goes. Not thread-safe: one owner (one event
+/// FILE starts; at most `maxFiles` files exist, the oldest goes. Or, with `stopAtLimit` (a capture
+/// started through `ctl capture`), FILE is never rotated and stops growing at `maxBytes`. Not thread-safe: one owner (one event
 /// loop) writes. Writing is synchronous (stdio-buffered, flushed on rotation and close).
 public final class PcapRecorder {
     public let path: String
@@ -20,10 +21,20 @@ public final class PcapRecorder {
     static let fileHeader = 24
     static let recordHeader = 16
 
-    public init(path: String, maxBytes: Int, maxFiles: Int) throws(CaptureError) {
+    /// With `stopAtLimit`: the file is never rotated; the first packet that would take it past
+    /// `maxBytes` is dropped, and so is every one after it (`isFull`; `onFull` is called once).
+    public let stopAtLimit: Bool
+    public private(set) var isFull = false
+    /// Packets dropped because the file was full (`stopAtLimit`).
+    public private(set) var dropped = 0
+    /// Called once, when `stopAtLimit` drops the first packet.
+    public var onFull: (() -> Void)?
+
+    public init(path: String, maxBytes: Int, maxFiles: Int, stopAtLimit: Bool = false) throws(CaptureError) {
         self.path = path
         self.maxBytes = max(maxBytes, Self.fileHeader + Self.recordHeader + 64)
         self.maxFiles = max(1, maxFiles)
+        self.stopAtLimit = stopAtLimit
         writer = try PcapFileWriter(path: path, linkType: .raw, nanoseconds: true)
         written = Self.fileHeader
     }
@@ -31,6 +42,14 @@ public final class PcapRecorder {
     /// Appends one IP packet at `time` (ns since the epoch).
     public func write(_ packet: [UInt8], time: Int64) {
         let size = Self.recordHeader + packet.count
+        if stopAtLimit && (isFull || written + size > maxBytes) {
+            dropped += 1
+            if !isFull {
+                isFull = true
+                onFull?()
+            }
+            return
+        }
         if written + size > maxBytes && written > Self.fileHeader { rotate() }
         guard let writer else {
             failures += 1
@@ -62,6 +81,9 @@ public final class PcapRecorder {
         writer?.close()
         writer = nil
     }
+
+    /// The bytes written to the current file (headers included).
+    public var bytesWritten: Int { written }
 
     deinit { close() }
 }

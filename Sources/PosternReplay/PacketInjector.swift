@@ -1,14 +1,18 @@
 import Foundation
 import Glibc
 
-/// Sends whole IPv4 packets, header included, for replay in TUN mode. Needs CAP_NET_RAW.
+/// Sends whole IPv4 and IPv6 packets, header included, for replay in TUN mode. Needs CAP_NET_RAW.
 ///
 /// On an interface (`interface` given), through an AF_PACKET socket: the packet leaves that interface
 /// byte for byte, with no routing and nothing filled in — on a tun device as it is, on Ethernet to the
 /// neighbour that owns the packet's destination (from the kernel's neighbour table, so that address
 /// must be on the link and resolved). Without an interface, through a raw IP socket (IPPROTO_RAW,
 /// which implies IP_HDRINCL): the kernel routes the packet, and it also fills in the header checksum
-/// and any IP identification of 0, so a recorded ID of 0 does not survive that way.
+/// and any IP identification of 0, so a recorded ID of 0 does not survive that way. IPv6 goes the same
+/// two ways: on a tun device through the AF_PACKET socket; routed through an IPv6 raw socket
+/// (IPPROTO_RAW implies IPV6_HDRINCL, and IPv6 has no header checksum or ID to fill in, so it leaves
+/// as sent). On an Ethernet interface IPv6 is refused with a pointer to the routed way: the neighbour
+/// table for IPv6 is not in /proc.
 public final class PacketInjector {
     private let fd: Int32
     private let interface: String?
@@ -16,6 +20,10 @@ public final class PacketInjector {
     private var ifindex: Int32 = 0
     /// ETH_P_IP.
     private static let ipProtocol: UInt16 = 0x0800
+    /// ETH_P_IPV6.
+    private static let ip6Protocol: UInt16 = 0x86dd
+    /// Without an interface: the IPv6 raw socket, opened with the first IPv6 packet.
+    private var fd6: Int32 = -1
     private let ethernet: Bool
 
     public struct Failure: Error, CustomStringConvertible {
@@ -43,11 +51,15 @@ public final class PacketInjector {
         guard fd >= 0 else { throw Failure(description: "raw socket: \(String(cString: strerror(errno))) (needs CAP_NET_RAW)") }
     }
 
-    deinit { close(fd) }
+    deinit {
+        close(fd)
+        if fd6 >= 0 { close(fd6) }
+    }
 
-    /// Sends one IPv4 packet.
+    /// Sends one IPv4 or IPv6 packet.
     public func send(_ packet: [UInt8]) throws(Failure) {
-        guard packet.count >= 20, packet[0] >> 4 == 4 else { throw Failure(description: "not an IPv4 packet") }
+        if packet.count >= 40 && packet[0] >> 4 == 6 { return try send6(packet) }
+        guard packet.count >= 20, packet[0] >> 4 == 4 else { throw Failure(description: "not an IPv4 or IPv6 packet") }
         let sent: Int
         if interface != nil {
             // struct sockaddr_ll, 20 bytes: family, protocol (network order), ifindex, hatype, pkttype,
@@ -79,6 +91,47 @@ public final class PacketInjector {
         }
         if sent != packet.count {
             throw Failure(description: "sending a \(packet.count)-byte packet: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    private func send6(_ packet: [UInt8]) throws(Failure) {
+        let sent: Int
+        if let interface {
+            guard !ethernet else {
+                throw Failure(
+                    description:
+                        "IPv6 on the Ethernet interface '\(interface)': inject it routed (without --inject-on); its header leaves as sent that way"
+                )
+            }
+            var to = [UInt8](repeating: 0, count: 20)
+            withUnsafeBytes(of: UInt16(AF_PACKET)) { to.replaceSubrange(0..<2, with: $0) }
+            withUnsafeBytes(of: Self.ip6Protocol.bigEndian) { to.replaceSubrange(2..<4, with: $0) }
+            withUnsafeBytes(of: ifindex) { to.replaceSubrange(4..<8, with: $0) }
+            sent = packet.withUnsafeBytes { bytes in
+                to.withUnsafeBytes { a in
+                    sendto(fd, bytes.baseAddress, bytes.count, 0, a.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(a.count))
+                }
+            }
+        } else {
+            if fd6 < 0 {
+                fd6 = socket(AF_INET6, Int32(SOCK_RAW.rawValue), Int32(IPPROTO_RAW))
+                guard fd6 >= 0 else {
+                    throw Failure(description: "IPv6 raw socket: \(String(cString: strerror(errno))) (needs CAP_NET_RAW)")
+                }
+            }
+            var address = sockaddr_in6()
+            address.sin6_family = sa_family_t(AF_INET6)
+            withUnsafeMutableBytes(of: &address.sin6_addr) { $0.copyBytes(from: packet[24..<40]) }
+            sent = packet.withUnsafeBytes { bytes in
+                withUnsafePointer(to: &address) { a in
+                    a.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        sendto(fd6, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                    }
+                }
+            }
+        }
+        if sent != packet.count {
+            throw Failure(description: "sending a \(packet.count)-byte IPv6 packet: \(String(cString: strerror(errno)))")
         }
     }
 

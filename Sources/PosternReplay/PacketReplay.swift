@@ -52,7 +52,8 @@ public struct PacketReplay: Sendable {
     ) {
         let sent = planned
         let (from, to) = direction == .fromInitiator ? (initiator, responder) : (responder, initiator)
-        let live = try PcapLiveCapture(interface: interface, filter: "ip and src host \(from) and dst host \(to)")
+        let family = from.isIPv6 ? "ip6" : "ip"
+        let live = try PcapLiveCapture(interface: interface, filter: "\(family) and src host \(from) and dst host \(to)")
         ready("replay capture: listening on \(interface) (\(live.linkType)) for \(sent.count) packets from \(from) to \(to)")
         let start = PcapLiveCapture.now()
         // `stop` is asked after each packet: with nothing to wait for, only the settling time is spent.
@@ -62,13 +63,20 @@ public struct PacketReplay: Sendable {
         return plan.check(direction: direction, sent: sent, received: received, hops: hops, capture: capture)
     }
 
-    /// The IP packet a captured frame holds, without link padding; nil for anything else.
+    /// The IP packet (IPv4 or IPv6) a captured frame holds, without link padding; nil for anything else.
     static func ipPacket(_ record: CaptureRecord) -> [UInt8]? {
-        guard case .ip(let offset)? = try? record.linkType.payload(of: record.bytes), record.bytes.count >= offset + 20,
-            record.bytes[offset] >> 4 == 4
-        else { return nil }
-        let total = Int(record.bytes[offset + 2]) << 8 | Int(record.bytes[offset + 3])
-        return Array(record.bytes[offset..<min(record.bytes.count, offset + max(total, 20))])
+        guard case .ip(let offset)? = try? record.linkType.payload(of: record.bytes), record.bytes.count > offset else { return nil }
+        let bytes = record.bytes
+        switch bytes[offset] >> 4 {
+        case 4 where bytes.count >= offset + 20:
+            let total = Int(bytes[offset + 2]) << 8 | Int(bytes[offset + 3])
+            return Array(bytes[offset..<min(bytes.count, offset + max(total, 20))])
+        case 6 where bytes.count >= offset + 40:
+            let total = 40 + (Int(bytes[offset + 4]) << 8 | Int(bytes[offset + 5]))
+            return Array(bytes[offset..<min(bytes.count, offset + total)])
+        default:
+            return nil
+        }
     }
 
     static func sleep(_ seconds: Double) {

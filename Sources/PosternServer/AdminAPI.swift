@@ -23,6 +23,10 @@ import PosternWire
 ///     POST /v1/forwards/add              {"spec":"tcp:0.0.0.0:8080=acme/192.168.77.10:80"}: start one (kept across reloads)
 ///     POST /v1/forwards/remove           {"spec":"…"}: stop one, configured or added
 ///     POST /v1/reload                    read the configuration again and apply its forwards (`ServerService.reload`)
+///     GET  /v1/captures                  the captures of single forwards (`ForwardCaptures`), running and kept
+///     POST /v1/captures/start            {"forward":"SPEC or LISTEN ADDRESS","maxBytes":8388608}: record one forward
+///     POST /v1/captures/stop             {"id":1}
+///     GET  /v1/captures/ID/pcap          the capture's pcap file
 ///     GET  /metrics                      the same in the Prometheus text format (`ServerMetrics`)
 ///
 /// Every request needs the bearer token and a `Host` the API is really reached by; a POST needs
@@ -49,6 +53,9 @@ final class AdminAPI: ChannelInboundHandler {
     private let reload: (() -> EventLoopFuture<ReloadResult>)?
     /// Adds ("add") or removes ("remove") one forward.
     private let changeForward: ((String, ForwardSpec) -> EventLoopFuture<ReloadResult>)?
+    /// `ctl capture` (nil: the routes answer 404).
+    private let captures: ForwardCaptures?
+    private let findForward: ((String) -> (any Forward)?)?
     private var state = State.ready
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
@@ -62,8 +69,11 @@ final class AdminAPI: ChannelInboundHandler {
     init(
         registry: MediatorRegistry, access: AdminAccess, limits: AdminLimits, logger: Logger, status: (() -> ServerStatus)? = nil,
         metrics: ServerMetrics? = nil, reload: (() -> EventLoopFuture<ReloadResult>)? = nil,
-        changeForward: ((String, ForwardSpec) -> EventLoopFuture<ReloadResult>)? = nil
+        changeForward: ((String, ForwardSpec) -> EventLoopFuture<ReloadResult>)? = nil, captures: ForwardCaptures? = nil,
+        findForward: ((String) -> (any Forward)?)? = nil
     ) {
+        self.captures = captures
+        self.findForward = findForward
         self.changeForward = changeForward
         self.reload = reload
         self.status = status
@@ -206,10 +216,66 @@ final class AdminAPI: ChannelInboundHandler {
                 case .failure(let error): respond(context, .unprocessableEntity, ["error": "reload refused: \(error)"])
                 }
             }
+        case (_, 2...4) where parts[0...1] == ["v1", "captures"] && captures != nil:
+            capture(context, head.method, Array(parts.dropFirst(2)), body)
         case (.GET, 1) where parts == ["metrics"] && status != nil && metrics != nil:
             respondText(context, metrics!.text(status!()))
         default:
             respond(context, .notFound, ["error": "no such endpoint: \(head.method) \(path)"])
+        }
+    }
+
+    /// `ctl capture`: list, start, stop, download.
+    private func capture(_ context: ChannelHandlerContext, _ method: HTTPMethod, _ rest: [String], _ body: ByteBuffer) {
+        guard let captures else { return }
+        struct Request: Decodable {
+            var forward: String?
+            var maxBytes: Int?
+            var id: Int?
+        }
+        func answer(_ result: () throws(ForwardCaptures.Failure) -> ForwardCaptures.View) {
+            do throws(ForwardCaptures.Failure) {
+                respond(context, .ok, try result())
+            } catch {
+                let status: HTTPResponseStatus
+                switch error.kind {
+                case .unknown: status = .notFound
+                case .conflict: status = .conflict
+                case .invalid: status = .badRequest
+                case .io: status = .internalServerError
+                }
+                respond(context, status, ["error": error.description])
+            }
+        }
+        switch (method, rest.count) {
+        case (.GET, 0):
+            respond(context, .ok, captures.views)
+        case (.POST, 1) where rest[0] == "start" || rest[0] == "stop":
+            guard let request = try? JSONDecoder().decode(Request.self, from: Data(body.readableBytesView)) else {
+                return respond(context, .badRequest, ["error": "body must be {\"forward\": \"FORWARD\", \"maxBytes\": N} or {\"id\": N}"])
+            }
+            if rest[0] == "stop" {
+                guard let id = request.id else { return respond(context, .badRequest, ["error": "stop needs {\"id\": N}"]) }
+                return answer { () throws(ForwardCaptures.Failure) in try captures.stop(id: id) }
+            }
+            guard let name = request.forward else {
+                return respond(context, .badRequest, ["error": "start needs {\"forward\": \"FORWARD\"}"])
+            }
+            guard let forward = findForward?(name) else {
+                return respond(context, .notFound, ["error": "no forward '\(name)' (ctl forwards lists them)"])
+            }
+            answer { () throws(ForwardCaptures.Failure) in try captures.start(forward, maxBytes: request.maxBytes) }
+        case (.GET, 2) where rest[1] == "pcap":
+            guard let id = Int(rest[0]), let path = captures.recorder(id: id)?.path else {
+                return respond(context, .notFound, ["error": "no capture '\(rest[0])'"])
+            }
+            // At most `largestMaxBytes`: the recorder stops there.
+            guard let data = FileManager.default.contents(atPath: path) else {
+                return respond(context, .internalServerError, ["error": "cannot read capture \(id)"])
+            }
+            respondBytes(context, data, type: "application/vnd.tcpdump.pcap")
+        default:
+            respond(context, .notFound, ["error": "no such endpoint: \(method) /v1/captures/\(rest.joined(separator: "/"))"])
         }
     }
 
@@ -448,6 +514,26 @@ final class AdminAPI: ChannelInboundHandler {
                 context.close(mode: .output, promise: nil)
                 context.eventLoop.scheduleTask(in: .seconds(2)) { context.close(promise: nil) }
             } else if close {
+                context.close(promise: nil)
+            } else if context.channel.isActive {
+                self?.armIdleTimer(context)
+            }
+        }
+    }
+
+    /// A file's bytes (a capture's pcap).
+    private func respondBytes(_ context: ChannelHandlerContext, _ data: Data, type: String) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: type)
+        headers.add(name: "Content-Length", value: "\(data.count)")
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+        var b = context.channel.allocator.buffer(capacity: data.count)
+        b.writeBytes(data)
+        context.write(wrapOutboundOut(.body(.byteBuffer(b))), promise: nil)
+        let close = !keepAlive
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [weak self] _ in
+            if close {
                 context.close(promise: nil)
             } else if context.channel.isActive {
                 self?.armIdleTimer(context)

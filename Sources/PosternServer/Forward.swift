@@ -1,5 +1,6 @@
 import NIOCore
 import PosternCore
+import PosternPcap
 
 /// One configured forward (`ForwardSpec`). The four shapes (TCP or UDP, listening on the server or on
 /// the mediator) share this life: `ServerService` starts each once, attaches it to every session of
@@ -16,6 +17,10 @@ protocol Forward: AnyObject {
     /// That session ended; its ports are gone with it.
     func detach(_ link: MediatorLink)
     func stop()
+    /// `ctl capture`: from now on, what the forward carries is recorded here too (connections and
+    /// flows that begin from now on; a UDP forward's own socket at once), until `stopCapture`.
+    func startCapture(_ recorder: PcapRecorder)
+    func stopCapture()
 }
 
 extension Forward {

@@ -90,7 +90,10 @@ extension ServerService {
         if diff.isEmpty { return eventLoop.makeSucceededFuture(result) }
         let removedIDs = Set(diff.removed.map(\.text))
         let stopping = forwards.filter { removedIDs.contains($0.spec.text) }
-        for f in stopping { f.stop() }
+        for f in stopping {
+            f.stop()
+            captures.forwardStopped(f)
+        }
         forwards.removeAll { f in stopping.contains { $0 === f } }
         let starts = made.map { f in
             f.start().flatMapErrorThrowing { throw Self.bindError(f.spec.listen, "forward \(f.spec)", $0) }

@@ -37,6 +37,8 @@ public final class ServerService: @unchecked Sendable {
     private var socksListeners: [SOCKSListener] = []
     /// `--pcap`: where forwarded connections are recorded.
     private var recorder: PcapRecorder?
+    /// `ctl capture`: recordings of single forwards, started and stopped at run time.
+    lazy var captures = ForwardCaptures(settings: .init(directory: configuration.tunStateDirectory + "/captures"))
     private let finished: EventLoopPromise<Void>
     /// Where the service port and admin API are actually bound (port 0 picks one).
     public private(set) var boundService: SocketAddress?
@@ -90,6 +92,7 @@ public final class ServerService: @unchecked Sendable {
             tunMode?.stopAll()
             for link in registry.links.values { link.session.goAway(.shuttingDown, "server stopping") }
             for f in forwards { f.stop() }
+            captures.stopAll(reason: "the server stopped")
             for s in socksListeners { s.stop() }
             for c in channels { c.close(promise: nil) }
             // Let GOAWAY frames reach the wire before the loop goes.
@@ -141,6 +144,16 @@ public final class ServerService: @unchecked Sendable {
         link.onClose { [weak forward] _ in forward?.detach(link) }
     }
 
+    /// The forward a `ctl capture` names: by its spec as `ctl forwards` shows it, or by its listening
+    /// address (`0.0.0.0:8080`, `acme/0.0.0.0:9090`).
+    func forward(named name: String) -> (any Forward)? {
+        forwards.first { $0.spec.text == name }
+            ?? forwards.first { f in
+                let listen = "\(f.spec.listen)"
+                return name == listen || name == "\(f.spec.mediator)/\(listen)"
+            }
+    }
+
     func makeForward(_ spec: ForwardSpec) throws -> any Forward {
         // The composition root: the one place the forwards' clock is the real one.
         let now: () -> NIODeadline = { .now() }
@@ -153,15 +166,19 @@ public final class ServerService: @unchecked Sendable {
             forward.gate = AcceptGate(pauseAt: configuration.connectAdmission.limit)
             return forward
         case (.tcp, .fromMediator):
-            return TCPForwardFromMediator(spec: spec, registry: registry, eventLoop: eventLoop, logger: logger)
+            let forward = TCPForwardFromMediator(spec: spec, registry: registry, eventLoop: eventLoop, logger: logger)
+            forward.recorder = recorder
+            return forward
         case (.udp, .toMediator):
             let forward = try UDPForwardToMediator(
                 spec: spec, registry: registry, eventLoop: eventLoop, limits: udpFlowLimits, now: now, logger: logger)
             forward.recorder = recorder
             return forward
         case (.udp, .fromMediator):
-            return UDPForwardFromMediator(
+            let forward = UDPForwardFromMediator(
                 spec: spec, registry: registry, eventLoop: eventLoop, limits: udpFlowLimits, now: now, logger: logger)
+            forward.recorder = recorder
+            return forward
         }
     }
 
@@ -357,7 +374,8 @@ public final class ServerService: @unchecked Sendable {
                         AdminAPI(
                             registry: self.registry, access: access, limits: limits, logger: self.logger, status: { self.status() },
                             metrics: self.metrics, reload: { self.reload() },
-                            changeForward: { op, spec in op == "add" ? self.addForward(spec) : self.removeForward(spec) }))
+                            changeForward: { op, spec in op == "add" ? self.addForward(spec) : self.removeForward(spec) },
+                            captures: self.captures, findForward: { self.forward(named: $0) }))
                 }
             }
             .bind(to: SocketAddress(endpoint))

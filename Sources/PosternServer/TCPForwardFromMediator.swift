@@ -2,6 +2,8 @@ import Logging
 import NIOCore
 import NIOPosix
 import PosternCore
+import PosternPcap
+import PosternReplay
 import PosternTunnel
 import PosternWire
 
@@ -13,6 +15,12 @@ final class TCPForwardFromMediator: Forward {
     private let registry: MediatorRegistry
     private var logger: Logger
     private let eventLoop: EventLoop
+    /// `--pcap`: each connection the server makes to the target is recorded here too.
+    var recorder: PcapRecorder?
+    /// `ctl capture`: each connection made while it runs is recorded here too.
+    private var capture: PcapRecorder?
+    func startCapture(_ recorder: PcapRecorder) { capture = recorder }
+    func stopCapture() { capture = nil }
 
     init(spec: ForwardSpec, registry: MediatorRegistry, eventLoop: EventLoop, logger: Logger) {
         self.spec = spec
@@ -78,6 +86,12 @@ final class TCPForwardFromMediator: Forward {
             .whenComplete { [self] result in
                 switch result {
                 case .success(let channel):
+                    // --pcap: the server's side of the reverse forward, as its socket to the target sees it.
+                    for recorder in [recorder, capture].compactMap({ $0 }) {
+                        if let tap = PcapStreamTap(channel: channel, recorder: recorder, initiatedHere: true) {
+                            try? channel.pipeline.syncOperations.addHandler(tap, position: .first)
+                        }
+                    }
                     channel.pipeline.addHandler(relay).whenFailure { _ in channel.close(promise: nil) }
                 case .failure(let error):
                     counters.failed(error)

@@ -20,6 +20,10 @@ final class TCPForwardToMediator: Forward {
     private var channel: Channel?
     /// `--pcap`: each connection's traffic is recorded here too.
     var recorder: PcapRecorder?
+    /// `ctl capture`: each connection accepted while it runs is recorded here too.
+    private var capture: PcapRecorder?
+    func startCapture(_ recorder: PcapRecorder) { capture = recorder }
+    func stopCapture() { capture = nil }
     /// Stops accepting while this many connections wait for their CONNECT (the kernel's listen
     /// backlog holds the rest of a burst); set from the server's connect admission limit.
     var gate = AcceptGate(pauseAt: ConnectAdmission.Settings().limit)
@@ -44,8 +48,10 @@ final class TCPForwardToMediator: Forward {
                 // FIN arrives, read() or not, so without a handler here a request sent with its FIN
                 // before the mediator has connected would fall off the pipeline.
                 let early = EarlyInput()
-                if let recorder, let tap = PcapStreamTap(channel: child, recorder: recorder) {
-                    try? child.pipeline.syncOperations.addHandler(tap, position: .first)
+                for recorder in [recorder, capture].compactMap({ $0 }) {
+                    if let tap = PcapStreamTap(channel: child, recorder: recorder) {
+                        try? child.pipeline.syncOperations.addHandler(tap, position: .first)
+                    }
                 }
                 return child.pipeline.addHandler(early).map { [self] in accepted(child, early) }
             }

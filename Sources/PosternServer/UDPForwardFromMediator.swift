@@ -2,6 +2,8 @@ import Logging
 import NIOCore
 import NIOPosix
 import PosternCore
+import PosternPcap
+import PosternReplay
 import PosternTunnel
 import PosternWire
 
@@ -74,6 +76,12 @@ final class UDPForwardFromMediator: Forward {
     fileprivate(set) var current: MediatorPort?
     private var sweeper: RepeatedTask?
     private var target: SocketAddress?
+    /// `--pcap`: the datagrams each flow's socket exchanges with the target are recorded here too.
+    var recorder: PcapRecorder?
+    /// `ctl capture`: the flows that begin while it runs are recorded here too.
+    private var capture: PcapRecorder?
+    func startCapture(_ recorder: PcapRecorder) { capture = recorder }
+    func stopCapture() { capture = nil }
 
     init(
         spec: ForwardSpec, registry: MediatorRegistry, eventLoop: EventLoop, limits: DatagramFlowLimits,
@@ -215,6 +223,10 @@ final class UDPForwardFromMediator: Forward {
                     return
                 }
                 counters.flowOpened()
+                // --pcap: the tap goes first, before the backlog is written, so it sees all the socket does.
+                for recorder in [recorder, capture].compactMap({ $0 }) {
+                    try? channel.pipeline.syncOperations.addHandler(PcapDatagramTap(recorder: recorder), position: .first)
+                }
                 let remote = channel.remoteAddress ?? target
                 for bytes in backlog { channel.write(AddressedEnvelope(remoteAddress: remote, data: bytes), promise: nil) }
                 channel.flush()

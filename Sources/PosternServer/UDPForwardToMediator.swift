@@ -87,6 +87,20 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
     /// `--pcap`: the forward's datagrams are recorded here too.
     var recorder: PcapRecorder?
 
+    /// `ctl capture`: a tap of its own on the forward's socket, from now until `stopCapture`.
+    func startCapture(_ recorder: PcapRecorder) {
+        guard let channel else { return }
+        channel.pipeline.removeHandler(name: Self.captureTap).whenComplete { _ in
+            channel.pipeline.addHandler(PcapDatagramTap(recorder: recorder), name: Self.captureTap, position: .first).whenFailure { _ in }
+        }
+    }
+
+    func stopCapture() {
+        channel?.pipeline.removeHandler(name: Self.captureTap).whenFailure { _ in }
+    }
+
+    private static let captureTap = "ctl-capture"
+
     func start() -> EventLoopFuture<Void> {
         DatagramBootstrap(group: eventLoop)
             .batchedDatagramOptions()

@@ -10,7 +10,7 @@ struct CtlCommand: ParsableCommand {
         abstract: "Inspect mediators and drive their ports through the server's admin API.",
         subcommands: [
             Mediators.self, Ports.self, Open.self, Redirect.self, Connect.self, Listen.self, Close.self, Events.self, Status.self,
-            Reload.self, Forwards.self, Ping.self, Traceroute.self,
+            Reload.self, Forwards.self, Ping.self, Traceroute.self, Capture.self,
         ]
     )
 

@@ -65,13 +65,17 @@ struct ReplayCommand: AsyncParsableCommand {
     @Option(help: "TUN mode: capture the packets arriving on this interface and check them (start it before --inject).")
     var captureOn: String?
 
-    @Option(help: "TUN mode: the lab's addresses, INITIATOR=ADDR,RESPONDER=ADDR (IPv4), for every replayed conversation.")
+    @Option(
+        help: """
+            TUN mode: the lab's addresses, INITIATOR=ADDR,RESPONDER=ADDR (both IPv4 or both IPv6), for every replayed \
+            conversation of that IP version.
+            """)
     var rewrite: String?
 
-    @Option(help: "TUN mode: routers between injection and capture; each lowers the TTL by one.")
+    @Option(help: "TUN mode: routers between injection and capture; each lowers the TTL (IPv6: hop limit) by one.")
     var hops: Int = 1
 
-    @Option(help: "TUN mode: larger packets are not replayed (the tunnel devices' MTU).")
+    @Option(help: "TUN mode: larger packets are not replayed (the tunnel devices' MTU; SYNs may arrive with their MSS clamped to it).")
     var mtu: Int = 1_400
 
     @Flag(help: "Print the report (or the flow list) as JSON.")
@@ -100,18 +104,21 @@ struct ReplayCommand: AsyncParsableCommand {
         }
     }
 
-    /// "INITIATOR=10.0.0.1,RESPONDER=10.0.0.2" (either order, any case).
+    /// "INITIATOR=10.0.0.1,RESPONDER=10.0.0.2" (either order, any case); both IPv4 or both IPv6.
     static func rewriteAddresses(_ text: String) throws -> (initiator: IPAddress, responder: IPAddress) {
         var found: [String: IPAddress] = [:]
         for part in text.split(separator: ",") {
             let pair = part.split(separator: "=", maxSplits: 1)
-            guard pair.count == 2, let address = IPAddress(pair[1].trimmingCharacters(in: .whitespaces)), !address.isIPv6 else {
-                throw ValidationError("--rewrite: '\(part)' is not ROLE=IPV4ADDRESS")
+            guard pair.count == 2, let address = IPAddress(pair[1].trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("--rewrite: '\(part)' is not ROLE=ADDRESS")
             }
             found[pair[0].trimmingCharacters(in: .whitespaces).lowercased()] = address
         }
         guard let i = found["initiator"], let r = found["responder"], found.count == 2 else {
             throw ValidationError("--rewrite must be INITIATOR=ADDR,RESPONDER=ADDR")
+        }
+        guard i.isIPv6 == r.isIPv6 else {
+            throw ValidationError("--rewrite: the initiator and the responder need addresses of one family (both IPv4 or both IPv6)")
         }
         guard i != r else { throw ValidationError("--rewrite: the initiator and the responder need two addresses") }
         return (i, r)
@@ -176,7 +183,8 @@ struct ReplayCommand: AsyncParsableCommand {
         }
         let addresses = try Self.rewriteAddresses(rewrite ?? "")
         let replay = PacketReplay(
-            plan: PacketPlan(records: records, mtu: mtu, hops: hops), capture: capture, direction: direction,
+            plan: PacketPlan(records: records, mtu: mtu, hops: hops, version: addresses.initiator.isIPv6 ? 6 : 4), capture: capture,
+            direction: direction,
             initiator: addresses.initiator, responder: addresses.responder, hops: hops)
         if inject {
             do {

@@ -90,6 +90,27 @@ final class PacketSynthesizerTests: XCTestCase {
         XCTAssertEqual(access(path + ".3", F_OK), -1)
     }
 
+    /// `stopAtLimit` (ctl capture): one file, never past the limit, whole packets only; the packet that
+    /// would cross it and all after are dropped and counted, `onFull` once; what was written reads back.
+    func testRecorderStoppingAtItsLimitNeverRotates() throws {
+        let path = "\(dir)/full.pcap"
+        let recorder = try PcapRecorder(path: path, maxBytes: 2000, maxFiles: 1, stopAtLimit: true)
+        var full = 0
+        recorder.onFull = { full += 1 }
+        let packet = connection("10.0.0.1", "10.0.0.2").datagram(from: .fromInitiator, [UInt8](repeating: 1, count: 400))
+        for i in 0..<40 { recorder.write(packet, time: Int64(i)) }
+        XCTAssertTrue(recorder.isFull)
+        XCTAssertEqual(full, 1)
+        // 24 + 4 × (16 + 428) = 1800 fits; a fifth would make 2244.
+        XCTAssertEqual(recorder.packets, 4)
+        XCTAssertEqual(recorder.dropped, 36)
+        XCTAssertEqual(recorder.bytesWritten, 1_800)
+        recorder.close()
+        XCTAssertEqual(TestPackets.readBytes(path).count, 1_800)
+        XCTAssertEqual(try PcapFileReader.readAll(path: path).map(\.bytes), [[UInt8]](repeating: packet, count: 4))
+        XCTAssertEqual(access(path + ".1", F_OK), -1, "never rotated")
+    }
+
     /// IPv4 header checksum and the TCP/UDP checksum over the pseudo-header both sum to zero.
     static func checksumsHold(_ packet: [UInt8]) -> Bool {
         let v6 = packet[0] >> 4 == 6

@@ -4,7 +4,9 @@
 # curl in user fetches a file from lanhost through a tcp: forward and three datagrams go through a
 # udp: forward. The server's pcap opens in tcpdump and holds one connection with handshake, the
 # request, the whole file (byte for byte) and FIN both ways, and the six datagrams; the mediator's
-# holds the same on its LAN side plus the connection a reverse forward accepted from lanhost; postern's
+# holds the same on its LAN side plus the connection a reverse forward accepted from lanhost; the
+# server's also holds its own side of the reverse forwards (its connection to the target in wan with
+# the bytes both ways, and a reverse udp: forward's datagrams to and from its target); postern's
 # own reader finds the flows complete. Rotation keeps at most --pcap-files files of about
 # --pcap-max-bytes each; a --pcap path that cannot be written stops the server or the mediator at
 # start with the file named.
@@ -20,7 +22,7 @@ bg lanhost echo python3 "$LAB_REPO/Tests/lab/udp_echo.py" 192.168.77.10 7777
 wait_log "$TEST_TMP/echo.log" '^listening'
 start_server server --keepalive 1 --dead-timeout 3 --forward tcp:0.0.0.0:8080=acme/192.168.77.10:80 \
     --forward udp:203.0.113.10:7777=acme/192.168.77.10:7777 --forward tcp:acme/0.0.0.0:9090=203.0.113.10:8088 \
-    --pcap "$TEST_TMP/fwd.pcap"
+    --forward udp:acme/0.0.0.0:9191=203.0.113.10:7778 --pcap "$TEST_TMP/fwd.pcap"
 server_pid=$(last_bg_pid)
 start_mediator mediator --allow-listen --pcap "$TEST_TMP/med.pcap"
 wait_mediator acme
@@ -48,6 +50,17 @@ import socket
 c = socket.create_connection(("192.168.77.2", 9090), timeout=5); c.sendall(b"reverse\n")
 print(c.recv(100).decode().strip())') || fail "reverse forward: $got"
 assert_eq "REVERSE" "$got" "echo through the reverse forward"
+# A reverse udp: forward: lanhost's datagrams to the mediator's 9191 reach an echo in wan.
+bg wan revecho python3 "$LAB_REPO/Tests/lab/udp_echo.py" 203.0.113.10 7778
+wait_log "$TEST_TMP/revecho.log" '^listening'
+wait_listen lan 9191 udp
+lab exec lanhost python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+s.connect(("192.168.77.2", 9191))
+for n in (33, 333):
+    s.send(b"r" * n); assert len(s.recv(65536)) == n
+print("reverse udp: 2 datagrams echoed")' || fail "datagrams through the reverse udp: forward"
 sleep 0.5
 
 # tcpdump opens it: SYN first, FIN from both sides.
@@ -78,8 +91,8 @@ while at < len(data):
     ihl = (pkt[0] & 15) * 4
     sport, dport = struct.unpack(">HH", pkt[ihl:ihl + 4])
     if pkt[9] == 17:
-        assert udp_port in (sport, dport), (sport, dport)
-        datagrams.append(len(pkt) - ihl - 8)
+        if udp_port in (sport, dport):  # the reverse udp: forward's datagrams are checked apart
+            datagrams.append(len(pkt) - ihl - 8)
         continue
     off = (pkt[ihl + 12] >> 4) * 4
     if tcp_port not in (sport, dport):
@@ -102,6 +115,19 @@ rev=$(tcpdump -nn -A -r "$TEST_TMP/med.pcap" 2>/dev/null | grep -A3 '192.168.77.
 grep -q 'Flags \[S\]' <<<"$rev" || fail "no SYN of the reverse forward's connection in the mediator's pcap"
 grep -q 'reverse' <<<"$rev" || fail "the reverse forward's bytes are not in the mediator's pcap"
 echo "med.pcap: the reverse forward's connection from lanhost, with its bytes"
+# The server's side of the reverse forwards: its connection to the target (SYN from the server's
+# address to 8088, the bytes both ways, FIN) and the reverse udp: forward's datagrams to 7778 and back.
+srv=$(tcpdump -nn -A -r "$TEST_TMP/fwd.pcap" 2>/dev/null)
+grep -qE '203\.0\.113\.10\.[0-9]+ > 203\.0\.113\.10\.8088: Flags \[S\]' <<<"$srv" ||
+    fail "no SYN of the server's connection to the reverse forward's target in the server's pcap"
+grep -A3 -E '203\.0\.113\.10\.[0-9]+ > 203\.0\.113\.10\.8088: Flags \[P' <<<"$srv" | grep -q 'reverse' ||
+    fail "the bytes the server sent to the reverse forward's target are not in its pcap"
+grep -A3 -E '203\.0\.113\.10\.8088 > 203\.0\.113\.10\.[0-9]+: Flags \[P' <<<"$srv" | grep -q 'REVERSE' ||
+    fail "the target's answer is not in the server's pcap"
+grep -qE '203\.0\.113\.10\.8088 > 203\.0\.113\.10\.[0-9]+: Flags \[F' <<<"$srv" || fail "no FIN from the reverse forward's target"
+rudp=$(grep -cE '203\.0\.113\.10\.([0-9]+ > 203\.0\.113\.10\.7778|7778 > 203\.0\.113\.10\.[0-9]+): UDP, length (33|333)$' <<<"$srv" || true)
+assert_eq 4 "$rudp" "the reverse udp: forward's datagrams in the server's pcap"
+echo "fwd.pcap: the server's side of both reverse forwards, with their bytes"
 
 list=$("$POSTERN_BIN" replay "$TEST_TMP/fwd.pcap") || fail "postern cannot read its own pcap: $list"
 echo "$list"

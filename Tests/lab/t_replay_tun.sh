@@ -6,11 +6,18 @@
 # ICMP errors' quoted headers too), are injected with a raw socket in wan and captured live on
 # lanhost's eth0; the responder's, rewritten to 192.168.77.10 -> 192.168.77.50, are injected in
 # lanhost and captured on pts-acme in wan. Between the two only lan routes (one hop: TTL - 1), so
-# every other byte must arrive as sent, fragments and ICMP errors included. Captures: ping-any.pcap
-# (ICMP echo; its IPv6 half is reported skipped), frag-ping-udp.pcap (IPv4 fragments of echo and UDP,
-# ICMP port unreachable quoting them), and from third-party/ icmp-echo-5, dns-icmp-port-unreach (UDP
-# and an ICMP error about it) and icmp-time-exceeded.
+# every other byte must arrive as sent, fragments and ICMP errors included, except the MSS option of
+# TCP SYNs, which both tunnel ends clamp to the MTU less 40: it may arrive lowered to exactly that,
+# with a valid TCP checksum. Captures: ping-any.pcap (ICMP echo; its IPv6 half is reported skipped),
+# frag-ping-udp.pcap (IPv4 fragments of echo and UDP, ICMP port unreachable quoting them), the TCP
+# conversations of tcp-refused, tcp-rst and dns-dig (MX over TCP), and every other capture of
+# captures/ and third-party/ (TCP, UDP, ICMP; what does not fit the MTU is reported skipped).
+# The two hosts own the rewritten addresses, so their kernels would answer injected TCP segments with
+# RSTs (and SYN-ACKs with RSTs the other way): an nft rule on each receiving host's input drops TCP
+# from the other replay address after the capture has seen it (AF_PACKET taps come before netfilter),
+# and its counter proves the segments got there.
 # Abuse: a capture side told the wrong hop count reports a mismatch at the TTL's byte (8) and exits 1;
+# one told another MTU expects another MSS clamp and reports the SYN's MSS option (byte 42);
 # packets nobody planned arriving (the initiator's packets injected twice) are counted and exit 1;
 # an injector without CAP_NET_RAW fails in words; a truncated capture is refused naming the file; an
 # IPv6, missing or doubled --rewrite address is refused.
@@ -32,6 +39,17 @@ done
 # The first packets after TUN mode comes up may still meet an unresolved neighbour (lan asks for
 # lanhost's MAC): one ping settles it.
 lab exec wan ping -c 1 -W 3 -I 192.168.77.50 192.168.77.10 >/dev/null || fail "wan cannot ping lanhost through TUN mode"
+# Neither host's TCP answers what is replayed to it (see above); removed at the end.
+lab exec lanhost nft -f - <<'NFT'
+table inet replay_quiet {
+    chain input { type filter hook input priority 0; policy accept; ip saddr 192.168.77.50 meta l4proto tcp counter drop; }
+}
+NFT
+lab exec wan nft -f - <<'NFT'
+table inet replay_quiet {
+    chain input { type filter hook input priority 0; policy accept; ip saddr 192.168.77.10 meta l4proto tcp counter drop; }
+}
+NFT
 
 REWRITE=INITIATOR=192.168.77.50,RESPONDER=192.168.77.10
 # one_way CAPTURE DIRECTION CAPTURE_NS IFACE INJECT_NS INJECT_IFACE [extra capture-side args] — sets
@@ -55,6 +73,7 @@ one_way() {
 }
 
 total_ok=0
+tcp_ok=0
 replay_both() {
     local capture=$1 name dir
     name=$(basename "$capture")
@@ -70,7 +89,8 @@ $OUT"
         echo "$name, $dir's packets: $summary"
         assert_contains "$summary" " 0 mismatched" "$name ($dir)"
         grep -E '^flow .* skipped' <<<"$OUT" | sed 's/^/    /' | cut -c1-150 || true
-        total_ok=$((total_ok + $(grep -cE '^flow [0-9]+ (icmp|udp) .* ok' <<<"$OUT" || true)))
+        total_ok=$((total_ok + $(grep -cE '^flow [0-9]+ (icmp|udp|tcp) .* ok' <<<"$OUT" || true)))
+        tcp_ok=$((tcp_ok + $(grep -cE '^flow [0-9]+ tcp .* ok' <<<"$OUT" || true)))
     done
 }
 
@@ -78,7 +98,7 @@ $OUT"
 replay_both "$LAB_REPO/captures/ping-any.pcap"
 grep -qE 'flow 1 icmp 203.0.113.20:0 -> 203.0.113.10:0 ok: responder 3/3 packets' <<<"$OUT" ||
     fail "ping-any: the three echo replies were not all delivered: $OUT"
-grep -qE 'skipped \(IPv6: TUN mode carries IPv4 only\)' <<<"$OUT" || fail "ping-any: IPv6 flows not reported as skipped for IPv6"
+grep -qE "skipped \(IPv6: the lab's addresses \(--rewrite\) are IPv4" <<<"$OUT" || fail "ping-any: IPv6 flows not reported as skipped for IPv6"
 
 # Fragments (the first fragment carries the ICMP or UDP header, the second only data) and the ICMP
 # errors quoting a fragmented and a whole UDP datagram.
@@ -86,11 +106,20 @@ replay_both "$LAB_REPO/captures/frag-ping-udp.pcap"
 grep -qE '^flow 1 icmp .* ok: responder 6/6 packets' <<<"$OUT" ||
     fail "frag-ping-udp: the 4 reply fragments and 2 port unreachables were not all delivered: $OUT"
 
+# TCP: a refused connection (SYN, RST), one that ends in RST after data, and dig's MX query over TCP;
+# each SYN carried an MSS of 1460 and arrives clamped to 1360.
+for name in tcp-refused tcp-rst; do
+    replay_both "$LAB_REPO/captures/$name.pcap"
+    grep -qE '^flow 1 tcp .* ok: responder [1-9][0-9]*/[1-9][0-9]* packets' <<<"$OUT" || fail "$name: the TCP conversation was not delivered: $OUT"
+done
+replay_both "$LAB_REPO/captures/dns-dig.pcap"
+grep -qE '^flow [0-9]+ tcp .* ok: responder [1-9][0-9]*/[1-9][0-9]* packets' <<<"$OUT" || fail "dns-dig: dig's TCP query was not delivered: $OUT"
+
 # Then every other capture, the project's and third-party/ (read-only; absent: skipped with a note):
 # what TUN mode carries must arrive packet-identical, the rest is reported as skipped with the reason.
 others=()
 for capture in "$LAB_REPO"/captures/*.pcap; do
-    case $(basename "$capture") in ping-any.pcap | frag-ping-udp.pcap) ;; *) others+=("$capture") ;; esac
+    case $(basename "$capture") in ping-any.pcap | frag-ping-udp.pcap | tcp-refused.pcap | tcp-rst.pcap | dns-dig.pcap) ;; *) others+=("$capture") ;; esac
 done
 if [[ -e "$LAB_REPO/captures/third-party/MANIFEST.tsv" ]]; then
     others+=("$LAB_REPO"/captures/third-party/*.pcap*)
@@ -98,7 +127,12 @@ else
     echo "note: ../shared/captures is absent beside the clone: third-party captures skipped"
 fi
 for capture in "${others[@]}"; do replay_both "$capture"; done
-echo "conversations delivered packet-identical (both directions counted): $total_ok"
+echo "conversations delivered packet-identical (both directions counted): $total_ok, of them TCP: $tcp_ok"
+for ns in lanhost wan; do
+    dropped=$(lab exec "$ns" nft list chain inet replay_quiet input | grep -oE 'counter packets [0-9]+' | grep -oE '[0-9]+$')
+    ((dropped > 0)) || fail "no replayed TCP segment reached $ns's input (counter $dropped)"
+    echo "$ns: $dropped replayed TCP segments arrived and were kept from its TCP"
+done
 
 one_way "$LAB_REPO/captures/frag-ping-udp.pcap" responder wan pts-acme lanhost eth0 --json
 ((RC == 0)) || fail "--json run: exit status $RC: $OUT"
@@ -113,6 +147,11 @@ assert all(f["status"] == "ok" for f in r["flows"]), r' "$OUT" || fail "--json r
 one_way "$LAB_REPO/captures/ping-any.pcap" initiator lanhost eth0 wan pts-acme --hops 2
 assert_eq 1 "$RC" "exit status with the wrong hop count"
 assert_contains "$OUT" "first difference at byte 8" "the TTL's offset named"
+# Abuse 1b: the capture side expects the clamp of a 1300-byte MTU: the SYN's MSS (1360) differs at
+# its option's value, byte 42 (IPv4 20 + TCP 20 + kind and length).
+one_way "$LAB_REPO/captures/tcp-refused.pcap" initiator lanhost eth0 wan pts-acme --mtu 1300
+assert_eq 1 "$RC" "exit status with another MTU's clamp"
+assert_contains "$OUT" "first difference at byte 42" "the MSS option's offset named"
 # Abuse 2: the same packets injected twice: the second copies were not planned and are counted.
 INJECT_TWICE=1 one_way "$LAB_REPO/captures/ping-any.pcap" initiator lanhost eth0 wan pts-acme
 assert_eq 1 "$RC" "exit status with packets nobody planned"
@@ -128,7 +167,7 @@ rc=0
 out=$("$POSTERN_BIN" replay "$TEST_TMP/cut.pcap" --packets initiator --inject --rewrite "$REWRITE" 2>&1) || rc=$?
 assert_eq 2 "$rc" "exit status for a truncated capture"
 assert_contains "$out" "$TEST_TMP/cut.pcap: packet " "the file and packet named"
-# Abuse 5: an IPv6 or missing rewrite address is refused before anything is read or sent.
+# Abuse 5: mixed families, a missing or a doubled rewrite address are refused before anything is read or sent.
 for bad in INITIATOR=fd00::1,RESPONDER=192.168.77.10 INITIATOR=192.168.77.50 INITIATOR=1.2.3.4,RESPONDER=1.2.3.4; do
     rc=0
     out=$("$POSTERN_BIN" replay "$LAB_REPO/captures/ping-any.pcap" --packets initiator --inject --rewrite "$bad" 2>&1) || rc=$?
@@ -137,6 +176,8 @@ for bad in INITIATOR=fd00::1,RESPONDER=192.168.77.10 INITIATOR=192.168.77.50 INI
 done
 echo "abuse: wrong hops, unplanned packets, no CAP_NET_RAW, truncated capture, bad --rewrite: all refused in words"
 
+lab exec lanhost nft delete table inet replay_quiet
+lab exec wan nft delete table inet replay_quiet
 # Clean up: both stop; no tun device is left on either side.
 kill -TERM -- "-$mediator_pid"
 wait "$mediator_pid" 2>/dev/null || true
