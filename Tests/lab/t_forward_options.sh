@@ -2,7 +2,8 @@
 # shellcheck source-path=SCRIPTDIR
 # Per-forward options (issue 14, item 6), each on forwards of one mediator:
 #  - proxy=v1 / proxy=v2: the LAN server (proxy_logger.py) sees the user's address 203.0.113.20 (and
-#    2001:db8:113::20 over IPv6), not the mediator's;
+#    2001:db8:113::20 over IPv6), not the mediator's; also on a forward added by `ctl forwards add`
+#    (a bad option there is refused), which `ctl forwards remove` finds without its options;
 #  - allow=: a forward whose list excludes the user turns it away at accept — no CONNECT reaches the
 #    LAN — and counts a policy denial in /metrics and ctl status; one whose list includes it serves;
 #    a udp: forward drops and counts datagrams from outside its list;
@@ -60,6 +61,19 @@ print(s.makefile("rb").read().split(b"\r\n\r\n", 1)[1].decode().strip())')
 who=$(get http://203.0.113.10:8086/who)
 [[ "$who" =~ ^none\ 192\.168\.77\.2: ]] || fail "a forward without proxy= sends no header: '$who'"
 grep -q '^bad' "$TEST_TMP/web.log" && fail "the LAN server found a malformed header"
+# Through the admin API: added with options, removed by its spec without them.
+ctl forwards add "tcp:0.0.0.0:8087=$T,allow=203.0.113.0/24,proxy=v1" >/dev/null || fail "ctl forwards add with options"
+wait_listen wan 8087
+who=$(get http://203.0.113.10:8087/who)
+[[ "$who" =~ ^v1\ 203\.0\.113\.20: ]] || fail "a forward added by ctl with proxy=v1: '$who'"
+if ctl forwards add "tcp:0.0.0.0:8088=$T,proxy=v9" >/dev/null 2>&1; then fail "ctl forwards add took proxy=v9"; fi
+ctl forwards remove "tcp:0.0.0.0:8087=$T" >/dev/null || fail "ctl forwards remove without the options"
+end=$((SECONDS + 10))
+while lab exec wan ss -Htln "sport = :8087" | grep -q .; do
+    ((SECONDS < end)) || fail "the removed forward still listens"
+    sleep 0.1
+done
+echo "ctl forwards add with options (proxy=v1 seen), remove without them: ok"
 
 # 2. allow=: turned away at accept, counted; served when listed.
 conns_before=$(grep -c . "$TEST_TMP/web.log")
