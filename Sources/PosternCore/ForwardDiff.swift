@@ -2,9 +2,9 @@ import PosternWire
 
 /// What a reload changes (`postern ctl reload`, SIGHUP): the forwards running now against those the
 /// new configuration wants. A forward that stays the same — same transport, side, mediator, listen
-/// address and target, however its text is spelled — is left alone with its connections; the others
+/// address, target and options, however its text is spelled — is left alone with its connections; the others
 /// are stopped (`removed`) or started (`added`). A forward whose target changed on the same listen
-/// address is both, and listed in `changed` too (it must stop before its successor can bind).
+/// address (or only its options) is both, and listed in `changed` too (it must stop before its successor can bind).
 /// Pure: the caller performs it.
 public struct ForwardDiff: Sendable {
     public var unchanged: [ForwardSpec] = []
@@ -27,6 +27,7 @@ public struct ForwardDiff: Sendable {
         var mediator: String
         var listen: ListenAddress
         var target: Endpoint
+        var options: ForwardOptions
     }
 
     /// Where a forward listens: two forwards cannot share it.
@@ -40,8 +41,19 @@ public struct ForwardDiff: Sendable {
     /// Whether `a` and `b` are one forward, however spelled.
     public static func same(_ a: ForwardSpec, _ b: ForwardSpec) -> Bool { identity(a) == identity(b) }
 
+    /// What `ctl forwards remove SPEC` stops: the same forward, or — when SPEC has no options — the
+    /// forward that is SPEC with options, so a forward can be removed without repeating them.
+    public static func named(_ running: ForwardSpec, by spec: ForwardSpec) -> Bool {
+        guard spec.options.isEmpty else { return same(running, spec) }
+        var plain = running
+        plain.options = ForwardOptions()
+        return same(plain, spec)
+    }
+
     static func identity(_ s: ForwardSpec) -> Identity {
-        Identity(transport: s.transport, direction: s.direction, mediator: s.mediator, listen: s.listenAddress, target: s.target)
+        Identity(
+            transport: s.transport, direction: s.direction, mediator: s.mediator, listen: s.listenAddress, target: s.target,
+            options: s.options)
     }
 
     static func place(_ s: ForwardSpec) -> Place {

@@ -6,6 +6,8 @@ import PosternWire
 ///     tcp:0.0.0.0:8080=acme/192.168.77.10:80   server listens, mediator connects   (.toMediator)
 ///     tcp:acme/0.0.0.0:9000=127.0.0.1:22       mediator listens, server connects   (.fromMediator)
 ///     udp:… the same with datagrams.
+///
+/// Options follow the target as `,KEY=VALUE` items (`ForwardOptions`): `…:80,proxy=v2,rate=10M`.
 public struct ForwardSpec: Hashable, Sendable, CustomStringConvertible {
     public enum Direction: Hashable, Sendable {
         /// The server listens on `listen`; the mediator reaches `target` in its network.
@@ -20,6 +22,8 @@ public struct ForwardSpec: Hashable, Sendable, CustomStringConvertible {
     /// Always an IP address: a listen side naming a host is refused when parsing.
     public var listenAddress: ListenAddress
     public var target: Endpoint
+    /// PROXY header, allowed sources, bandwidth limit; empty for a plain forward.
+    public var options = ForwardOptions()
     /// The text it was parsed from, for messages.
     public var text: String
 
@@ -52,7 +56,13 @@ public struct ForwardSpec: Hashable, Sendable, CustomStringConvertible {
         body = spec.dropFirst(4)
         guard let eq = body.firstIndex(of: "=") else { throw bad("missing '=' between listen side and target side") }
         let left = body[..<eq]
-        let right = body[body.index(after: eq)...]
+        var right = body[body.index(after: eq)...]
+        // Neither side holds a comma: the first one starts the options.
+        var optionItems: [Substring] = []
+        if let comma = right.firstIndex(of: ",") {
+            optionItems = right[right.index(after: comma)...].split(separator: ",", omittingEmptySubsequences: false)
+            right = right[..<comma]
+        }
 
         func split(_ side: Substring) -> (name: String?, rest: Substring) {
             // A name precedes the first '/' unless that '/' is inside brackets (never for endpoints).
@@ -85,6 +95,15 @@ public struct ForwardSpec: Hashable, Sendable, CustomStringConvertible {
         }
         listenAddress = address
         target = t
+        do {
+            options = try ForwardOptions(parsing: optionItems)
+        } catch {
+            throw bad(error.description)
+        }
+        if !options.isEmpty, direction == .fromMediator {
+            throw bad("options (proxy=, allow=, rate=) apply to forwards the server listens on")
+        }
+        if options.proxy != nil, transport == .udp { throw bad("proxy= applies to tcp forwards") }
     }
 
     /// `ADDRESS:PORT`, or a bare `PORT` meaning all IPv4 addresses.

@@ -19,6 +19,13 @@ final class EarlyInput: ChannelInboundHandler, RemovableChannelHandler {
         if bytes == nil { bytes = b } else { bytes!.writeBuffer(&b) }
     }
 
+    /// Puts `first` ahead of everything the socket delivers (a PROXY header). Call before any read.
+    func prepend(_ first: ByteBuffer) {
+        var first = first
+        if var b = bytes { first.writeBuffer(&b) }
+        bytes = first
+    }
+
     func channelReadComplete(context: ChannelHandlerContext) {}
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

@@ -17,8 +17,11 @@ final class ForwardCounters {
     private var closedFromMediator: UInt64 = 0
     /// Connections turned away because the mediator was not connected.
     private(set) var refusals: UInt64 = 0
-    /// Connections the mediator's policy refused (`--allow-connect` and friends).
+    /// Connections (UDP: datagrams) refused by policy: the forward's own `allow=` list at accept,
+    /// or the mediator's (`--allow` and friends) at connect.
     private(set) var policyDenials: UInt64 = 0
+    /// Datagrams of a `udp:` forward dropped because its `rate=` was spent.
+    private(set) var rateLimitDrops: UInt64 = 0
     /// Connections that failed otherwise (target unreachable, refused, timed out, session gone).
     private(set) var errors: UInt64 = 0
     /// Datagram forwards count their payload bytes as they pass (a plain add on the loop).
@@ -44,6 +47,11 @@ final class ForwardCounters {
     func flowOpened() { connectionsTotal &+= 1 }
 
     func refused() { refusals &+= 1 }
+
+    /// The forward's `allow=` list turned a user away.
+    func deniedBySource() { policyDenials &+= 1 }
+
+    func droppedByRate() { rateLimitDrops &+= 1 }
 
     /// A connection that was not relayed: the mediator's policy, or anything else.
     func failed(_ error: Error) {

@@ -101,10 +101,15 @@ public final class ServerMetrics: Sendable {
             }
             counter(r, "postern_forward_refusals_total", "Connections refused: mediator not connected.", l)
                 .increment(by: Int64(clamping: f.refusals))
-            counter(r, "postern_forward_policy_denials_total", "Connections the mediator's policy refused.", l).increment(
+            counter(
+                r, "postern_forward_policy_denials_total",
+                "Connections (UDP: datagrams) refused by policy: the forward's allow= list or the mediator's.", l
+            ).increment(
                 by: Int64(clamping: f.policyDenials))
             counter(r, "postern_forward_errors_total", "Connections that failed otherwise.", l)
                 .increment(by: Int64(clamping: f.errors))
+            counter(r, "postern_forward_rate_limit_drops_total", "Datagrams dropped over the forward's rate= limit.", l)
+                .increment(by: Int64(clamping: f.rateLimitDrops))
         }
         return r.emitToString()
     }

@@ -48,7 +48,7 @@ extension ServerService {
     public func removeForward(_ spec: ForwardSpec) -> EventLoopFuture<ReloadResult> {
         queued { [self] in
             let running = forwards.map(\.spec)
-            let diff = try ForwardDiff(running: running, wanted: running.filter { !ForwardDiff.same($0, spec) })
+            let diff = try ForwardDiff(running: running, wanted: running.filter { !ForwardDiff.named($0, by: spec) })
             guard !diff.removed.isEmpty else { throw ReloadError(description: "no forward '\(spec)' is running") }
             return diff
         } then: { [self] result in

@@ -159,7 +159,7 @@ public final class ServerService: @unchecked Sendable {
         let now: () -> NIODeadline = { .now() }
         switch (spec.transport, spec.direction) {
         case (.tcp, .toMediator):
-            let forward = TCPForwardToMediator(spec: spec, registry: registry, eventLoop: eventLoop, logger: logger)
+            let forward = TCPForwardToMediator(spec: spec, registry: registry, eventLoop: eventLoop, logger: logger, now: now)
             let timer = metrics.connectTimer(forward: spec.description)
             forward.connectLatency = { timer.recordNanoseconds($0.nanoseconds) }
             forward.recorder = recorder
@@ -447,7 +447,8 @@ public final class ServerService: @unchecked Sendable {
                 spec: f.spec.description, mediator: f.spec.mediator, transport: f.spec.transport == .tcp ? "tcp" : "udp", state: state,
                 reason: reason, connectionsOpen: c.connectionsOpen, connectionsTotal: c.connectionsTotal,
                 bytesToMediator: c.bytesToMediator,
-                bytesFromMediator: c.bytesFromMediator, refusals: c.refusals, policyDenials: c.policyDenials, errors: c.errors)
+                bytesFromMediator: c.bytesFromMediator, refusals: c.refusals, policyDenials: c.policyDenials, errors: c.errors,
+                rateLimitDrops: c.rateLimitDrops)
         }
         return ServerStatus(
             version: configuration.softwareVersion, startedAt: iso.string(from: startedAt),

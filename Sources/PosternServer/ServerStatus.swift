@@ -41,6 +41,8 @@ public struct ServerStatus: Codable, Sendable {
         public var refusals: UInt64
         public var policyDenials: UInt64
         public var errors: UInt64
+        /// Datagrams a `udp:` forward's `rate=` dropped.
+        public var rateLimitDrops: UInt64 = 0
     }
 
     public struct Process: Codable, Sendable {

@@ -27,11 +27,16 @@ final class TCPForwardToMediator: Forward {
     /// Stops accepting while this many connections wait for their CONNECT (the kernel's listen
     /// backlog holds the rest of a burst); set from the server's connect admission limit.
     var gate = AcceptGate(pauseAt: ConnectAdmission.Settings().limit)
+    /// `rate=`: the buckets all the forward's connections share.
+    private let rateLimit: ForwardRateLimit?
+    /// Users turned away by `allow=`, for logging at 1, 10, 100…
+    private var deniedLogged = 0
     /// The listen backlog: a burst waits here while the gate is shut (capped by net.core.somaxconn).
     static let backlog: Int32 = 4096
 
-    init(spec: ForwardSpec, registry: MediatorRegistry, eventLoop: EventLoop, logger: Logger) {
+    init(spec: ForwardSpec, registry: MediatorRegistry, eventLoop: EventLoop, logger: Logger, now: @escaping () -> NIODeadline) {
         self.spec = spec
+        self.rateLimit = spec.options.rate.map { ForwardRateLimit(bytesPerSecond: $0, now: now) }
         self.registry = registry
         self.eventLoop = eventLoop
         self.logger = logger
@@ -44,10 +49,21 @@ final class TCPForwardToMediator: Forward {
             .serverChannelOption(ChannelOptions.backlog, value: Self.backlog)
             .relayedStreamChildOptions()
             .childChannelInitializer { [self] child in
+                // allow=: turned away before anything else happens, above all before any CONNECT.
+                if let peer = Self.ipAndPort(child.remoteAddress)?.0, !spec.options.allows(peer) {
+                    return denied(child, peer)
+                }
                 // In place from the start: NIO drains a socket to its end by itself when the peer's
                 // FIN arrives, read() or not, so without a handler here a request sent with its FIN
                 // before the mediator has connected would fall off the pipeline.
                 let early = EarlyInput()
+                if let version = spec.options.proxy {
+                    // The first bytes of the stream: the relay sends them before any of the user's.
+                    early.prepend(child.allocator.buffer(bytes: Self.proxyHeader(version, child)))
+                }
+                if let rateLimit {
+                    try? child.pipeline.syncOperations.addHandler(RateLimitHandler(limit: rateLimit), position: .first)
+                }
                 for recorder in [recorder, capture].compactMap({ $0 }) {
                     if let tap = PcapStreamTap(channel: child, recorder: recorder) {
                         try? child.pipeline.syncOperations.addHandler(tap, position: .first)
@@ -66,6 +82,25 @@ final class TCPForwardToMediator: Forward {
     func stop() {
         counters.listening = false
         channel?.close(promise: nil)
+    }
+
+    private func denied(_ child: Channel, _ peer: IPAddress) -> EventLoopFuture<Void> {
+        counters.deniedBySource()
+        deniedLogged += 1
+        if deniedLogged.isWorthALogLine {
+            logger.info("forward \(spec): connection from \(peer) refused: not in its allow= list (\(deniedLogged) so far)")
+        }
+        StreamRelay.abortiveClose(child)
+        return child.eventLoop.makeSucceededVoidFuture()
+    }
+
+    static func proxyHeader(_ version: ProxyHeader.Version, _ child: Channel) -> [UInt8] {
+        ProxyHeader.encode(version, source: ipAndPort(child.remoteAddress), destination: ipAndPort(child.localAddress))
+    }
+
+    static func ipAndPort(_ a: SocketAddress?) -> (IPAddress, UInt16)? {
+        guard let text = a?.ipAddress, let ip = IPAddress(text), let port = a?.port else { return nil }
+        return (ip, UInt16(truncatingIfNeeded: port))
     }
 
     private func setAccepting(_ on: Bool) {

@@ -59,6 +59,8 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
     private var writer: DatagramWriteBatcher?
     private(set) var flows: DatagramFlowTable<SocketAddress, FlowPort>
     private var sweeper: RepeatedTask?
+    /// `rate=`: one bucket for each direction, shared by every flow.
+    private let rateLimit: ForwardRateLimit?
 
     /// `openPort` nil: ports are opened on the mediator's current session in `registry`.
     init(
@@ -73,6 +75,7 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
         self.now = now
         self.logger = logger
         self.flows = DatagramFlowTable(limits: limits)
+        self.rateLimit = spec.options.rate.map { ForwardRateLimit(bytesPerSecond: $0, now: now) }
         self.openPort = openPort ?? Self.opener(spec: spec, target: target, registry: registry)
         counters.openFlows = { [weak self] in self?.flows.count ?? 0 }
     }
@@ -137,6 +140,19 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         let peer = envelope.remoteAddress
+        if !spec.options.allow.isEmpty {
+            guard let text = peer.ipAddress, let ip = IPAddress(text), spec.options.allows(ip) else {
+                counters.deniedBySource()
+                let n = counters.policyDenials
+                if Int(clamping: n).isWorthALogLine {
+                    logger.info("forward \(spec): datagram from \(peer.display) dropped: not in its allow= list (\(n) so far)")
+                }
+                return
+            }
+        }
+        if rateLimit != nil, !rateLimit!.toMediator.take(envelope.data.readableBytes, now: now()) {
+            return droppedByRate(toward: "the mediator")
+        }
         counters.datagramBytesToMediator &+= UInt64(envelope.data.readableBytes)
         switch flows.arrived(envelope.data, from: peer, now: now()) {
         case .send(let flow):
@@ -182,8 +198,20 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
         }
     }
 
+    private func droppedByRate(toward: String) {
+        counters.droppedByRate()
+        let n = counters.rateLimitDrops
+        if Int(clamping: n).isWorthALogLine {
+            logger.info(
+                "forward \(spec): over its rate= of \(spec.options.rate ?? 0) bytes/s; dropping datagrams toward \(toward) (\(n) so far)")
+        }
+    }
+
     fileprivate func reply(_ bytes: ByteBuffer, on flow: FlowPort) {
         flows.touch(flow.id, now: now())
+        if rateLimit != nil, !rateLimit!.fromMediator.take(bytes.readableBytes, now: now()) {
+            return droppedByRate(toward: "users")
+        }
         counters.datagramBytesFromMediator &+= UInt64(bytes.readableBytes)
         writer?.write(AddressedEnvelope(remoteAddress: flow.peer, data: bytes))
     }

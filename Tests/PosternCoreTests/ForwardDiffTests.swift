@@ -61,3 +61,44 @@ final class ForwardDiffTests: XCTestCase {
         XCTAssertNoThrow(try ForwardDiff(running: [], wanted: specs("tcp:0.0.0.0:53=acme/10.0.0.1:53", "udp:0.0.0.0:53=acme/10.0.0.1:53")))
     }
 }
+
+// Options are part of a forward: changing one restarts that forward alone.
+extension ForwardDiffTests {
+    func testChangingAnOptionRestartsThatForwardOnly() throws {
+        let running = try specs("tcp:0.0.0.0:8080=acme/192.168.77.10:80,rate=1M", "tcp:0.0.0.0:8081=acme/192.168.77.11:80,proxy=v1")
+        let wanted = try specs("tcp:0.0.0.0:8080=acme/192.168.77.10:80,rate=2M", "tcp:0.0.0.0:8081=acme/192.168.77.11:80,proxy=v1")
+        let d = try ForwardDiff(running: running, wanted: wanted)
+        XCTAssertEqual(d.unchanged.map(\.text), ["tcp:0.0.0.0:8081=acme/192.168.77.11:80,proxy=v1"])
+        XCTAssertEqual(d.removed.map(\.text), ["tcp:0.0.0.0:8080=acme/192.168.77.10:80,rate=1M"])
+        XCTAssertEqual(d.added.map(\.text), ["tcp:0.0.0.0:8080=acme/192.168.77.10:80,rate=2M"])
+        XCTAssertEqual(d.changed.count, 1, "same listen address: stop before the successor binds")
+    }
+
+    func testAddingOrDroppingOptionsIsAChange() throws {
+        for (old, new) in [
+            ("tcp:8080=acme/10.0.0.1:80", "tcp:8080=acme/10.0.0.1:80,proxy=v2"),
+            ("tcp:8080=acme/10.0.0.1:80,proxy=v1", "tcp:8080=acme/10.0.0.1:80,proxy=v2"),
+            ("udp:5353=acme/10.0.0.1:53,allow=10.0.0.0/8", "udp:5353=acme/10.0.0.1:53"),
+            ("udp:5353=acme/10.0.0.1:53,allow=10.0.0.0/8", "udp:5353=acme/10.0.0.1:53,allow=10.0.0.0/16"),
+        ] {
+            let d = try ForwardDiff(running: specs(old), wanted: specs(new))
+            XCTAssertEqual(d.changed.count, 1, "\(old) -> \(new)")
+            XCTAssertTrue(d.unchanged.isEmpty)
+        }
+    }
+
+    func testOptionsSpelledOrOrderedOtherwiseChangeNothing() throws {
+        let d = try ForwardDiff(
+            running: specs("tcp:8080=acme/10.0.0.1:80,allow=10.0.0.0/8,allow=192.168.0.0/16,rate=1M"),
+            wanted: specs("tcp:0.0.0.0:8080=acme/10.0.0.1:80,rate=1000K,allow=192.168.0.0/16,allow=10.0.0.0/8"))
+        XCTAssertTrue(d.isEmpty)
+    }
+
+    func testRemoveNamesAForwardWithOrWithoutItsOptions() throws {
+        let running = try ForwardSpec(parsing: "tcp:8080=acme/10.0.0.1:80,proxy=v2,rate=1M")
+        XCTAssertTrue(ForwardDiff.named(running, by: try ForwardSpec(parsing: "tcp:8080=acme/10.0.0.1:80")))
+        XCTAssertTrue(ForwardDiff.named(running, by: try ForwardSpec(parsing: "tcp:8080=acme/10.0.0.1:80,rate=1M,proxy=v2")))
+        XCTAssertFalse(ForwardDiff.named(running, by: try ForwardSpec(parsing: "tcp:8080=acme/10.0.0.1:80,proxy=v1")))
+        XCTAssertFalse(ForwardDiff.named(running, by: try ForwardSpec(parsing: "tcp:8081=acme/10.0.0.1:80")))
+    }
+}
