@@ -34,7 +34,7 @@ final class ForwardCapturesTests: XCTestCase {
     private func forward(_ port: Int) throws -> TCPForwardToMediator {
         TCPForwardToMediator(
             spec: try ForwardSpec(parsing: "tcp:127.0.0.1:\(port)=acme/192.168.77.10:80"), registry: registry, eventLoop: loop,
-            logger: Logger(label: "test"))
+            logger: Logger(label: "test"), now: { .now() })
     }
 
     private func captures(maxActive: Int = 4, maxKept: Int = 16) -> ForwardCaptures {
