@@ -133,7 +133,7 @@ let package = Package(
             name: "postern",
             dependencies: [
                 "PosternServer", "PosternMediator", "PosternTLS", "PosternCore", "PosternWire", "PosternSOCKS",
-                "PosternCapture", "PosternPcap", "PosternReplay",
+                "PosternCapture", "PosternPcap", "PosternReplay", "PosternAdminClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -259,6 +259,28 @@ let package = Package(
             name: "PosternCaptureTests",
             dependencies: ["PosternCapture", "PosternPcap", "PosternWire"],
             swiftSettings: pureSettings
+        ),
+        // `postern ctl`'s client of the admin API (NIO's HTTP/1.1 client codec, TLS from PosternTLS).
+        .target(
+            name: "PosternAdminClient",
+            dependencies: [
+                "PosternTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: ioSettings
+        ),
+        .testTarget(
+            name: "PosternAdminClientTests",
+            dependencies: [
+                "PosternAdminClient", "PosternServer", "PosternTLS", "PosternCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: ioSettings
         ),
     ]
 )
