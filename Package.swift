@@ -133,7 +133,7 @@ let package = Package(
             name: "postern",
             dependencies: [
                 "PosternServer", "PosternMediator", "PosternTLS", "PosternCore", "PosternWire", "PosternSOCKS",
-                "PosternCapture", "PosternPcap", "PosternReplay", "PosternAdminClient",
+                "PosternCapture", "PosternPcap", "PosternReplay", "PosternAdminClient", "PosternBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -271,6 +271,10 @@ let package = Package(
             ],
             swiftSettings: ioSettings
         ),
+        // The git commit of the build, for `postern --version` (written by the plugin at build time).
+        .plugin(name: "BuildInfoPlugin", capability: .buildTool()),
+        .target(name: "PosternBuildInfo", swiftSettings: pureSettings, plugins: ["BuildInfoPlugin"]),
+        .testTarget(name: "PosternBuildInfoTests", dependencies: ["PosternBuildInfo"], swiftSettings: pureSettings),
         .testTarget(
             name: "PosternAdminClientTests",
             dependencies: [

@@ -241,7 +241,7 @@ struct ServerCommand: AsyncParsableCommand {
                 stateDirectory: try stateDir ?? section?.string("state-dir"),
                 mediatorCAFile: try mediatorCa ?? section?.string("mediator-ca")
             ).make(logger: logger),
-            softwareVersion: Postern.version)
+            softwareVersion: Postern.softwareVersion)
         configuration.adminToken = adminToken
         if adminTLS, adminEndpoint != nil {
             // The tunnel's key, without --mediator-ca's demand for a client certificate (ctl has none).
