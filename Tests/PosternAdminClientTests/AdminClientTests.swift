@@ -20,6 +20,7 @@ final class AdminClientTests: XCTestCase {
     private var accepted = LockedBox<[Channel]>([])
     private var registry: MediatorRegistry!
     private var directory: String!
+    private var descriptors: [CInt] = []
 
     override func setUp() {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -32,6 +33,7 @@ final class AdminClientTests: XCTestCase {
         for c in accepted.value { try? c.close().wait() }
         try? group.syncShutdownGracefully()
         try? FileManager.default.removeItem(atPath: directory)
+        for fd in descriptors { close(fd) }
     }
 
     /// The admin API on 127.0.0.1 (a free port), over TLS with `identity`.
@@ -74,6 +76,39 @@ final class AdminClientTests: XCTestCase {
         return port
     }
 
+    /// A port on 127.0.0.1 whose accept queue is full (backlog 0, one connection waiting, never
+    /// accepted): the kernel drops further SYNs, so a connect there hangs, like one to an address
+    /// whose packets go nowhere. Closed in tearDown.
+    private func unansweredPort() throws -> Int {
+        func address(_ port: UInt16) -> sockaddr_in {
+            var a = sockaddr_in()
+            a.sin_family = sa_family_t(AF_INET)
+            a.sin_addr.s_addr = inet_addr("127.0.0.1")
+            a.sin_port = port.bigEndian
+            return a
+        }
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(listener, 0)
+        descriptors.append(listener)
+        var bound = address(0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &bound) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(listener, $0, length) == 0 && listen(listener, 0) == 0 && getsockname(listener, $0, &length) == 0
+            }
+        }
+        XCTAssertTrue(ok, "listener: \(String(cString: strerror(errno)))")
+        let port = UInt16(bigEndian: bound.sin_port)
+        let filler = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        descriptors.append(filler)
+        var target = address(port)
+        let connected = withUnsafePointer(to: &target) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(filler, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        XCTAssertEqual(connected, 0, "filler: \(String(cString: strerror(errno)))")
+        return Int(port)
+    }
+
     private func identity() throws -> ServerIdentity {
         try ServerIdentity.loadOrCreate(directory: directory, now: Date()).0
     }
@@ -113,6 +148,24 @@ final class AdminClientTests: XCTestCase {
             try SocketAddress(ipAddress: "127.0.0.1", port: try closedPort()), try SocketAddress(ipAddress: "127.0.0.1", port: port),
         ]
         XCTAssertEqual(try client.request("GET", "/v1/mediators").status, 200)
+    }
+
+    func testAnAddressThatDoesNotAnswerIsGivenUpAfterTheConnectTimeout() throws {
+        let port = try startAdmin()
+        var client = try AdminClient(url: "http://127.0.0.1:\(port)", token: token)
+        client.connectTimeout = .milliseconds(300)
+        let silent = try unansweredPort()
+        client.addressesGiven = [
+            try SocketAddress(ipAddress: "127.0.0.1", port: silent), try SocketAddress(ipAddress: "127.0.0.1", port: port),
+        ]
+        let start = Date()
+        XCTAssertEqual(try client.request("GET", "/v1/mediators").status, 200)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 5, "the first address held the request")
+        client.addressesGiven = [try SocketAddress(ipAddress: "127.0.0.1", port: silent)]
+        XCTAssertEqual(
+            failure { _ = try client.request("GET", "/v1/mediators") },
+            "cannot reach the admin API at 127.0.0.1:\(port): no answer within 0.3 s (connect timeout) (is the server running with --admin?)"
+        )
     }
 
     func testEveryAddressFailingIsReportedWithEachReason() throws {
