@@ -67,7 +67,8 @@ public struct AdminClient: Sendable {
     public func stream(_ path: String, line: @escaping @Sendable (String) -> Void) throws {
         let answer = try exchange(method: .GET, path: path, body: nil, mode: .lines(line))
         guard answer.status == 200 else {
-            throw Failure(description: "event stream refused: HTTP \(answer.status)")
+            // As ctl always said it: the status line.
+            throw Failure(description: "event stream refused: \(answer.statusLine)")
         }
     }
 
@@ -80,7 +81,7 @@ public struct AdminClient: Sendable {
         var result: UnsafeMutablePointer<addrinfo>?
         let rc = getaddrinfo(host, String(port), &hints, &result)
         guard rc == 0, result != nil else {
-            throw Failure(description: "cannot resolve admin host \(host)\(rc == 0 ? "" : ": \(String(cString: gai_strerror(rc)))")")
+            throw Failure(description: "cannot resolve admin host \(host)")
         }
         defer { freeaddrinfo(result) }
         var out: [SocketAddress] = []
@@ -178,7 +179,7 @@ public struct AdminClient: Sendable {
             throw error
         } catch {
             if let check = checks.value { throw Failure(description: check.describe(error)) }
-            if error is HTTPParserError { throw Failure(description: "the admin API sent no valid HTTP response (\(error))") }
+            if error is HTTPParserError { throw Failure(description: "the admin API sent no valid HTTP response") }
             throw Failure(description: "admin API at \(host):\(port): \(error)")
         }
     }

@@ -16,6 +16,8 @@ final class AdminExchange: ChannelInboundHandler {
 
     struct Answer {
         var status: Int
+        /// `HTTP/1.1 401 Unauthorized`.
+        var statusLine: String
         var body: ByteBuffer
     }
 
@@ -26,6 +28,7 @@ final class AdminExchange: ChannelInboundHandler {
     private let timedOut: () -> Error
     let answer: EventLoopPromise<Answer>
     private var status: Int?
+    private var statusLine = ""
     private var collected = ByteBuffer()
     private var streaming = false
     private var finished = false
@@ -59,6 +62,7 @@ final class AdminExchange: ChannelInboundHandler {
         switch unwrapInboundIn(data) {
         case .head(let h):
             status = Int(h.status.code)
+            statusLine = "HTTP/\(h.version.major).\(h.version.minor) \(h.status.code) \(h.status.reasonPhrase)"
             if case .lines = mode, h.status == .ok {
                 // The stream may last as long as the server runs: the deadline covered reaching it.
                 streaming = true
@@ -112,7 +116,7 @@ final class AdminExchange: ChannelInboundHandler {
         finished = true
         timer?.cancel()
         if let status {
-            answer.succeed(Answer(status: status, body: collected))
+            answer.succeed(Answer(status: status, statusLine: statusLine, body: collected))
         } else {
             answer.fail(AdminClient.Failure(description: "the admin API sent no valid HTTP response"))
         }

@@ -235,7 +235,7 @@ final class AdminClientTests: XCTestCase {
     func testEventStreamRefusedWithoutToken() throws {
         let port = try startAdmin()
         let client = try AdminClient(url: "http://127.0.0.1:\(port)", token: nil)
-        XCTAssertEqual(failure { try client.stream("/v1/events") { _ in } }, "event stream refused: HTTP 401")
+        XCTAssertEqual(failure { try client.stream("/v1/events") { _ in } }, "event stream refused: HTTP/1.1 401 Unauthorized")
     }
 
     // MARK: - HTTPS
