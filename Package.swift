@@ -133,7 +133,7 @@ let package = Package(
             name: "postern",
             dependencies: [
                 "PosternServer", "PosternMediator", "PosternTLS", "PosternCore", "PosternWire", "PosternSOCKS",
-                "PosternCapture", "PosternPcap", "PosternReplay",
+                "PosternCapture", "PosternPcap", "PosternReplay", "PosternAdminClient", "PosternBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -265,6 +265,32 @@ let package = Package(
                 "PosternPacket", .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: pureSettings
+        ),
+        // `postern ctl`'s client of the admin API (NIO's HTTP/1.1 client codec, TLS from PosternTLS).
+        .target(
+            name: "PosternAdminClient",
+            dependencies: [
+                "PosternTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: ioSettings
+        ),
+        // The git commit of the build, for `postern --version` (written by the plugin at build time).
+        .plugin(name: "BuildInfoPlugin", capability: .buildTool()),
+        .target(name: "PosternBuildInfo", swiftSettings: pureSettings, plugins: ["BuildInfoPlugin"]),
+        .testTarget(name: "PosternBuildInfoTests", dependencies: ["PosternBuildInfo"], swiftSettings: pureSettings),
+        .testTarget(
+            name: "PosternAdminClientTests",
+            dependencies: [
+                "PosternAdminClient", "PosternServer", "PosternTLS", "PosternCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: ioSettings
         ),
     ]
 )

@@ -28,8 +28,10 @@ import PosternWire
 ///     POST /v1/captures/stop             {"id":1}
 ///     GET  /v1/captures/ID/pcap          the capture's pcap file
 ///     GET  /metrics                      the same in the Prometheus text format (`ServerMetrics`)
+///     GET  /, /dashboard                 the web page showing the above (`Dashboard`), and its
+///          /dashboard.js, /dashboard.css  script and style: these hold no data and need no token
 ///
-/// Every request needs the bearer token and a `Host` the API is really reached by; a POST needs
+/// Every request needs a `Host` the API is really reached by, and all but those files the bearer token; a POST needs
 /// `Content-Type: application/json` (`AdminAccess`). A refused or oversized request is answered
 /// once and the connection closed, and nothing more is read from it.
 final class AdminAPI: ChannelInboundHandler {
@@ -114,7 +116,7 @@ final class AdminAPI: ChannelInboundHandler {
         switch unwrapInboundIn(data) {
         case .head(let h):
             keepAlive = h.isKeepAlive
-            if let refusal = access.check(method: h.method, headers: h.headers) {
+            if let refusal = access.check(method: h.method, uri: h.uri, headers: h.headers) {
                 return refuse(context, refusal)
             }
             if let length = h.headers.first(name: "Content-Length").flatMap(Int.init), length > limits.maxBody {
@@ -176,6 +178,7 @@ final class AdminAPI: ChannelInboundHandler {
     private func route(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ body: ByteBuffer) {
         let (path, query) = Self.split(head.uri)
         let parts = path.split(separator: "/").map(String.init)
+        if head.method == .GET, let asset = Dashboard.asset(path) { return respondAsset(context, asset) }
         switch (head.method, parts.count) {
         case (.GET, 2) where parts == ["v1", "mediators"]:
             respond(context, .ok, registry.links.values.filter(\.isOpen).sorted { $0.name < $1.name }.map(MediatorView.init))
@@ -531,6 +534,20 @@ final class AdminAPI: ChannelInboundHandler {
         var b = context.channel.allocator.buffer(capacity: data.count)
         b.writeBytes(data)
         context.write(wrapOutboundOut(.body(.byteBuffer(b))), promise: nil)
+        endResponse(context)
+    }
+
+    /// One of the dashboard's files (`Dashboard`), with its security headers.
+    private func respondAsset(_ context: ChannelHandlerContext, _ asset: Dashboard.Asset) {
+        var headers = Dashboard.headers(asset)
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: asset.body)))), promise: nil)
+        endResponse(context)
+    }
+
+    /// Ends a response: the connection closes after it unless the client keeps it alive.
+    private func endResponse(_ context: ChannelHandlerContext) {
         let close = !keepAlive
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [weak self] _ in
             if close {

@@ -19,6 +19,17 @@ public struct AdminAccess: Sendable {
         self.hosts = hosts
     }
 
+    /// As `check(method:headers:)`, knowing the path: the dashboard's own files (`Dashboard`) hold
+    /// no data and are served on the `Host` check alone, so a browser can load the page that then
+    /// asks for the token; every route with data still needs it.
+    public func check(method: HTTPMethod, uri: String, headers: HTTPHeaders) -> Refusal? {
+        if method == .GET, Dashboard.asset(AdminAPI.split(uri).0) != nil {
+            let host = headers["Host"]
+            return host.count == 1 && hosts.allows(String(host[0])) ? nil : .foreignHost
+        }
+        return check(method: method, headers: headers)
+    }
+
     public func check(method: HTTPMethod, headers: HTTPHeaders) -> Refusal? {
         let host = headers["Host"]
         guard host.count == 1, hosts.allows(String(host[0])) else { return .foreignHost }

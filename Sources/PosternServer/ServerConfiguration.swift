@@ -14,6 +14,9 @@ public struct ServerConfiguration: Sendable {
     /// request: it has no credential-less mode, not even on loopback.
     public var adminToken: [UInt8]?
     public var adminLimits = AdminLimits()
+    /// `--admin-tls`: the admin API speaks HTTPS through this transport (the server's TLS key, no
+    /// client certificate asked for); nil: plain HTTP.
+    public var adminTransport: ServerTransport?
     public var forwards: [ForwardSpec]
     public var settings: SessionSettings
     public var transport: ServerTransport

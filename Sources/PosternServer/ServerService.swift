@@ -369,6 +369,13 @@ public final class ServerService: @unchecked Sendable {
                     port: UInt16(local?.port ?? Int(endpoint.port)),
                     addresses: [endpoint.address] + (local?.ipAddress.flatMap(IPAddress.init).map { [$0] } ?? []))
                 let access = AdminAccess(token: token, hosts: hosts)
+                if let transport = configuration.adminTransport {
+                    do {
+                        try channel.pipeline.syncOperations.addHandlers(try transport.serverConnection().handlers)
+                    } catch {
+                        return channel.eventLoop.makeFailedFuture(error)
+                    }
+                }
                 return channel.pipeline.configureHTTPServerPipeline().flatMap {
                     channel.pipeline.addHandler(
                         AdminAPI(
@@ -382,7 +389,7 @@ public final class ServerService: @unchecked Sendable {
             .map { [self] channel in
                 channels.append(channel)
                 boundAdmin = channel.localAddress
-                logger.info("admin API on http://\(endpoint)")
+                logger.info("admin API on \(configuration.adminTransport == nil ? "http" : "https")://\(endpoint)")
             }
             .flatMapErrorThrowing { throw Self.bindError(endpoint, "admin API", $0) }
     }

@@ -1,5 +1,9 @@
 import ArgumentParser
 import Foundation
+import NIOSSL
+import PosternAdminClient
+import PosternCore
+import PosternTLS
 import PosternWire
 
 /// `postern ctl`: the admin API from the shell. Every operation of the remote socket API can be
@@ -30,6 +34,21 @@ struct CtlCommand: ParsableCommand {
         @Flag(help: "Print the API's JSON instead of a summary.")
         var json = false
 
+        @Option(
+            help: ArgumentHelp(
+                "For an https:// admin URL: the server's TLS key fingerprint (as `postern fingerprint` prints it). Default: the key of the certificate in the server's state directory.",
+                valueName: "sha256:hex"))
+        var adminPin: String?
+
+        @Option(help: "For an https:// admin URL: a CA file (PEM) the admin API's certificate must chain to and that names its host.")
+        var adminCa: String?
+
+        @Option(help: "Seconds a request may take in all: connects, TLS, the answer (default 60; for events, until the stream starts).")
+        var adminTimeout: Double?
+
+        @Option(help: "Seconds to wait for each address of the admin host to take the connection before trying the next (default 5).")
+        var adminConnectTimeout: Double?
+
         /// Options given after the subcommand win over those given before it.
         func merged(_ parent: Options) -> Options {
             var m = self
@@ -37,12 +56,56 @@ struct CtlCommand: ParsableCommand {
             m.tokenFile = tokenFile ?? parent.tokenFile
             m.stateDir = stateDir ?? parent.stateDir
             m.json = json || parent.json
+            m.adminPin = adminPin ?? parent.adminPin
+            m.adminCa = adminCa ?? parent.adminCa
+            m.adminTimeout = adminTimeout ?? parent.adminTimeout
+            m.adminConnectTimeout = adminConnectTimeout ?? parent.adminConnectTimeout
             return m
         }
 
         func client() throws -> AdminClient {
             let env = ProcessInfo.processInfo.environment
-            return try AdminClient(url: admin ?? env["POSTERN_ADMIN"] ?? "http://127.0.0.1:7070", token: try token(env))
+            var client = try AdminClient(url: admin ?? env["POSTERN_ADMIN"] ?? "http://127.0.0.1:7070", token: try token(env))
+            if let t = adminTimeout {
+                guard t > 0, t <= 86400 else { throw ValidationError("--admin-timeout must be between 0 and 86400 seconds") }
+                client.timeout = .nanoseconds(Int64(t * 1e9))
+            }
+            if let t = adminConnectTimeout {
+                guard t > 0, t <= 3600 else { throw ValidationError("--admin-connect-timeout must be between 0 and 3600 seconds") }
+                client.connectTimeout = .nanoseconds(Int64(t * 1e9))
+            }
+            if client.secure {
+                client.tls = try AdminClientTLS(trust: try trust())
+            } else if adminPin != nil || adminCa != nil {
+                throw ValidationError("--admin-pin and --admin-ca verify an https:// admin URL; this one is plain http://")
+            }
+            return client
+        }
+
+        /// How ctl verifies an admin API served over TLS: the pin, the CA file, or else the key of the
+        /// certificate the server keeps in its state directory (root on the server host needs no flag).
+        private func trust() throws -> AdminClientTLS.Trust {
+            switch (adminPin, adminCa) {
+            case (let pin?, nil):
+                guard let fingerprint = KeyFingerprint(parsing: pin) else {
+                    throw ValidationError("--admin-pin '\(pin)' is not a key fingerprint (sha256: and 64 hex digits)")
+                }
+                return .pinned(fingerprint, source: "--admin-pin")
+            case (nil, let file?):
+                return .certificateAuthority(file: file)
+            case (nil, nil):
+                let file = StateDirectory.resolve(stateDir) + "/server.crt"
+                guard FileManager.default.isReadableFile(atPath: file), let leaf = try? NIOSSLCertificate.fromPEMFile(file).first,
+                    let fingerprint = try? ServerIdentity.fingerprint(of: leaf)
+                else {
+                    throw ValidationError(
+                        "an https:// admin URL needs a way to verify the server: --admin-pin (its key, from `postern fingerprint`) or --admin-ca (no readable \(file) to take the key from)"
+                    )
+                }
+                return .pinned(fingerprint, source: "the key of \(file)")
+            default:
+                throw ValidationError("give --admin-pin or --admin-ca, not both")
+            }
         }
 
         /// `--token-file`, else $POSTERN_ADMIN_TOKEN, else the token the server keeps in its state

@@ -158,7 +158,7 @@ struct MediatorCommand: AsyncParsableCommand {
                 certificateFile: try tlsCert ?? section?.string("tls-cert"),
                 keyFile: try tlsKey ?? section?.string("tls-key")
             ).make(logger: logger),
-            softwareVersion: Postern.version)
+            softwareVersion: Postern.softwareVersion)
         if let n = try maxPorts ?? section?.int("max-ports") {
             guard (1...1_000_000).contains(n) else { throw ValidationError("--max-ports must be 1-1000000") }
             configuration.maxPorts = n

@@ -33,6 +33,12 @@ struct ServerCommand: AsyncParsableCommand {
     @Flag(help: "Allow --admin on a non-loopback address although it is plain HTTP: the token and all answers cross the network readable.")
     var adminInsecurePlain = false
 
+    @Flag(
+        help:
+            "Serve the admin API over HTTPS (TLS 1.3) with the server's own TLS key and certificate (--tls-cert/--tls-key, or the generated one); ctl verifies it with --admin-pin or --admin-ca. Not with --insecure."
+    )
+    var adminTls = false
+
     @Option(
         help: ArgumentHelp(
             "Also serve GET /metrics (Prometheus) here without the admin token; PORT alone means 127.0.0.1:PORT. It is on the admin API, with the token, either way.",
@@ -162,7 +168,7 @@ struct ServerCommand: AsyncParsableCommand {
         let section = try config.map { try ConfigFile(path: $0) }?.section(
             "server",
             allowed: Set([
-                "listen", "secret-file", "admin", "admin-token-file", "admin-insecure-plain", "forwards", "keepalive",
+                "listen", "secret-file", "admin", "admin-token-file", "admin-insecure-plain", "admin-tls", "forwards", "keepalive",
                 "dead-timeout", "max-mediators", "max-session-buffer", "udp-max-flows", "udp-keepalive", "name-probe-timeout",
                 "insecure", "tls-cert", "tls-key", "state-dir", "mediator-ca", "socks", "socks-users", "socks-no-auth",
                 "tun", "tun-mtu", "metrics",
@@ -187,6 +193,7 @@ struct ServerCommand: AsyncParsableCommand {
                 adminEndpoint = e
             }
         }
+        let adminTLS = try adminTls || (section?.bool("admin-tls") ?? false)
         var adminToken: [UInt8]? = nil
         if let file = try adminTokenFile ?? section?.string("admin-token-file") {
             let token = try SecretSource.firstLine(try SecretSource.read(file, logger: logger), source: file)
@@ -204,9 +211,9 @@ struct ServerCommand: AsyncParsableCommand {
                     "the admin API on \(admin) would be reachable from the network: give --admin-token-file (or POSTERN_ADMIN_TOKEN), or bind it to 127.0.0.1"
                 )
             }
-            guard try adminInsecurePlain || (section?.bool("admin-insecure-plain") ?? false) else {
+            guard try adminTLS || adminInsecurePlain || (section?.bool("admin-insecure-plain") ?? false) else {
                 throw ValidationError(
-                    "the admin API on \(admin) would be plain HTTP on the network, token included: bind it to 127.0.0.1 (and reach it through ssh), or accept that with --admin-insecure-plain"
+                    "the admin API on \(admin) would be plain HTTP on the network, token included: bind it to 127.0.0.1 (and reach it through ssh), serve it over HTTPS with --admin-tls, or accept that with --admin-insecure-plain"
                 )
             }
         }
@@ -234,8 +241,16 @@ struct ServerCommand: AsyncParsableCommand {
                 stateDirectory: try stateDir ?? section?.string("state-dir"),
                 mediatorCAFile: try mediatorCa ?? section?.string("mediator-ca")
             ).make(logger: logger),
-            softwareVersion: Postern.version)
+            softwareVersion: Postern.softwareVersion)
         configuration.adminToken = adminToken
+        if adminTLS, adminEndpoint != nil {
+            // The tunnel's key, without --mediator-ca's demand for a client certificate (ctl has none).
+            guard let tunnel = configuration.transport as? TLSServerTransport else {
+                throw ValidationError("--admin-tls serves the admin API with the server's TLS key, and --insecure turns TLS off")
+            }
+            configuration.adminTransport = try TLSServerTransport(identity: tunnel.identity)
+            logger.info("admin API over HTTPS; its key is the tunnel's: \(tunnel.identity.fingerprint) (ctl --admin-pin)")
+        }
         if let text = try metrics ?? section?.string("metrics") {
             configuration.metrics = try Self.metricsAddress(text)
             if let m = configuration.metrics, !m.address.isLoopback {

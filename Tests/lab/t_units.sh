@@ -4,6 +4,7 @@
 # machine has no systemd running, so the units are checked rather than started:
 #  - tools/install --root puts the binary, both units and a starting server.toml in place, and never
 #    overwrites an existing server.toml;
+#  - it installs the bash completion, which mentions every subcommand --help lists (two levels);
 #  - systemd-analyze verify accepts both units (and the TUN drop-in) without a single complaint;
 #  - every option the units pass exists in that subcommand's --help, and the binary accepts the
 #    units' command lines up to the point where it needs the missing secret and config;
@@ -21,9 +22,31 @@ root="$TEST_TMP/root"
     || fail "tools/install failed: $(cat "$TEST_TMP/install.log")"
 units="$root/etc/systemd/system"
 for f in "$units/postern-server.service" "$units/postern-mediator@.service" "$units/postern-mediator@.service.d/tun.conf" \
-    "$root/etc/postern/server.toml" "$root/usr/local/bin/postern"; do
+    "$root/etc/postern/server.toml" "$root/usr/local/bin/postern" "$root/usr/local/share/bash-completion/completions/postern"; do
     [[ -s $f ]] || fail "tools/install did not install $f"
 done
+# The bash completion it installed knows every subcommand the binary's --help lists, one level down too.
+completion="$root/usr/local/share/bash-completion/completions/postern"
+bash -n "$completion" || fail "the installed bash completion is not valid bash"
+subcommands() { "$POSTERN_BIN" "$@" --help | awk '/^SUBCOMMANDS:/ { on = 1; next } on && /^  [a-z]/ { print $1 } on && /^$/ { on = 0 }'; }
+top=$(subcommands)
+[[ -n $top ]] || fail "postern --help lists no subcommands"
+# Each (sub)command is a word the completion offers and has its own completion function.
+for sub in $top; do
+    grep -qw -- "$sub" "$completion" || fail "the bash completion does not mention 'postern $sub'"
+    grep -q "^_postern_${sub}()" "$completion" || fail "the bash completion has no function for 'postern $sub'"
+    for subsub in $(subcommands "$sub"); do
+        grep -qw -- "$subsub" "$completion" || fail "the bash completion does not mention 'postern $sub $subsub'"
+        grep -q "^_postern_${sub}_${subsub}()" "$completion" || fail "the bash completion has no function for 'postern $sub $subsub'"
+    done
+done
+# And it runs: after 'postern ctl ' it offers ctl's subcommands (bash-completion turns extglob on).
+# shellcheck disable=SC2016 # for the inner bash
+words=$(bash -c 'shopt -s extglob; source "$1"; COMP_WORDS=(postern ctl ""); COMP_CWORD=2; COMP_LINE="postern ctl "
+    COMP_POINT=${#COMP_LINE}; _postern; echo " ${COMPREPLY[*]} "' _ "$completion" 2>&1) || fail "the completion function failed: $words"
+for sub in $(subcommands ctl); do assert_contains "$words" " $sub " "bash completion after 'postern ctl '"; done
+[[ $words != *" server "* ]] || fail "bash completion after 'postern ctl ' offers the top level: $words"
+echo "bash completion installed; it mentions every subcommand ($(echo $top | wc -w) at the top)"
 echo "# edited" >>"$root/etc/postern/server.toml"
 "$LAB_REPO/tools/install" --root "$root" --bin "$POSTERN_BIN" >/dev/null
 grep -q "^# edited" "$root/etc/postern/server.toml" || fail "a second install overwrote /etc/postern/server.toml"
