@@ -154,6 +154,10 @@ public final class UDPChannelDatagramPath: DatagramPath {
 
     private var upChannel: UInt16? {
         let time = now()
+        // One channel is the rule: no sorted copy of the keys per packet then.
+        if channels.count == 1, let (id, machine) = channels.first {
+            return machine.isUp && machine.isHearing(at: time) ? id : nil
+        }
         return channels.keys.sorted().first { channels[$0].map { $0.isUp && $0.isHearing(at: time) } ?? false }
     }
 
