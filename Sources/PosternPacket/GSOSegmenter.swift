@@ -49,6 +49,17 @@ public enum GSOSegmenter {
 
     /// The packets `packet` (the bytes after the vnet header, from its reader index) stands for.
     public static func split(_ packet: ByteBuffer, header: VirtioNetHeader) throws(Refusal) -> [ByteBuffer] {
+        var output = ByteBuffer()
+        return try split(packet, header: header, into: &output)
+    }
+
+    /// `split`, with the segments written into `output` (cleared first) and returned as slices of
+    /// it. A caller that passes the same buffer for every read, and lets go of the slices before the
+    /// next, has its storage reused: no 64 KB allocation (with page faults to fill it) per read.
+    /// Slices still held elsewhere stay intact: clearing a shared buffer allocates anew.
+    public static func split(_ packet: ByteBuffer, header: VirtioNetHeader, into output: inout ByteBuffer) throws(Refusal)
+        -> [ByteBuffer]
+    {
         guard let gso = header.gso, gso != .udp else { throw .unsupportedGSOType(header.gsoTypeRaw) }
         guard gso != .none else {
             guard header.flags & VirtioNetHeader.needsChecksum != 0 else { return [packet] }
@@ -94,11 +105,8 @@ public enum GSOSegmenter {
         let count = max(1, (payload + size - 1) / size)
         guard count <= maxSegments else { throw .badSegmentSize(header.gsoSize) }
 
-        // One buffer for all segments, handed out as slices: one allocation per super-packet.
-        var out = ByteBuffer()
-        out.reserveCapacity(count * headers + payload)
-        var segments: [ByteBuffer] = []
-        segments.reserveCapacity(count)
+        // One buffer for all segments, handed out as slices: at most one allocation per super-packet.
+        output.clear(minimumCapacity: count * headers + payload)
         let ipID = ip.version == .v4 ? packet.getInteger(at: base + 4, as: UInt16.self)! : 0
         let sequence = isTCP ? packet.getInteger(at: transport + 4, as: UInt32.self)! : 0
         let flags = isTCP ? packet.getInteger(at: transport + 13, as: UInt8.self)! : 0
@@ -106,40 +114,49 @@ public enum GSOSegmenter {
             for i in 0..<count {
                 let chunkStart = headers + i * size
                 let chunk = min(size, max(0, payload - i * size))
-                let start = out.writerIndex
-                out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[0..<headers]))
-                out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[chunkStart..<(chunkStart + chunk)]))
+                let start = output.writerIndex
+                output.writeBytes(UnsafeRawBufferPointer(rebasing: raw[0..<headers]))
+                output.writeBytes(UnsafeRawBufferPointer(rebasing: raw[chunkStart..<(chunkStart + chunk)]))
                 let t = start + ip.headerLength
                 let transportLength = transportHeader + chunk
                 if ip.version == .v4 {
-                    out.setInteger(UInt16(headers + chunk), at: start + 2)
-                    out.setInteger(ipID &+ UInt16(truncatingIfNeeded: i), at: start + 4)
-                    out.setInteger(UInt16(0), at: start + 10)
-                    out.setInteger(~InternetChecksum.sum(out, at: start, length: ip.headerLength), at: start + 10)
+                    output.setInteger(UInt16(headers + chunk), at: start + 2)
+                    output.setInteger(ipID &+ UInt16(truncatingIfNeeded: i), at: start + 4)
+                    output.setInteger(UInt16(0), at: start + 10)
+                    output.setInteger(~InternetChecksum.sum(output, at: start, length: ip.headerLength), at: start + 10)
                 } else {
-                    out.setInteger(UInt16(transportLength), at: start + 4)
+                    output.setInteger(UInt16(transportLength), at: start + 4)
                 }
                 let checksumAt: Int
                 if isTCP {
-                    out.setInteger(sequence &+ UInt32(truncatingIfNeeded: i * size), at: t + 4)
+                    output.setInteger(sequence &+ UInt32(truncatingIfNeeded: i * size), at: t + 4)
                     var f = flags
                     if i < count - 1 { f &= ~0x09 }  // FIN and PSH end the data: last segment only
                     if i > 0 { f &= ~0x80 }  // CWR answers once: first segment only
-                    out.setInteger(f, at: t + 13)
+                    output.setInteger(f, at: t + 13)
                     checksumAt = t + 16
                 } else {
-                    out.setInteger(UInt16(transportLength), at: t + 4)
+                    output.setInteger(UInt16(transportLength), at: t + 4)
                     checksumAt = t + 6
                 }
-                out.setInteger(UInt16(0), at: checksumAt)
+                output.setInteger(UInt16(0), at: checksumAt)
                 let pseudo = InternetChecksum.pseudoHeaderSum(
-                    out, ipStart: start, isV6: ip.version == .v6, transportProtocol: ip.transportProtocol,
+                    output, ipStart: start, isV6: ip.version == .v6, transportProtocol: ip.transportProtocol,
                     transportLength: transportLength)
-                var sum = ~InternetChecksum.sum(out, at: t, length: transportLength, initial: pseudo)
+                var sum = ~InternetChecksum.sum(output, at: t, length: transportLength, initial: pseudo)
                 if !isTCP, sum == 0 { sum = 0xffff }  // UDP's 0 means "no checksum"
-                out.setInteger(sum, at: checksumAt)
-                segments.append(out.getSlice(at: start, length: headers + chunk)!)
+                output.setInteger(sum, at: checksumAt)
             }
+        }
+        // Sliced once everything is written: a slice taken earlier would share the storage and make
+        // every later write copy it.
+        var segments: [ByteBuffer] = []
+        segments.reserveCapacity(count)
+        var start = output.readerIndex
+        for i in 0..<count {
+            let length = headers + min(size, max(0, payload - i * size))
+            segments.append(output.getSlice(at: start, length: length)!)
+            start += length
         }
         return segments
     }

@@ -33,6 +33,14 @@ public enum TCPCoalescer {
 
     /// The writes that carry `packets`, in order per flow.
     public static func coalesce(_ packets: [ByteBuffer]) -> [Write] {
+        var output = ByteBuffer()
+        return coalesce(packets, into: &output)
+    }
+
+    /// `coalesce`, with the merged packets written into `output` (cleared first) and returned as
+    /// slices of it: a caller that passes the same buffer each time and lets go of the writes before
+    /// the next has its storage reused. Packets that join nothing are returned as they are.
+    public static func coalesce(_ packets: [ByteBuffer], into output: inout ByteBuffer) -> [Write] {
         var groups: [Group] = []
         groups.reserveCapacity(packets.count)
         var open: [FlowKey: Int] = [:]
@@ -50,7 +58,23 @@ public enum TCPCoalescer {
             groups.append(group)
             open[segment.key] = group.closed ? nil : groups.count - 1
         }
-        return groups.map { $0.write(packets) }
+        output.clear(minimumCapacity: groups.reduce(0) { $0 + ($1.members.isEmpty ? 0 : $1.length) })
+        // Every merged packet is written first and sliced after: a slice taken earlier would share the
+        // storage and make every later write copy it.
+        var merged: [(header: VirtioNetHeader, start: Int, length: Int)?] = []
+        merged.reserveCapacity(groups.count)
+        for group in groups { merged.append(group.write(packets, into: &output)) }
+        var writes: [Write] = []
+        writes.reserveCapacity(groups.count)
+        for (group, m) in zip(groups, merged) {
+            if let m {
+                writes.append(
+                    Write(header: m.header, packet: output.getSlice(at: m.start, length: m.length)!, count: group.members.count + 1))
+            } else {
+                writes.append(Write(header: .plain, packet: packets[group.first], count: 1))
+            }
+        }
+        return writes
     }
 
     /// The flow a segment belongs to: addresses and ports (IPv4 addresses in the low words).
@@ -210,10 +234,10 @@ public enum TCPCoalescer {
             if s.push || s.payload < segment!.payload { closed = true }
         }
 
-        func write(_ packets: [ByteBuffer]) -> Write {
-            guard let f = segment, !members.isEmpty else { return Write(header: .plain, packet: packets[first], count: 1) }
-            var out = ByteBuffer()
-            out.reserveCapacity(length)
+        /// Appends the merged packet to `out`; nil for a group of one, which is written as it is.
+        func write(_ packets: [ByteBuffer], into out: inout ByteBuffer) -> (header: VirtioNetHeader, start: Int, length: Int)? {
+            guard let f = segment, !members.isEmpty else { return nil }
+            let s = out.writerIndex
             out.writeImmutableBuffer(packets[first])
             let headers = f.ipHeader + f.tcpHeader
             for m in members {
@@ -221,23 +245,23 @@ public enum TCPCoalescer {
                 out.writeImmutableBuffer(p.getSlice(at: p.readerIndex + headers, length: p.readableBytes - headers)!)
             }
             if f.key.isV6 {
-                out.setInteger(UInt16(length - 40), at: 4)
+                out.setInteger(UInt16(length - 40), at: s + 4)
             } else {
-                out.setInteger(UInt16(length), at: 2)
-                out.setInteger(UInt16(0), at: 10)
-                out.setInteger(~InternetChecksum.sum(out, at: 0, length: 20), at: 10)
+                out.setInteger(UInt16(length), at: s + 2)
+                out.setInteger(UInt16(0), at: s + 10)
+                out.setInteger(~InternetChecksum.sum(out, at: s, length: 20), at: s + 10)
             }
             let t = f.ipHeader
-            if push { out.setInteger(out.getInteger(at: t + 13, as: UInt8.self)! | Segment.psh, at: t + 13) }
+            if push { out.setInteger(out.getInteger(at: s + t + 13, as: UInt8.self)! | Segment.psh, at: s + t + 13) }
             // The kernel finishes the checksum of each segment it cuts: it wants the pseudo-header's
             // sum (over the whole TCP length) there, not inverted.
             out.setInteger(
-                InternetChecksum.pseudoHeaderSum(out, ipStart: 0, isV6: f.key.isV6, transportProtocol: 6, transportLength: length - t),
-                at: t + 16)
+                InternetChecksum.pseudoHeaderSum(out, ipStart: s, isV6: f.key.isV6, transportProtocol: 6, transportLength: length - t),
+                at: s + t + 16)
             let header = VirtioNetHeader(
                 flags: VirtioNetHeader.needsChecksum, gso: f.key.isV6 ? .tcpV6 : .tcpV4, headerLength: UInt16(headers),
                 gsoSize: UInt16(f.payload), checksumStart: UInt16(t), checksumOffset: 16)
-            return Write(header: header, packet: out, count: members.count + 1)
+            return (header, s, length)
         }
     }
 }

@@ -71,6 +71,10 @@ public final class TunDevice: PacketDevice, @unchecked Sendable {
     private var isClosed = false
     /// Whether every packet read or written carries a `VirtioNetHeader`.
     private var hasHeader: Bool { !offloads.isEmpty }
+    /// Where reads are cut and writes merged, kept from one to the next: their storage is reused
+    /// whenever nothing holds on to the packets of the previous one (event loop only).
+    private var segmentScratch = ByteBuffer()
+    private var coalesceScratch = ByteBuffer()
     /// Where a write's virtio-net header is put together (event loop only).
     private let headerScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: VirtioNetHeader.size, alignment: 8)
 
@@ -191,7 +195,7 @@ public final class TunDevice: PacketDevice, @unchecked Sendable {
             return packets.reduce(0) { $0 + (writePacket($1) ? 1 : 0) }
         }
         var written = 0
-        for w in TCPCoalescer.coalesce(packets) {
+        for w in TCPCoalescer.coalesce(packets, into: &coalesceScratch) {
             if write(w.packet, header: w.header) {
                 written += w.count
                 if w.count > 1 { coalescedWrites &+= 1 }
@@ -253,9 +257,14 @@ public final class TunDevice: PacketDevice, @unchecked Sendable {
                 pending.append(packet)
             } else {
                 do {
-                    let segments = try GSOSegmenter.split(packet, header: header)
-                    if segments.count > 1 { superPacketsRead &+= 1 }
+                    let segments = try GSOSegmenter.split(packet, header: header, into: &segmentScratch)
                     pending.append(contentsOf: segments)
+                    if segments.count > 1 {
+                        superPacketsRead &+= 1
+                        // Handed over now, so that the next read finds the scratch free again.
+                        deliver()
+                        return
+                    }
                 } catch {
                     offloadRefused &+= 1
                     dropped &+= 1
