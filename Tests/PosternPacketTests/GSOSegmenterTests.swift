@@ -1,5 +1,6 @@
 import NIOCore
 import PosternPacket
+import PosternWire
 import XCTest
 
 final class GSOSegmenterTests: XCTestCase {
@@ -175,5 +176,24 @@ final class GSOSegmenterTests: XCTestCase {
             if i % 3 == 0 { header.gsoTypeRaw = [0, 1, 4, 5][i % 4] }
             _ = try? GSOSegmenter.split(ByteBuffer(bytes: bytes), header: header)
         }
+    }
+
+    /// A 64 KB super-packet toward the tunnel whose segments would exceed TUN mode's MTU (a device
+    /// MTU raised by hand, a sender that ignored the clamped MSS): cut as asked, and then every segment
+    /// is refused by the policy as too large, and answerable with "fragmentation needed"; nothing
+    /// larger than the MTU can reach the channel. With an MSS that fits, every segment passes.
+    func testSuperPacketOverTheMTUIsRefusedSegmentBySegment() throws {
+        let policy = PacketPolicy(
+            remoteAddress: IPAddress("10.77.0.2")!, prefixes: [MediatorEnvironment.AddressPrefix(parsing: "192.168.77.0/24")!],
+            mtu: 1400)
+        let packet = P.tcp(P.TCP(payload: [UInt8](repeating: 4, count: 65_000)))
+        let tooBig = try GSOSegmenter.split(packet, header: VirtioNetHeader(gso: .tcpV4, gsoSize: 1460))
+        XCTAssertEqual(tooBig.count, 45)
+        for segment in tooBig.dropLast() {
+            XCTAssertEqual(policy.checkFromLAN(segment), .tooLarge)
+            XCTAssertNotNil(ICMPFragmentationNeeded.make(for: segment, nextHopMTU: 1400))
+        }
+        let fitting = try GSOSegmenter.split(packet, header: VirtioNetHeader(gso: .tcpV4, gsoSize: 1360))
+        XCTAssertTrue(fitting.allSatisfy { policy.checkFromLAN($0) == nil })
     }
 }
