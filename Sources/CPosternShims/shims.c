@@ -116,3 +116,50 @@ ssize_t postern_icmp_recv(int fd, void *buf, size_t len, int errqueue, struct po
     }
     return n;
 }
+
+// MARK: - tun device with offloads (virtio-net header, TSO/USO)
+
+// Debian 12's headers predate USO (Linux 6.2); the values are the kernel's ABI.
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#endif
+#ifndef TUN_F_USO6
+#define TUN_F_USO6 0x40
+#endif
+
+int postern_tun_open_offload(const char *name, char *actual, size_t actual_size, unsigned *offloads) {
+    *offloads = 0;
+    if (strlen(name) >= IFNAMSIZ || actual_size < IFNAMSIZ) return -EINVAL;
+    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    ifr.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_VNET_HDR;
+    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+        int code = errno;
+        close(fd);
+        return -code;
+    }
+    int size = 10;  // struct virtio_net_hdr, the layout the Swift side reads and writes
+    if (ioctl(fd, TUNSETVNETHDRSZ, &size) < 0) {
+        int code = errno;
+        close(fd);
+        return -code;
+    }
+    // The most the kernel offers first; older kernels lack USO (Linux 6.2), then TSO is still worth it.
+    const unsigned tries[] = {
+        TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6,
+        TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6,
+        TUN_F_CSUM,
+    };
+    for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++) {
+        if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)tries[i]) == 0) {
+            *offloads = tries[i];
+            break;
+        }
+    }
+    memcpy(actual, ifr.ifr_name, IFNAMSIZ);
+    actual[IFNAMSIZ - 1] = 0;
+    return fd;
+}

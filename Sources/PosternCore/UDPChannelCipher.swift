@@ -58,10 +58,12 @@ public struct UDPChannelCipher: Sendable {
                     authenticating: UnsafeRawBufferPointer(rebasing: raw[..<UDPChannelHeader.length]))
             })
         else { preconditionFailure("ChaChaPoly refused a 32-byte key and a 12-byte nonce") }
-        let ciphertext = box.ciphertext
-        precondition(ciphertext.count == plaintextLength, "ChaCha20 changed the message's length")
-        datagram.setBytes(ciphertext, at: datagram.readerIndex + UDPChannelHeader.length)
-        datagram.writeBytes(box.tag)
+        // The sealed box's one buffer is nonce, ciphertext, tag: ciphertext and tag replace the
+        // plaintext in one copy, without the two Data slices `ciphertext` and `tag` would make.
+        let combined = box.combined
+        precondition(combined.count == 12 + plaintextLength + 16, "ChaCha20 changed the message's length")
+        datagram.moveWriterIndex(to: datagram.readerIndex + UDPChannelHeader.length)
+        _ = combined.withUnsafeBytes { datagram.writeBytes(UnsafeRawBufferPointer(rebasing: $0[12...])) }
         return datagram
     }
 

@@ -94,7 +94,7 @@ final class MediatorTun {
                 self.relay = relay
                 relay.start()
                 logger.info(
-                    "TUN mode up: \(deviceName) MTU \(mtu), remote side \(settings.address.address) on \(lan), LAN prefixes \(settings.prefixes.map(\.description).joined(separator: ", "))"
+                    "TUN mode up: \(deviceName) MTU \(mtu), remote side \(settings.address.address) on \(lan), LAN prefixes \(settings.prefixes.map(\.description).joined(separator: ", ")), offloads \(device.offloads)"
                 )
                 session.send(
                     .tunReady(

@@ -58,8 +58,9 @@ public struct IPPacket: Hashable, Sendable {
             headerLength = header
             totalLength = total
             transportProtocol = packet.getInteger(at: start + 9, as: UInt8.self)!
-            source = IPAddress(bytes: packet.getBytes(at: start + 12, length: 4)!)!
-            destination = IPAddress(bytes: packet.getBytes(at: start + 16, length: 4)!)!
+            // Read as integers: no array per address on the per-packet path of TUN mode.
+            source = .v4(packet.getInteger(at: start + 12, as: UInt32.self)!)
+            destination = .v4(packet.getInteger(at: start + 16, as: UInt32.self)!)
         case 6:
             guard have >= Self.ipv6Header else { throw ParseError.truncated(needed: Self.ipv6Header, have: have) }
             let total = Self.ipv6Header + Int(packet.getInteger(at: start + 4, as: UInt16.self)!)

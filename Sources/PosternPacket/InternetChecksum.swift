@@ -25,6 +25,6 @@ public enum InternetChecksum {
     /// header checksum.
     public static func isValidIPv4Header(_ packet: ByteBuffer, headerLength: Int) -> Bool {
         guard packet.readableBytes >= headerLength else { return false }
-        return compute(packet, at: packet.readerIndex, length: headerLength) == 0
+        return sum(packet, at: packet.readerIndex, length: headerLength) == 0xffff
     }
 }

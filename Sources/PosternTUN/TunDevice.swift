@@ -14,6 +14,14 @@ import PosternPacket
 /// queued packets into one writev(2) and so into one corrupt packet. A write the kernel refuses is a
 /// dropped packet, as on any interface.
 ///
+/// With offloads (the default; `offloads` says what the kernel granted) the device is opened with
+/// IFF_VNET_HDR and TUNSETOFFLOAD: a read may return a TCP or UDP super-packet of up to 64 KB, which
+/// `GSOSegmenter` cuts into the packets a wire would carry before anyone sees them, so the rest of
+/// Postern (policy, UDP channel, `--pcap`) only ever handles real packets, one kernel crossing per
+/// 64 KB instead of per packet. `writePackets` merges consecutive TCP segments of one flow
+/// (`TCPCoalescer`) into one write the kernel cuts again. A kernel that refuses IFF_VNET_HDR or every
+/// offload leaves the device as it was without them (`offloads` empty).
+///
 /// The device is not persistent: it disappears, with its addresses and routes, when the descriptors
 /// close, also when the process is killed. Lives on `eventLoop`; the `PacketDevice` methods may be
 /// called from anywhere.
@@ -24,8 +32,33 @@ public final class TunDevice: PacketDevice, @unchecked Sendable {
     public let eventLoop: EventLoop
     /// Unread packets kept for `read()` when no receiver is set; more are dropped.
     public let queueCapacity: Int
-    /// Packets dropped: the read queue was full, or the kernel refused a write.
+    /// Packets dropped: the read queue was full, the kernel refused a write, or a read's offload
+    /// header did not fit its packet.
     public private(set) var dropped: UInt64 = 0
+    /// The offloads the kernel granted (`TUNSETOFFLOAD`); empty: none, and no virtio-net header.
+    public let offloads: Offloads
+    /// Reads refused by `GSOSegmenter` (their header lied; also in `dropped`).
+    public private(set) var offloadRefused: UInt64 = 0
+    /// Super-packets read and cut into segments; writes that carried more than one packet.
+    public private(set) var superPacketsRead: UInt64 = 0
+    public private(set) var coalescedWrites: UInt64 = 0
+
+    /// The `TUN_F_*` bits of linux/if_tun.h.
+    public struct Offloads: OptionSet, Sendable, CustomStringConvertible {
+        public let rawValue: UInt32
+        public init(rawValue: UInt32) { self.rawValue = rawValue }
+        public static let checksum = Offloads(rawValue: 0x01)
+        public static let tso4 = Offloads(rawValue: 0x02)
+        public static let tso6 = Offloads(rawValue: 0x04)
+        public static let uso4 = Offloads(rawValue: 0x20)
+        public static let uso6 = Offloads(rawValue: 0x40)
+
+        public var description: String {
+            let names: [(Offloads, String)] = [(.checksum, "csum"), (.tso4, "tso4"), (.tso6, "tso6"), (.uso4, "uso4"), (.uso6, "uso6")]
+            let on = names.filter { contains($0.0) }.map(\.1)
+            return on.isEmpty ? "none" : on.joined(separator: ",")
+        }
+    }
 
     private let eventSink: AsyncStream<PacketDeviceEvent>.Continuation
     private let writeDescriptor: CInt
@@ -36,6 +69,14 @@ public final class TunDevice: PacketDevice, @unchecked Sendable {
     private var reader: CheckedContinuation<[ByteBuffer], Error>?
     private var pending: [ByteBuffer] = []
     private var isClosed = false
+    /// Whether every packet read or written carries a `VirtioNetHeader`.
+    private var hasHeader: Bool { !offloads.isEmpty }
+    /// Where reads are cut and writes merged, kept from one to the next: their storage is reused
+    /// whenever nothing holds on to the packets of the previous one (event loop only).
+    private var segmentScratch = ByteBuffer()
+    private var coalesceScratch = ByteBuffer()
+    /// Where a write's virtio-net header is put together (event loop only).
+    private let headerScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: VirtioNetHeader.size, alignment: 8)
 
     /// What opening a device can fail with.
     public struct OpenError: Error, CustomStringConvertible {
@@ -47,8 +88,11 @@ public final class TunDevice: PacketDevice, @unchecked Sendable {
         }
     }
 
-    private init(name: String, descriptor: CInt, mtu: Int, batchSize: Int, queueCapacity: Int, eventLoop: EventLoop) {
+    private init(
+        name: String, descriptor: CInt, mtu: Int, batchSize: Int, queueCapacity: Int, offloads: Offloads, eventLoop: EventLoop
+    ) {
         self.name = name
+        self.offloads = offloads
         self.writeDescriptor = descriptor
         self.mtuValue = mtu
         self.batchSize = batchSize
@@ -57,13 +101,30 @@ public final class TunDevice: PacketDevice, @unchecked Sendable {
         (events, eventSink) = AsyncStream.makeStream(of: PacketDeviceEvent.self, bufferingPolicy: .unbounded)
     }
 
+    deinit { headerScratch.deallocate() }
+
     /// Creates (or attaches to) tun device `name` and starts reading it on `eventLoop`. The caller
     /// sets its MTU and brings it up through netlink; `mtu` is what the device reports until then.
+    /// `offload`: ask for the virtio-net header and offloads (both ends of a tunnel may differ: the
+    /// packets between them are plain either way).
     public static func open(
-        name: String, mtu: Int, eventLoop: EventLoop, batchSize: Int = 64, queueCapacity: Int = 1024
+        name: String, mtu: Int, eventLoop: EventLoop, batchSize: Int = 64, queueCapacity: Int = 1024, offload: Bool = true
     ) -> EventLoopFuture<TunDevice> {
         var actual = [CChar](repeating: 0, count: 16)
-        let fd = postern_tun_open(name, &actual, actual.count)
+        var granted: CUnsignedInt = 0
+        var fd: CInt = -EINVAL
+        if offload {
+            fd = postern_tun_open_offload(name, &actual, actual.count, &granted)
+            if fd >= 0, granted == 0 {
+                // Without offloads the header only costs: reopen plain (the device goes with the descriptor).
+                Glibc.close(fd)
+                fd = -EINVAL
+            }
+        }
+        if fd < 0 {
+            granted = 0
+            fd = postern_tun_open(name, &actual, actual.count)
+        }
         guard fd >= 0 else { return eventLoop.makeFailedFuture(OpenError(name: name, errno: -fd)) }
         let writeFD = dup(fd)
         guard writeFD >= 0 else {
@@ -74,11 +135,14 @@ public final class TunDevice: PacketDevice, @unchecked Sendable {
         let kernelName = String(decoding: actual.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let device = TunDevice(
             name: kernelName, descriptor: writeFD, mtu: mtu, batchSize: batchSize, queueCapacity: queueCapacity,
-            eventLoop: eventLoop)
+            offloads: Offloads(rawValue: UInt32(granted)), eventLoop: eventLoop)
         return NIOPipeBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.maxMessagesPerRead, value: UInt(batchSize))
-            // One read returns one whole packet; a buffer smaller than a packet would cut it.
-            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
+            // One read returns one whole packet (a 64 KB super-packet with offloads, after its header);
+            // a buffer smaller than a packet would cut it.
+            .channelOption(
+                ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536 + VirtioNetHeader.size)
+            )
             .channelInitializer { channel in channel.pipeline.addHandler(Reader(device: device)) }
             .takingOwnershipOfDescriptor(input: fd)
             .map { channel in
@@ -113,12 +177,57 @@ public final class TunDevice: PacketDevice, @unchecked Sendable {
     public func writePacket(_ packet: ByteBuffer) -> Bool {
         eventLoop.preconditionInEventLoop()
         guard !isClosed else { return false }
-        let written = packet.withUnsafeReadableBytes { Glibc.write(writeDescriptor, $0.baseAddress, $0.count) }
-        guard written == packet.readableBytes else {
+        guard write(packet, header: .plain) else {
             dropped &+= 1
             return false
         }
         return true
+    }
+
+    /// Writes packets now, consecutive TCP segments of one flow merged into one write when the
+    /// device has TSO (`TCPCoalescer`): the kernel cuts them back into the same segments. Returns how
+    /// many of `packets` were written; the others are counted as dropped.
+    @discardableResult
+    public func writePackets(_ packets: [ByteBuffer]) -> Int {
+        eventLoop.preconditionInEventLoop()
+        guard !isClosed else { return 0 }
+        guard offloads.contains(.tso4), packets.count > 1 else {
+            return packets.reduce(0) { $0 + (writePacket($1) ? 1 : 0) }
+        }
+        var written = 0
+        for w in TCPCoalescer.coalesce(packets, into: &coalesceScratch) {
+            if write(w.packet, header: w.header) {
+                written += w.count
+                if w.count > 1 { coalescedWrites &+= 1 }
+            } else {
+                dropped &+= UInt64(w.count)
+            }
+        }
+        return written
+    }
+
+    /// One write(2) of `packet`, behind `header` when the device takes one (gathered, not copied).
+    private func write(_ packet: ByteBuffer, header: VirtioNetHeader) -> Bool {
+        guard hasHeader else {
+            return packet.withUnsafeReadableBytes { Glibc.write(writeDescriptor, $0.baseAddress, $0.count) } == packet.readableBytes
+        }
+        let scratch = headerScratch
+        scratch.storeBytes(of: header.flags, toByteOffset: 0, as: UInt8.self)
+        scratch.storeBytes(of: header.gsoTypeRaw, toByteOffset: 1, as: UInt8.self)
+        scratch.storeBytes(of: header.headerLength.littleEndian, toByteOffset: 2, as: UInt16.self)
+        scratch.storeBytes(of: header.gsoSize.littleEndian, toByteOffset: 4, as: UInt16.self)
+        scratch.storeBytes(of: header.checksumStart.littleEndian, toByteOffset: 6, as: UInt16.self)
+        scratch.storeBytes(of: header.checksumOffset.littleEndian, toByteOffset: 8, as: UInt16.self)
+        let written = packet.withUnsafeReadableBytes { raw -> Int in
+            var vectors = (
+                iovec(iov_base: scratch.baseAddress, iov_len: VirtioNetHeader.size),
+                iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress), iov_len: raw.count)
+            )
+            return withUnsafeMutableBytes(of: &vectors) { v in
+                Glibc.writev(writeDescriptor, v.baseAddress!.assumingMemoryBound(to: iovec.self), 2)
+            }
+        }
+        return written == VirtioNetHeader.size + packet.readableBytes
     }
 
     /// Closes both descriptors: the device goes away.
@@ -136,8 +245,34 @@ public final class TunDevice: PacketDevice, @unchecked Sendable {
         eventSink.finish()
     }
 
-    fileprivate func arrived(_ packet: ByteBuffer) {
-        pending.append(packet)
+    fileprivate func arrived(_ read: ByteBuffer) {
+        if hasHeader {
+            guard let header = VirtioNetHeader(read, at: read.readerIndex) else {
+                dropped &+= 1
+                return
+            }
+            var packet = read
+            packet.moveReaderIndex(forwardBy: VirtioNetHeader.size)
+            if header == .plain || (header.gsoTypeRaw == 0 && header.flags & VirtioNetHeader.needsChecksum == 0) {
+                pending.append(packet)
+            } else {
+                do {
+                    let segments = try GSOSegmenter.split(packet, header: header, into: &segmentScratch)
+                    pending.append(contentsOf: segments)
+                    if segments.count > 1 {
+                        superPacketsRead &+= 1
+                        // Handed over now, so that the next read finds the scratch free again.
+                        deliver()
+                        return
+                    }
+                } catch {
+                    offloadRefused &+= 1
+                    dropped &+= 1
+                }
+            }
+        } else {
+            pending.append(read)
+        }
         if pending.count >= batchSize { deliver() }
     }
 
@@ -193,7 +328,7 @@ public final class TunDevice: PacketDevice, @unchecked Sendable {
                 for q in packets.prefix(i) { self.writePacket(q) }
                 throw PacketDeviceError.packetTooLarge(size: p.readableBytes, mtu: self.mtuValue, written: i)
             }
-            for p in packets { self.writePacket(p) }
+            self.writePackets(packets)
         }.get()
     }
 

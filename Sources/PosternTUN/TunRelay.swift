@@ -67,7 +67,11 @@ public final class TunRelay {
         }
     }
 
-    /// A packet from the tunnel (either path): to the device if the policy lets it pass.
+    /// A packet from the tunnel (either path): to the device if the policy lets it pass. Packets
+    /// wait for the end of the event loop's pass, so that what one receive batch brought (a
+    /// recvmmsg(2) of the UDP channel, a read of the TCP channel) reaches the device together and
+    /// consecutive TCP segments leave in one write (`TunDevice.writePackets`); nothing waits for a
+    /// later pass or a timer.
     public func fromTunnel(_ packet: ByteBuffer) {
         guard !stopped else { return }
         let drop = side == .mediator ? policy.checkToLAN(packet) : policy.checkFromLAN(packet)
@@ -77,12 +81,28 @@ public final class TunRelay {
         }
         var packet = packet
         TCPMSSClamp.clamp(&packet, maxMSS: maxMSS)
-        if device.writePacket(packet) {
-            onPacket?(packet)
-            if side == .mediator { counters.toLAN &+= 1 } else { counters.fromLAN &+= 1 }
-        } else {
-            dropped("device")
+        // `--pcap` records packets as they are handed to the device: segments, never the merged
+        // super-packets the device is given.
+        onPacket?(packet)
+        toDevice.append(packet)
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        device.eventLoop.execute { [self] in
+            flushScheduled = false
+            flushToDevice()
         }
+    }
+
+    private var toDevice: [ByteBuffer] = []
+    private var flushScheduled = false
+
+    private func flushToDevice() {
+        guard !stopped, !toDevice.isEmpty else { return }
+        let batch = toDevice
+        toDevice.removeAll(keepingCapacity: true)
+        let written = device.writePackets(batch)
+        if side == .mediator { counters.toLAN &+= UInt64(written) } else { counters.fromLAN &+= UInt64(written) }
+        for _ in written..<batch.count { dropped("device") }
     }
 
     /// A packet from the device larger than TUN mode carries (the device's MTU was raised above the

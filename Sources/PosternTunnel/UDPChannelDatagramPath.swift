@@ -87,9 +87,10 @@ public final class UDPChannelDatagramPath: DatagramPath {
             return
         }
         var actions: [Machine.Action]
-        if var machine = channels[channelID] {
-            actions = machine.receive(datagram, from: source, now: time)
-            channels[channelID] = machine
+        // Mutated in place: a copy taken out of the dictionary would share the replay window's
+        // storage with the one left in it, and the window's update would copy it for every datagram.
+        if let received = channels[channelID]?.receive(datagram, from: source, now: time) {
+            actions = received
         } else {
             // The server keeps a channel only once a datagram naming it authenticates: a forger cannot
             // take the session's channel slots, and a machine that never sent holds no counter to keep.
@@ -154,6 +155,10 @@ public final class UDPChannelDatagramPath: DatagramPath {
 
     private var upChannel: UInt16? {
         let time = now()
+        // One channel is the rule: no sorted copy of the keys per packet then.
+        if channels.count == 1, let (id, machine) = channels.first {
+            return machine.isUp && machine.isHearing(at: time) ? id : nil
+        }
         return channels.keys.sorted().first { channels[$0].map { $0.isUp && $0.isHearing(at: time) } ?? false }
     }
 
@@ -250,9 +255,7 @@ public final class UDPChannelDatagramPath: DatagramPath {
     /// TCP channel if it can take it now (§9.9: one path per packet). False when it was dropped.
     @discardableResult
     public func sendPacket(_ packet: ByteBuffer) -> Bool {
-        if let id = upChannel, var machine = channels[id] {
-            let result = machine.seal(.packet(packet), now: now())
-            channels[id] = machine
+        if let id = upChannel, let result = channels[id]?.seal(.packet(packet), now: now()) {
             if case .send(let datagram, let to) = result {
                 transmit?(datagram, to)
                 return true

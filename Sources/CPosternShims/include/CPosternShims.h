@@ -44,4 +44,10 @@ int postern_icmp_socket(int raw, int ttl);
 /// filling `out`. Returns the byte count or -errno (-EAGAIN: nothing there).
 ssize_t postern_icmp_recv(int fd, void *buf, size_t len, int errqueue, struct postern_icmp_received *out);
 
+/// Like `postern_tun_open`, with IFF_VNET_HDR: every packet read or written carries a 10-byte
+/// struct virtio_net_hdr in front. Then asks for the most offloads the kernel grants (TUNSETOFFLOAD:
+/// checksum, TSO4/TSO6, USO4/USO6; then without USO; then checksum only) and writes the granted
+/// TUN_F_* bits into `offloads` (0 when none was). Returns the descriptor, or -errno.
+int postern_tun_open_offload(const char *name, char *actual, size_t actual_size, unsigned *offloads);
+
 #endif
