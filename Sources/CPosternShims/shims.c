@@ -136,6 +136,10 @@ int postern_packet_open(int ifindex, const struct sock_filter *program, unsigned
     int on = 1;
     (void)setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &on, sizeof on);
 #endif
+    // Every frame comes after a struct virtio_net_hdr saying which offloads it still needs (a
+    // checksum to finish, a super-packet to cut), and every frame sent goes after one (zero: none).
+    int vnet = 1;
+    if (setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &vnet, sizeof vnet) < 0) goto fail;
     if (receive_buffer > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &receive_buffer, sizeof receive_buffer) < 0) {
         (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
     }

@@ -121,7 +121,7 @@ final class MediatorTun {
         let device: LANPresenceDevice
         do {
             device = try LANPresenceDevice.open(
-                interface: lan.name, ifindex: lan.index, interfaceMTU: lan.mtu, presence: presence, mtu: mtu,
+                interface: lan.name, ifindex: lan.index, presence: presence, mtu: mtu,
                 eventLoop: session.eventLoop)
         } catch {
             return fail(session, request.requestID, .permissionDenied, "\(error)")
@@ -162,7 +162,6 @@ final class MediatorTun {
         var name: String
         var index: UInt32
         var mac: [UInt8]
-        var mtu: Int
         /// This host's address on it.
         var hostAddress: IPAddress
         /// Its default route's gateway, if it has one.
@@ -185,7 +184,7 @@ final class MediatorTun {
                     $0.interfaceIndex == interface.index && $0.gateway.map { !$0.isIPv6 } == true
                 }?.gateway
                 return LANLink(
-                    name: interface.name, index: interface.index, mac: interface.mac, mtu: Int(interface.mtu), hostAddress: a.address,
+                    name: interface.name, index: interface.index, mac: interface.mac, hostAddress: a.address,
                     gateway: gateway)
             }
         }
@@ -208,7 +207,7 @@ final class MediatorTun {
             let l = raw.counters
             let perRead = raw.reads == 0 ? 0 : Double(raw.framesRead) / Double(raw.reads)
             logger.info(
-                "raw LAN presence: ARP answered \(l.arpAnswered), learned \(l.arpLearned), ignored \(l.arpIgnored); frames ignored \(l.framesIgnored), sent \(l.framesSent) (\(raw.sendFailures) refused); unreachable \(l.unreachable), queue full \(l.queueFull); \(raw.framesRead) frames in \(raw.reads) reads (\((perRead * 10).rounded() / 10) a read)"
+                "raw LAN presence: ARP answered \(l.arpAnswered), learned \(l.arpLearned), ignored \(l.arpIgnored); frames ignored \(l.framesIgnored), \(raw.offloadFailures) dropped for offload headers that did not add up; frames sent \(l.framesSent) (\(raw.sendFailures) refused); unreachable \(l.unreachable), queue full \(l.queueFull); \(raw.framesRead) frames in \(raw.reads) reads (\((perRead * 10).rounded() / 10) a read)"
             )
         }
         logger.info(

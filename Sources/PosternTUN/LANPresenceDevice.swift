@@ -30,6 +30,8 @@ public final class LANPresenceDevice: RelayedPacketDevice, @unchecked Sendable {
     public private(set) var reads: UInt64 = 0
     /// Frames the kernel refused to send (a full device queue).
     public private(set) var sendFailures: UInt64 = 0
+    /// Frames whose offload header or super-packet did not add up (`ReceiveOffload`), dropped.
+    public private(set) var offloadFailures: UInt64 = 0
     public var counters: LANPresence.Counters { presence.counters }
 
     private var presence: LANPresence
@@ -70,10 +72,10 @@ public final class LANPresenceDevice: RelayedPacketDevice, @unchecked Sendable {
 
     private let eventSink: AsyncStream<PacketDeviceEvent>.Continuation
 
-    /// Opens the socket on interface `interface` (index `ifindex`, at most `interfaceMTU` bytes of IP
-    /// per frame), announces the address and starts reading. Call on `eventLoop`.
+    /// Opens the socket on interface `interface` (index `ifindex`), announces the address and starts
+    /// reading. Call on `eventLoop`.
     public static func open(
-        interface: String, ifindex: UInt32, interfaceMTU: Int, presence: LANPresence, mtu: Int, eventLoop: EventLoop,
+        interface: String, ifindex: UInt32, presence: LANPresence, mtu: Int, eventLoop: EventLoop,
         batchSize: Int = 64
     ) throws -> LANPresenceDevice {
         eventLoop.preconditionInEventLoop()
@@ -93,7 +95,7 @@ public final class LANPresenceDevice: RelayedPacketDevice, @unchecked Sendable {
             throw OpenError(interface: interface, errno: -wake)
         }
         let device = LANPresenceDevice(
-            name: interface, socket: fd, wake: wake, presence: presence, mtu: mtu, slot: max(2048, interfaceMTU + 18),
+            name: interface, socket: fd, wake: wake, presence: presence, mtu: mtu, slot: Self.slot,
             batchSize: batchSize, eventLoop: eventLoop)
         device.send(device.presence.announcement)
         device.ticker = eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
@@ -105,6 +107,10 @@ public final class LANPresenceDevice: RelayedPacketDevice, @unchecked Sendable {
         device.eventSink.yield(.up)
         return device
     }
+
+    /// Bytes read per frame: a 64 KiB super-packet (GRO, or a veth peer's GSO) after its
+    /// virtio_net_hdr and Ethernet header, and a VLAN tag.
+    static let slot = 65_536 + ReceiveOffload.headerLength + 18
 
     // MARK: - The reader thread
 
@@ -149,8 +155,12 @@ public final class LANPresenceDevice: RelayedPacketDevice, @unchecked Sendable {
     private func arrived(_ frames: [ByteBuffer]) {
         let now = NIODeadline.now()
         var packets: [ByteBuffer] = []
-        for frame in frames {
-            perform(presence.frameFromLAN(frame, now: now), into: &packets)
+        for read in frames {
+            let resolved = ReceiveOffload.frames(read)
+            if resolved.isEmpty { offloadFailures &+= 1 }
+            for frame in resolved {
+                perform(presence.frameFromLAN(frame, now: now), into: &packets)
+            }
         }
         deliver(packets)
     }
@@ -172,9 +182,13 @@ public final class LANPresenceDevice: RelayedPacketDevice, @unchecked Sendable {
     }
 
     private func send(_ frame: [UInt8]) {
-        let sent = frame.withUnsafeBytes { Glibc.send(socket, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-        if sent != frame.count { sendFailures &+= 1 }
+        // After an all-zero virtio_net_hdr: no offload asked, the frame is complete.
+        let framed = Self.noOffload + frame
+        let sent = framed.withUnsafeBytes { Glibc.send(socket, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        if sent != framed.count { sendFailures &+= 1 }
     }
+
+    private static let noOffload = [UInt8](repeating: 0, count: ReceiveOffload.headerLength)
 
     private func deliver(_ packets: [ByteBuffer]) {
         guard !packets.isEmpty else { return }

@@ -47,7 +47,8 @@ ssize_t postern_icmp_recv(int fd, void *buf, size_t len, int errqueue, struct po
 
 /// Opens an AF_PACKET socket (non-blocking, close-on-exec) for the raw LAN presence: attaches the
 /// classic BPF `program` (SO_ATTACH_FILTER) before binding it to interface `ifindex` for every
-/// protocol, so only frames the program accepts are ever queued; asks for a receive buffer of
+/// protocol, so only frames the program accepts are ever queued; sets PACKET_VNET_HDR (each frame
+/// read or written comes after a 10-byte struct virtio_net_hdr); asks for a receive buffer of
 /// `receive_buffer` bytes (0: the default). Returns the descriptor or -errno (-EPERM without
 /// CAP_NET_RAW). struct sock_fprog and sockaddr_ll are easier built in C.
 int postern_packet_open(int ifindex, const struct sock_filter *program, unsigned short length, int receive_buffer);
