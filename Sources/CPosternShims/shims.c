@@ -1,3 +1,4 @@
+#define _GNU_SOURCE  // recvmmsg(2) and struct mmsghdr
 #include "CPosternShims.h"
 
 #include <unistd.h>
@@ -162,4 +163,80 @@ int postern_tun_open_offload(const char *name, char *actual, size_t actual_size,
     memcpy(actual, ifr.ifr_name, IFNAMSIZ);
     actual[IFNAMSIZ - 1] = 0;
     return fd;
+}
+
+// MARK: - Raw LAN presence (AF_PACKET)
+
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <poll.h>
+
+int postern_packet_open(int ifindex, const struct sock_filter *program, unsigned short length, int receive_buffer) {
+    // Protocol 0: the socket receives nothing until bind(), so no frame slips in before the filter.
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return -errno;
+    struct sock_fprog fprog = {.len = length, .filter = (struct sock_filter *)program};
+    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fprog, sizeof fprog) < 0) goto fail;
+#ifdef PACKET_IGNORE_OUTGOING
+    // Linux 4.20+: the kernel does not even queue this host's own frames for us (the filter drops
+    // them too, for older kernels).
+    int on = 1;
+    (void)setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &on, sizeof on);
+#endif
+    // Every frame comes after a struct virtio_net_hdr saying which offloads it still needs (a
+    // checksum to finish, a super-packet to cut), and every frame sent goes after one (zero: none).
+    int vnet = 1;
+    if (setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &vnet, sizeof vnet) < 0) goto fail;
+    if (receive_buffer > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &receive_buffer, sizeof receive_buffer) < 0) {
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+    }
+    struct sockaddr_ll address;
+    memset(&address, 0, sizeof address);
+    address.sll_family = AF_PACKET;
+    address.sll_protocol = htons(ETH_P_ALL);
+    address.sll_ifindex = ifindex;
+    if (bind(fd, (struct sockaddr *)&address, sizeof address) < 0) goto fail;
+    return fd;
+fail:;
+    int e = errno;
+    close(fd);
+    return -e;
+}
+
+int postern_packet_receive(int fd, int wake_fd, uint8_t *buffer, size_t slot, unsigned count, uint32_t *lengths) {
+    if (count > 256) count = 256;
+    for (;;) {
+        struct pollfd fds[2] = {{.fd = fd, .events = POLLIN}, {.fd = wake_fd, .events = POLLIN}};
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        if (fds[1].revents) return 0;
+        struct mmsghdr messages[256];
+        struct iovec vectors[256];
+        memset(messages, 0, sizeof(struct mmsghdr) * count);
+        for (unsigned i = 0; i < count; i++) {
+            vectors[i].iov_base = buffer + (size_t)i * slot;
+            vectors[i].iov_len = slot;
+            messages[i].msg_hdr.msg_iov = &vectors[i];
+            messages[i].msg_hdr.msg_iovlen = 1;
+        }
+        int n = recvmmsg(fd, messages, count, MSG_DONTWAIT, NULL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) continue;
+            return -errno;
+        }
+        for (int i = 0; i < n; i++) {
+            // A frame longer than the slot arrives cut: report it as empty, the caller skips it.
+            lengths[i] = (messages[i].msg_hdr.msg_flags & MSG_TRUNC) ? 0 : messages[i].msg_len;
+        }
+        if (n > 0) return n;
+    }
+}
+
+#include <sys/eventfd.h>
+
+int postern_wake_open(void) {
+    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    return fd < 0 ? -errno : fd;
 }

@@ -45,7 +45,11 @@ public final class MediatorService: @unchecked Sendable {
             tun?.recorder = recorder
         }.get()
         logger.info("ICMP echo: \(icmpEcho.mode)")
-        if configuration.tun != nil && icmpEcho.process.map({ !$0.hasNetAdmin }) == true {
+        if configuration.tun?.lanPresence == .raw {
+            if icmpEcho.process.map({ !$0.hasNetRaw }) == true {
+                logger.warning("TUN mode with --lan-presence raw needs CAP_NET_RAW, which this process lacks")
+            }
+        } else if configuration.tun != nil && icmpEcho.process.map({ !$0.hasNetAdmin }) == true {
             logger.warning("TUN mode (--tun) needs CAP_NET_ADMIN, which this process lacks")
         }
         eventLoop.execute {

@@ -49,12 +49,16 @@ final class MediatorTun {
         guard mtu >= 576 else {
             return fail(session, request.requestID, .notSupported, "an MTU of \(request.mtu) is below IPv4's 576")
         }
-        let lan: String
+        let lanLink: LANLink
         do {
-            lan = try lanInterface()
+            lanLink = try lanInterface()
         } catch {
             return fail(session, request.requestID, .addressNotAvailable, "\(error)")
         }
+        if settings.lanPresence == .raw {
+            return startRaw(request, session: session, path: path, lan: lanLink, mtu: mtu)
+        }
+        let lan = lanLink.name
         cleanLeftovers()
         starting = true
         do {
@@ -83,16 +87,7 @@ final class MediatorTun {
                     return fail(session, request.requestID, .addressInUse, "\(error)")
                 }
                 let policy = PacketPolicy(remoteAddress: settings.address.address, prefixes: settings.prefixes, mtu: mtu)
-                let relay = TunRelay(device: device, policy: policy, side: .mediator, path: path)
-                if let recorder {
-                    relay.onPacket = { recorder.write(Array($0.readableBytesView), time: PcapStreamTap.now()) }
-                }
-                relay.onDrops = { [logger] reason, count in
-                    logger.warning(
-                        "TUN mode dropped \(count) packet\(count == 1 ? "" : "s") so far: \(MediatorTun.dropText(reason))")
-                }
-                self.relay = relay
-                relay.start()
+                startRelay(device: device, policy: policy, path: path)
                 logger.info(
                     "TUN mode up: \(deviceName) MTU \(mtu), remote side \(settings.address.address) on \(lan), LAN prefixes \(settings.prefixes.map(\.description).joined(separator: ", ")), offloads \(device.offloads)"
                 )
@@ -101,6 +96,48 @@ final class MediatorTun {
                         .init(requestID: request.requestID, mtu: UInt16(mtu), address: settings.address, prefixes: settings.prefixes)))
             }
         }
+    }
+
+    private func startRelay(device: any RelayedPacketDevice, policy: PacketPolicy, path: UDPChannelDatagramPath) {
+        let relay = TunRelay(device: device, policy: policy, side: .mediator, path: path)
+        if let recorder {
+            relay.onPacket = { recorder.write(Array($0.readableBytesView), time: PcapStreamTap.now()) }
+        }
+        relay.onDrops = { [logger] reason, count in
+            logger.warning("TUN mode dropped \(count) packet\(count == 1 ? "" : "s") so far: \(MediatorTun.dropText(reason))")
+        }
+        self.relay = relay
+        relay.start()
+    }
+
+    /// `--lan-presence raw`: no tun device, no route, no proxy entry, no sysctl: a packet socket on
+    /// the LAN interface speaks for the remote address (LANPresenceDevice). Nothing to journal.
+    private func startRaw(
+        _ request: Frame.Tun, session: TunnelSession, path: UDPChannelDatagramPath, lan: LANLink, mtu: Int
+    ) {
+        let presence = LANPresence(
+            address: settings.address.address, mac: lan.mac, lan: settings.address, hostAddress: lan.hostAddress,
+            gateway: lan.gateway)
+        let device: LANPresenceDevice
+        do {
+            device = try LANPresenceDevice.open(
+                interface: lan.name, ifindex: lan.index, presence: presence, mtu: mtu,
+                eventLoop: session.eventLoop)
+        } catch {
+            return fail(session, request.requestID, .permissionDenied, "\(error)")
+        }
+        let policy = PacketPolicy(remoteAddress: settings.address.address, prefixes: settings.prefixes, mtu: mtu)
+        startRelay(device: device, policy: policy, path: path)
+        let gateway = lan.gateway.map { ", gateway \($0)" } ?? ", no gateway"
+        logger.info(
+            "TUN mode up (raw LAN presence): remote side \(settings.address.address) at \(MediatorTun.macText(lan.mac)) on \(lan.name)\(gateway), MTU \(mtu), LAN prefixes \(settings.prefixes.map(\.description).joined(separator: ", "))"
+        )
+        session.send(
+            .tunReady(.init(requestID: request.requestID, mtu: UInt16(mtu), address: settings.address, prefixes: settings.prefixes)))
+    }
+
+    static func macText(_ mac: [UInt8]) -> String {
+        mac.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: ":")
     }
 
     /// What the kernel needs so LAN hosts reach the remote address through this host.
@@ -120,8 +157,19 @@ final class MediatorTun {
         try configurator.addProxyNeighbour(interface: lan, address: settings.address.address)
     }
 
+    /// The LAN interface as the raw LAN presence needs it.
+    struct LANLink {
+        var name: String
+        var index: UInt32
+        var mac: [UInt8]
+        /// This host's address on it.
+        var hostAddress: IPAddress
+        /// Its default route's gateway, if it has one.
+        var gateway: IPAddress?
+    }
+
     /// The interface with an IPv4 address in the remote address's prefix: the LAN.
-    private func lanInterface() throws -> String {
+    private func lanInterface() throws -> LANLink {
         let environment = try NetlinkEnvironment.read(softwareVersion: "")
         let lan = settings.address.network
         for interface in environment.interfaces where interface.name != deviceName {
@@ -129,7 +177,15 @@ final class MediatorTun {
                 guard a.address != settings.address.address else {
                     throw TunError("\(settings.address.address) is already an address of \(interface.name) on this host")
                 }
-                return interface.name
+                if settings.lanPresence == .raw && !ARPPacket.isUnicast(interface.mac) {
+                    throw TunError("\(interface.name) has no Ethernet address: the raw LAN presence needs an Ethernet LAN")
+                }
+                let gateway = environment.routes.first {
+                    $0.interfaceIndex == interface.index && $0.gateway.map { !$0.isIPv6 } == true
+                }?.gateway
+                return LANLink(
+                    name: interface.name, index: interface.index, mac: interface.mac, hostAddress: a.address,
+                    gateway: gateway)
             }
         }
         throw TunError("no interface of this host has an address in \(lan) (--tun \(settings.address))")
@@ -147,6 +203,13 @@ final class MediatorTun {
         relay.stop()
         let c = relay.counters
         for p in configurator.undoAll() { logger.warning("undoing TUN mode: \(p)") }
+        if let raw = relay.device as? LANPresenceDevice {
+            let l = raw.counters
+            let perRead = raw.reads == 0 ? 0 : Double(raw.framesRead) / Double(raw.reads)
+            logger.info(
+                "raw LAN presence: ARP answered \(l.arpAnswered), learned \(l.arpLearned), ignored \(l.arpIgnored); frames ignored \(l.framesIgnored), \(raw.offloadFailures) dropped for offload headers that did not add up; frames sent \(l.framesSent) (\(raw.sendFailures) refused); unreachable \(l.unreachable), queue full \(l.queueFull); \(raw.framesRead) frames in \(raw.reads) reads (\((perRead * 10).rounded() / 10) a read)"
+            )
+        }
         logger.info(
             "TUN mode down: \(c.toLAN) packets to the LAN, \(c.fromLAN) from it, dropped \(c.totalDropped) \(c.dropped.sorted { $0.key < $1.key })"
         )
@@ -161,7 +224,7 @@ final class MediatorTun {
         case "unsupported": return "IPv6 (not carried yet)"
         case "tooLarge": return "larger than the MTU"
         case "path": return "the tunnel could not take it"
-        case "device": return "the tun device refused it"
+        case "device": return "the tun device (or the raw LAN presence's socket) refused it"
         default: return reason
         }
     }

@@ -14,6 +14,8 @@ public struct MediatorTunSettings: Sendable, Hashable {
     public var stateDirectory: String
     /// The largest MTU the mediator accepts, whatever the server asks.
     public var maxMTU = 1400
+    /// How the remote address is present on the LAN (`--lan-presence`).
+    public var lanPresence = LANPresenceMode.proxy
 
     public init(address: Prefix, extraPrefixes: [Prefix] = [], stateDirectory: String) {
         self.address = address

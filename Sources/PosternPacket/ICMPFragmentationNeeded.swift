@@ -1,4 +1,5 @@
 import NIOCore
+import PosternWire
 
 /// The ICMP "destination unreachable, fragmentation needed and DF set" error (RFC 792 type 3 code 4,
 /// with RFC 1191's next-hop MTU) that TUN mode answers an IPv4 packet with when the packet has DF set
@@ -26,7 +27,14 @@ public enum ICMPFragmentationNeeded {
     /// well-formed IPv4 packet with a correct header checksum, DF not set, not the first fragment,
     /// an ICMP error itself, or a source or destination that is not one unicast host.
     public static func make(for packet: ByteBuffer, nextHopMTU: Int) -> ByteBuffer? {
-        guard hasDontFragment(packet), let parsed = try? IPPacket(parsing: packet), parsed.version == .v4,
+        guard hasDontFragment(packet) else { return nil }
+        return error(for: packet, type: type, code: code, nextHopMTU: UInt16(clamping: max(0, nextHopMTU)), from: nil)
+    }
+
+    /// The ICMP error `type`/`code` about `packet`, sent back to its source from `from` (nil: in the
+    /// name of its destination); nil when no error may be sent (see `make`, DF aside).
+    static func error(for packet: ByteBuffer, type: UInt8, code: UInt8, nextHopMTU: UInt16, from: IPAddress?) -> ByteBuffer? {
+        guard let parsed = try? IPPacket(parsing: packet), parsed.version == .v4,
             InternetChecksum.isValidIPv4Header(packet, headerLength: parsed.headerLength)
         else { return nil }
         let base = packet.readerIndex
@@ -35,6 +43,8 @@ public enum ICMPFragmentationNeeded {
         let source = packet.getBytes(at: base + 12, length: 4)!
         let destination = packet.getBytes(at: base + 16, length: 4)!
         guard isUnicastHost(source), isUnicastHost(destination) else { return nil }
+        let errorSource = from.map(\.bytes) ?? destination
+        guard errorSource.count == 4 else { return nil }
         let quotedData = min(quotedDataBytes, parsed.totalLength - parsed.headerLength)
         if parsed.transportProtocol == 1 {
             // An ICMP error about an ICMP error could loop; only queries (echo and the like) get one.
@@ -57,7 +67,7 @@ public enum ICMPFragmentationNeeded {
         out.writeInteger(UInt8(64))  // time to live
         out.writeInteger(UInt8(1))  // ICMP
         out.writeInteger(UInt16(0))  // header checksum, below
-        out.writeBytes(destination)
+        out.writeBytes(errorSource)
         out.writeBytes(source)
         out.setInteger(InternetChecksum.compute(out, at: 0, length: 20), at: 10)
 
@@ -65,7 +75,7 @@ public enum ICMPFragmentationNeeded {
         out.writeInteger(code)
         out.writeInteger(UInt16(0))  // ICMP checksum, below
         out.writeInteger(UInt16(0))  // unused
-        out.writeInteger(UInt16(clamping: max(0, nextHopMTU)))
+        out.writeInteger(nextHopMTU)
         out.writeImmutableBuffer(quoted)
         out.setInteger(InternetChecksum.compute(out, at: 20, length: icmpLength), at: 22)
         return out

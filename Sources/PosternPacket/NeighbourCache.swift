@@ -35,6 +35,12 @@ public struct NeighbourCache: Sendable {
         return e.mac
     }
 
+    /// How long ago `address` was last confirmed, if it is still in the cache and fresh.
+    public func age(of address: IPAddress, now: NIODeadline) -> TimeAmount? {
+        guard let e = entries[address], now - e.confirmed < lifetime else { return nil }
+        return now - e.confirmed
+    }
+
     /// Drops every entry older than `lifetime`.
     public mutating func expire(now: NIODeadline) {
         entries = entries.filter { now - $0.value.confirmed < lifetime }

@@ -2,7 +2,7 @@ import NIOCore
 import PosternPacket
 import PosternTunnel
 
-/// Carries IP packets between a tun device and the session's paths (docs/protocol.md §10), through
+/// Carries IP packets between a tun device (or the raw LAN presence's socket) and the session's paths (docs/protocol.md §10), through
 /// the packet policy in both directions, clamping the MSS of TCP SYNs to the devices' MTU. The
 /// mediator's device faces the LAN, the server's the remote side; `side` says which direction is
 /// which. Lives on the session's event loop.
@@ -14,7 +14,7 @@ public final class TunRelay {
         case server
     }
 
-    public let device: TunDevice
+    public let device: any RelayedPacketDevice
     public let policy: PacketPolicy
     public let side: Side
     private let path: UDPChannelDatagramPath
@@ -29,7 +29,7 @@ public final class TunRelay {
     /// SYNs crossing TUN mode have their MSS lowered to this (`TCPMSSClamp`).
     private let maxMSS: UInt16
 
-    public init(device: TunDevice, policy: PacketPolicy, side: Side, path: UDPChannelDatagramPath) {
+    public init(device: any RelayedPacketDevice, policy: PacketPolicy, side: Side, path: UDPChannelDatagramPath) {
         self.device = device
         self.policy = policy
         self.side = side

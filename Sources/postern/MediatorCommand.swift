@@ -83,6 +83,12 @@ struct MediatorCommand: AsyncParsableCommand {
     @Option(help: "More LAN prefixes TUN mode may reach, e.g. 10.77.0.0/16 (repeatable).")
     var tunAllow: [String] = []
 
+    @Option(
+        help:
+            "TUN mode's presence on the LAN: proxy (default: a tun device, a proxy neighbour entry and forwarding sysctls; needs CAP_NET_ADMIN) or raw (the mediator answers ARP and sends the frames itself through a packet socket; the host's routing and sysctls stay untouched; needs CAP_NET_RAW)."
+    )
+    var lanPresence: String?
+
     @Option(help: "TOML configuration file with a [mediator] table.")
     var config: String?
 
@@ -121,7 +127,7 @@ struct MediatorCommand: AsyncParsableCommand {
                 "server", "name", "secret-file", "allow", "allow-listen", "allow-redirect", "max-ports", "max-pending-connects",
                 "max-request-rate", "max-session-buffer", "udp-keepalive",
                 "insecure", "server-fingerprint", "known-servers", "ca-file", "tls-cert", "tls-key", "state-dir",
-                "tun", "tun-allow",
+                "tun", "tun-allow", "lan-presence",
             ]).union(PcapOptions.configKeys))
         guard let serverText = try server ?? section?.string("server") else {
             throw ValidationError("--server HOST:PORT is required (or server in the config file)")
@@ -196,6 +202,14 @@ struct MediatorCommand: AsyncParsableCommand {
             configuration.tun = MediatorTunSettings(
                 address: address, extraPrefixes: extra,
                 stateDirectory: StateDirectory.resolve(try stateDir ?? section?.string("state-dir")))
+            if let text = try lanPresence ?? section?.string("lan-presence") {
+                guard let mode = LANPresenceMode(rawValue: text) else {
+                    throw ValidationError("--lan-presence '\(text)': give proxy or raw")
+                }
+                configuration.tun?.lanPresence = mode
+            }
+        } else if let text = try lanPresence ?? section?.string("lan-presence") {
+            throw ValidationError("--lan-presence \(text) needs --tun ADDRESS/PREFIX")
         }
         return configuration
     }

@@ -7,14 +7,21 @@ import XCTest
 /// frames captured in the lab and made from them.
 final class LANPresenceFilterTests: XCTestCase {
     /// Runs `program` on `frame` as the kernel's sk_run_filter would: the returned length (0: drop).
-    func run(_ program: [LANPresenceFilter.Instruction], _ frame: [UInt8]) -> UInt32 {
+    /// `packetType` is what the kernel's ancillary load SKF_AD_PKTTYPE reads (0 PACKET_HOST, 4 outgoing).
+    static func run(_ program: [LANPresenceFilter.Instruction], _ frame: [UInt8], packetType: UInt32 = 0) -> UInt32 {
         var a: UInt32 = 0
         var pc = 0
         while pc < program.count {
             let i = program[pc]
             pc += 1
             switch i.code {
+            case LANPresenceFilter.loadWord where i.k == LANPresenceFilter.packetTypeOffset:
+                a = packetType
             case LANPresenceFilter.loadWord:
+                guard i.k < 0x8000_0000 else {
+                    XCTFail("ancillary load 0x\(String(i.k, radix: 16)) is not in the interpreter")
+                    return 0
+                }
                 let o = Int(i.k)
                 guard o + 4 <= frame.count else { return 0 }
                 a = UInt32(frame[o]) << 24 | UInt32(frame[o + 1]) << 16 | UInt32(frame[o + 2]) << 8 | UInt32(frame[o + 3])
@@ -24,6 +31,10 @@ final class LANPresenceFilterTests: XCTestCase {
                 a = UInt32(frame[o]) << 8 | UInt32(frame[o + 1])
             case LANPresenceFilter.jumpIfEqual:
                 pc += Int(a == i.k ? i.jt : i.jf)
+                guard pc < program.count else {
+                    XCTFail("a jump past the program's end")
+                    return 0
+                }
             case LANPresenceFilter.returnConstant:
                 return i.k
             default:
@@ -33,6 +44,10 @@ final class LANPresenceFilterTests: XCTestCase {
         }
         XCTFail("the program ran off its end")
         return 0
+    }
+
+    func run(_ program: [LANPresenceFilter.Instruction], _ frame: [UInt8], packetType: UInt32 = 0) -> UInt32 {
+        Self.run(program, frame, packetType: packetType)
     }
 
     let arpRequest = ICMPMessageTests.hex(
@@ -64,5 +79,16 @@ final class LANPresenceFilterTests: XCTestCase {
             XCTAssertEqual(run(lanhost, Array(echoFrame.prefix(n))), n >= 34 ? LANPresenceFilter.acceptLength : 0)
         }
         XCTAssertNil(LANPresenceFilter(address: IPAddress("fd00::50")!))
+    }
+
+    func testDropsWhatThisHostSendsItself() throws {
+        let lanhost = try XCTUnwrap(LANPresenceFilter(address: IPAddress("192.168.77.10")!)).instructions
+        // The host's own ARP request for the address, and its own packets to it, leave as PACKET_OUTGOING.
+        XCTAssertEqual(run(lanhost, arpRequest, packetType: LANPresenceFilter.outgoing), 0)
+        XCTAssertEqual(run(lanhost, echoFrame, packetType: LANPresenceFilter.outgoing), 0)
+        // Broadcast (1), multicast (2) and another host's (3, promiscuous) frames are looked at.
+        for type: UInt32 in [1, 2, 3] {
+            XCTAssertEqual(run(lanhost, arpRequest, packetType: type), LANPresenceFilter.acceptLength)
+        }
     }
 }

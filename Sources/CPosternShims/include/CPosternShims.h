@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <libmnl/libmnl.h>
+#include <linux/filter.h>
 
 /// MNL_SOCKET_BUFFER_SIZE: a macro calling sysconf(), so Swift does not see it.
 /// min(page size, 8192): large enough for one kernel dump datagram.
@@ -49,5 +50,23 @@ ssize_t postern_icmp_recv(int fd, void *buf, size_t len, int errqueue, struct po
 /// checksum, TSO4/TSO6, USO4/USO6; then without USO; then checksum only) and writes the granted
 /// TUN_F_* bits into `offloads` (0 when none was). Returns the descriptor, or -errno.
 int postern_tun_open_offload(const char *name, char *actual, size_t actual_size, unsigned *offloads);
+
+/// Opens an AF_PACKET socket (non-blocking, close-on-exec) for the raw LAN presence: attaches the
+/// classic BPF `program` (SO_ATTACH_FILTER) before binding it to interface `ifindex` for every
+/// protocol, so only frames the program accepts are ever queued; sets PACKET_VNET_HDR (each frame
+/// read or written comes after a 10-byte struct virtio_net_hdr); asks for a receive buffer of
+/// `receive_buffer` bytes (0: the default). Returns the descriptor or -errno (-EPERM without
+/// CAP_NET_RAW). struct sock_fprog and sockaddr_ll are easier built in C.
+int postern_packet_open(int ifindex, const struct sock_filter *program, unsigned short length, int receive_buffer);
+
+/// Blocks until frames arrive on `fd` or `wake_fd` becomes readable, then reads up to `count`
+/// frames (at most 256) with one recvmmsg(2) into `buffer`, frame i at i * `slot`, its length in
+/// `lengths[i]` (0 for a frame cut by the slot). Returns the frame count, 0 when woken through
+/// `wake_fd`, or -errno.
+int postern_packet_receive(int fd, int wake_fd, uint8_t *buffer, size_t slot, unsigned count, uint32_t *lengths);
+
+/// An eventfd (close-on-exec, non-blocking) that wakes `postern_packet_receive` when written to.
+/// Returns the descriptor or -errno.
+int postern_wake_open(void);
 
 #endif

@@ -1,0 +1,17 @@
+import NIOCore
+import PosternPacket
+
+/// A packet device `TunRelay` can drive from its event loop without hopping through async calls: the
+/// tun device, or the raw LAN presence's packet socket (issue 11). Both hand batches to one receiver
+/// and take packets one at a time, all on `eventLoop`.
+public protocol RelayedPacketDevice: PacketDevice {
+    var eventLoop: EventLoop { get }
+    /// Hands every batch read from now on to `receive`, on the event loop.
+    func setReceiver(_ receive: @escaping ([ByteBuffer]) -> Void)
+    /// Writes one packet now. False when the device is closed or refused it (counted by the device).
+    @discardableResult func writePacket(_ packet: ByteBuffer) -> Bool
+    /// Closes the device at once, on the event loop.
+    func closeNow()
+}
+
+extension TunDevice: RelayedPacketDevice {}
