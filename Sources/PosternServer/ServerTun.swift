@@ -21,6 +21,8 @@ final class ServerTun {
     private let configurator: NetworkConfigurator
     private var logger: Logger
     private(set) var relay: TunRelay?
+    /// The offloads the kernel granted the device, for the start-up line.
+    var offloads: String { (relay?.device as? TunDevice).map { "\($0.offloads)" } ?? "none" }
     private(set) var ready: Frame.TunReady?
     /// "requested", "up", or why it is not.
     private(set) var status = "requested"

@@ -83,7 +83,7 @@ final class ServerTunMode {
                     switch result {
                     case .success:
                         logger.info(
-                            "TUN mode of mediator '\(link.name)' up: \(tun.deviceName) \(answer.address.address)/32, routes to \(answer.prefixes.map(\.description).joined(separator: ", ")), MTU \(answer.mtu), offloads \(tun.relay.map { "\($0.device.offloads)" } ?? "none")"
+                            "TUN mode of mediator '\(link.name)' up: \(tun.deviceName) \(answer.address.address)/32, routes to \(answer.prefixes.map(\.description).joined(separator: ", ")), MTU \(answer.mtu), offloads \(tun.offloads)"
                         )
                         link.registry.events.post(
                             ServerEvent(mediator: link.name, kind: "tun-up", detail: "\(tun.deviceName) \(answer.address.address)"))

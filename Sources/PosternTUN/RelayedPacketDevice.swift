@@ -10,8 +10,17 @@ public protocol RelayedPacketDevice: PacketDevice {
     func setReceiver(_ receive: @escaping ([ByteBuffer]) -> Void)
     /// Writes one packet now. False when the device is closed or refused it (counted by the device).
     @discardableResult func writePacket(_ packet: ByteBuffer) -> Bool
+    /// Writes what one pass of the event loop brought; answers how many were written (the tun
+    /// device merges consecutive TCP segments into one write, others write them one by one).
+    func writePackets(_ packets: [ByteBuffer]) -> Int
     /// Closes the device at once, on the event loop.
     func closeNow()
+}
+
+extension RelayedPacketDevice {
+    public func writePackets(_ packets: [ByteBuffer]) -> Int {
+        packets.reduce(0) { $0 + (writePacket($1) ? 1 : 0) }
+    }
 }
 
 extension TunDevice: RelayedPacketDevice {}
