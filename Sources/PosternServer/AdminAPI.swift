@@ -507,21 +507,7 @@ final class AdminAPI: ChannelInboundHandler {
         var b = context.channel.allocator.buffer(capacity: data.count)
         b.writeBytes(data)
         context.write(wrapOutboundOut(.body(.byteBuffer(b))), promise: nil)
-        let close = !keepAlive
-        let linger = state == .refused
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [weak self] _ in
-            if linger {
-                // The rest of a refused request may still be arriving: closing now would answer
-                // it with a TCP reset, which can destroy the answer before the client reads it.
-                // So finish sending, swallow what comes, and close when the client does (or soon).
-                context.close(mode: .output, promise: nil)
-                context.eventLoop.scheduleTask(in: .seconds(2)) { context.close(promise: nil) }
-            } else if close {
-                context.close(promise: nil)
-            } else if context.channel.isActive {
-                self?.armIdleTimer(context)
-            }
-        }
+        endResponse(context, linger: state == .refused)
     }
 
     /// A file's bytes (a capture's pcap).
@@ -547,10 +533,16 @@ final class AdminAPI: ChannelInboundHandler {
     }
 
     /// Ends a response: the connection closes after it unless the client keeps it alive.
-    private func endResponse(_ context: ChannelHandlerContext) {
+    /// `linger`: the rest of a refused request may still be arriving, and closing now would answer
+    /// it with a TCP reset, which can destroy the answer before the client reads it; so finish
+    /// sending, swallow what comes, and close when the client does (or soon).
+    private func endResponse(_ context: ChannelHandlerContext, linger: Bool = false) {
         let close = !keepAlive
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [weak self] _ in
-            if close {
+            if linger {
+                context.close(mode: .output, promise: nil)
+                context.eventLoop.scheduleTask(in: .seconds(2)) { context.close(promise: nil) }
+            } else if close {
                 context.close(promise: nil)
             } else if context.channel.isActive {
                 self?.armIdleTimer(context)
@@ -566,14 +558,7 @@ final class AdminAPI: ChannelInboundHandler {
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: text)))), promise: nil)
-        let close = !keepAlive
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [weak self] _ in
-            if close {
-                context.close(promise: nil)
-            } else if context.channel.isActive {
-                self?.armIdleTimer(context)
-            }
-        }
+        endResponse(context)
     }
 
     static func split(_ uri: String) -> (String, String) {
