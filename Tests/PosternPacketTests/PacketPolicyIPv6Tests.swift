@@ -18,7 +18,7 @@ final class PacketPolicyIPv6Tests: XCTestCase {
 
     func testRemoteToLAN() {
         XCTAssertNil(dual.checkToLAN(b(P.echo("fd00:77::50", "fd00:77::10", size: 8))))
-        XCTAssertNil(dual.checkToLAN(b(P.echo("fd00:77::50", "fd00:78:1::9", size: 8))))
+        XCTAssertNil(dual.checkToLAN(b(P.echo("fd00:77::50", "fd00:78:0:1::9", size: 8))))
         XCTAssertNil(dual.checkToLAN(PacketPolicyTests.ipv4("192.168.77.50", "192.168.77.10")))
         // Spoofed sources: another LAN address, the user's own, the IPv4 remote address's family mixed.
         XCTAssertEqual(dual.checkToLAN(b(P.echo("fd00:77::51", "fd00:77::10", size: 8))), .source)

@@ -119,13 +119,13 @@ wait_mediator acme
 wait_tun_up 15
 echo "TUN mode up: $(ctl mediators | grep '  tun ')"
 assert_eq "fd00:77::50/64" "$(tun secondAddress)" "the second remote address in ctl mediators"
-lab exec lan ip -6 neigh show proxy | grep -q 'fd00:77::50 dev eth0' || fail "no proxy NDP entry in lan: $(lab exec lan ip -6 neigh show proxy)"
-lab exec lan ip neigh show proxy | grep -q '192.168.77.50 dev eth0' || fail "no proxy ARP entry in lan"
+grep -q 'fd00:77::50 dev eth0' <<<"$(lab exec lan ip -6 neigh show proxy)" || fail "no proxy NDP entry in lan: $(lab exec lan ip -6 neigh show proxy)"
+grep -q '192.168.77.50 dev eth0' <<<"$(lab exec lan ip neigh show proxy)" || fail "no proxy ARP entry in lan"
 assert_eq "1" "$(lab exec lan sysctl -n net.ipv6.conf.eth0.proxy_ndp)" "lan eth0 proxy_ndp while up"
 assert_eq "1" "$(lab exec lan sysctl -n net.ipv6.conf.all.forwarding)" "lan IPv6 forwarding while up"
-lab exec wan ip -6 addr show dev pts-acme | grep -q 'fd00:77::50/128' || fail "pts-acme lacks fd00:77::50/128"
-lab exec wan ip -6 route show dev pts-acme | grep -q '^fd00:77::/64' || fail "wan has no route to fd00:77::/64 via pts-acme"
-lab exec wan ip -6 addr show dev pts-acme | grep -q 'fe80' && fail "pts-acme has a link-local address (addr_gen_mode not none)"
+grep -q 'fd00:77::50/128' <<<"$(lab exec wan ip -6 addr show dev pts-acme)" || fail "pts-acme lacks fd00:77::50/128"
+grep -q '^fd00:77::/64' <<<"$(lab exec wan ip -6 route show dev pts-acme)" || fail "wan has no route to fd00:77::/64 via pts-acme"
+grep -q 'fe80' <<<"$(lab exec wan ip -6 addr show dev pts-acme)" && fail "pts-acme has a link-local address (addr_gen_mode not none)"
 
 # 1. IPv6 both ways, a curl, IPv4 beside it.
 check_traffic "dual stack"
