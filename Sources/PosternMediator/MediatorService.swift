@@ -226,7 +226,7 @@ public final class MediatorService: @unchecked Sendable {
             try NetlinkEnvironment.read(softwareVersion: version)
         }.whenComplete { [self] result in
             var offered: MediatorEnvironment.Capabilities = icmpEcho.capabilities
-            if tun != nil { offered.insert(.tunOffered) }
+            if tun != nil { offered.formUnion([.tunOffered, .tunExtensions]) }
             switch result {
             case .success(var environment):
                 environment.capabilities.formUnion(offered)

@@ -4,10 +4,11 @@ import PosternWire
 public struct MediatorTunSettings: Sendable, Hashable {
     public typealias Prefix = MediatorEnvironment.AddressPrefix
 
-    /// The remote side's address on the LAN with the LAN's prefix length (`192.168.77.50/24`). The LAN
-    /// prefix itself is allowed; the interface holding an address in it is where LAN hosts find the
-    /// remote side (a proxy neighbour entry).
-    public var address: Prefix
+    /// The remote side's addresses on the LAN with the LAN's prefix length (`192.168.77.50/24`,
+    /// `fd00:77::50/64`): one or two, at most one per family, IPv4 first. Each LAN prefix itself is
+    /// allowed; the interface holding an address in it is where LAN hosts find the remote side (a
+    /// proxy neighbour entry: ARP for IPv4, NDP for IPv6).
+    public var addresses: [Prefix]
     /// More LAN prefixes packets may reach (routed subnets behind the LAN's router).
     public var extraPrefixes: [Prefix]
     /// Where the undo journal lives (`tun-DEVICE.journal`), so a restart undoes a crashed run.
@@ -18,15 +19,32 @@ public struct MediatorTunSettings: Sendable, Hashable {
     public var lanPresence = LANPresenceMode.proxy
 
     public init(address: Prefix, extraPrefixes: [Prefix] = [], stateDirectory: String) {
-        self.address = address
+        self.init(addresses: [address], extraPrefixes: extraPrefixes, stateDirectory: stateDirectory)
+    }
+
+    /// `addresses` in any order; kept IPv4 first.
+    public init(addresses: [Prefix], extraPrefixes: [Prefix] = [], stateDirectory: String) {
+        precondition(!addresses.isEmpty && addresses.count <= 2)
+        self.addresses = addresses.filter { !$0.address.isIPv6 } + addresses.filter { $0.address.isIPv6 }
         self.extraPrefixes = extraPrefixes
         self.stateDirectory = stateDirectory
     }
 
-    /// Every prefix packets may reach: the LAN's own, then the extra ones.
+    /// The first address: IPv4 when there is one.
+    public var address: Prefix { addresses[0] }
+    public var ipv4: Prefix? { addresses.first { !$0.address.isIPv6 } }
+    public var ipv6: Prefix? { addresses.first { $0.address.isIPv6 } }
+
+    /// Every prefix packets may reach: the LAN's own (per address), then the extra ones.
     public var prefixes: [Prefix] {
-        var all = [address.network]
-        for p in extraPrefixes.map(\.network) where !all.contains(p) { all.append(p) }
+        var all: [Prefix] = []
+        for p in addresses.map(\.network) + extraPrefixes.map(\.network) where !all.contains(p) { all.append(p) }
         return all
+    }
+
+    /// The prefixes of the families the remote side has an address of (an IPv6 `--tun-allow`
+    /// without an IPv6 `--tun` carries nothing).
+    public func prefixes(ipv6 allowed: Bool) -> [Prefix] {
+        prefixes.filter { allowed || !$0.address.isIPv6 }
     }
 }

@@ -78,6 +78,8 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
             tun.start(t, session: session, path: path)
         case .packet(let p):
             tun?.packetFrame(p.bytes)
+        case .tunClose(let c):
+            tun?.close(c)
         case .echo(let e):
             echo(e, session)
         default:

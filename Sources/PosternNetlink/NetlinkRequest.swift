@@ -105,6 +105,34 @@ public struct NetlinkRequest: Hashable, Sendable {
         }
     }
 
+    /// RTM_NEWNEIGH with NTF_USE (`ip neigh replace ADDRESS dev NAME use`): the kernel resolves the
+    /// address now (an ARP request or a neighbour solicitation on the interface), creating an
+    /// ordinary entry in NUD_NONE that the kernel expires as usual. Nothing of ours to undo.
+    public static func resolveNeighbour(index: UInt32, interface: String, address: IPAddress, sequence: UInt32) -> NetlinkRequest {
+        build("ask who has \(address) on \(interface)", type: RTM_NEWNEIGH, flags: NLM_F_CREATE | NLM_F_REPLACE, sequence: sequence) {
+            nlh in
+            var header = ndmsg()
+            header.ndm_family = family(address)
+            header.ndm_ifindex = Int32(bitPattern: index)
+            header.ndm_state = UInt16(NUD_NONE)
+            header.ndm_flags = UInt8(NTF_USE)
+            put(nlh, header)
+            putAddress(nlh, UInt16(NDA_DST), address)
+        }
+    }
+
+    /// RTM_DELNEIGH of an ordinary entry (`ip neigh del ADDRESS dev NAME`): forgets what the cache
+    /// holds, so that the next resolution asks the LAN afresh.
+    public static func forgetNeighbour(index: UInt32, interface: String, address: IPAddress, sequence: UInt32) -> NetlinkRequest {
+        build("forget the neighbour entry for \(address) on \(interface)", type: RTM_DELNEIGH, flags: 0, sequence: sequence) { nlh in
+            var header = ndmsg()
+            header.ndm_family = family(address)
+            header.ndm_ifindex = Int32(bitPattern: index)
+            put(nlh, header)
+            putAddress(nlh, UInt16(NDA_DST), address)
+        }
+    }
+
     // MARK: - Building
 
     private static func build(

@@ -61,6 +61,31 @@ public final class NetworkConfigurator {
         }
     }
 
+    /// Whether a host on `interface` already answers for `address`, asked the kernel's way: an entry
+    /// the cache holds is forgotten (a stale one may name a host long gone), then an RTM_NEWNEIGH
+    /// with NTF_USE makes the kernel send an ARP request (IPv4) or a neighbour solicitation (IPv6)
+    /// now, and the neighbour table is read every 50 ms for up to `wait` seconds. Returns the hardware
+    /// address that answered (or that a permanent entry names), or nil when none did. Not an RFC 5227
+    /// probe (the request carries this host's own LAN address as its source, and a host answering
+    /// later than `wait` is missed), but it needs no raw socket, and it leaves only an ordinary cache
+    /// entry the kernel expires: nothing to undo. Blocking: run it off the event loop.
+    public func neighbourAnswering(interface: String, address: IPAddress, wait: Double = 1.0) throws -> [UInt8]? {
+        let index = try Self.index(of: interface)
+        func entry() throws -> NeighbourMessage? {
+            try NeighbourMessage.all().first { $0.interfaceIndex == index && $0.address == address }
+        }
+        if let existing = try entry() {
+            if existing.isPermanent { return existing.linkAddress }
+            try? send { NetlinkRequest.forgetNeighbour(index: index, interface: interface, address: address, sequence: $0) }
+        }
+        try send { NetlinkRequest.resolveNeighbour(index: index, interface: interface, address: address, sequence: $0) }
+        for _ in 0..<max(1, Int(wait / 0.05)) {
+            usleep(50_000)
+            if let e = try entry(), e.isReachable { return e.linkAddress }
+        }
+        return nil
+    }
+
     /// Writes `value` to a sysctl under /proc/sys/net, recording the value it had.
     public func setSysctl(_ path: String, to value: String) throws {
         let previous = try Self.readSysctl(path)
@@ -74,6 +99,52 @@ public final class NetworkConfigurator {
     public func setSysctlIfPresent(_ path: String, to value: String) throws {
         guard access(path, F_OK) == 0 else { return }
         try setSysctl(path, to: value)
+    }
+
+    /// Records a sysctl's value without changing it, so that undo writes it back: for values the
+    /// kernel changes as a side effect of another write (`enableIPv6Forwarding`).
+    public func recordSysctl(_ path: String) throws {
+        guard access(path, F_OK) == 0 else { return }
+        try record(.sysctl(path: path, previous: try Self.readSysctl(path)))
+    }
+
+    /// Turns on IPv6 forwarding, which Linux only has host-wide in effect
+    /// (`net.ipv6.conf.all.forwarding`; proxy NDP answers only on a forwarding interface). Writing it
+    /// also writes `default` and every interface's `forwarding`: each is recorded first, so undo
+    /// (newest first: `all` back, then each interface back) restores every one exactly. With
+    /// forwarding on, an interface ignores router advertisements unless its `accept_ra` is 2: each
+    /// interface with `accept_ra` 1 gets 2 (journaled too), so the host keeps its RA-learned routes.
+    /// Nothing is changed when forwarding is on already. `skip`: our own device.
+    public func enableIPv6Forwarding(except skip: String) throws {
+        let all = Self.ipv6ConfPath("all", "forwarding")
+        guard access(all, F_OK) == 0 else { throw NetlinkError.callFailed(call: "IPv6 forwarding (IPv6 is off)", errno: ENOENT) }
+        guard try Self.readSysctl(all) != "1" else { return }
+        let names = Self.ipv6ConfNames().filter { $0 != "all" && $0 != skip }
+        for name in names { try recordSysctl(Self.ipv6ConfPath(name, "forwarding")) }
+        for name in names where name != "default" && name != "lo" {
+            let acceptRA = Self.ipv6ConfPath(name, "accept_ra")
+            if (try? Self.readSysctl(acceptRA)) == "1" { try setSysctl(acceptRA, to: "2") }
+        }
+        try setSysctl(all, to: "1")
+    }
+
+    /// The entries of /proc/sys/net/ipv6/conf: `all`, `default` and one per interface.
+    static func ipv6ConfNames() -> [String] {
+        guard let dir = opendir("/proc/sys/net/ipv6/conf") else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    /// The sysctl file of a per-interface IPv6 neighbour setting: `net.ipv6.neigh.eth0.proxy_delay`.
+    public static func ipv6NeighPath(_ interface: String, _ key: String) -> String {
+        "/proc/sys/net/ipv6/neigh/\(interface)/\(key)"
     }
 
     /// The sysctl file of a per-interface IPv6 setting: `net.ipv6.conf.tun0.disable_ipv6`.

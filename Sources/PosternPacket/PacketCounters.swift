@@ -9,7 +9,8 @@ public struct PacketCounters: Hashable, Sendable, Codable {
     /// packet and "device" when the tun device refused one).
     public var dropped: [String: UInt64] = [:]
     /// ICMP "fragmentation needed" errors sent back for DF packets larger than TUN mode carries
-    /// (`ICMPFragmentationNeeded`); their packets are also counted in `dropped["tooLarge"]`.
+    /// (`ICMPFragmentationNeeded`), and ICMPv6 "packet too big" for IPv6 ones (`ICMPv6PacketTooBig`);
+    /// their packets are also counted in `dropped["tooLarge"]`.
     public var fragmentationNeeded: UInt64 = 0
 
     public init() {}

@@ -35,6 +35,10 @@ public final class MediatorLink: TunnelSessionDelegate {
     var packetReceiver: ((ByteBuffer) -> Void)?
     /// PACKET frames that arrived while TUN mode was not up here.
     public private(set) var strayPackets: UInt64 = 0
+    /// The mediator's end of TUN mode as its last TUN_STATS said (docs/protocol.md §10.5).
+    public private(set) var mediatorTunStats: Frame.TunStats?
+    /// Whether a TUN with the stats flag went out: TUN_STATS before that is a protocol error.
+    private var askedForTunStats = false
     /// Receivers of ports that have no other owner (UDP ports opened through the admin API), held
     /// here while their port lives: the datagram path holds receivers weakly.
     private var heldReceivers: [UInt32: DatagramPathReceiver] = [:]
@@ -242,7 +246,7 @@ public final class MediatorLink: TunnelSessionDelegate {
     }
 
     /// Asks the mediator for TUN mode (docs/protocol.md §10); only for a mediator that offered it.
-    func requestTun(mtu: UInt16) -> EventLoopFuture<Frame.TunReady> {
+    func requestTun(mtu: UInt16, flags: Frame.Tun.Flags? = nil) -> EventLoopFuture<Frame.TunReady> {
         let promise = session.eventLoop.makePromise(of: Frame.TunReady.self)
         guard isOpen else {
             promise.fail(OperationError(code: .shuttingDown, message: "mediator '\(name)' is not connected"))
@@ -252,7 +256,8 @@ public final class MediatorLink: TunnelSessionDelegate {
         nextRequestID &+= 1
         if nextRequestID == 0 { nextRequestID = 1 }
         pendingTun[id] = promise
-        session.send(.tun(.init(requestID: id, mtu: mtu)))
+        if flags?.contains(.stats) == true { askedForTunStats = true }
+        session.send(.tun(.init(requestID: id, mtu: mtu, flags: flags)))
         return promise.futureResult
     }
 
@@ -329,6 +334,12 @@ public final class MediatorLink: TunnelSessionDelegate {
             pendingEcho.removeValue(forKey: r.requestID)?.succeed(r)
         case .tunReady(let r):
             pendingTun.removeValue(forKey: r.requestID)?.succeed(r)
+        case .tunStats(let t):
+            guard askedForTunStats else {
+                session.goAway(.protocolError, "the mediator sent TUN_STATS, which this server did not ask for")
+                return
+            }
+            mediatorTunStats = t
         case .packet(let p):
             if let packetReceiver {
                 packetReceiver(p.bytes)

@@ -54,6 +54,10 @@ struct MediatorView: Encodable {
         var strayPackets: UInt64
         /// ICMP "fragmentation needed" errors the server's end sent back into its device.
         var fragmentationNeeded: UInt64 = 0
+        /// The second remote address (IPv6 beside IPv4), when the mediator has one.
+        var secondAddress: String?
+        /// The mediator's own end, as its last TUN_STATS said (docs/protocol.md §10.5).
+        var mediator: PacketCounters?
     }
     /// CONNECTs to this mediator (ConnectAdmission): the limit in force, what is in flight and queued
     /// now, and since the session began what waited and what was refused (each refusal reset a user).
@@ -109,6 +113,7 @@ struct MediatorView: Encodable {
             malformed: c.malformed, migrations: c.migrations, oversize: c.oversize, tcpWhileUp: path.fallbackWhileUp,
             unrouted: link.registry.unroutedDatagrams())
         if e.capabilities.contains(.tunOffered) { capabilities.append("tun-offered") }
+        if e.capabilities.contains(.tunExtensions) { capabilities.append("tun-extensions") }
         // Raw features (docs/protocol.md §4.3, §11): which ICMP socket ECHO can use, CAP_NET_ADMIN.
         if e.capabilities.contains(.icmpDatagram) { capabilities.append("icmp-datagram") }
         if e.capabilities.contains(.netAdmin) { capabilities.append("net-admin") }
@@ -123,6 +128,8 @@ struct MediatorView: Encodable {
                 prefixes: t.ready?.prefixes.map(\.description) ?? [], mtu: t.ready.map { Int($0.mtu) }, toLAN: counters.toLAN,
                 fromLAN: counters.fromLAN, dropped: counters.dropped, strayPackets: link.strayPackets)
             tun?.fragmentationNeeded = counters.fragmentationNeeded
+            tun?.secondAddress = t.ready?.secondAddress.map { "\($0)" }
+            tun?.mediator = link.mediatorTunStats.map { PacketCounters($0) }
         }
     }
 }

@@ -83,6 +83,21 @@ public final class ServerMetrics: Sendable {
                 )
                 .set(rtt)
             }
+            for (end, c) in (m.tunPackets ?? [:]).sorted(by: { $0.key < $1.key }) {
+                let e = l + [("end", end)]
+                for (direction, value) in [("to_lan", c.toLAN), ("from_lan", c.fromLAN)] {
+                    counter(r, "postern_mediator_tun_packets_total", "TUN mode packets carried, per end.", e + [("direction", direction)])
+                        .increment(by: Int64(clamping: value))
+                }
+                for (reason, value) in c.dropped.sorted(by: { $0.key < $1.key }) {
+                    counter(
+                        r, "postern_mediator_tun_dropped_total", "TUN mode packets dropped, per end and reason.", e + [("reason", reason)]
+                    )
+                    .increment(by: Int64(clamping: value))
+                }
+                counter(r, "postern_mediator_tun_icmp_errors_total", "ICMP too-big errors TUN mode sent back, per end.", e)
+                    .increment(by: Int64(clamping: c.fragmentationNeeded))
+            }
         }
         for f in status.forwards {
             let l = [("forward", f.spec), ("mediator", f.mediator)]

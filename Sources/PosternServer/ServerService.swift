@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import PosternCore
+import PosternPacket
 import PosternPcap
 import PosternSOCKS
 import PosternTunnel
@@ -442,6 +443,11 @@ public final class ServerService: @unchecked Sendable {
                 m.udpReceived = c.received
                 m.keepaliveRTTSeconds = link.session.keepaliveRoundTrip.map { Double($0.nanoseconds) / 1e9 }
                 m.udpKeepaliveRTTSeconds = link.datagramPath.roundTrip.map { Double($0.nanoseconds) / 1e9 }
+                if let relay = registry.tunMode?.tun(of: link)?.relay {
+                    var ends = ["server": relay.counters]
+                    if let stats = link.mediatorTunStats { ends["mediator"] = PacketCounters(stats) }
+                    m.tunPackets = ends
+                }
             }
             mediators.append(m)
         }

@@ -1,5 +1,6 @@
 import Foundation
 import PosternCore
+import PosternPacket
 
 /// The server at one moment, as `GET /v1/status` answers it (`postern ctl status`) and as `/metrics`
 /// renders it (`MetricsText`). Built on the event loop from the registry and the forwards, so both
@@ -23,6 +24,9 @@ public struct ServerStatus: Codable, Sendable {
         public var keepaliveRTTSeconds: Double?
         /// The same on the UDP channel that is up, if any.
         public var udpKeepaliveRTTSeconds: Double?
+        /// TUN mode's packets by end: "server" (the server's relay) and "mediator" (its last
+        /// TUN_STATS, docs/protocol.md §10.5). Nil while the mediator is not in TUN mode.
+        public var tunPackets: [String: PacketCounters]?
 
         public var reconnects: UInt64 { sessions > 0 ? sessions - 1 : 0 }
     }

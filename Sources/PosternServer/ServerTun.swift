@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import NIOPosix
 import PosternNetlink
 import PosternPacket
 import PosternPcap
@@ -12,8 +13,9 @@ import PosternWire
 /// forwarding on it; packets relayed under the same policy the mediator applies. Forwarded traffic of
 /// other hosts must leave through the device with that address as its source (the README's nftables
 /// masquerade rule), since the mediator forwards only packets from the remote address. Lives on the
-/// event loop; the netlink requests block it for a few milliseconds once per session.
-final class ServerTun {
+/// event loop; the netlink requests of the start run on the thread pool. `@unchecked Sendable` for
+/// those pool steps: they use only the configurator, while `starting` keeps `stop` away from it.
+final class ServerTun: @unchecked Sendable {
     /// `--pcap`: the device's packets are recorded here too (set by `ServerTunMode`).
     var recorder: PcapRecorder?
     let mediator: String
@@ -26,6 +28,8 @@ final class ServerTun {
     private(set) var ready: Frame.TunReady?
     /// "requested", "up", or why it is not.
     private(set) var status = "requested"
+    /// The start's netlink work is under way on the thread pool: the configurator is busy there.
+    private var starting = false
 
     init(mediator: String, stateDirectory: String, logger: Logger) {
         self.mediator = mediator
@@ -41,49 +45,78 @@ final class ServerTun {
         let eventLoop = link.session.eventLoop
         ready = answer
         let mtu = Int(answer.mtu)
-        do {
+        starting = true
+        // Netlink requests and the state file block for milliseconds: off the event loop, on the
+        // thread pool, one step at a time; `stop` waits for the start to finish (`starting`).
+        return NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) { [self] in
             // A session of this mediator that ended without undoing (killed server) left a journal.
             _ = configurator.cleanLeftovers()
             try configurator.recordLink(name: deviceName)
-        } catch {
-            return eventLoop.makeFailedFuture(error)
         }
-        return TunDevice.open(name: deviceName, mtu: mtu, eventLoop: eventLoop)
-            .flatMapErrorThrowing { [self] error in
-                configurator.undoAll()
-                throw error
-            }
-            .flatMapThrowing { [self] device in
-                guard link.isOpen else {
-                    device.closeNow()
-                    configurator.undoAll()
-                    throw ServerTunError("the session ended while TUN mode was starting")
-                }
-                do {
-                    // IPv4 only for now (see MediatorTun): no IPv6 chatter into the tunnel.
-                    try configurator.setSysctlIfPresent(NetworkConfigurator.ipv6ConfPath(deviceName, "disable_ipv6"), to: "1")
-                    try configurator.setLinkUp(name: deviceName, mtu: mtu)
-                    try configurator.setSysctl(NetworkConfigurator.ipv4ConfPath(deviceName, "forwarding"), to: "1")
-                    let host = MediatorEnvironment.AddressPrefix(address: answer.address.address, prefixLength: 32)
-                    try configurator.addAddress(interface: deviceName, prefix: host)
-                    for prefix in answer.prefixes where !prefix.address.isIPv6 {
-                        try configurator.addRoute(interface: deviceName, destination: prefix)
+        .flatMap { [self] in
+            TunDevice.open(name: deviceName, mtu: mtu, eventLoop: eventLoop)
+                .flatMapError { [self] error in
+                    NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) { [self] in
+                        configurator.undoAll()
+                        throw error
                     }
+                }
+        }
+        .flatMap { [self] device in
+            guard link.isOpen else { return eventLoop.makeSucceededFuture(device) }
+            return NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) { [self] in
+                do {
+                    try configureDevice(answer, mtu: mtu)
                 } catch {
                     device.closeNow()
                     for p in configurator.undoAll() { logger.warning("undoing TUN mode of '\(mediator)': \(p)") }
                     throw error
                 }
-                let policy = PacketPolicy(remoteAddress: answer.address.address, prefixes: answer.prefixes, mtu: mtu)
-                let relay = TunRelay(device: device, policy: policy, side: .server, path: link.datagramPath)
-                if let recorder {
-                    relay.onPacket = { recorder.write(Array($0.readableBytesView), time: PcapStreamTap.now()) }
-                }
-                self.relay = relay
-                relay.start()
-                link.packetReceiver = { [weak relay] in relay?.fromTunnel($0) }
-                status = "up"
+                return device
             }
+        }
+        .always { [self] _ in starting = false }
+        .flatMapThrowing { [self] device in
+            guard link.isOpen else {
+                device.closeNow()
+                configurator.undoAll()
+                throw ServerTunError("the session ended while TUN mode was starting")
+            }
+            let policy = PacketPolicy(remoteAddresses: answer.addresses.map(\.address), prefixes: answer.prefixes, mtu: mtu)
+            let relay = TunRelay(device: device, policy: policy, side: .server, path: link.datagramPath)
+            if let recorder {
+                relay.onPacket = { recorder.write(Array($0.readableBytesView), time: PcapStreamTap.now()) }
+            }
+            self.relay = relay
+            relay.start()
+            link.packetReceiver = { [weak relay] in relay?.fromTunnel($0) }
+            status = "up"
+        }
+    }
+
+    /// The device holds each remote address as a host address (/32, /128) and routes the prefixes of
+    /// those families.
+    private func configureDevice(_ answer: Frame.TunReady, mtu: Int) throws {
+        let hasIPv6 = answer.addresses.contains { $0.address.isIPv6 }
+        if hasIPv6 {
+            // IPv6 on for the remote address only: no link-local address, no autoconfiguration, so
+            // the device sends nothing of its own into the tunnel (MediatorTun does the same).
+            try configurator.setSysctl(NetworkConfigurator.ipv6ConfPath(deviceName, "addr_gen_mode"), to: "1")
+            try configurator.setSysctl(NetworkConfigurator.ipv6ConfPath(deviceName, "accept_ra"), to: "0")
+            try configurator.setSysctl(NetworkConfigurator.ipv6ConfPath(deviceName, "disable_ipv6"), to: "0")
+        } else {
+            // IPv4 only (see MediatorTun): no IPv6 chatter into the tunnel.
+            try configurator.setSysctlIfPresent(NetworkConfigurator.ipv6ConfPath(deviceName, "disable_ipv6"), to: "1")
+        }
+        try configurator.setLinkUp(name: deviceName, mtu: mtu)
+        try configurator.setSysctl(NetworkConfigurator.ipv4ConfPath(deviceName, "forwarding"), to: "1")
+        for address in answer.addresses {
+            let host = MediatorEnvironment.AddressPrefix(address: address.address, prefixLength: address.address.isIPv6 ? 128 : 32)
+            try configurator.addAddress(interface: deviceName, prefix: host)
+        }
+        for prefix in answer.prefixes where !prefix.address.isIPv6 || hasIPv6 {
+            try configurator.addRoute(interface: deviceName, destination: prefix)
+        }
     }
 
     func refused(_ why: String) {
@@ -92,6 +125,8 @@ final class ServerTun {
 
     /// The session ended or the server stops: close the device and undo every change.
     func stop() {
+        // A start under way finds the session closed when it is done and undoes its changes itself.
+        guard !starting else { return }
         if let relay {
             self.relay = nil
             relay.stop()
@@ -103,5 +138,16 @@ final class ServerTun {
     struct ServerTunError: Error, CustomStringConvertible {
         var description: String
         init(_ d: String) { description = d }
+    }
+}
+
+extension PacketCounters {
+    /// The mediator's counters as its TUN_STATS carried them.
+    init(_ stats: Frame.TunStats) {
+        self.init()
+        toLAN = stats.toLAN
+        fromLAN = stats.fromLAN
+        fragmentationNeeded = stats.errorsSent
+        for d in stats.dropped { dropped[d.reason, default: 0] &+= d.count }
     }
 }

@@ -67,23 +67,33 @@ final class ServerTunMode {
         let tun = ServerTun(mediator: link.name, stateDirectory: stateDirectory, logger: logger)
         tun.recorder = recorder
         tuns[key] = tun
-        link.requestTun(mtu: UInt16(mtu)).whenComplete { [self] result in
+        // A mediator that knows TUN's flags gets IPv6 and TUN_STATS (docs/protocol.md §10.1).
+        let flags: Frame.Tun.Flags? = link.environment?.capabilities.contains(.tunExtensions) == true ? [.ipv6, .stats] : nil
+        link.requestTun(mtu: UInt16(mtu), flags: flags).whenComplete { [self] result in
             switch result {
             case .failure(let error):
                 tun.refused("the mediator said: \(error)")
                 logger.warning("mediator '\(link.name)' did not start TUN mode: \(error)")
             case .success(let answer):
+                if flags?.contains(.ipv6) != true, answer.addresses.contains(where: \.address.isIPv6) {
+                    let why = "the mediator answered with an IPv6 address this server did not offer to take"
+                    tun.refused(why)
+                    logger.error("TUN mode of mediator '\(link.name)' refused: \(why)")
+                    endMediatorTun(link, answer.requestID, why)
+                    return
+                }
                 if let clash = claims.claim(link.name, remoteAddress: answer.address.address, prefixes: answer.prefixes) {
                     tun.refused(clash)
                     logger.error("TUN mode of mediator '\(link.name)' refused: \(clash)")
                     link.registry.events.post(ServerEvent(mediator: link.name, kind: "tun-refused", detail: clash))
+                    endMediatorTun(link, answer.requestID, clash)
                     return
                 }
                 tun.start(answer, link: link).whenComplete { [self] result in
                     switch result {
                     case .success:
                         logger.info(
-                            "TUN mode of mediator '\(link.name)' up: \(tun.deviceName) \(answer.address.address)/32, routes to \(answer.prefixes.map(\.description).joined(separator: ", ")), MTU \(answer.mtu), offloads \(tun.offloads)"
+                            "TUN mode of mediator '\(link.name)' up: \(tun.deviceName) \(answer.addresses.map { "\($0.address)" }.joined(separator: ", ")), routes to \(answer.prefixes.map(\.description).joined(separator: ", ")), MTU \(answer.mtu), offloads \(tun.offloads)"
                         )
                         link.registry.events.post(
                             ServerEvent(mediator: link.name, kind: "tun-up", detail: "\(tun.deviceName) \(answer.address.address)"))
@@ -91,10 +101,18 @@ final class ServerTunMode {
                         claims.release(link.name)
                         tun.refused("\(error)")
                         logger.error("TUN mode of mediator '\(link.name)' failed on the server: \(error)")
+                        endMediatorTun(link, answer.requestID, "the server could not set up its end: \(error)")
                     }
                 }
             }
         }
+    }
+
+    /// Tells a mediator that knows TUN_CLOSE (docs/protocol.md §10.7) to undo the TUN mode the server
+    /// will not carry, instead of keeping its device until the session ends.
+    private func endMediatorTun(_ link: MediatorLink, _ requestID: UInt32, _ why: String) {
+        guard link.isOpen, link.environment?.capabilities.contains(.tunExtensions) == true else { return }
+        link.session.send(.tunClose(.init(requestID: requestID, message: why)))
     }
 
     private func detach(_ link: MediatorLink) {

@@ -112,7 +112,11 @@ public final class TunRelay {
     /// into a flood of errors. Without DF the packet stays dropped (counted as `tooLarge`): the
     /// kernel fragments before the device, so only a misconfigured device gets here.
     private func answerTooLarge(_ packet: ByteBuffer) {
-        guard let error = ICMPFragmentationNeeded.make(for: packet, nextHopMTU: policy.mtu) else { return }
+        // IPv6 has no DF: every oversize IPv6 packet gets "packet too big".
+        guard
+            let error = ICMPFragmentationNeeded.make(for: packet, nextHopMTU: policy.mtu)
+                ?? ICMPv6PacketTooBig.make(for: packet, mtu: policy.mtu)
+        else { return }
         let now = NIODeadline.now()
         if now - icmpWindowStart >= .seconds(1) {
             icmpWindowStart = now

@@ -114,6 +114,7 @@ extension ByteBuffer {
         case .tun(let m):
             writeInteger(m.requestID)
             writeInteger(m.mtu)
+            if let flags = m.flags { writeInteger(flags.rawValue) }
         case .tunReady(let m):
             writeInteger(m.requestID)
             writeInteger(m.mtu)
@@ -124,6 +125,25 @@ extension ByteBuffer {
             for p in prefixes {
                 writeAddress(p.address)
                 writeInteger(p.prefixLength)
+            }
+            if let second = m.secondAddress {
+                writeAddress(second.address)
+                writeInteger(second.prefixLength)
+            }
+        case .tunClose(let m):
+            writeInteger(m.requestID)
+            writeWireString(m.message)
+        case .tunStats(let m):
+            writeInteger(m.toLAN)
+            writeInteger(m.fromLAN)
+            writeInteger(m.errorsSent)
+            let dropped = m.dropped.prefix(Frame.TunStats.maxReasons)
+            writeInteger(UInt8(dropped.count))
+            for d in dropped {
+                var reason = Substring(d.reason)
+                while reason.utf8.count > Frame.TunStats.maxReasonLength { reason = reason.dropLast() }
+                writeWireString(String(reason))
+                writeInteger(d.count)
             }
         case .packet(var m):
             writeBuffer(&m.bytes)
@@ -262,7 +282,11 @@ extension Frame {
         case Reset.type:
             frame = .reset(Reset(portID: try r.int(), code: ErrorCode(rawValue: try r.int())))
         case Tun.type:
-            frame = .tun(Tun(requestID: try r.int(), mtu: try r.int()))
+            let requestID: UInt32 = try r.int()
+            let mtu: UInt16 = try r.int()
+            var flags: Tun.Flags?
+            if !r.isEmpty { flags = Tun.Flags(rawValue: try r.int()) }
+            frame = .tun(Tun(requestID: requestID, mtu: mtu, flags: flags))
         case TunReady.type:
             let requestID: UInt32 = try r.int()
             let mtu: UInt16 = try r.int()
@@ -273,7 +297,35 @@ extension Frame {
             }
             var prefixes: [MediatorEnvironment.AddressPrefix] = []
             for _ in 0..<count { prefixes.append(try r.prefix()) }
-            frame = .tunReady(TunReady(requestID: requestID, mtu: mtu, address: address, prefixes: prefixes))
+            var second: MediatorEnvironment.AddressPrefix?
+            if !r.isEmpty {
+                let s = try r.prefix()
+                guard s.address.isIPv6 != address.address.isIPv6 else {
+                    throw WireError.invalidValue(field: "second address", value: "\(s.address) is of the first address's family")
+                }
+                second = s
+            }
+            frame = .tunReady(TunReady(requestID: requestID, mtu: mtu, address: address, prefixes: prefixes, secondAddress: second))
+        case TunClose.type:
+            frame = .tunClose(TunClose(requestID: try r.int(), message: try r.string()))
+        case TunStats.type:
+            let toLAN: UInt64 = try r.int()
+            let fromLAN: UInt64 = try r.int()
+            let errorsSent: UInt64 = try r.int()
+            let count: UInt8 = try r.int()
+            guard count <= TunStats.maxReasons else {
+                throw WireError.invalidValue(field: "reason count", value: String(count))
+            }
+            var dropped: [(reason: String, count: UInt64)] = []
+            for _ in 0..<count {
+                let reason = try r.string()
+                guard !reason.isEmpty, reason.utf8.count <= TunStats.maxReasonLength else {
+                    throw WireError.invalidValue(field: "reason", value: String(reason.prefix(TunStats.maxReasonLength)))
+                }
+                let n: UInt64 = try r.int()
+                dropped.append((reason: reason, count: n))
+            }
+            frame = .tunStats(TunStats(toLAN: toLAN, fromLAN: fromLAN, errorsSent: errorsSent, dropped: dropped))
         case Packet.type:
             frame = .packet(Packet(bytes: r.rest()))
         case Echo.type:
@@ -331,6 +383,8 @@ extension Frame {
         case Tun.type: return "TUN"
         case TunReady.type: return "TUN_READY"
         case Packet.type: return "PACKET"
+        case TunStats.type: return "TUN_STATS"
+        case TunClose.type: return "TUN_CLOSE"
         case Echo.type: return "ECHO"
         case EchoReply.type: return "ECHO_REPLY"
         default: return "0x" + String(type, radix: 16)
@@ -381,6 +435,8 @@ struct PayloadReader {
         guard let v = try buffer.readEndpoint(allowName: allowName) else { throw WireError.truncated(frame: frame) }
         return v
     }
+
+    var isEmpty: Bool { buffer.readableBytes == 0 }
 
     mutating func rest() -> ByteBuffer {
         buffer.readSlice(length: buffer.readableBytes)!

@@ -35,6 +35,8 @@ public enum Frame: Hashable, Sendable {
     case tun(Tun)
     case tunReady(TunReady)
     case packet(Packet)
+    case tunStats(TunStats)
+    case tunClose(TunClose)
     // ICMP echo (§11): additive, sent only to a peer that announced it
     case echo(Echo)
     case echoReply(EchoReply)
@@ -67,6 +69,8 @@ public enum Frame: Hashable, Sendable {
         case .tun: return Tun.type
         case .tunReady: return TunReady.type
         case .packet: return Packet.type
+        case .tunStats: return TunStats.type
+        case .tunClose: return TunClose.type
         case .echo: return Echo.type
         case .echoReply: return EchoReply.type
         }
@@ -82,7 +86,7 @@ public enum Frame: Hashable, Sendable {
         Ping.pingType, Ping.pongType, GoAway.type, Open.type, Redirect.type, Connect.type, Listen.type,
         Close.type, Done.type, Failed.type, Data.type, Datagram.type, Window.type, Accepted.type,
         Finished.type, Reset.type, Tun.type, TunReady.type, Packet.type,
-        Echo.type, EchoReply.type,
+        Echo.type, EchoReply.type, TunStats.type, TunClose.type,
     ]
     /// The first bytes of every HELLO payload; lets the server reject stray traffic at once.
     public static let magic: [UInt8] = Array("PSTN".utf8)
@@ -375,9 +379,23 @@ extension Frame {
         public static let type: UInt8 = 0x15
         public var requestID: UInt32
         public var mtu: UInt16
-        public init(requestID: UInt32, mtu: UInt16) {
+        /// The flags byte (§10.1), only to a mediator with `Capabilities.tunExtensions`; nil: the
+        /// original 6-byte TUN.
+        public var flags: Flags?
+        public init(requestID: UInt32, mtu: UInt16, flags: Flags? = nil) {
             self.requestID = requestID
             self.mtu = mtu
+            self.flags = flags
+        }
+
+        /// What the server understands beyond the original TUN mode. Unknown bits are ignored.
+        public struct Flags: OptionSet, Hashable, Sendable {
+            public let rawValue: UInt8
+            public init(rawValue: UInt8) { self.rawValue = rawValue }
+            /// TUN_READY may carry a second address (IPv6 beside IPv4), and its address may be IPv6.
+            public static let ipv6 = Flags(rawValue: 1 << 0)
+            /// The mediator may send TUN_STATS.
+            public static let stats = Flags(rawValue: 1 << 1)
         }
     }
 
@@ -392,13 +410,72 @@ extension Frame {
         public var mtu: UInt16
         public var address: MediatorEnvironment.AddressPrefix
         public var prefixes: [MediatorEnvironment.AddressPrefix]
+        /// The remote side's address of the other family (IPv6 beside IPv4), only after a TUN with the
+        /// `ipv6` flag; written after the prefixes.
+        public var secondAddress: MediatorEnvironment.AddressPrefix?
         public init(
-            requestID: UInt32, mtu: UInt16, address: MediatorEnvironment.AddressPrefix, prefixes: [MediatorEnvironment.AddressPrefix]
+            requestID: UInt32, mtu: UInt16, address: MediatorEnvironment.AddressPrefix, prefixes: [MediatorEnvironment.AddressPrefix],
+            secondAddress: MediatorEnvironment.AddressPrefix? = nil
         ) {
             self.requestID = requestID
             self.mtu = mtu
             self.address = address
             self.prefixes = prefixes
+            self.secondAddress = secondAddress
+        }
+
+        /// Every address of the remote side, in frame order.
+        public var addresses: [MediatorEnvironment.AddressPrefix] { [address] + (secondAddress.map { [$0] } ?? []) }
+    }
+
+    /// Mediator to server, only after a TUN with the `stats` flag: what the mediator's end of TUN mode
+    /// carried and dropped since TUN_READY (totals, not increments), so `ctl mediators` shows the
+    /// LAN guard's own drops. Sent when they changed, at most every few seconds.
+    public struct TunStats: Hashable, Sendable {
+        public static let type: UInt8 = 0x29
+        /// The most drop reasons one TUN_STATS carries.
+        public static let maxReasons = 16
+        /// The longest reason name, in bytes.
+        public static let maxReasonLength = 32
+        public var toLAN: UInt64
+        public var fromLAN: UInt64
+        /// ICMP "fragmentation needed" and ICMPv6 "packet too big" errors the mediator sent back.
+        public var errorsSent: UInt64
+        /// Drops by reason (`malformed`, `destination`, ...), in a stable order.
+        public var dropped: [(reason: String, count: UInt64)]
+        public init(toLAN: UInt64, fromLAN: UInt64, errorsSent: UInt64, dropped: [(reason: String, count: UInt64)]) {
+            self.toLAN = toLAN
+            self.fromLAN = fromLAN
+            self.errorsSent = errorsSent
+            self.dropped = dropped
+        }
+
+        public static func == (a: TunStats, b: TunStats) -> Bool {
+            a.toLAN == b.toLAN && a.fromLAN == b.fromLAN && a.errorsSent == b.errorsSent
+                && a.dropped.map(\.reason) == b.dropped.map(\.reason) && a.dropped.map(\.count) == b.dropped.map(\.count)
+        }
+
+        public func hash(into h: inout Hasher) {
+            h.combine(toLAN)
+            h.combine(fromLAN)
+            h.combine(errorsSent)
+            for d in dropped {
+                h.combine(d.reason)
+                h.combine(d.count)
+            }
+        }
+    }
+
+    /// Server to mediator, only to a mediator with `Capabilities.tunExtensions`: end the TUN mode that
+    /// TUN `requestID` started (the server refused it after TUN_READY, or stopped it), with why in
+    /// words. The mediator undoes its configuration; the session goes on.
+    public struct TunClose: Hashable, Sendable {
+        public static let type: UInt8 = 0x2a
+        public var requestID: UInt32
+        public var message: String
+        public init(requestID: UInt32, message: String) {
+            self.requestID = requestID
+            self.message = message
         }
     }
 

@@ -36,6 +36,9 @@ public struct MediatorEnvironment: Hashable, Sendable {
         /// The mediator answers ECHO (§11): a server may send it. Set by every mediator that knows the
         /// frame, whether or not it can open an ICMP socket (it then answers FAILED saying what is missing).
         public static let echoOffered = Capabilities(rawValue: 1 << 5)
+        /// The mediator understands TUN's flags byte (§10.1): a server may send the longer TUN, and
+        /// then gets IPv6 in TUN_READY and TUN_STATS as its flags ask; and TUN_CLOSE (§10.7).
+        public static let tunExtensions = Capabilities(rawValue: 1 << 6)
     }
 
     public struct Interface: Hashable, Sendable {

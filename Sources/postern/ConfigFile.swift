@@ -60,6 +60,13 @@ struct ConfigFile {
             }
         }
 
+        /// A key that takes one string or an array of them.
+        func stringOrStrings(_ key: String) throws -> [String] {
+            guard let v = table[key] else { return [] }
+            if let s = v.string { return [s] }
+            return try strings(key)
+        }
+
         func seconds(_ key: String) throws -> Double? {
             guard let v = table[key] else { return nil }
             if let i = v.int { return Double(i) }

@@ -177,7 +177,12 @@ struct CtlCommand: ParsableCommand {
                         let dropped = (t["dropped"] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
                         let prefixes = (t["prefixes"] as? [String] ?? []).joined(separator: ",")
                         out +=
-                            "  tun \(t["device"] ?? "?") \(t["status"] ?? "?")  address \(t["address"] ?? "-")  prefixes \(prefixes.isEmpty ? "-" : prefixes)  packets to LAN \(t["toLAN"] ?? 0) from LAN \(t["fromLAN"] ?? 0)  dropped \(dropped.isEmpty ? "0" : dropped.joined(separator: " "))\n"
+                            "  tun \(t["device"] ?? "?") \(t["status"] ?? "?")  address \(t["address"] ?? "-")\(t["secondAddress"].map { " \($0)" } ?? "")  prefixes \(prefixes.isEmpty ? "-" : prefixes)  packets to LAN \(t["toLAN"] ?? 0) from LAN \(t["fromLAN"] ?? 0)  dropped \(dropped.isEmpty ? "0" : dropped.joined(separator: " "))\n"
+                        if let c = t["mediator"] as? [String: Any] {
+                            let dropped = (c["dropped"] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+                            out +=
+                                "  tun at the mediator: packets to LAN \(c["toLAN"] ?? 0) from LAN \(c["fromLAN"] ?? 0)  dropped \(dropped.isEmpty ? "0" : dropped.joined(separator: " "))  too-big errors \(c["fragmentationNeeded"] ?? 0)\n"
+                        }
                     }
                     for i in m["interfaces"] as? [[String: Any]] ?? [] {
                         let addrs = (i["addresses"] as? [String] ?? []).joined(separator: " ")

@@ -76,11 +76,11 @@ struct MediatorCommand: AsyncParsableCommand {
 
     @Option(
         help:
-            "TUN mode: the remote side's address on the LAN with the LAN's prefix length, e.g. 192.168.77.50/24 (an unused address). The server may then relay IP packets between it and the LAN prefix. Off by default; needs CAP_NET_ADMIN."
+            "TUN mode: the remote side's address on the LAN with the LAN's prefix length, e.g. 192.168.77.50/24 (an unused address). The server may then relay IP packets between it and the LAN prefix. Give it twice for IPv4 and IPv6 (--tun 192.168.77.50/24 --tun fd00:77::50/64; at most one per family; IPv6 alone works too). Off by default; needs CAP_NET_ADMIN."
     )
-    var tun: String?
+    var tun: [String] = []
 
-    @Option(help: "More LAN prefixes TUN mode may reach, e.g. 10.77.0.0/16 (repeatable).")
+    @Option(help: "More LAN prefixes TUN mode may reach, e.g. 10.77.0.0/16 or fd00:78::/64 (repeatable).")
     var tunAllow: [String] = []
 
     @Option(
@@ -182,25 +182,40 @@ struct MediatorCommand: AsyncParsableCommand {
             enabled: &configuration.udpChannelEnabled)
         try SessionBuffer.apply(try maxSessionBuffer ?? section?.int("max-session-buffer"), to: &configuration.settings)
         configuration.pcap = try pcapOptions.settings(section)
-        if let text = try tun ?? section?.string("tun") {
+        // The config file's `tun` is a string (one address) or an array of them (one per family).
+        let tunTexts = try !tun.isEmpty ? tun : (section?.stringOrStrings("tun") ?? [])
+        if !tunTexts.isEmpty {
             typealias Prefix = MediatorEnvironment.AddressPrefix
-            guard text.contains("/"), let address = Prefix(parsing: text), !address.address.isIPv6, address.prefixLength < 31 else {
-                throw ValidationError("--tun '\(text)': give an IPv4 ADDRESS/PREFIX on the LAN, e.g. 192.168.77.50/24")
-            }
-            guard address.address != address.network.address else {
-                throw ValidationError("--tun '\(text)' is the LAN's network address, not a host address")
+            var addresses: [Prefix] = []
+            for text in tunTexts {
+                guard text.contains("/"), let address = Prefix(parsing: text),
+                    address.prefixLength < (address.address.isIPv6 ? 127 : 31)
+                else {
+                    throw ValidationError(
+                        "--tun '\(text)': give an IPv4 or IPv6 ADDRESS/PREFIX on the LAN, e.g. 192.168.77.50/24 or fd00:77::50/64")
+                }
+                guard address.address != address.network.address else {
+                    throw ValidationError("--tun '\(text)' is the LAN's network address, not a host address")
+                }
+                guard !addresses.contains(where: { $0.address.isIPv6 == address.address.isIPv6 }) else {
+                    throw ValidationError("--tun '\(text)': at most one --tun per address family")
+                }
+                addresses.append(address)
             }
             let extra = try ((try section?.strings("tun-allow") ?? []) + tunAllow).map { item -> Prefix in
-                guard let p = Prefix(parsing: item), !p.address.isIPv6 else {
-                    throw ValidationError("--tun-allow '\(item)': give an IPv4 prefix, e.g. 10.77.0.0/16")
+                guard let p = Prefix(parsing: item) else {
+                    throw ValidationError("--tun-allow '\(item)': give an IPv4 or IPv6 prefix, e.g. 10.77.0.0/16")
+                }
+                guard !p.address.isIPv6 || addresses.contains(where: \.address.isIPv6) else {
+                    throw ValidationError("--tun-allow '\(item)': an IPv6 prefix needs an IPv6 --tun address")
                 }
                 return p
             }
-            guard extra.count < Frame.TunReady.maxPrefixes else {
-                throw ValidationError("--tun-allow: at most \(Frame.TunReady.maxPrefixes - 1) prefixes")
+            guard extra.count + addresses.count <= Frame.TunReady.maxPrefixes else {
+                throw ValidationError("--tun-allow: at most \(Frame.TunReady.maxPrefixes - addresses.count) prefixes")
             }
             configuration.tun = MediatorTunSettings(
-                address: address, extraPrefixes: extra,
+                addresses: addresses, extraPrefixes: extra,
                 stateDirectory: StateDirectory.resolve(try stateDir ?? section?.string("state-dir")))
             if let text = try lanPresence ?? section?.string("lan-presence") {
                 guard let mode = LANPresenceMode(rawValue: text) else {

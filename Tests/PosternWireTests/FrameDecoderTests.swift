@@ -116,7 +116,7 @@ final class FrameDecoderTests: XCTestCase {
 
     func testUnknownTypesThrowAsSoonAsTheHeaderArrives() {
         let unknown = (UInt8(0)...255).filter { !Frame.knownTypes.contains($0) }
-        XCTAssertEqual(unknown.count, 256 - 27)
+        XCTAssertEqual(unknown.count, 256 - 29)
         for t in unknown {
             assertDecodeThrows(rawFrame(type: t, payload: []).withLength(100), .unknownType(t))
             assertDecodeThrows(rawFrame(type: t, payload: []), .unknownType(t))
@@ -130,6 +130,7 @@ final class FrameDecoderTests: XCTestCase {
             0x07: "PING", 0x08: "PONG", 0x09: "GOAWAY", 0x10: "OPEN", 0x11: "REDIRECT", 0x12: "CONNECT", 0x13: "LISTEN",
             0x14: "CLOSE", 0x18: "DONE", 0x19: "FAILED", 0x20: "DATA", 0x21: "DATAGRAM", 0x22: "WINDOW", 0x23: "ACCEPTED",
             0x24: "FINISHED", 0x25: "RESET", 0x15: "TUN", 0x1a: "TUN_READY", 0x26: "PACKET", 0x17: "ECHO", 0x1f: "ECHO_REPLY",
+            0x29: "TUN_STATS", 0x2a: "TUN_CLOSE",
         ]
         XCTAssertEqual(Frame.knownTypes, Set(expected.keys))
         for (t, name) in expected { XCTAssertEqual(Frame.name(of: t), name) }
@@ -163,7 +164,24 @@ final class FrameDecoderTests: XCTestCase {
         for v in GoldenVectors.all where !isOpenEnded(v.frame) {
             for extra in [1, 3] {
                 let p = Array(v.bytes.dropFirst(6)) + [UInt8](repeating: 0xee, count: extra)
-                assertDecodeThrows(rawFrame(type: v.frame.type, payload: p), .trailingBytes(frame: v.frame.name, count: extra))
+                switch v.frame {
+                case .tun(let t) where t.flags == nil:
+                    // The flags byte is TUN's optional tail (docs/protocol.md §10.1): one byte more is a
+                    // TUN with flags, only what follows it is trailing.
+                    if extra == 1 {
+                        XCTAssertEqual(
+                            try decodeOne(rawFrame(type: v.frame.type, payload: p)),
+                            .tun(.init(requestID: t.requestID, mtu: t.mtu, flags: .init(rawValue: 0xee))))
+                    } else {
+                        assertDecodeThrows(rawFrame(type: v.frame.type, payload: p), .trailingBytes(frame: v.frame.name, count: extra - 1))
+                    }
+                case .tunReady(let r) where r.secondAddress == nil:
+                    // The second address is TUN_READY's optional tail: bytes there are read as one,
+                    // and 0xee is no address type.
+                    assertDecodeThrows(rawFrame(type: v.frame.type, payload: p), .invalidValue(field: "address type", value: "238"))
+                default:
+                    assertDecodeThrows(rawFrame(type: v.frame.type, payload: p), .trailingBytes(frame: v.frame.name, count: extra))
+                }
             }
         }
     }
@@ -187,6 +205,16 @@ final class FrameDecoderTests: XCTestCase {
                     case (.packet(let got)?, .packet(let full)):
                         // A PACKET is all data: any cut is a (shorter) packet, which the policy judges.
                         XCTAssertEqual(got.bytes, full.bytes.getSlice(at: full.bytes.readerIndex, length: length))
+                    case (.tun(let got)?, .tun(let full)):
+                        // Cut right before its optional flags byte: the original TUN (§10.1).
+                        XCTAssertEqual(length, p.count - 1)
+                        XCTAssertEqual(got, .init(requestID: full.requestID, mtu: full.mtu))
+                    case (.tunReady(let got)?, .tunReady(let full)):
+                        // Cut right before its optional second address: the original TUN_READY (§10.1).
+                        XCTAssertEqual(length, p.count - 18, "an IPv6 prefix is 18 bytes")
+                        XCTAssertNotNil(full.secondAddress)
+                        XCTAssertNil(got.secondAddress)
+                        XCTAssertEqual(got.prefixes, full.prefixes)
                     default:
                         XCTFail("§\(v.section) cut at \(length) decoded as \(String(describing: frame))")
                     }

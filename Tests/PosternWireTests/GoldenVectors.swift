@@ -329,5 +329,55 @@ enum GoldenVectors {
                 00 38                                           | size 56
                 00 00 02 08                                     | rtt 520 µs
                 """),
+        Vector(
+            section: "8.30", frame: .tun(.init(requestID: 11, mtu: 1400, flags: [.ipv6, .stats])),
+            hex: """
+                00 00 00 07 15 00                               | header: length 7, type 0x15 TUN, flags 0
+                00 00 00 0b                                     | request id 11
+                05 78                                           | mtu 1400
+                03                                              | TUN flags: ipv6 | stats
+                """),
+        Vector(
+            section: "8.31",
+            frame: .tunReady(
+                .init(
+                    requestID: 11, mtu: 1400, address: .init(address: IPAddress("192.168.77.50")!, prefixLength: 24),
+                    prefixes: [
+                        .init(address: IPAddress("192.168.77.0")!, prefixLength: 24),
+                        .init(address: IPAddress("fd00:77::")!, prefixLength: 64),
+                    ], secondAddress: .init(address: IPAddress("fd00:77::50")!, prefixLength: 64))),
+            hex: """
+                00 00 00 38 1a 00                               | header: length 56, type 0x1a TUN_READY, flags 0
+                00 00 00 0b                                     | request id 11
+                05 78                                           | mtu 1400
+                01 c0 a8 4d 32 18                               | address 192.168.77.50/24
+                00 02                                           | 2 prefixes
+                01 c0 a8 4d 00 18                               | 192.168.77.0/24
+                04 fd 00 00 77 00 00 00 00                      | fd00:77::/64
+                00 00 00 00 00 00 00 00 40                      |
+                04 fd 00 00 77 00 00 00 00                      | second address fd00:77::50/64
+                00 00 00 00 00 00 00 50 40                      |
+                """),
+        Vector(
+            section: "8.32",
+            frame: .tunStats(.init(toLAN: 12, fromLAN: 10, errorsSent: 1, dropped: [("destination", 3), ("tooLarge", 1)])),
+            hex: """
+                00 00 00 40 29 00                               | header: length 64, type 0x29 TUN_STATS, flags 0
+                00 00 00 00 00 00 00 0c                         | to LAN 12
+                00 00 00 00 00 00 00 0a                         | from LAN 10
+                00 00 00 00 00 00 00 01                         | errors sent 1
+                02                                              | 2 reasons
+                00 0b 64 65 73 74 69 6e 61 74 69 6f 6e          | "destination"
+                00 00 00 00 00 00 00 03                         | 3
+                00 08 74 6f 6f 4c 61 72 67 65                   | "tooLarge"
+                00 00 00 00 00 00 00 01                         | 1
+                """),
+        Vector(
+            section: "8.33", frame: .tunClose(.init(requestID: 11, message: "overlap")),
+            hex: """
+                00 00 00 0d 2a 00                               | header: length 13, type 0x2a TUN_CLOSE, flags 0
+                00 00 00 0b                                     | request id 11
+                00 07 6f 76 65 72 6c 61 70                      | message "overlap"
+                """),
     ]
 }

@@ -43,7 +43,8 @@ final class TunFrameTests: XCTestCase {
         assertDecodeThrows(
             rawFrame(type: 0x1a, payload: [0, 0, 0, 9, 0x05, 0x78, 3, 1, 0x61, 24, 0, 0]),
             .invalidValue(field: "address type", value: "name not allowed here"))
-        assertDecodeThrows(rawFrame(type: 0x15, payload: [0, 0, 0, 9, 0x05, 0x78, 0]), .trailingBytes(frame: "TUN", count: 1))
+        // One byte after TUN is its flags (§10.1); a second one is trailing.
+        assertDecodeThrows(rawFrame(type: 0x15, payload: [0, 0, 0, 9, 0x05, 0x78, 0, 0]), .trailingBytes(frame: "TUN", count: 1))
         assertDecodeThrows(rawFrame(type: 0x15, payload: [0, 0, 0, 9, 0x05]), .truncated(frame: "TUN"))
     }
 
