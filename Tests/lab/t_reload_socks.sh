@@ -9,7 +9,8 @@
 #  - the accounts file is read again: a changed password works after the reload, the old one not;
 #  - ctl forwards add socks:… serves and survives a reload of the file; a spec that does not parse is
 #    refused; ctl forwards list and ctl status show the listeners with their counters; remove stops it;
-#  - the download through 1080 finishes byte-exact (SHA-256): the reloads never touched it.
+#  - the download through 1080 finishes byte-exact (SHA-256): the reloads never touched it;
+#  - without accounts, a listener off loopback is refused by a reload and by the API.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 postern_setup
@@ -133,5 +134,18 @@ expect_exit "removing a listener that is not running" 1 rmnone "no 'socks 0.0.0.
 echo "reloads done after $((SECONDS - download_start)) s of the download; waiting for its end"
 wait "$curl_pid" || fail "the download through 1080 failed during the reloads: $(cat "$TEST_TMP/curl.log")"
 assert_eq "$want" "$(sha256sum <"$TEST_TMP/got" | cut -d' ' -f1)" "SHA-256 of the download through 1080"
+
+# No accounts: a listener off loopback is refused, by a reload and by the API (no --socks-no-auth).
+{ echo "[server]"; echo 'socks = ["0.0.0.0:1080=acme"]'; } >"$TEST_TMP/server.toml"
+expect_exit "reload to a non-loopback listener without accounts" 1 noauth "reload refused: .*without --socks-users" \
+    "$LAB_TOOL" exec wan "$POSTERN_BIN" ctl reload
+assert_eq hello "$(fetch 1080 "$NEW")" "1080 with its accounts after the refused reload"
+{ echo "[server]"; echo 'socks = ["127.0.0.1:1080=acme"]'; } >"$TEST_TMP/server.toml"
+out=$(ctl reload) || fail "ctl reload to a loopback listener without accounts failed: $out"
+assert_contains "$out" "added  socks 127.0.0.1:1080=acme" "reload to loopback"
+refused 1080 "$NEW" || fail "0.0.0.0:1080 still takes connections after the reload to 127.0.0.1:1080"
+expect_exit "adding a non-loopback listener without accounts" 1 addnoauth "add refused: .*without --socks-users" \
+    "$LAB_TOOL" exec wan "$POSTERN_BIN" ctl forwards add "socks:0.0.0.0:1086=acme"
+if lab exec wan ss -Htln "sport = :1086" | grep -q .; then fail "the refused listener on 1086 listens"; fi
 kill -0 "$server_pid" || fail "the server died"
 echo "ok: $TEST_NAME"
