@@ -292,5 +292,7 @@ let package = Package(
             ],
             swiftSettings: ioSettings
         ),
+        // The command line itself (`@testable import postern`): README's config reference against its keys.
+        .testTarget(name: "PosternCommandTests", dependencies: ["postern"], swiftSettings: ioSettings),
     ]
 )

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import PosternCore
+import PosternSOCKS
 import PosternTunnel
 import PosternWire
 
@@ -22,7 +23,8 @@ import PosternWire
 ///     GET  /v1/forwards                  the forwards with state and counters (as in /v1/status)
 ///     POST /v1/forwards/add              {"spec":"tcp:0.0.0.0:8080=acme/192.168.77.10:80"}: start one (kept across reloads)
 ///     POST /v1/forwards/remove           {"spec":"…"}: stop one, configured or added
-///     POST /v1/reload                    read the configuration again and apply its forwards (`ServerService.reload`)
+///                                        (a spec `socks:ADDR:PORT=NAME` adds or removes a SOCKS5 listener)
+///     POST /v1/reload                    read the configuration again and apply its forwards and SOCKS5 listeners (`ServerService.reload`)
 ///     GET  /v1/captures                  the captures of single forwards (`ForwardCaptures`), running and kept
 ///     POST /v1/captures/start            {"forward":"SPEC or LISTEN ADDRESS","maxBytes":8388608}: record one forward
 ///     POST /v1/captures/stop             {"id":1}
@@ -55,6 +57,8 @@ final class AdminAPI: ChannelInboundHandler {
     private let reload: (() -> EventLoopFuture<ReloadResult>)?
     /// Adds ("add") or removes ("remove") one forward.
     private let changeForward: ((String, ForwardSpec) -> EventLoopFuture<ReloadResult>)?
+    /// Adds ("add") or removes ("remove") one SOCKS5 listener (`{"spec":"socks:ADDR:PORT=NAME"}`).
+    private let changeSOCKS: ((String, SOCKSListenerSpec) -> EventLoopFuture<ReloadResult>)?
     /// `ctl capture` (nil: the routes answer 404).
     private let captures: ForwardCaptures?
     private let findForward: ((String) -> (any Forward)?)?
@@ -72,8 +76,10 @@ final class AdminAPI: ChannelInboundHandler {
         registry: MediatorRegistry, access: AdminAccess, limits: AdminLimits, logger: Logger, status: (() -> ServerStatus)? = nil,
         metrics: ServerMetrics? = nil, reload: (() -> EventLoopFuture<ReloadResult>)? = nil,
         changeForward: ((String, ForwardSpec) -> EventLoopFuture<ReloadResult>)? = nil, captures: ForwardCaptures? = nil,
-        findForward: ((String) -> (any Forward)?)? = nil
+        findForward: ((String) -> (any Forward)?)? = nil,
+        changeSOCKS: ((String, SOCKSListenerSpec) -> EventLoopFuture<ReloadResult>)? = nil
     ) {
+        self.changeSOCKS = changeSOCKS
         self.captures = captures
         self.findForward = findForward
         self.changeForward = changeForward
@@ -204,9 +210,24 @@ final class AdminAPI: ChannelInboundHandler {
             guard let body = try? JSONDecoder().decode(Body.self, from: Data(body.readableBytesView)) else {
                 return respond(context, .badRequest, ["error": "body must be {\"spec\": \"FORWARD\"}"])
             }
-            let spec: ForwardSpec
-            do { spec = try ForwardSpec(parsing: body.spec) } catch { return respond(context, .badRequest, ["error": "\(error)"]) }
-            changeForward!(parts[2], spec).whenComplete { [self] result in
+            let change: EventLoopFuture<ReloadResult>
+            if body.spec.hasPrefix("socks:") {
+                guard let changeSOCKS else {
+                    return respond(context, .notFound, ["error": "this server has no SOCKS5 listeners to change"])
+                }
+                let spec: SOCKSListenerSpec
+                do {
+                    spec = try SOCKSListenerSpec(parsing: String(body.spec.dropFirst("socks:".count)))
+                } catch {
+                    return respond(context, .badRequest, ["error": "\(error)"])
+                }
+                change = changeSOCKS(parts[2], spec)
+            } else {
+                let spec: ForwardSpec
+                do { spec = try ForwardSpec(parsing: body.spec) } catch { return respond(context, .badRequest, ["error": "\(error)"]) }
+                change = changeForward!(parts[2], spec)
+            }
+            change.whenComplete { [self] result in
                 switch result {
                 case .success(let done): respond(context, .ok, done)
                 case .failure(let error): respond(context, .unprocessableEntity, ["error": "\(parts[2]) refused: \(error)"])

@@ -10,14 +10,23 @@ import PosternWire
 /// new ones past `SOCKSSettings.maxHandshakes`.
 final class SOCKSListener {
     let spec: SOCKSListenerSpec
-    let settings: SOCKSSettings
+    /// Replaced by a reload (`--socks-users` read again): connections accepted after it use the new
+    /// accounts; those already past their handshake are not asked again.
+    var settings: SOCKSSettings
     let registry: MediatorRegistry
     let eventLoop: EventLoop
     var logger: Logger
     private var channel: Channel?
     /// Connections between accept and their request (or their end).
     private(set) var handshaking = 0
-    private var turnedAway = 0
+    private(set) var turnedAway = 0
+    /// Accepted connections open now and since start (those closed at accept are `turnedAway`).
+    private(set) var connectionsOpen = 0
+    private(set) var connectionsTotal: UInt64 = 0
+    /// Listening now; false before the bind, and after `stop` (a reload removed it).
+    private(set) var listening = false
+    /// Why it is not listening, when it could not bind (restored after a refused reload).
+    var failure: String?
 
     init(spec: SOCKSListenerSpec, settings: SOCKSSettings, registry: MediatorRegistry, eventLoop: EventLoop, logger: Logger) {
         self.spec = spec
@@ -42,17 +51,25 @@ final class SOCKSListener {
                     return child.close()
                 }
                 handshaking += 1
+                connectionsOpen += 1
+                connectionsTotal += 1
+                child.closeFuture.whenComplete { _ in self.connectionsOpen -= 1 }
                 return child.pipeline.addHandler(SOCKSConnection(listener: self))
             }
             .bind(to: SocketAddress(spec.listen))
             .map { [self] channel in
                 self.channel = channel
+                listening = true
                 let auth = settings.users == nil ? "no authentication" : "username/password"
                 logger.info("\(spec): listening on \(spec.listen) (\(auth))")
             }
     }
 
-    func stop() { channel?.close(promise: nil) }
+    /// Stops accepting; connections already accepted go on until they end (as a removed forward's do).
+    func stop() {
+        listening = false
+        channel?.close(promise: nil)
+    }
 
     /// A connection left its handshake (request received, or closed before).
     func handshakeEnded() { handshaking -= 1 }

@@ -59,6 +59,9 @@ public struct ServerConfiguration: Sendable {
     /// SOCKS5 listeners (`--socks`), and what they share.
     public var socks: [SOCKSListenerSpec] = []
     public var socksSettings = SOCKSSettings()
+    /// `--socks-no-auth`: listeners off loopback may run without `--socks-users` (checked again for
+    /// listeners a reload or the API adds).
+    public var socksNoAuth = false
     /// `--pcap`: record the tcp: and udp: forwards' traffic to mediators into a pcap file (nil: no recording).
     public var pcap: PcapSettings?
     /// TUN mode (`--tun`): a tun device per mediator that offers it. Off by default.

@@ -35,7 +35,16 @@ public final class ServerService: @unchecked Sendable {
     var reloadQueue: EventLoopFuture<Void>?
     /// Forwards added through the API (`ctl forwards add`), by spec text: a reload leaves them alone.
     var runtimeForwards: Set<String> = []
-    private var socksListeners: [SOCKSListener] = []
+    var socksListeners: [SOCKSListener] = []
+    /// What the SOCKS5 listeners share now (`--socks-users`), replaced by each reload.
+    var socksSettings: SOCKSSettings
+    /// Whether listeners off loopback may run without accounts (`--socks-no-auth`), as of the last reload.
+    var socksNoAuth: Bool
+    /// SOCKS5 listeners added through the API (`ctl forwards add socks:…`): a reload leaves them alone.
+    var runtimeSOCKS: Set<SOCKSListenerSpec> = []
+    /// The whole configuration, read again on each reload: its forwards and SOCKS5 listeners are
+    /// applied (the other settings need a restart). When set, it is used instead of `wantedForwards`.
+    public var wantedConfiguration: (() throws -> ServerConfiguration)?
     /// `--pcap`: where forwarded connections are recorded.
     private var recorder: PcapRecorder?
     /// `ctl capture`: recordings of single forwards, started and stopped at run time.
@@ -62,6 +71,8 @@ public final class ServerService: @unchecked Sendable {
     public init(configuration: ServerConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
+        self.socksSettings = configuration.socksSettings
+        self.socksNoAuth = configuration.socksNoAuth
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.eventLoop = group.next()
         self.registry = MediatorRegistry(events: EventLog(clock: { Date() }), logger: logger)
@@ -126,8 +137,7 @@ public final class ServerService: @unchecked Sendable {
             }
         }
         for spec in configuration.socks {
-            let listener = SOCKSListener(
-                spec: spec, settings: configuration.socksSettings, registry: registry, eventLoop: eventLoop, logger: logger)
+            let listener = makeSOCKSListener(spec)
             socksListeners.append(listener)
             steps.append(listener.start().flatMapErrorThrowing { throw Self.bindError(spec.listen, "\(spec)", $0) })
         }
@@ -153,6 +163,10 @@ public final class ServerService: @unchecked Sendable {
                 let listen = "\(f.spec.listen)"
                 return name == listen || name == "\(f.spec.mediator)/\(listen)"
             }
+    }
+
+    func makeSOCKSListener(_ spec: SOCKSListenerSpec) -> SOCKSListener {
+        SOCKSListener(spec: spec, settings: socksSettings, registry: registry, eventLoop: eventLoop, logger: logger)
     }
 
     func makeForward(_ spec: ForwardSpec) throws -> any Forward {
@@ -383,7 +397,8 @@ public final class ServerService: @unchecked Sendable {
                             registry: self.registry, access: access, limits: limits, logger: self.logger, status: { self.status() },
                             metrics: self.metrics, reload: { self.reload() },
                             changeForward: { op, spec in op == "add" ? self.addForward(spec) : self.removeForward(spec) },
-                            captures: self.captures, findForward: { self.forward(named: $0) }))
+                            captures: self.captures, findForward: { self.forward(named: $0) },
+                            changeSOCKS: { op, spec in op == "add" ? self.addSOCKS(spec) : self.removeSOCKS(spec) }))
                 }
             }
             .bind(to: SocketAddress(endpoint))
@@ -463,9 +478,25 @@ public final class ServerService: @unchecked Sendable {
                 bytesFromMediator: c.bytesFromMediator, refusals: c.refusals, policyDenials: c.policyDenials, errors: c.errors,
                 rateLimitDrops: c.rateLimitDrops)
         }
-        return ServerStatus(
+        var status = ServerStatus(
             version: configuration.softwareVersion, startedAt: iso.string(from: startedAt),
             uptimeSeconds: Double((NIODeadline.now() - startedAtDeadline).nanoseconds) / 1e9, mediators: mediators, forwards: forwards,
             process: .current())
+        status.socks = socksListeners.map { l in
+            var state = "listening"
+            var reason: String?
+            if let failure = l.failure {
+                (state, reason) = ("failed", failure)
+            } else if !l.listening {
+                state = "starting"
+            } else if registry.link(l.spec.mediator) == nil {
+                (state, reason) = ("waiting", "mediator '\(l.spec.mediator)' is not connected")
+            }
+            return ServerStatus.SOCKS(
+                spec: "socks:\(l.spec.listen)=\(l.spec.mediator)", mediator: l.spec.mediator, state: state, reason: reason,
+                authentication: l.settings.users == nil ? "none" : "username/password", connectionsOpen: l.connectionsOpen,
+                connectionsTotal: l.connectionsTotal, handshaking: l.handshaking, refusals: UInt64(l.turnedAway))
+        }
+        return status
     }
 }

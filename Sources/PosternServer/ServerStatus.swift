@@ -49,6 +49,23 @@ public struct ServerStatus: Codable, Sendable {
         public var rateLimitDrops: UInt64 = 0
     }
 
+    /// A SOCKS5 listener (`--socks`, config `socks`, `ctl forwards add socks:…`).
+    public struct SOCKS: Codable, Sendable {
+        /// As `ctl forwards add/remove` takes it: `socks:ADDR:PORT=NAME`.
+        public var spec: String
+        public var mediator: String
+        /// "listening", "waiting" (for its mediator: requests are refused until it connects) or
+        /// "failed" (`reason` says why).
+        public var state: String
+        public var reason: String?
+        public var authentication: String
+        public var connectionsOpen: Int
+        public var connectionsTotal: UInt64
+        /// In their handshake now, and closed at accept because too many were.
+        public var handshaking: Int
+        public var refusals: UInt64
+    }
+
     public struct Process: Codable, Sendable {
         public var residentBytes: UInt64
         public var openFiles: Int
@@ -59,6 +76,7 @@ public struct ServerStatus: Codable, Sendable {
     public var uptimeSeconds: Double
     public var mediators: [Mediator]
     public var forwards: [Forward]
+    public var socks: [SOCKS]? = nil
     public var process: Process
 }
 

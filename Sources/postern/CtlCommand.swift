@@ -327,7 +327,7 @@ struct CtlCommand: ParsableCommand {
     struct Reload: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract:
-                "Make the server read its configuration again and apply its forwards: unchanged ones keep their connections; a broken configuration is refused whole (as SIGHUP does)."
+                "Make the server read its configuration again and apply its forwards and SOCKS5 listeners: unchanged ones keep their connections; a broken configuration is refused whole (as SIGHUP does)."
         )
         @ParentCommand var ctl: CtlCommand
         @OptionGroup var here: Options
@@ -355,13 +355,18 @@ struct CtlCommand: ParsableCommand {
         @OptionGroup var here: Options
         var options: Options { here.merged(ctl.options) }
         @Argument(help: "list, add or remove.") var action: String = "list"
-        @Argument(help: "The forward, as for --forward (add, remove).") var spec: String?
+        @Argument(help: "The forward, as for --forward, or a SOCKS5 listener as socks:ADDR:PORT=NAME (add, remove).") var spec: String?
 
         func run() throws {
             switch (action, spec) {
+            case ("list", nil) where options.json:
+                try CtlCommand.finish(try options.client().request("GET", "/v1/forwards"), json: true) { _ in "" }
             case ("list", nil):
-                try CtlCommand.finish(try options.client().request("GET", "/v1/forwards"), json: options.json) { o in
-                    CtlCommand.forwardsTable(o as? [[String: Any]] ?? [])
+                // From the status, which holds the SOCKS5 listeners too.
+                try CtlCommand.finish(try options.client().request("GET", "/v1/status"), json: false) { o in
+                    let s = o as? [String: Any] ?? [:]
+                    return CtlCommand.forwardsTable(s["forwards"] as? [[String: Any]] ?? [])
+                        + CtlCommand.socksTable(s["socks"] as? [[String: Any]] ?? [])
                 }
             case ("add", let spec?), ("remove", let spec?):
                 let body = try JSONSerialization.data(withJSONObject: ["spec": spec])
@@ -371,7 +376,7 @@ struct CtlCommand: ParsableCommand {
                     return ["added", "removed"].flatMap { key in (d[key] as? [String] ?? []).map { "\(key)  \($0)\n" } }.joined()
                 }
             default:
-                throw ValidationError("use: ctl forwards [list] | add FORWARD | remove FORWARD")
+                throw ValidationError("use: ctl forwards [list] | add FORWARD | remove FORWARD (FORWARD may be socks:ADDR:PORT=NAME)")
             }
         }
     }
@@ -399,7 +404,23 @@ struct CtlCommand: ParsableCommand {
         out += mediators.isEmpty ? "no mediators seen yet\n" : columns(rows)
         out += "\n"
         out += forwardsTable(s["forwards"] as? [[String: Any]] ?? [])
+        out += socksTable(s["socks"] as? [[String: Any]] ?? [])
         return out
+    }
+
+    /// The SOCKS5 listeners, after the forwards; nothing when there are none.
+    static func socksTable(_ listeners: [[String: Any]]) -> String {
+        guard !listeners.isEmpty else { return "" }
+        var rows = [["SOCKS5 LISTENER", "STATE", "AUTH", "OPEN", "TOTAL", "HANDSHAKING", "REFUSED"]]
+        for l in listeners {
+            var state = "\(l["state"] ?? "?")"
+            if let reason = l["reason"] as? String { state += ": \(reason)" }
+            rows.append([
+                "\(l["spec"] ?? "?")", state, "\(l["authentication"] ?? "?")", "\(l["connectionsOpen"] ?? 0)",
+                "\(l["connectionsTotal"] ?? 0)", "\(l["handshaking"] ?? 0)", "\(l["refusals"] ?? 0)",
+            ])
+        }
+        return "\n" + columns(rows)
     }
 
     static func forwardsTable(_ forwards: [[String: Any]]) -> String {

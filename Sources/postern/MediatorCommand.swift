@@ -120,15 +120,19 @@ struct MediatorCommand: AsyncParsableCommand {
         }
     }
 
+    /// The keys of the config file's `[mediator]` section (README, "Configuration file": a unit test
+    /// checks that table against this set both ways).
+    static let configKeys = Set([
+        "server", "name", "secret-file", "allow", "allow-listen", "allow-redirect", "max-ports", "max-pending-connects",
+        "max-request-rate", "max-session-buffer", "udp-keepalive",
+        "insecure", "server-fingerprint", "known-servers", "ca-file", "tls-cert", "tls-key", "state-dir",
+        "tun", "tun-allow", "lan-presence",
+    ]).union(PcapOptions.configKeys)
+
     func makeConfiguration(logger: Logger) throws -> MediatorConfiguration {
         let section = try config.map { try ConfigFile(path: $0) }?.section(
             "mediator",
-            allowed: Set([
-                "server", "name", "secret-file", "allow", "allow-listen", "allow-redirect", "max-ports", "max-pending-connects",
-                "max-request-rate", "max-session-buffer", "udp-keepalive",
-                "insecure", "server-fingerprint", "known-servers", "ca-file", "tls-cert", "tls-key", "state-dir",
-                "tun", "tun-allow", "lan-presence",
-            ]).union(PcapOptions.configKeys))
+            allowed: Self.configKeys)
         guard let serverText = try server ?? section?.string("server") else {
             throw ValidationError("--server HOST:PORT is required (or server in the config file)")
         }

@@ -139,8 +139,8 @@ struct ServerCommand: AsyncParsableCommand {
         }
         let service = ServerService(configuration: configuration, logger: logger)
         // A reload reads the whole configuration again (a broken file is refused whole) and applies
-        // its forwards; the other settings need a restart.
-        service.wantedForwards = { try makeConfiguration(logger: logger).forwards }
+        // its forwards and SOCKS5 listeners (and the SOCKS accounts); the other settings need a restart.
+        service.wantedConfiguration = { try makeConfiguration(logger: logger) }
         do {
             try await service.start()
         } catch {
@@ -164,16 +164,20 @@ struct ServerCommand: AsyncParsableCommand {
         try await service.run()
     }
 
+    /// The keys of the config file's `[server]` section (README, "Configuration file": a unit test
+    /// checks that table against this set both ways).
+    static let configKeys = Set([
+        "listen", "secret-file", "admin", "admin-token-file", "admin-insecure-plain", "admin-tls", "forwards", "keepalive",
+        "dead-timeout", "max-mediators", "max-session-buffer", "udp-max-flows", "udp-keepalive", "name-probe-timeout",
+        "insecure", "tls-cert", "tls-key", "state-dir", "mediator-ca", "socks", "socks-users", "socks-no-auth",
+        "tun", "tun-mtu", "metrics",
+        "mediator-connects", "connect-queue-timeout",
+    ]).union(PcapOptions.configKeys)
+
     func makeConfiguration(logger: Logger) throws -> ServerConfiguration {
         let section = try config.map { try ConfigFile(path: $0) }?.section(
             "server",
-            allowed: Set([
-                "listen", "secret-file", "admin", "admin-token-file", "admin-insecure-plain", "admin-tls", "forwards", "keepalive",
-                "dead-timeout", "max-mediators", "max-session-buffer", "udp-max-flows", "udp-keepalive", "name-probe-timeout",
-                "insecure", "tls-cert", "tls-key", "state-dir", "mediator-ca", "socks", "socks-users", "socks-no-auth",
-                "tun", "tun-mtu", "metrics",
-                "mediator-connects", "connect-queue-timeout",
-            ]).union(PcapOptions.configKeys))
+            allowed: Self.configKeys)
         guard let listenText = try listen ?? section?.string("listen") else {
             throw ValidationError("--listen ADDR:PORT is required (or listen in the config file)")
         }
@@ -317,7 +321,9 @@ struct ServerCommand: AsyncParsableCommand {
             } catch let e as SOCKSUsers.ParseError {
                 throw ValidationError(e.description)
             }
-        } else if !(try socksNoAuth || (section?.bool("socks-no-auth") ?? false)) {
+        }
+        configuration.socksNoAuth = try socksNoAuth || (section?.bool("socks-no-auth") ?? false)
+        if configuration.socksSettings.users == nil && !configuration.socksNoAuth {
             for spec in configuration.socks where !spec.listen.address.isLoopback {
                 throw ValidationError(
                     "--socks \(spec.listen) without --socks-users would let anyone who reaches it into mediator '\(spec.mediator)''s network: give --socks-users FILE, bind it to 127.0.0.1, or accept that with --socks-no-auth"
