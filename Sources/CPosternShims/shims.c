@@ -203,6 +203,17 @@ fail:;
     return -e;
 }
 
+int postern_packet_add_multicast(int fd, int ifindex, const uint8_t *mac) {
+    struct packet_mreq request;
+    memset(&request, 0, sizeof request);
+    request.mr_ifindex = ifindex;
+    request.mr_type = PACKET_MR_MULTICAST;
+    request.mr_alen = 6;
+    memcpy(request.mr_address, mac, 6);
+    if (setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &request, sizeof request) < 0) return -errno;
+    return 0;
+}
+
 int postern_packet_receive(int fd, int wake_fd, uint8_t *buffer, size_t slot, unsigned count, uint32_t *lengths) {
     if (count > 256) count = 256;
     for (;;) {

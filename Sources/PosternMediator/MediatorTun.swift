@@ -72,19 +72,21 @@ final class MediatorTun: @unchecked Sendable {
         }
         let hasIPv6 = addresses.contains { $0.address.isIPv6 }
         if settings.lanPresence == .raw {
-            // The raw LAN presence speaks ARP, not NDP (yet): IPv4 only.
-            guard let v4 = addresses.first(where: { !$0.address.isIPv6 }), !hasIPv6 else {
-                return fail(
-                    session, request.requestID, .notSupported,
-                    "the raw LAN presence answers ARP only: give --tun an IPv4 address alone, or use --lan-presence proxy for IPv6")
-            }
-            let lanLink: LANLink
+            // ARP for the IPv4 address, NDP for the IPv6 one; both must be on the same LAN interface
+            // (one packet socket speaks for both).
+            var links: [(link: LANLink, address: MediatorEnvironment.AddressPrefix)] = []
             do {
-                lanLink = try self.lanLink(for: v4)
+                for address in addresses { links.append((try self.lanLink(for: address), address)) }
             } catch {
                 return fail(session, request.requestID, .addressNotAvailable, "\(error)")
             }
-            return startRaw(request, session: session, path: path, lan: lanLink, address: v4, mtu: mtu)
+            guard Set(links.map(\.link.index)).count == 1 else {
+                return fail(
+                    session, request.requestID, .notSupported,
+                    "the raw LAN presence needs the IPv4 and IPv6 --tun addresses on the same LAN interface (they are on \(links.map(\.link.name).joined(separator: " and ")))"
+                )
+            }
+            return startRaw(request, session: session, path: path, links: links, mtu: mtu)
         }
         starting = true
         requestID = request.requestID
@@ -183,26 +185,38 @@ final class MediatorTun: @unchecked Sendable {
     /// `--lan-presence raw`: no tun device, no route, no proxy entry, no sysctl: a packet socket on
     /// the LAN interface speaks for the remote address (LANPresenceDevice). Nothing to journal.
     private func startRaw(
-        _ request: Frame.Tun, session: TunnelSession, path: UDPChannelDatagramPath, lan: LANLink,
-        address: MediatorEnvironment.AddressPrefix, mtu: Int
+        _ request: Frame.Tun, session: TunnelSession, path: UDPChannelDatagramPath,
+        links: [(link: LANLink, address: MediatorEnvironment.AddressPrefix)], mtu: Int
     ) {
-        let presence = LANPresence(
-            address: address.address, mac: lan.mac, lan: address, hostAddress: lan.hostAddress, gateway: lan.gateway)
+        let lan = links[0].link
+        let presences = links.map {
+            LANPresence(
+                address: $0.address.address, mac: $0.link.mac, lan: $0.address, hostAddress: $0.link.hostAddress,
+                gateway: $0.link.gateway)
+        }
         let device: LANPresenceDevice
         do {
             device = try LANPresenceDevice.open(
-                interface: lan.name, ifindex: lan.index, presence: presence, mtu: mtu, eventLoop: session.eventLoop)
+                interface: lan.name, ifindex: lan.index, presences: presences, mtu: mtu, eventLoop: session.eventLoop)
         } catch {
             return fail(session, request.requestID, .permissionDenied, "\(error)")
         }
-        let prefixes = settings.prefixes(ipv6: false)
+        let addresses = links.map(\.address)
+        let hasIPv6 = addresses.contains { $0.address.isIPv6 }
+        let prefixes = settings.prefixes(ipv6: hasIPv6)
         requestID = request.requestID
-        startRelay(device: device, policy: PacketPolicy(remoteAddresses: [address.address], prefixes: prefixes, mtu: mtu), path: path)
-        let gateway = lan.gateway.map { ", gateway \($0)" } ?? ", no gateway"
+        startRelay(
+            device: device, policy: PacketPolicy(remoteAddresses: addresses.map(\.address), prefixes: prefixes, mtu: mtu), path: path)
+        let gateways = links.compactMap(\.link.gateway).map(\.description)
+        let gateway = gateways.isEmpty ? ", no gateway" : ", gateway \(gateways.joined(separator: " and "))"
         logger.info(
-            "TUN mode up (raw LAN presence): remote side \(address.address) at \(MediatorTun.macText(lan.mac)) on \(lan.name)\(gateway), MTU \(mtu), LAN prefixes \(prefixes.map(\.description).joined(separator: ", "))"
+            "TUN mode up (raw LAN presence): remote side \(addresses.map(\.address.description).joined(separator: " and ")) at \(MediatorTun.macText(lan.mac)) on \(lan.name)\(gateway), MTU \(mtu), LAN prefixes \(prefixes.map(\.description).joined(separator: ", "))"
         )
-        session.send(.tunReady(.init(requestID: request.requestID, mtu: UInt16(mtu), address: address, prefixes: prefixes)))
+        session.send(
+            .tunReady(
+                .init(
+                    requestID: request.requestID, mtu: UInt16(mtu), address: addresses[0], prefixes: prefixes,
+                    secondAddress: addresses.count > 1 ? addresses[1] : nil)))
         if (request.flags ?? []).contains(.stats) { startStats(session) }
     }
 
@@ -297,12 +311,13 @@ final class MediatorTun: @unchecked Sendable {
         var gateway: IPAddress?
     }
 
-    /// The Ethernet interface with an IPv4 address in `remote`'s prefix, for the raw LAN presence.
+    /// The Ethernet interface with an address of `remote`'s family in its prefix, for the raw LAN
+    /// presence, and that family's default gateway on it (IPv6: the router's link-local address).
     private func lanLink(for remote: MediatorEnvironment.AddressPrefix) throws -> LANLink {
         let environment = try NetlinkEnvironment.read(softwareVersion: "")
         let lan = remote.network
         for interface in environment.interfaces where interface.name != deviceName {
-            for a in interface.addresses where !a.address.isIPv6 && lan.contains(a.address) {
+            for a in interface.addresses where a.address.isIPv6 == remote.address.isIPv6 && lan.contains(a.address) {
                 guard a.address != remote.address else {
                     throw TunError("\(remote.address) is already an address of \(interface.name) on this host")
                 }
@@ -310,7 +325,7 @@ final class MediatorTun: @unchecked Sendable {
                     throw TunError("\(interface.name) has no Ethernet address: the raw LAN presence needs an Ethernet LAN")
                 }
                 let gateway = environment.routes.first {
-                    $0.interfaceIndex == interface.index && $0.gateway.map { !$0.isIPv6 } == true
+                    $0.interfaceIndex == interface.index && $0.gateway.map { $0.isIPv6 == remote.address.isIPv6 } == true
                 }?.gateway
                 return LANLink(
                     name: interface.name, index: interface.index, mac: interface.mac, hostAddress: a.address, gateway: gateway)

@@ -13,7 +13,12 @@ import PosternWire
 /// `attempts` requests a second apart gets its queued packets back as ICMP host unreachable. Only
 /// replies to its own questions teach it a MAC, and a request for the address teaches the asker's
 /// MAC only when no fresh entry says otherwise, so an unsolicited forged reply changes nothing.
-/// Pure: time is an argument.
+///
+/// An IPv6 address works the same way with neighbour discovery (RFC 4861, `NeighbourDiscovery`) in
+/// ARP's place: solicitations for the address are answered, an unsolicited advertisement announces
+/// it, next hops (the destination in the LAN's prefix, else the gateway's link-local address) are
+/// resolved with its own solicitations, and only advertisements answering them teach a MAC. One
+/// presence speaks for one address; a dual-stack remote side has two. Pure: time is an argument.
 public struct LANPresence: Sendable {
     public typealias Prefix = MediatorEnvironment.AddressPrefix
 
@@ -85,8 +90,22 @@ public struct LANPresence: Sendable {
         self.neighbours = NeighbourCache(lifetime: neighbourLifetime)
     }
 
-    /// The gratuitous ARP to send on start, so the LAN's hosts (re)learn the address at this MAC.
-    public var announcement: [UInt8] { ARPPacket.announcement(of: address, mac: mac) }
+    /// The gratuitous ARP (IPv6: unsolicited neighbour advertisement) to send on start, so the LAN's
+    /// hosts (re)learn the address at this MAC.
+    public var announcement: [UInt8] {
+        address.isIPv6 ? NeighbourDiscovery.announcement(of: address, mac: mac) : ARPPacket.announcement(of: address, mac: mac)
+    }
+
+    /// The Ethernet multicast group the LAN interface must receive for this address (IPv6: its
+    /// solicited-node group, where neighbours ask for it), nil for IPv4.
+    public var multicastGroup: [UInt8]? {
+        address.isIPv6 ? NeighbourDiscovery.multicastMAC(NeighbourDiscovery.solicitedNode(address)) : nil
+    }
+
+    /// The ethertypes this presence handles: ARP and IPv4, or IPv6.
+    public func handles(etherType: UInt16) -> Bool {
+        address.isIPv6 ? etherType == NeighbourDiscovery.etherType : etherType == ARPPacket.etherType || etherType == 0x0800
+    }
 
     /// The neighbour `destination`'s packets go to: itself on the LAN, else the gateway.
     public func nextHop(for destination: IPAddress) -> IPAddress? {
@@ -106,9 +125,11 @@ public struct LANPresence: Sendable {
             return []
         }
         switch etherType {
-        case ARPPacket.etherType:
+        case ARPPacket.etherType where !address.isIPv6:
             return arrivedARP(Array(frame.readableBytesView), now: now)
-        case 0x0800:
+        case NeighbourDiscovery.etherType where address.isIPv6:
+            return arrivedIPv6(frame, now: now)
+        case 0x0800 where !address.isIPv6:
             // Unicast to this MAC only: a broadcast or another MAC's frame was not sent to the address.
             guard frame.getBytes(at: base, length: 6) == mac,
                 let first = frame.getInteger(at: base + 14, as: UInt8.self), first >> 4 == 4,
@@ -125,6 +146,59 @@ public struct LANPresence: Sendable {
         default:
             counters.framesIgnored &+= 1
             return []
+        }
+    }
+
+    private mutating func arrivedIPv6(_ frame: ByteBuffer, now: NIODeadline) -> [Action] {
+        let base = frame.readerIndex
+        let head = frame.getBytes(at: base, length: min(frame.readableBytes, 55)) ?? []
+        if NeighbourDiscovery.isNeighbourDiscovery(head) {
+            return arrivedNDP(Array(frame.readableBytesView), now: now)
+        }
+        guard frame.getBytes(at: base, length: 6) == mac,
+            let first = frame.getInteger(at: base + 14, as: UInt8.self), first >> 4 == 6,
+            let payload = frame.getInteger(at: base + 18, as: UInt16.self), 54 + Int(payload) <= frame.readableBytes,
+            let destination = frame.getBytes(at: base + 38, length: 16), IPAddress(bytes: destination) == address
+        else {
+            counters.framesIgnored &+= 1
+            return []
+        }
+        counters.framesToRemote &+= 1
+        return [.toRemote(frame.getSlice(at: base + 14, length: 40 + Int(payload))!)]
+    }
+
+    private mutating func arrivedNDP(_ frame: [UInt8], now: NIODeadline) -> [Action] {
+        guard let nd = try? NeighbourDiscovery(frame: frame) else {
+            counters.arpIgnored &+= 1
+            return []
+        }
+        switch nd.kind {
+        case .solicitation:
+            guard let answer = nd.answer(for: address, mac: mac) else {
+                counters.arpIgnored &+= 1
+                return []
+            }
+            counters.arpAnswered &+= 1
+            var actions: [Action] = [.sendFrame(answer)]
+            // As for an ARP request: learn the asker (from its source link-layer option) unless a
+            // fresh entry says otherwise.
+            if !nd.source.isUnspecified, nd.source != address, let asker = nd.linkLayerAddress {
+                let known = neighbours.lookup(nd.source, now: now)
+                if known == nil || known == asker {
+                    actions += learned(nd.source, at: asker, now: now)
+                }
+            }
+            return actions
+        case .advertisement:
+            // Only a solicited answer to a question this presence asked: unsolicited ones (forged,
+            // or another host's announcement) teach nothing.
+            guard nd.flags & NeighbourDiscovery.solicitedFlag != 0, nd.destination == address,
+                resolving[nd.target] != nil || refreshed[nd.target] != nil
+            else {
+                counters.arpIgnored &+= 1
+                return []
+            }
+            return learned(nd.target, at: nd.linkLayerAddress ?? nd.sourceMAC, now: now)
         }
     }
 
@@ -185,18 +259,22 @@ public struct LANPresence: Sendable {
 
     /// A packet from the remote side (the policy passed it: from the address to an allowed prefix).
     public mutating func packetToLAN(_ packet: ByteBuffer, now: NIODeadline) -> [Action] {
-        guard let parsed = try? IPPacket(parsing: packet), parsed.version == .v4 else {
+        guard let parsed = try? IPPacket(parsing: packet), parsed.version == (address.isIPv6 ? .v6 : .v4) else {
             counters.unreachable &+= 1
             return []
         }
         let destination = parsed.destination
+        if address.isIPv6, destination.bytes[0] == 0xff {
+            counters.framesSent &+= 1
+            return [.sendFrame(ethernet(packet, to: NeighbourDiscovery.multicastMAC(destination)))]
+        }
         if destination == lanBroadcast || destination == .v4(0xffff_ffff) {
             counters.framesSent &+= 1
             return [.sendFrame(ethernet(packet, to: ARPPacket.broadcast))]
         }
         guard let hop = nextHop(for: destination) else {
             counters.unreachable &+= 1
-            guard let error = ICMPUnreachable.make(for: packet, code: ICMPUnreachable.net, from: hostAddress) else { return [] }
+            guard let error = unreachable(packet, host: false) else { return [] }
             return [.toRemote(error)]
         }
         if let neighbourMAC = neighbours.lookup(hop, now: now) {
@@ -237,7 +315,7 @@ public struct LANPresence: Sendable {
                 resolving[hop] = nil
                 counters.unreachable &+= UInt64(waiting.packets.count)
                 for p in waiting.packets {
-                    if let error = ICMPUnreachable.make(for: p, code: ICMPUnreachable.host, from: hostAddress) {
+                    if let error = unreachable(p, host: true) {
                         actions.append(.toRemote(error))
                     }
                 }
@@ -261,14 +339,26 @@ public struct LANPresence: Sendable {
         return .v4(network | (UInt32.max >> UInt32(lan.prefixLength)))
     }
 
-    /// An ARP request for `neighbour` from the address, broadcast or (to confirm) unicast.
+    /// ICMP (ICMPv6) host/address or network unreachable about `packet`, from this host's address.
+    private func unreachable(_ packet: ByteBuffer, host: Bool) -> ByteBuffer? {
+        address.isIPv6
+            ? NeighbourDiscovery.unreachable(for: packet, code: host ? 3 : 0, from: hostAddress)
+            : ICMPUnreachable.make(for: packet, code: host ? ICMPUnreachable.host : ICMPUnreachable.net, from: hostAddress)
+    }
+
+    /// An ARP request (IPv6: neighbour solicitation) for `neighbour` from the address, broadcast
+    /// (to the solicited-node group) or (to confirm) unicast.
     private func request(_ neighbour: IPAddress, to destination: [UInt8]) -> [UInt8] {
-        ARPPacket(operation: .request, senderMAC: mac, senderIP: address, targetMAC: [0, 0, 0, 0, 0, 0], targetIP: neighbour)
+        if address.isIPv6 {
+            return NeighbourDiscovery.solicitation(
+                for: neighbour, from: address, mac: mac, unicastMAC: destination == ARPPacket.broadcast ? nil : destination)
+        }
+        return ARPPacket(operation: .request, senderMAC: mac, senderIP: address, targetMAC: [0, 0, 0, 0, 0, 0], targetIP: neighbour)
             .frame(from: mac, to: destination)
     }
 
     private func ethernet(_ packet: ByteBuffer, to destination: [UInt8]) -> [UInt8] {
-        var frame = destination + mac + [0x08, 0x00]
+        var frame = destination + mac + (address.isIPv6 ? [0x86, 0xdd] : [0x08, 0x00])
         frame.reserveCapacity(14 + packet.readableBytes)
         frame += packet.readableBytesView
         return frame

@@ -17,7 +17,7 @@ public enum ReceiveOffload {
     static let gsoECN: UInt8 = 0x80
 
     /// The frames `buffer` (virtio_net_hdr, then an Ethernet frame) stands for; empty when it is
-    /// malformed or uses an offload this does not resolve (UFO, IPv6).
+    /// malformed or uses an offload this does not resolve (UFO).
     public static func frames(_ buffer: ByteBuffer) -> [ByteBuffer] {
         let base = buffer.readerIndex
         guard buffer.readableBytes > headerLength + 14,
@@ -28,6 +28,9 @@ public enum ReceiveOffload {
             let checksumOffset = buffer.getInteger(at: base + 8, endianness: .little, as: UInt16.self)
         else { return [] }
         var frame = buffer.getSlice(at: base + headerLength, length: buffer.readableBytes - headerLength)!
+        if gsoType & ~gsoECN != gsoNone, frame.getInteger(at: frame.readerIndex + 12, as: UInt16.self) == 0x86dd {
+            return ipv6Segments(frame, header: VirtioNetHeader(buffer, at: base))
+        }
         switch gsoType & ~gsoECN {
         case gsoNone:
             guard flags & needsChecksum != 0 else { return [frame] }
@@ -43,6 +46,28 @@ public enum ReceiveOffload {
             return segments(frame, isTCP: gsoType & ~gsoECN == gsoTCPv4, size: Int(gsoSize))
         default:
             return []
+        }
+    }
+
+    /// Cuts an IPv6 super-packet (the raw presence's IPv6 half: a veth peer's or GRO's TCPv6 or UDP
+    /// segments) with `GSOSegmenter`, which TUN mode uses for the same job on a tun device: the
+    /// offsets of the header count from the Ethernet header here, from the IP header there.
+    static func ipv6Segments(_ frame: ByteBuffer, header: VirtioNetHeader?) -> [ByteBuffer] {
+        guard var header, frame.readableBytes > 14 else { return [] }
+        if header.flags & VirtioNetHeader.needsChecksum != 0 {
+            guard header.checksumStart >= 14 else { return [] }
+            header.checksumStart -= 14
+        }
+        header.headerLength = header.headerLength >= 14 ? header.headerLength - 14 : 0
+        let ethernet = frame.getSlice(at: frame.readerIndex, length: 14)!
+        let packet = frame.getSlice(at: frame.readerIndex + 14, length: frame.readableBytes - 14)!
+        guard let segments = try? GSOSegmenter.split(packet, header: header) else { return [] }
+        return segments.map { segment in
+            var out = ByteBuffer()
+            out.reserveCapacity(14 + segment.readableBytes)
+            out.writeImmutableBuffer(ethernet)
+            out.writeImmutableBuffer(segment)
+            return out
         }
     }
 

@@ -32,9 +32,25 @@ public final class LANPresenceDevice: RelayedPacketDevice, @unchecked Sendable {
     public private(set) var sendFailures: UInt64 = 0
     /// Frames whose offload header or super-packet did not add up (`ReceiveOffload`), dropped.
     public private(set) var offloadFailures: UInt64 = 0
-    public var counters: LANPresence.Counters { presence.counters }
+    /// The counters of every presence (IPv4's ARP and IPv6's NDP in the same fields), added up.
+    public var counters: LANPresence.Counters {
+        presences.dropFirst().reduce(presences[0].counters) { total, p in
+            var t = total
+            let c = p.counters
+            t.arpAnswered &+= c.arpAnswered
+            t.arpLearned &+= c.arpLearned
+            t.arpIgnored &+= c.arpIgnored
+            t.framesToRemote &+= c.framesToRemote
+            t.framesIgnored &+= c.framesIgnored
+            t.framesSent &+= c.framesSent
+            t.unreachable &+= c.unreachable
+            t.queueFull &+= c.queueFull
+            return t
+        }
+    }
 
-    private var presence: LANPresence
+    /// One per address of the remote side (an IPv4 one, an IPv6 one).
+    private var presences: [LANPresence]
     private let socket: CInt
     private let wake: CInt
     private let mtuValue: Int
@@ -58,11 +74,13 @@ public final class LANPresenceDevice: RelayedPacketDevice, @unchecked Sendable {
         }
     }
 
-    private init(name: String, socket: CInt, wake: CInt, presence: LANPresence, mtu: Int, slot: Int, batchSize: Int, eventLoop: EventLoop) {
+    private init(
+        name: String, socket: CInt, wake: CInt, presences: [LANPresence], mtu: Int, slot: Int, batchSize: Int, eventLoop: EventLoop
+    ) {
         self.name = name
         self.socket = socket
         self.wake = wake
-        self.presence = presence
+        self.presences = presences
         self.mtuValue = mtu
         self.slot = slot
         self.batchSize = batchSize
@@ -78,8 +96,18 @@ public final class LANPresenceDevice: RelayedPacketDevice, @unchecked Sendable {
         interface: String, ifindex: UInt32, presence: LANPresence, mtu: Int, eventLoop: EventLoop,
         batchSize: Int = 64
     ) throws -> LANPresenceDevice {
+        try open(interface: interface, ifindex: ifindex, presences: [presence], mtu: mtu, eventLoop: eventLoop, batchSize: batchSize)
+    }
+
+    /// Opens one socket speaking for every address in `presences` (at most one per family): the
+    /// kernel filter passes frames for any of them, the socket joins each IPv6 address's
+    /// solicited-node group, and each address is announced.
+    public static func open(
+        interface: String, ifindex: UInt32, presences: [LANPresence], mtu: Int, eventLoop: EventLoop,
+        batchSize: Int = 64
+    ) throws -> LANPresenceDevice {
         eventLoop.preconditionInEventLoop()
-        guard let filter = LANPresenceFilter(address: presence.address) else {
+        guard let filter = LANPresenceFilter(addresses: presences.map(\.address)) else {
             throw OpenError(interface: interface, errno: EAFNOSUPPORT)
         }
         let program = filter.instructions.map { sock_filter(code: $0.code, jt: $0.jt, jf: $0.jf, k: $0.k) }
@@ -89,15 +117,22 @@ public final class LANPresenceDevice: RelayedPacketDevice, @unchecked Sendable {
             postern_packet_open(Int32(ifindex), $0.baseAddress, UInt16($0.count), 4 << 20)
         }
         guard fd >= 0 else { throw OpenError(interface: interface, errno: -fd) }
+        for group in presences.compactMap(\.multicastGroup) {
+            let joined = group.withUnsafeBufferPointer { postern_packet_add_multicast(fd, Int32(ifindex), $0.baseAddress) }
+            guard joined == 0 else {
+                Glibc.close(fd)
+                throw OpenError(interface: interface, errno: -joined)
+            }
+        }
         let wake = postern_wake_open()
         guard wake >= 0 else {
             Glibc.close(fd)
             throw OpenError(interface: interface, errno: -wake)
         }
         let device = LANPresenceDevice(
-            name: interface, socket: fd, wake: wake, presence: presence, mtu: mtu, slot: Self.slot,
+            name: interface, socket: fd, wake: wake, presences: presences, mtu: mtu, slot: Self.slot,
             batchSize: batchSize, eventLoop: eventLoop)
-        device.send(device.presence.announcement)
+        for p in presences { device.send(p.announcement) }
         device.ticker = eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
             device.tick()
         }
@@ -159,7 +194,9 @@ public final class LANPresenceDevice: RelayedPacketDevice, @unchecked Sendable {
             let resolved = ReceiveOffload.frames(read)
             if resolved.isEmpty { offloadFailures &+= 1 }
             for frame in resolved {
-                perform(presence.frameFromLAN(frame, now: now), into: &packets)
+                let etherType = frame.getInteger(at: frame.readerIndex + 12, as: UInt16.self) ?? 0
+                let i = presences.firstIndex { $0.handles(etherType: etherType) } ?? 0
+                perform(presences[i].frameFromLAN(frame, now: now), into: &packets)
             }
         }
         deliver(packets)
@@ -168,7 +205,8 @@ public final class LANPresenceDevice: RelayedPacketDevice, @unchecked Sendable {
     private func tick() {
         guard !isClosed else { return }
         var packets: [ByteBuffer] = []
-        perform(presence.tick(now: .now()), into: &packets)
+        let now = NIODeadline.now()
+        for i in presences.indices { perform(presences[i].tick(now: now), into: &packets) }
         deliver(packets)
     }
 
@@ -219,7 +257,9 @@ public final class LANPresenceDevice: RelayedPacketDevice, @unchecked Sendable {
         guard !isClosed else { return false }
         let before = sendFailures
         var packets: [ByteBuffer] = []
-        perform(presence.packetToLAN(packet, now: .now()), into: &packets)
+        let isIPv6 = packet.getInteger(at: packet.readerIndex, as: UInt8.self).map { $0 >> 4 == 6 } ?? false
+        let i = presences.firstIndex { $0.address.isIPv6 == isIPv6 } ?? 0
+        perform(presences[i].packetToLAN(packet, now: .now()), into: &packets)
         // An ICMP error (no route) goes back to the remote side like a packet read from the LAN.
         deliver(packets)
         return sendFailures == before

@@ -85,7 +85,7 @@ struct MediatorCommand: AsyncParsableCommand {
 
     @Option(
         help:
-            "TUN mode's presence on the LAN: proxy (default: a tun device, a proxy neighbour entry and forwarding sysctls; needs CAP_NET_ADMIN) or raw (the mediator answers ARP and sends the frames itself through a packet socket; the host's routing and sysctls stay untouched; needs CAP_NET_RAW)."
+            "TUN mode's presence on the LAN: proxy (default: a tun device, a proxy neighbour entry and forwarding sysctls; needs CAP_NET_ADMIN) or raw (the mediator answers ARP and NDP and sends the frames itself through a packet socket; the host's routing and sysctls stay untouched; needs CAP_NET_RAW)."
     )
     var lanPresence: String?
 

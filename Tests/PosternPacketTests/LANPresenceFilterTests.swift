@@ -29,6 +29,10 @@ final class LANPresenceFilterTests: XCTestCase {
                 let o = Int(i.k)
                 guard o + 2 <= frame.count else { return 0 }
                 a = UInt32(frame[o]) << 8 | UInt32(frame[o + 1])
+            case LANPresenceFilter.loadByte:
+                let o = Int(i.k)
+                guard o < frame.count else { return 0 }
+                a = UInt32(frame[o])
             case LANPresenceFilter.jumpIfEqual:
                 pc += Int(a == i.k ? i.jt : i.jf)
                 guard pc < program.count else {
@@ -90,5 +94,66 @@ final class LANPresenceFilterTests: XCTestCase {
         for type: UInt32 in [1, 2, 3] {
             XCTAssertEqual(run(lanhost, arpRequest, packetType: type), LANPresenceFilter.acceptLength)
         }
+    }
+
+    // MARK: - IPv6 (init(addresses:))
+
+    func testIPv6ProgramAcceptsPacketsToAndSolicitationsForTheAddressOnly() throws {
+        let router = IPAddress("fd00:77::1")!
+        let lanhost = IPAddress("fd00:77::10")!
+        let program = try XCTUnwrap(LANPresenceFilter(addresses: [router])).instructions
+        let both = try XCTUnwrap(LANPresenceFilter(addresses: [IPAddress("192.168.77.10")!, router])).instructions
+        let ns = NeighbourDiscoveryTests.solicitation  // lanhost asking for fd00:77::1, captured
+        let na = NeighbourDiscoveryTests.advertisement  // fd00:77::1 answering lanhost
+        for p in [program, both] {
+            XCTAssertEqual(run(p, ns), LANPresenceFilter.acceptLength, "a solicitation for the address")
+            XCTAssertEqual(run(p, na), 0, "to lanhost, not to the address")
+        }
+        // Seen from lanhost's side: the advertisement is to it, the solicitation not for it.
+        let lanhostProgram = try XCTUnwrap(LANPresenceFilter(addresses: [lanhost])).instructions
+        XCTAssertEqual(run(lanhostProgram, na), LANPresenceFilter.acceptLength)
+        XCTAssertEqual(run(lanhostProgram, ns), 0)
+        // The same solicitation sent by this host (PACKET_OUTGOING): dropped.
+        XCTAssertEqual(run(program, ns, packetType: LANPresenceFilter.outgoing), 0)
+        // IPv6 to the address (any protocol) passes; to a neighbouring address (differing in the
+        // last word only, or the first) does not.
+        let echo =
+            [UInt8](repeating: 0, count: 6) + [2, 0, 0, 0, 0, 0x0a, 0x86, 0xdd]
+            + IPv6TestPackets.echo("fd00:77::10", "fd00:77::1", size: 8)
+        XCTAssertEqual(run(program, echo), LANPresenceFilter.acceptLength)
+        XCTAssertEqual(run(both, echo), LANPresenceFilter.acceptLength)
+        for (index, bit) in [(53, 0x02), (38, 0x01), (45, 0x80)] {
+            var other = echo
+            other[index] ^= UInt8(bit)
+            XCTAssertEqual(run(program, other), 0, "destination byte \(index) changed")
+        }
+        // A solicitation behind a hop-by-hop header (next header 0) is not recognised (documented).
+        var hopByHop = ns
+        hopByHop[20] = 0
+        XCTAssertEqual(run(program, hopByHop), 0)
+        // An advertisement (type 136) with the address as its target, to someone else: dropped.
+        var advertisementForIt = ns
+        advertisementForIt[54] = 136
+        XCTAssertEqual(run(program, advertisementForIt), 0)
+        // IPv4 and ARP still work in the combined program, not in the IPv6-only one.
+        XCTAssertEqual(run(both, arpRequest), LANPresenceFilter.acceptLength)
+        XCTAssertEqual(run(both, echoFrame), LANPresenceFilter.acceptLength)
+        XCTAssertEqual(run(program, arpRequest), 0)
+        XCTAssertEqual(run(program, echoFrame), 0)
+        // The IPv4 program of init(addresses:) behaves as init(address:) on the IPv4 samples and
+        // every truncation of them.
+        let v4 = try XCTUnwrap(LANPresenceFilter(addresses: [IPAddress("192.168.77.10")!])).instructions
+        let old = try XCTUnwrap(LANPresenceFilter(address: IPAddress("192.168.77.10")!)).instructions
+        for frame in [arpRequest, echoFrame] {
+            for n in 0...frame.count {
+                XCTAssertEqual(run(v4, Array(frame.prefix(n))), run(old, Array(frame.prefix(n))))
+                XCTAssertEqual(run(both, Array(frame.prefix(n))), run(old, Array(frame.prefix(n))))
+            }
+        }
+        // Truncated IPv6 frames never load past their end (the target ends at byte 78).
+        for n in 0..<ns.count {
+            XCTAssertEqual(run(program, Array(ns.prefix(n))), n >= 78 ? LANPresenceFilter.acceptLength : 0)
+        }
+        XCTAssertNil(LANPresenceFilter(addresses: []))
     }
 }

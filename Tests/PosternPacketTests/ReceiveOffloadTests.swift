@@ -126,4 +126,29 @@ final class ReceiveOffloadTests: XCTestCase {
             _ = ReceiveOffload.frames(ByteBuffer(bytes: bytes))
         }
     }
+
+    /// The raw presence's IPv6 half: a TCPv6 super-packet (gso_type 4) a veth peer passed on, its
+    /// checksum left to offload, offsets counted from the Ethernet header, becomes MSS-sized frames
+    /// with their Ethernet header and complete checksums; a checksum start inside the Ethernet header
+    /// gives nothing.
+    func testAnIPv6TCPSuperPacketIsCutIntoSegments() throws {
+        let eth6: [UInt8] = [2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0x0a, 0x86, 0xdd]
+        let payload = (0..<3000).map { UInt8(truncatingIfNeeded: $0) }
+        var packet = IPv6TestPackets.tcp("fd00:77::10", "fd00:77::50", flags: 0x18, options: [], payload: payload)
+        packet[56] = 0x12  // a partial checksum, as offload leaves it: the segments get fresh ones
+        packet[57] = 0x34
+        let read = ByteBuffer(bytes: header(flags: 1, gso: 4, size: 1000, start: 14 + 40, offset: 16) + eth6 + packet)
+        let frames = ReceiveOffload.frames(read).map { Array($0.readableBytesView) }
+        XCTAssertEqual(frames.count, 3)
+        for (i, f) in frames.enumerated() {
+            XCTAssertEqual(Array(f[0..<14]), eth6)
+            XCTAssertEqual(f.count, 14 + 40 + 20 + 1000)
+            let ip = Array(f[14...])
+            XCTAssertEqual(Int(ip[4]) << 8 | Int(ip[5]), 20 + 1000, "payload length")
+            XCTAssertTrue(IPv6TestPackets.upperLayerVerifies(ip), "segment \(i)'s TCP checksum")
+            XCTAssertEqual(Array(ip[60...]), Array(payload[(i * 1000)..<((i + 1) * 1000)]))
+        }
+        let bad = ByteBuffer(bytes: header(flags: 1, gso: 4, size: 1000, start: 10, offset: 16) + eth6 + packet)
+        XCTAssertEqual(ReceiveOffload.frames(bad), [])
+    }
 }

@@ -69,4 +69,9 @@ int postern_packet_receive(int fd, int wake_fd, uint8_t *buffer, size_t slot, un
 /// Returns the descriptor or -errno.
 int postern_wake_open(void);
 
+/// Makes the packet socket `fd` receive frames to the Ethernet multicast group `mac` (6 bytes) on
+/// interface `ifindex` (PACKET_ADD_MEMBERSHIP, PACKET_MR_MULTICAST: the interface's filter lets
+/// the group in while the socket lives). Returns 0 or -errno.
+int postern_packet_add_multicast(int fd, int ifindex, const uint8_t *mac);
+
 #endif
