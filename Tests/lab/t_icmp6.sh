@@ -7,6 +7,7 @@
 #    Address unreachable; an unused WAN address behind the gateway gets the gateway's Address
 #    unreachable; a v6 destination outside --allow exits 2 (denied by policy); traceroute to the
 #    server's host 2001:db8:113::10 shows the gateway hop (fd00:77::1, hop limit exceeded) first;
+#    a request too big for the gateway's WAN side gets its packet too big with the MTU;
 #  - names: the mediator resolves them in ITS view (a hosts file only its mount namespace sees;
 #    the server's side cannot resolve the name at all), -4/-6 pick the family, an unknown name is
 #    `name resolution failed`, a name resolving outside --allow is denied;
@@ -83,6 +84,18 @@ check_v6() {
     grep -qE '^ 2  2001:db8:113::10  [0-9.]+ ms$' <<<"$out" || fail "$kind: traceroute6 did not end at 2001:db8:113::10: $out"
     out=$(ctl traceroute acme fd00:77::10 --max-hops 3) || fail "$kind: traceroute6 to lanhost: $out"
     grep -qE '^ 1  fd00:77::10  [0-9.]+ ms$' <<<"$out" || fail "$kind: traceroute6 did not end at lanhost: $out"
+
+    # 4. Packet too big: the gateway's WAN side cut to 1280 bytes; a 1400-byte request gets the
+    # gateway's packet too big with that MTU (lan forgets any path MTU it learnt before).
+    lab exec lan ip -6 route flush cache
+    lab exec gw ip link set br-wan mtu 1280
+    rc=0
+    out=$(ctl ping acme 2001:db8:113::10 --count 1 --size 1400 --timeout 3) || rc=$?
+    lab exec gw ip link set br-wan mtu 1500
+    echo "$out"
+    grep -qE '^From (fd00:77::1|2001:db8:113::1) icmp_seq=1 Packet too big: mtu=1280$' <<<"$out" ||
+        fail "$kind: no packet too big from the gateway: $out"
+    lab exec lan ip -6 route flush cache
 }
 
 check_v6 raw
