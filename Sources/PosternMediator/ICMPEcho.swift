@@ -127,6 +127,11 @@ final class ICMPEcho: Sendable {
 
     /// getaddrinfo for `name`, the first address of `family`. Blocks.
     private static func lookUp(_ name: String, family: Frame.Echo.Family) throws -> IPAddress {
+        // getaddrinfo would read a name with a NUL only up to it, and no host name holds spaces or
+        // control characters: such a name is refused, not half-resolved.
+        guard name.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7f }) else {
+            throw Failure(code: .resolveFailed, errno: 0, description: "\(PeerText.sanitized(name)) is not a host name")
+        }
         var hints = addrinfo()
         switch family {
         case .any: hints.ai_family = AF_UNSPEC

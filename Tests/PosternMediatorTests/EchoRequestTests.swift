@@ -95,6 +95,14 @@ final class EchoRequestTests: XCTestCase {
         XCTAssertEqual(failed.code, .resolveFailed)
         XCTAssertTrue(failed.message.hasPrefix("cannot resolve nowhere.invalid"), failed.message)
 
+        // A forged name with a NUL (getaddrinfo would read "localhost") or a space is refused whole.
+        for forged in ["localhost\u{0}.evil", "local host"] {
+            let f = try harness.failed(
+                .echo(.init(requestID: 6, host: .name(forged), ttl: 64, sequence: 6, size: 8, timeoutMillis: 2000)))
+            XCTAssertEqual(f.code, .resolveFailed)
+            XCTAssertTrue(f.message.hasSuffix("is not a host name"), f.message)
+        }
+
         harness.shutdown()
         harness = try MediatorHarness()
         try harness.setEcho(icmp)
