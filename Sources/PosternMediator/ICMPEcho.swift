@@ -13,8 +13,10 @@ import PosternWire
 /// ECHO on the mediator (docs/protocol.md §11): sends one ICMP echo request per ECHO from this host
 /// and waits for its answer. The socket kind is chosen once, at start: an unprivileged ICMP datagram
 /// socket where `net.ipv4.ping_group_range` allows it, else a raw socket (CAP_NET_RAW), else none,
-/// with the reason in words. Each request has a socket of its own, so answers never cross; the
-/// blocking wait runs on a small pool of its own, never on the event loop.
+/// with the reason in words; an IPv6 destination gets the ICMPv6 socket of the same kind (the same
+/// sysctl admits it). Each request has a socket of its own, so answers never cross; the blocking
+/// wait runs on a small pool of its own, never on the event loop. A name is resolved here first, on
+/// another pool: the LAN's view, as ping run on this host would have it.
 final class ICMPEcho: Sendable {
     enum Mode: Hashable, Sendable, CustomStringConvertible {
         case datagram
