@@ -251,3 +251,76 @@ int postern_wake_open(void) {
     int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     return fd < 0 ? -errno : fd;
 }
+
+#include <netinet/icmp6.h>
+
+int postern_icmp6_socket(int raw, int hops) {
+    int fd = socket(AF_INET6, (raw ? SOCK_RAW : SOCK_DGRAM) | SOCK_CLOEXEC, IPPROTO_ICMPV6);
+    if (fd < 0) return -errno;
+    int on = 1;
+    if (setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &hops, sizeof hops) < 0
+        || (!raw && setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &on, sizeof on) < 0)
+        || setsockopt(fd, IPPROTO_IPV6, IPV6_RECVHOPLIMIT, &on, sizeof on) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    if (raw) {
+        // A raw ICMPv6 socket gets every ICMPv6 message the host receives (neighbour discovery,
+        // router advertisements...): keep only what can answer an echo request.
+        struct icmp6_filter filter;
+        ICMP6_FILTER_SETBLOCKALL(&filter);
+        ICMP6_FILTER_SETPASS(ICMP6_ECHO_REPLY, &filter);
+        ICMP6_FILTER_SETPASS(ICMP6_DST_UNREACH, &filter);
+        ICMP6_FILTER_SETPASS(ICMP6_PACKET_TOO_BIG, &filter);
+        ICMP6_FILTER_SETPASS(ICMP6_TIME_EXCEEDED, &filter);
+        if (setsockopt(fd, IPPROTO_ICMPV6, ICMP6_FILTER, &filter, sizeof filter) < 0) {
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+    }
+    return fd;
+}
+
+ssize_t postern_icmp6_recv(int fd, void *buf, size_t len, int errqueue, struct postern_icmp6_received *out) {
+    struct sockaddr_in6 from;
+    union {
+        char bytes[512];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr msg = {
+        .msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1,
+        .msg_control = control.bytes, .msg_controllen = sizeof control.bytes,
+    };
+    memset(&from, 0, sizeof from);
+    memset(out, 0, sizeof *out);
+    out->hops = -1;
+    ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT | (errqueue ? MSG_ERRQUEUE : 0));
+    if (n < 0) return -errno;
+    memcpy(out->from, &from.sin6_addr, 16);
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != IPPROTO_IPV6) continue;
+        if (c->cmsg_type == IPV6_HOPLIMIT && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+            int h;
+            memcpy(&h, CMSG_DATA(c), sizeof h);
+            out->hops = h;
+        } else if (c->cmsg_type == IPV6_RECVERR && c->cmsg_len >= CMSG_LEN(sizeof(struct sock_extended_err))) {
+            struct sock_extended_err ee;
+            memcpy(&ee, CMSG_DATA(c), sizeof ee);
+            if (ee.ee_origin != SO_EE_ORIGIN_ICMP6) continue;
+            out->is_error = 1;
+            out->type = ee.ee_type;
+            out->code = ee.ee_code;
+            out->info = ee.ee_info;
+            // SO_EE_OFFENDER: the address that sent the error follows the structure.
+            if (c->cmsg_len >= CMSG_LEN(sizeof ee + sizeof(struct sockaddr_in6))) {
+                struct sockaddr_in6 offender;
+                memcpy(&offender, (const char *)CMSG_DATA(c) + sizeof ee, sizeof offender);
+                if (offender.sin6_family == AF_INET6) memcpy(out->from, &offender.sin6_addr, 16);
+            }
+        }
+    }
+    return n;
+}

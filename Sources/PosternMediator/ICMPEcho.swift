@@ -13,8 +13,10 @@ import PosternWire
 /// ECHO on the mediator (docs/protocol.md §11): sends one ICMP echo request per ECHO from this host
 /// and waits for its answer. The socket kind is chosen once, at start: an unprivileged ICMP datagram
 /// socket where `net.ipv4.ping_group_range` allows it, else a raw socket (CAP_NET_RAW), else none,
-/// with the reason in words. Each request has a socket of its own, so answers never cross; the
-/// blocking wait runs on a small pool of its own, never on the event loop.
+/// with the reason in words; an IPv6 destination gets the ICMPv6 socket of the same kind (the same
+/// sysctl admits it). Each request has a socket of its own, so answers never cross; the blocking
+/// wait runs on a small pool of its own, never on the event loop. A name is resolved here first, on
+/// another pool: the LAN's view, as ping run on this host would have it.
 final class ICMPEcho: Sendable {
     enum Mode: Hashable, Sendable, CustomStringConvertible {
         case datagram
@@ -55,7 +57,7 @@ final class ICMPEcho: Sendable {
     /// Finds out what this host allows: the effective capabilities and which ICMP sockets open.
     init() {
         process = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)).flatMap(ProcessCapabilities.init(status:))
-        var capabilities: MediatorEnvironment.Capabilities = [.echoOffered]
+        var capabilities: MediatorEnvironment.Capabilities = [.echoOffered, .echoNames]
         if process?.hasNetAdmin == true { capabilities.insert(.netAdmin) }
         let datagram = Self.canOpen(raw: false)
         let raw = Self.canOpen(raw: true)
@@ -85,6 +87,86 @@ final class ICMPEcho: Sendable {
         return Self.pool.runIfActive(eventLoop: eventLoop) { try Self.run(echo, mode: mode) }
     }
 
+    /// How long a name may take to resolve before the ECHO fails `resolveFailed`.
+    static let resolveTimeout = TimeAmount.seconds(5)
+
+    /// Threads that resolve names for ECHO: a pool of their own, so lookups that hang (an
+    /// unreachable name server) never hold up CONNECT's resolution or the echo waits.
+    private static let resolverPool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        return pool
+    }()
+
+    /// Resolves `name` in this host's network (its resolver, /etc/hosts...) to the first address of
+    /// `family`, off the event loop. `answer` fails `resolveFailed` after `resolveTimeout`;
+    /// getaddrinfo cannot be cancelled, so `finished` completes only when the lookup itself ends
+    /// (its late answer dropped): the caller holds its slot until then, which bounds the lookups
+    /// a peer can leave hanging.
+    static func resolve(_ name: String, family: Frame.Echo.Family, on eventLoop: EventLoop) -> (
+        answer: EventLoopFuture<IPAddress>, finished: EventLoopFuture<Void>
+    ) {
+        let promise = eventLoop.makePromise(of: IPAddress.self)
+        let done = NIOLoopBoundBox(false, eventLoop: eventLoop)
+        let shown = PeerText.sanitized(name)
+        let timer = eventLoop.scheduleTask(in: resolveTimeout) {
+            guard !done.value else { return }
+            done.value = true
+            promise.fail(
+                Failure(
+                    code: .resolveFailed, errno: 0,
+                    description: "resolving \(shown) took longer than \(resolveTimeout.nanoseconds / 1_000_000_000) s"))
+        }
+        let lookup = resolverPool.runIfActive(eventLoop: eventLoop) { try lookUp(name, family: family) }
+        lookup.whenComplete { result in
+            timer.cancel()
+            guard !done.value else { return }
+            done.value = true
+            promise.completeWith(result)
+        }
+        return (promise.futureResult, lookup.map { _ in }.recover { _ in })
+    }
+
+    /// getaddrinfo for `name`, the first address of `family`. Blocks.
+    private static func lookUp(_ name: String, family: Frame.Echo.Family) throws -> IPAddress {
+        // getaddrinfo would read a name with a NUL only up to it, and no host name holds spaces or
+        // control characters: such a name is refused, not half-resolved.
+        guard name.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7f }) else {
+            throw Failure(code: .resolveFailed, errno: 0, description: "\(PeerText.sanitized(name)) is not a host name")
+        }
+        var hints = addrinfo()
+        switch family {
+        case .any: hints.ai_family = AF_UNSPEC
+        case .ipv4: hints.ai_family = AF_INET
+        case .ipv6: hints.ai_family = AF_INET6
+        }
+        hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(name, nil, &hints, &list)
+        let shown = PeerText.sanitized(name)
+        guard rc == 0, let first = list else {
+            let why = rc == 0 ? "no address" : String(cString: gai_strerror(rc))
+            let which = family == .any ? "" : family == .ipv4 ? " (IPv4)" : " (IPv6)"
+            throw Failure(code: .resolveFailed, errno: 0, description: "cannot resolve \(shown)\(which): \(why)")
+        }
+        defer { freeaddrinfo(list) }
+        var entry: UnsafeMutablePointer<addrinfo>? = first
+        while let e = entry {
+            if let sa = e.pointee.ai_addr {
+                if e.pointee.ai_family == AF_INET {
+                    let a = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
+                    return .v4(UInt32(bigEndian: a))
+                }
+                if e.pointee.ai_family == AF_INET6 {
+                    var a = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
+                    if let address = withUnsafeBytes(of: &a, { IPAddress(bytes: $0) }) { return address }
+                }
+            }
+            entry = e.pointee.ai_next
+        }
+        throw Failure(code: .resolveFailed, errno: 0, description: "cannot resolve \(shown): no IPv4 or IPv6 address")
+    }
+
     struct Failure: Error, CustomStringConvertible {
         var code: ErrorCode
         var errno: Int32
@@ -93,15 +175,22 @@ final class ICMPEcho: Sendable {
 
     /// The blocking exchange: open, send, wait for the matching answer until the timeout.
     private static func run(_ echo: Frame.Echo, mode: Mode) throws -> Frame.EchoReply {
-        guard case .v4(let destination) = echo.destination else {
-            throw Failure(code: .notSupported, errno: 0, description: "ICMP echo to IPv6 destinations is not supported in this version")
-        }
         let raw: Bool
         switch mode {
         case .datagram: raw = false
         case .raw: raw = true
         case .unavailable(let why): throw Failure(code: .notSupported, errno: 0, description: why)
         }
+        switch echo.destination {
+        case .v4(let destination)?: return try runV4(echo, destination: destination, raw: raw)
+        case .v6(let destination)?: return try runV6(echo, destination: destination, raw: raw)
+        case nil: throw Failure(code: .internalError, errno: 0, description: "an ICMP echo to a name that was not resolved")
+        }
+    }
+
+    /// The exchange with an IPv4 destination.
+    private static func runV4(_ echo: Frame.Echo, destination: UInt32, raw: Bool) throws -> Frame.EchoReply {
+        let target = IPAddress.v4(destination)
         let fd = postern_icmp_socket(raw ? 1 : 0, Int32(echo.ttl))
         guard fd >= 0 else {
             throw Failure(
@@ -130,11 +219,27 @@ final class ICMPEcho: Sendable {
             if e == ENETUNREACH || e == EHOSTUNREACH {
                 return Frame.EchoReply(
                     requestID: echo.requestID, outcome: .unreachable, icmpType: ICMPMessage.unreachableType,
-                    icmpCode: e == ENETUNREACH ? 0 : 1, from: echo.destination, ttl: 0, size: 0, rttMicros: 0)
+                    icmpCode: e == ENETUNREACH ? 0 : 1, from: target, ttl: 0, size: 0, rttMicros: 0)
             }
             throw Failure(
                 code: ErrorCode(errno: e), errno: e, description: "sending the echo request failed: \(String(cString: strerror(e)))")
         }
+        return wait(fd: fd, echo: echo, target: target, sentAt: sentAt, timeout: timeout) { errqueue, buffer in
+            var info = postern_icmp_received()
+            let n = buffer.withUnsafeMutableBytes { postern_icmp_recv(fd, $0.baseAddress, $0.count, errqueue, &info) }
+            guard n >= 0 else { return nil }
+            let from = IPAddress.v4(UInt32(bigEndian: info.from))
+            return Self.answer(Array(buffer[0..<n]), info: info, from: from, raw: raw, echo: echo, target: target, identifier: identifier)
+        }
+    }
+
+    /// Waits on `fd` until `read` (given 1 to read the error queue, 0 the ordinary one, and a
+    /// buffer) finds the answer to `echo`, or the timeout passes: then `noAnswer`. The answer's
+    /// round-trip time is measured from `sentAt`.
+    private static func wait(
+        fd: Int32, echo: Frame.Echo, target: IPAddress, sentAt: NIODeadline, timeout: Int64,
+        read: (Int32, inout [UInt8]) -> Frame.EchoReply?
+    ) -> Frame.EchoReply {
         let deadline = sentAt + .nanoseconds(timeout)
         var buffer = [UInt8](repeating: 0, count: 2048)
         while true {
@@ -145,28 +250,99 @@ final class ICMPEcho: Sendable {
             if ready < 0 && errno == EINTR { continue }
             guard ready > 0 else { continue }
             for errqueue in (poller.revents & Int16(POLLERR) != 0 ? [1, 0] : [0]) {
-                var info = postern_icmp_received()
-                let n = buffer.withUnsafeMutableBytes { postern_icmp_recv(fd, $0.baseAddress, $0.count, Int32(errqueue), &info) }
-                guard n >= 0 else { continue }
-                let bytes = Array(buffer[0..<n])
-                let from = IPAddress.v4(UInt32(bigEndian: info.from))
-                guard let answer = Self.answer(bytes, info: info, from: from, raw: raw, echo: echo, identifier: identifier) else {
-                    continue
-                }
-                let rtt = (NIODeadline.now() - sentAt).nanoseconds / 1000
-                var reply = answer
-                reply.rttMicros = UInt32(clamping: rtt)
+                guard var reply = read(Int32(errqueue), &buffer) else { continue }
+                reply.rttMicros = UInt32(clamping: (NIODeadline.now() - sentAt).nanoseconds / 1000)
                 return reply
             }
         }
         return Frame.EchoReply(
-            requestID: echo.requestID, outcome: .noAnswer, icmpType: 0, icmpCode: 0, from: echo.destination, ttl: 0, size: 0,
+            requestID: echo.requestID, outcome: .noAnswer, icmpType: 0, icmpCode: 0, from: target, ttl: 0, size: 0,
             rttMicros: UInt32(clamping: timeout / 1000))
+    }
+
+    /// The exchange with an IPv6 destination: ICMPv6 through a socket of the same kind as for IPv4
+    /// (net.ipv4.ping_group_range admits ICMPv6 datagram sockets too), the hop limit set to the
+    /// request's TTL. Such sockets hand over the ICMPv6 message alone; the sender and hop limit
+    /// come beside it.
+    private static func runV6(_ echo: Frame.Echo, destination: [UInt8], raw: Bool) throws -> Frame.EchoReply {
+        let target = IPAddress.v6(destination)
+        let fd = postern_icmp6_socket(raw ? 1 : 0, Int32(echo.ttl))
+        guard fd >= 0 else {
+            throw Failure(
+                code: ErrorCode(errno: -fd), errno: -fd, description: "cannot open an ICMPv6 socket: \(String(cString: strerror(-fd)))")
+        }
+        defer { close(fd) }
+        let identifier: UInt16? = raw ? UInt16.random(in: 1...UInt16.max) : nil
+        let payload = (0..<Int(echo.size)).map { UInt8(truncatingIfNeeded: $0 &+ 8) }
+        let request = ICMPv6Message.echoRequest(identifier: identifier ?? 0, sequence: echo.sequence, payload: payload)
+        var address = sockaddr_in6()
+        address.sin6_family = sa_family_t(AF_INET6)
+        withUnsafeMutableBytes(of: &address.sin6_addr) { $0.copyBytes(from: destination) }
+        let timeout = Int64(min(max(echo.timeoutMillis, 1), Frame.Echo.maxTimeoutMillis)) * 1_000_000
+        let sentAt = NIODeadline.now()
+        let sent = request.withUnsafeBytes { bytes in
+            withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(fd, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                }
+            }
+        }
+        guard sent == request.count else {
+            let e = errno
+            // No route on this host: ping6 words it "Destination unreachable: No route" (code 0),
+            // or "Address unreachable" (code 3) when the neighbour is known not to answer.
+            if e == ENETUNREACH || e == EHOSTUNREACH {
+                return Frame.EchoReply(
+                    requestID: echo.requestID, outcome: .unreachable, icmpType: ICMPv6Message.unreachableType,
+                    icmpCode: e == ENETUNREACH ? 0 : 3, from: target, ttl: 0, size: 0, rttMicros: 0)
+            }
+            throw Failure(
+                code: ErrorCode(errno: e), errno: e, description: "sending the ICMPv6 echo request failed: \(String(cString: strerror(e)))")
+        }
+        return wait(fd: fd, echo: echo, target: target, sentAt: sentAt, timeout: timeout) { errqueue, buffer in
+            var info = postern_icmp6_received()
+            let n = buffer.withUnsafeMutableBytes { postern_icmp6_recv(fd, $0.baseAddress, $0.count, errqueue, &info) }
+            guard n >= 0, let from = withUnsafeBytes(of: info.from, { IPAddress(bytes: $0) }) else { return nil }
+            return Self.answerV6(Array(buffer[0..<n]), info: info, from: from, echo: echo, target: target, identifier: identifier)
+        }
+    }
+
+    /// The answer to `echo` (IPv6) that `bytes` hold, or nil when they answer something else.
+    /// For packet too big, `size` carries the MTU the router reported (docs/protocol.md §11.2).
+    private static func answerV6(
+        _ bytes: [UInt8], info: postern_icmp6_received, from: IPAddress, echo: Frame.Echo, target: IPAddress, identifier: UInt16?
+    ) -> Frame.EchoReply? {
+        let hops = info.hops >= 0 ? UInt8(clamping: info.hops) : 0
+        if info.is_error != 0 {
+            // The error queue hands back our own request; the error itself is in `info`.
+            guard case .echoRequest(_, let sequence, _)? = try? ICMPv6Message(parsing: bytes), sequence == echo.sequence,
+                let outcome = ICMPv6Message.outcome(ofErrorType: info.type)
+            else { return nil }
+            let size = info.type == ICMPv6Message.packetTooBigType ? UInt16(clamping: info.info) : 0
+            return Frame.EchoReply(
+                requestID: echo.requestID, outcome: outcome, icmpType: info.type, icmpCode: info.code, from: from, ttl: 0,
+                size: size, rttMicros: 0)
+        }
+        guard let message = try? ICMPv6Message(parsing: bytes),
+            let outcome = message.outcome(forEchoTo: target, identifier: identifier, sequence: echo.sequence, from: from)
+        else { return nil }
+        switch message {
+        case .echoReply(_, _, let payloadSize):
+            return Frame.EchoReply(
+                requestID: echo.requestID, outcome: outcome, icmpType: 0, icmpCode: 0, from: from, ttl: hops,
+                size: UInt16(clamping: payloadSize), rttMicros: 0)
+        case .error(let type, let code, let mtu, _):
+            return Frame.EchoReply(
+                requestID: echo.requestID, outcome: outcome, icmpType: type, icmpCode: code, from: from, ttl: hops,
+                size: type == ICMPv6Message.packetTooBigType ? UInt16(clamping: mtu) : 0, rttMicros: 0)
+        case .echoRequest, .other:
+            return nil
+        }
     }
 
     /// The answer to `echo` that `bytes` hold, or nil when they answer something else.
     private static func answer(
-        _ bytes: [UInt8], info: postern_icmp_received, from: IPAddress, raw: Bool, echo: Frame.Echo, identifier: UInt16?
+        _ bytes: [UInt8], info: postern_icmp_received, from: IPAddress, raw: Bool, echo: Frame.Echo, target: IPAddress, identifier: UInt16?
     ) -> Frame.EchoReply? {
         let message: ICMPMessage
         var source = from
@@ -194,7 +370,7 @@ final class ICMPEcho: Sendable {
             guard let parsed = try? ICMPMessage(parsing: bytes) else { return nil }
             message = parsed
         }
-        guard let outcome = message.outcome(forEchoTo: echo.destination, identifier: identifier, sequence: echo.sequence, from: source)
+        guard let outcome = message.outcome(forEchoTo: target, identifier: identifier, sequence: echo.sequence, from: source)
         else { return nil }
         var type: UInt8 = 0
         var code: UInt8 = 0

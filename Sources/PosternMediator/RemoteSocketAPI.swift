@@ -154,11 +154,39 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
 
     // MARK: - Operations
 
-    /// ECHO (§11): the policy first, then the bound on requests in flight, then the socket.
+    /// ECHO (§11): a name resolved here first (the LAN's view, like ping run on this host), while
+    /// it counts against the bound on requests in flight; then `echoResolved`.
     private func echo(_ e: Frame.Echo, _ session: TunnelSession) {
-        guard configuration.policy.allowsEcho(to: e.destination) else {
-            logger.warning("ICMP echo to \(e.destination) denied by policy")
-            return fail(session, e.requestID, .deniedByPolicy, EACCES, "ICMP echo to \(e.destination) is denied by policy")
+        guard case .name(let name) = e.host else { return echoResolved(e, session) }
+        guard echoesInFlight < ICMPEcho.maxInFlight else {
+            return fail(
+                session, e.requestID, .limitExceeded, 0, "too many ICMP echo requests in flight (limit \(ICMPEcho.maxInFlight))")
+        }
+        echoesInFlight += 1
+        let lookUp = ICMPEcho.resolve(name, family: e.family, on: eventLoop)
+        // The slot is the lookup's until getaddrinfo returns, even when the answer timed out.
+        lookUp.finished.whenComplete { [self] _ in echoesInFlight -= 1 }
+        lookUp.answer.whenComplete { [self] result in
+            guard session.isOpen else { return }
+            switch result {
+            case .success(let address):
+                var resolved = e
+                resolved.host = .ip(address)
+                echoResolved(resolved, session)
+            case .failure(let error as ICMPEcho.Failure):
+                logger.info("ICMP echo to \(e.host): \(error.description)")
+                fail(session, e.requestID, error.code, error.errno, error.description)
+            case .failure(let error):
+                fail(session, e.requestID, error, "resolving \(e.host) for ICMP echo")
+            }
+        }
+    }
+
+    /// ECHO to an address: the policy first, then the bound on requests in flight, then the socket.
+    private func echoResolved(_ e: Frame.Echo, _ session: TunnelSession) {
+        guard let destination = e.destination, configuration.policy.allowsEcho(to: destination) else {
+            logger.warning("ICMP echo to \(e.host) denied by policy")
+            return fail(session, e.requestID, .deniedByPolicy, EACCES, "ICMP echo to \(e.host) is denied by policy")
         }
         guard echoesInFlight < ICMPEcho.maxInFlight else {
             return fail(
@@ -181,7 +209,7 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
             case .failure(let error as ICMPEcho.Failure):
                 fail(session, e.requestID, error.code, error.errno, error.description)
             case .failure(let error):
-                fail(session, e.requestID, error, "ICMP echo to \(e.destination)")
+                fail(session, e.requestID, error, "ICMP echo to \(e.host)")
             }
         }
     }

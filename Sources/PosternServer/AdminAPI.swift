@@ -323,6 +323,8 @@ final class AdminAPI: ChannelInboundHandler {
         var sequence: UInt16?
         var size: UInt16?
         var timeoutMillis: UInt32?
+        /// echo to a name: 4 or 6 restricts what it may resolve to (the mediator resolves it).
+        var family: UInt8?
     }
 
     struct OperationResult: Encodable {
@@ -435,11 +437,17 @@ final class AdminAPI: ChannelInboundHandler {
         var sequence: UInt16
     }
 
-    /// `POST /v1/mediators/NAME/echo` with `destination` (an IP address), and optionally `ttl` (64),
+    /// `POST /v1/mediators/NAME/echo` with `destination` (an IP address, or a host name the mediator
+    /// resolves, optionally with `family` 4 or 6), and optionally `ttl` (64),
     /// `sequence` (1), `size` (56) and `timeoutMillis` (2000): one ICMP echo request from the mediator.
     private func echo(_ context: ChannelHandlerContext, _ link: MediatorLink, _ request: OperationRequest) {
-        guard let d = request.destination, let destination = IPAddress(d) else {
-            return respond(context, .badRequest, ["error": "destination must be an IP address"])
+        // A name goes to the mediator as it is, to be resolved in its LAN (docs/protocol.md §11.2).
+        guard let d = request.destination, !d.isEmpty, d.utf8.count <= 255 else {
+            return respond(context, .badRequest, ["error": "destination must be an IP address or a host name (1-255 bytes)"])
+        }
+        let destination = PosternWire.Host(d)
+        guard let family = Frame.Echo.Family(rawValue: request.family ?? 0) else {
+            return respond(context, .badRequest, ["error": "family must be 4 or 6"])
         }
         let size = request.size ?? 56
         guard size <= Frame.Echo.maxSize else {
@@ -448,7 +456,8 @@ final class AdminAPI: ChannelInboundHandler {
         let ttl = request.ttl ?? 64
         guard ttl > 0 else { return respond(context, .badRequest, ["error": "ttl must be 1-255"]) }
         let sequence = request.sequence ?? 1
-        link.echo(to: destination, ttl: ttl, sequence: sequence, size: size, timeoutMillis: request.timeoutMillis ?? 2000)
+        let timeout = request.timeoutMillis ?? 2000
+        link.echo(to: destination, family: family, ttl: ttl, sequence: sequence, size: size, timeoutMillis: timeout)
             .whenComplete { [self] result in
                 switch result {
                 case .success(let r):

@@ -266,6 +266,14 @@ public final class MediatorLink: TunnelSessionDelegate {
     public func echo(to destination: IPAddress, ttl: UInt8, sequence: UInt16, size: UInt16, timeoutMillis: UInt32)
         -> EventLoopFuture<Frame.EchoReply>
     {
+        echo(to: .ip(destination), ttl: ttl, sequence: sequence, size: size, timeoutMillis: timeoutMillis)
+    }
+
+    /// As above, to an address or a name the mediator resolves in its LAN to the first address of
+    /// `family`: a name only to a mediator that offers `echoNames`, else FAILED-like `notSupported`.
+    public func echo(
+        to host: PosternWire.Host, family: Frame.Echo.Family = .any, ttl: UInt8, sequence: UInt16, size: UInt16, timeoutMillis: UInt32
+    ) -> EventLoopFuture<Frame.EchoReply> {
         let promise = session.eventLoop.makePromise(of: Frame.EchoReply.self)
         guard isOpen else {
             promise.fail(OperationError(code: .shuttingDown, message: "mediator '\(name)' is not connected"))
@@ -276,6 +284,13 @@ public final class MediatorLink: TunnelSessionDelegate {
                 OperationError(
                     code: .notSupported,
                     message: "mediator '\(name)' does not offer ICMP echo (an older version, or its environment has not arrived yet)"))
+            return promise.futureResult
+        }
+        if case .name = host, !environment.capabilities.contains(.echoNames) {
+            promise.fail(
+                OperationError(
+                    code: .notSupported,
+                    message: "mediator '\(name)' cannot resolve names for ICMP echo (an older version): give an IP address"))
             return promise.futureResult
         }
         guard pendingEcho.count < Self.maxPendingEchoes else {
@@ -289,7 +304,9 @@ public final class MediatorLink: TunnelSessionDelegate {
         if nextRequestID == 0 { nextRequestID = 1 }
         pendingEcho[id] = promise
         session.send(
-            .echo(.init(requestID: id, destination: destination, ttl: ttl, sequence: sequence, size: size, timeoutMillis: timeoutMillis)))
+            .echo(
+                .init(
+                    requestID: id, host: host, family: family, ttl: ttl, sequence: sequence, size: size, timeoutMillis: timeoutMillis)))
         return promise.futureResult
     }
 

@@ -121,6 +121,7 @@ struct MediatorView: Encodable {
             capabilities.append(
                 e.capabilities.contains(.icmpDatagram) || e.capabilities.contains(.rawSockets) ? "echo" : "echo-unavailable")
         }
+        if e.capabilities.contains(.echoNames) { capabilities.append("echo-names") }
         if let t = link.registry.tunMode?.tun(of: link) {
             let counters = t.relay?.counters ?? PacketCounters()
             tun = TunView(

@@ -149,11 +149,12 @@ extension ByteBuffer {
             writeBuffer(&m.bytes)
         case .echo(let m):
             writeInteger(m.requestID)
-            writeAddress(m.destination)
+            writeHost(m.host)
             writeInteger(m.ttl)
             writeInteger(m.sequence)
             writeInteger(m.size)
             writeInteger(m.timeoutMillis)
+            if case .name = m.host { writeInteger(m.family.rawValue) }
         case .echoReply(let m):
             writeInteger(m.requestID)
             writeInteger(m.outcome.rawValue)
@@ -330,14 +331,23 @@ extension Frame {
             frame = .packet(Packet(bytes: r.rest()))
         case Echo.type:
             let requestID: UInt32 = try r.int()
-            let destination = try r.address()
+            let host = try r.host()
             let ttl: UInt8 = try r.int()
             guard ttl > 0 else { throw WireError.invalidValue(field: "ttl", value: "0") }
             let sequence: UInt16 = try r.int()
             let size: UInt16 = try r.int()
             guard size <= Echo.maxSize else { throw WireError.invalidValue(field: "echo size", value: String(size)) }
+            let timeoutMillis: UInt32 = try r.int()
+            var family = Echo.Family.any
+            if case .name = host {
+                let raw: UInt8 = try r.int()
+                guard let f = Echo.Family(rawValue: raw) else { throw WireError.invalidValue(field: "echo family", value: String(raw)) }
+                family = f
+            }
             frame = .echo(
-                Echo(requestID: requestID, destination: destination, ttl: ttl, sequence: sequence, size: size, timeoutMillis: try r.int()))
+                Echo(
+                    requestID: requestID, host: host, family: family, ttl: ttl, sequence: sequence, size: size, timeoutMillis: timeoutMillis
+                ))
         case EchoReply.type:
             let requestID: UInt32 = try r.int()
             let rawOutcome: UInt8 = try r.int()
@@ -428,6 +438,11 @@ struct PayloadReader {
 
     mutating func address() throws -> IPAddress {
         guard let v = try buffer.readAddress() else { throw WireError.truncated(frame: frame) }
+        return v
+    }
+
+    mutating func host() throws -> Host {
+        guard let v = try buffer.readHost() else { throw WireError.truncated(frame: frame) }
         return v
     }
 

@@ -11,7 +11,11 @@ extension Frame {
         /// The longest a mediator waits for an answer; a longer timeout is cut to this.
         public static let maxTimeoutMillis: UInt32 = 10_000
         public var requestID: UInt32
-        public var destination: IPAddress
+        /// Where to: an address, or (only to a mediator with `Capabilities.echoNames`) a name the
+        /// mediator resolves in its own network, to the first address of `family`.
+        public var host: Host
+        /// The address families a name may resolve to; sent only with a name.
+        public var family: Family
         /// IP time to live of the request (1-255); traceroute's probes use small ones.
         public var ttl: UInt8
         /// The echo sequence number the request carries (ping's `icmp_seq`).
@@ -19,13 +23,36 @@ extension Frame {
         /// Bytes of echo payload after the 8-byte ICMP header.
         public var size: UInt16
         public var timeoutMillis: UInt32
+
+        /// Which addresses of a name count (the byte after `timeout` when the host is a name).
+        public enum Family: UInt8, Hashable, Sendable {
+            /// The first address the resolver gives, of either family.
+            case any = 0
+            case ipv4 = 4
+            case ipv6 = 6
+        }
+
         public init(requestID: UInt32, destination: IPAddress, ttl: UInt8, sequence: UInt16, size: UInt16, timeoutMillis: UInt32) {
+            self.init(requestID: requestID, host: .ip(destination), ttl: ttl, sequence: sequence, size: size, timeoutMillis: timeoutMillis)
+        }
+
+        public init(
+            requestID: UInt32, host: Host, family: Family = .any, ttl: UInt8, sequence: UInt16, size: UInt16, timeoutMillis: UInt32
+        ) {
             self.requestID = requestID
-            self.destination = destination
+            self.host = host
+            // A family travels only with a name: an address has its own.
+            if case .name = host { self.family = family } else { self.family = .any }
             self.ttl = ttl
             self.sequence = sequence
             self.size = size
             self.timeoutMillis = timeoutMillis
+        }
+
+        /// The destination address; for a name, nil until the mediator resolves it.
+        public var destination: IPAddress? {
+            if case .ip(let address) = host { return address }
+            return nil
         }
     }
 

@@ -39,6 +39,9 @@ public struct MediatorEnvironment: Hashable, Sendable {
         /// The mediator understands TUN's flags byte (§10.1): a server may send the longer TUN, and
         /// then gets IPv6 in TUN_READY and TUN_STATS as its flags ask; and TUN_CLOSE (§10.7).
         public static let tunExtensions = Capabilities(rawValue: 1 << 6)
+        /// The mediator resolves a name in ECHO's destination (§11.2) in its own network: a server may
+        /// send one, with the family byte.
+        public static let echoNames = Capabilities(rawValue: 1 << 7)
     }
 
     public struct Interface: Hashable, Sendable {

@@ -41,6 +41,54 @@ extension CtlCommand {
         }
     }
 
+    /// What ping(8) prints for an ICMPv6 error of `type`/`code` (`size` carries a packet too big's
+    /// MTU, docs/protocol.md §11.2); nil for types that are not ICMPv6 errors.
+    static func icmpv6ErrorText(type: Int, code: Int, size: Int) -> String? {
+        switch type {
+        case 1:
+            let why = [
+                0: "No route", 1: "Administratively prohibited", 2: "Beyond scope of source address", 3: "Address unreachable",
+                4: "Port unreachable", 5: "Source address failed ingress/egress policy", 6: "Reject route to destination",
+            ]
+            return "Destination unreachable: \(why[code] ?? "Unknown code \(code)")"
+        case 2: return "Packet too big: mtu=\(size)"
+        case 3: return code == 0 ? "Time exceeded: Hop limit" : "Time exceeded: Defragmentation failure"
+        default: return nil
+        }
+    }
+
+    /// The error text of an answer, as ping(8) words it for the destination's family.
+    static func errorText(_ a: [String: Any]) -> String {
+        var ipv6 = false
+        if case .v6? = IPAddress(a["from"] as? String ?? "") { ipv6 = true }
+        let type = a["type"] as? Int ?? -1
+        let code = a["code"] as? Int ?? -1
+        if ipv6, let text = icmpv6ErrorText(type: type, code: code, size: a["size"] as? Int ?? 0) { return text }
+        return a["outcome"] as? String == "time exceeded" ? "Time to live exceeded" : unreachableText(code)
+    }
+
+    /// HOST and `-4`/`-6` checked: an address, or a name the mediator resolves in its LAN (to the
+    /// first address of the family asked for).
+    static func validateHost(_ host: String, ipv4: Bool, ipv6: Bool) throws {
+        guard !(ipv4 && ipv6) else { throw ValidationError("-4 and -6 exclude each other") }
+        if let address = IPAddress(host) {
+            guard !(ipv4 && address.isIPv6), !(ipv6 && !address.isIPv6) else {
+                throw ValidationError("HOST \(host) is not of the family -4/-6 asks for")
+            }
+            return
+        }
+        guard !host.isEmpty, host.utf8.count <= 255, host.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7f }) else {
+            throw ValidationError("HOST must be an IP address or a host name (1-255 bytes, no spaces)")
+        }
+    }
+
+    /// The request fields naming the destination: the host, and the family when a name is given one.
+    static func destinationFields(_ host: String, ipv4: Bool, ipv6: Bool) -> [String: Any] {
+        var body: [String: Any] = ["destination": host]
+        if IPAddress(host) == nil && (ipv4 || ipv6) { body["family"] = ipv4 ? 4 : 6 }
+        return body
+    }
+
     static func milliseconds(_ a: [String: Any]) -> Double { Double(a["rttMicros"] as? Int ?? 0) / 1000 }
 
     struct Ping: ParsableCommand {
@@ -50,15 +98,20 @@ extension CtlCommand {
         @OptionGroup var here: Options
         var options: Options { here.merged(ctl.options) }
         @Argument(help: "Mediator name.") var mediator: String
-        @Argument(help: "Destination IP address (its policy must allow it: any --allow rule covering it).") var host: String
+        @Argument(
+            help:
+                "Destination: an IP address, or a host name the mediator resolves in its LAN (its policy must allow the address: any --allow rule covering it)."
+        ) var host: String
+        @Flag(name: [.customShort("4"), .customLong("ipv4")], help: "Resolve HOST to an IPv4 address only.") var ipv4 = false
+        @Flag(name: [.customShort("6"), .customLong("ipv6")], help: "Resolve HOST to an IPv6 address only.") var ipv6 = false
         @Option(help: "Echo requests to send (1-10000).") var count = 4
         @Option(help: "Seconds between requests.") var interval = 1.0
         @Option(help: "Bytes of payload per request (0-\(Frame.Echo.maxSize)).") var size = 56
         @Option(help: "Seconds to wait for each answer (at most 10).") var timeout = 2.0
-        @Option(help: "IP time to live of the requests (1-255).") var ttl = 64
+        @Option(help: "IP time to live (IPv6: hop limit) of the requests (1-255).") var ttl = 64
 
         func validate() throws {
-            guard IPAddress(host) != nil else { throw ValidationError("HOST must be an IP address") }
+            try CtlCommand.validateHost(host, ipv4: ipv4, ipv6: ipv6)
             guard (1...10_000).contains(count) else { throw ValidationError("--count must be 1-10000") }
             guard interval >= 0, interval <= 3600 else { throw ValidationError("--interval must be 0-3600 seconds") }
             guard (0...Int(Frame.Echo.maxSize)).contains(size) else { throw ValidationError("--size must be 0-\(Frame.Echo.maxSize)") }
@@ -73,10 +126,9 @@ extension CtlCommand {
             var errors = 0
             for sequence in 1...count {
                 if sequence > 1 && interval > 0 { Thread.sleep(forTimeInterval: interval) }
-                let body: [String: Any] = [
-                    "destination": host, "sequence": sequence & 0xffff, "size": size, "ttl": ttl,
-                    "timeoutMillis": Int(timeout * 1000),
-                ]
+                let body = CtlCommand.destinationFields(host, ipv4: ipv4, ipv6: ipv6).merging([
+                    "sequence": sequence & 0xffff, "size": size, "ttl": ttl, "timeoutMillis": Int(timeout * 1000),
+                ]) { $1 }
                 switch try CtlCommand.echo(options, mediator, body) {
                 case .failed(let code, let message):
                     throw CtlCommand.stop(code, message)
@@ -90,12 +142,9 @@ extension CtlCommand {
                         let bytes = (a["size"] as? Int ?? 0) + 8
                         print(
                             "\(bytes) bytes from \(from): icmp_seq=\(sequence) ttl=\(a["ttl"] ?? 0) time=\(String(format: "%.2f", ms)) ms")
-                    case "time exceeded":
+                    case "time exceeded", "unreachable":
                         errors += 1
-                        print("From \(from) icmp_seq=\(sequence) Time to live exceeded")
-                    case "unreachable":
-                        errors += 1
-                        print("From \(from) icmp_seq=\(sequence) \(CtlCommand.unreachableText(a["code"] as? Int ?? -1))")
+                        print("From \(from) icmp_seq=\(sequence) \(CtlCommand.errorText(a))")
                     default:
                         print("no answer from \(host): icmp_seq=\(sequence) (timeout \(String(format: "%g", timeout)) s)")
                     }
@@ -122,12 +171,17 @@ extension CtlCommand {
         @OptionGroup var here: Options
         var options: Options { here.merged(ctl.options) }
         @Argument(help: "Mediator name.") var mediator: String
-        @Argument(help: "Destination IP address (its policy must allow it: any --allow rule covering it).") var host: String
+        @Argument(
+            help:
+                "Destination: an IP address, or a host name the mediator resolves in its LAN (its policy must allow the address: any --allow rule covering it)."
+        ) var host: String
+        @Flag(name: [.customShort("4"), .customLong("ipv4")], help: "Resolve HOST to an IPv4 address only.") var ipv4 = false
+        @Flag(name: [.customShort("6"), .customLong("ipv6")], help: "Resolve HOST to an IPv6 address only.") var ipv6 = false
         @Option(help: "Largest TTL to try (1-64).") var maxHops = 30
         @Option(help: "Seconds to wait for each hop's answer (at most 10).") var timeout = 2.0
 
         func validate() throws {
-            guard IPAddress(host) != nil else { throw ValidationError("HOST must be an IP address") }
+            try CtlCommand.validateHost(host, ipv4: ipv4, ipv6: ipv6)
             guard (1...64).contains(maxHops) else { throw ValidationError("--max-hops must be 1-64") }
             guard timeout > 0, timeout <= 10 else { throw ValidationError("--timeout must be more than 0 and at most 10 seconds") }
         }
@@ -135,9 +189,9 @@ extension CtlCommand {
         func run() throws {
             print("traceroute to \(host) from mediator \(mediator), \(maxHops) hops max")
             for hop in 1...maxHops {
-                let body: [String: Any] = [
-                    "destination": host, "sequence": hop, "size": 32, "ttl": hop, "timeoutMillis": Int(timeout * 1000),
-                ]
+                let body = CtlCommand.destinationFields(host, ipv4: ipv4, ipv6: ipv6).merging([
+                    "sequence": hop, "size": 32, "ttl": hop, "timeoutMillis": Int(timeout * 1000),
+                ]) { $1 }
                 switch try CtlCommand.echo(options, mediator, body) {
                 case .failed(let code, let message):
                     throw CtlCommand.stop(code, message)
@@ -151,7 +205,7 @@ extension CtlCommand {
                     case "time exceeded":
                         print(String(format: "%2d  ", hop) + "\(from)  \(time)")
                     case "unreachable":
-                        print(String(format: "%2d  ", hop) + "\(from)  \(time) !\(CtlCommand.unreachableText(a["code"] as? Int ?? -1))")
+                        print(String(format: "%2d  ", hop) + "\(from)  \(time) !\(CtlCommand.errorText(a))")
                         throw ExitCode(1)
                     default:
                         print(String(format: "%2d  ", hop) + "*")

@@ -65,11 +65,50 @@ final class EchoRequestTests: XCTestCase {
             XCTAssertEqual(r.ttl, 64)
             XCTAssertLessThan(r.rttMicros, 2_000_000)
         }
-        // IPv6 is not in this version: said so, not attempted.
-        harness.shutdown()
+    }
+
+    /// ICMPv6: echo replies from ::1 through the same kind of socket, the hop limit as TTL; a name
+    /// resolved on the mediator, to the family asked for; one that does not resolve; and the policy
+    /// applied to the address a name resolved to.
+    func testIPv6AndNamesOverLoopback() throws {
+        let icmp = try realEcho()
         harness = try MediatorHarness { $0.policy = Policy(allow: [try AllowRule(parsing: "[::1]")]) }
         try harness.setEcho(icmp)
-        XCTAssertEqual(try harness.failed(echo(4, to: "::1")).code, .notSupported)
+        let answers = try harness.send([echo(1, to: "::1"), echo(2, to: "::1", size: 0), echo(3, to: "::1", size: 1472)])
+        for (answer, size) in zip(answers, [56, 0, 1472]) {
+            guard case .echoReply(let r) = answer else { return XCTFail("answered \(answer)") }
+            XCTAssertEqual(r.outcome, .reply)
+            XCTAssertEqual(r.from, IPAddress("::1"))
+            XCTAssertEqual(Int(r.size), size)
+            XCTAssertEqual(r.ttl, 64, "the hop limit the reply arrived with")
+        }
+        // "localhost" is 127.0.0.1 here, which this policy does not allow: the address is checked.
+        let named = Frame.echo(
+            .init(requestID: 4, host: .name("localhost"), family: .ipv4, ttl: 64, sequence: 4, size: 8, timeoutMillis: 2000))
+        let denied = try harness.failed(named)
+        XCTAssertEqual(denied.code, .deniedByPolicy)
+        XCTAssertEqual(denied.message, "ICMP echo to 127.0.0.1 is denied by policy")
+        // RFC 6761: .invalid never resolves.
+        let nowhere = Frame.echo(
+            .init(requestID: 5, host: .name("nowhere.invalid"), ttl: 64, sequence: 5, size: 8, timeoutMillis: 2000))
+        let failed = try harness.failed(nowhere)
+        XCTAssertEqual(failed.code, .resolveFailed)
+        XCTAssertTrue(failed.message.hasPrefix("cannot resolve nowhere.invalid"), failed.message)
+
+        // A forged name with a NUL (getaddrinfo would read "localhost") or a space is refused whole.
+        for forged in ["localhost\u{0}.evil", "local host"] {
+            let f = try harness.failed(
+                .echo(.init(requestID: 6, host: .name(forged), ttl: 64, sequence: 6, size: 8, timeoutMillis: 2000)))
+            XCTAssertEqual(f.code, .resolveFailed)
+            XCTAssertTrue(f.message.hasSuffix("is not a host name"), f.message)
+        }
+
+        harness.shutdown()
+        harness = try MediatorHarness()
+        try harness.setEcho(icmp)
+        guard case .echoReply(let r) = try harness.send([named])[0] else { return XCTFail("no reply from localhost") }
+        XCTAssertEqual(r.outcome, .reply)
+        XCTAssertEqual(r.from, IPAddress("127.0.0.1"))
     }
 
     /// A flood: 40 ECHOs in one read. At most 16 are in flight; the rest are refused at once, and

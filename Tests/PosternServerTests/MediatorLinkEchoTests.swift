@@ -89,6 +89,28 @@ final class MediatorLinkEchoTests: XCTestCase {
         XCTAssertEqual(try framesOut().filter { $0.type == Frame.Echo.type }, [], "no ECHO went out")
     }
 
+    func testANameGoesOnlyToAMediatorThatResolvesNames() throws {
+        // Bit 0x20 without 0x80: a mediator that knows ECHO but would refuse the name form.
+        try environment([.echoOffered, .rawSockets])
+        let name = link.echo(to: .name("lanhost"), family: .ipv6, ttl: 64, sequence: 1, size: 56, timeoutMillis: 2000)
+        let error = try failure(name)
+        XCTAssertEqual(error?.code, .notSupported)
+        XCTAssertEqual(error?.message.contains("cannot resolve names"), true)
+        XCTAssertEqual(try framesOut().filter { $0.type == Frame.Echo.type }, [], "no ECHO went out")
+        // An address still goes to it, with no family byte.
+        _ = link.echo(to: .ip(lanhost), family: .ipv6, ttl: 64, sequence: 1, size: 56, timeoutMillis: 2000)
+        guard case .echo(let literal)? = try framesOut().last else { return XCTFail("no ECHO sent") }
+        XCTAssertEqual(literal.host, .ip(lanhost))
+        XCTAssertEqual(literal.family, .any)
+        // A mediator with bit 0x80 gets the name and the family.
+        try environment([.echoOffered, .rawSockets, .echoNames])
+        _ = link.echo(to: .name("lanhost"), family: .ipv6, ttl: 64, sequence: 1, size: 56, timeoutMillis: 2000)
+        guard case .echo(let sent)? = try framesOut().last else { return XCTFail("no ECHO sent") }
+        XCTAssertEqual(sent.host, .name("lanhost"))
+        XCTAssertEqual(sent.family, .ipv6)
+        XCTAssertNil(sent.destination)
+    }
+
     func testAnswersAreMatchedByRequestIDAndForgedOnesChangeNothing() throws {
         try environment([.echoOffered, .rawSockets])
         let answer = Box<Frame.EchoReply>()

@@ -10,6 +10,16 @@ final class EchoFrameTests: XCTestCase {
             .echo(.init(requestID: 1, destination: IPAddress("192.168.77.10")!, ttl: 1, sequence: 0, size: 0, timeoutMillis: 0)))
         assertRoundTrip(
             .echo(.init(requestID: .max, destination: IPAddress("fd00::10")!, ttl: 255, sequence: .max, size: 1472, timeoutMillis: .max)))
+        for family in [Frame.Echo.Family.any, .ipv4, .ipv6] {
+            assertRoundTrip(
+                .echo(.init(requestID: 3, host: .name("lanhost.lan"), family: family, ttl: 5, sequence: 2, size: 8, timeoutMillis: 900)))
+        }
+        // A family given with an address is not kept: the address has its own.
+        let literal = Frame.Echo(
+            requestID: 3, host: .ip(IPAddress("fd00:77::10")!), family: .ipv4, ttl: 5, sequence: 2, size: 8, timeoutMillis: 900)
+        XCTAssertEqual(literal.family, .any)
+        XCTAssertEqual(literal.destination, IPAddress("fd00:77::10"))
+        XCTAssertNil(Frame.Echo(requestID: 3, host: .name("x"), ttl: 5, sequence: 2, size: 8, timeoutMillis: 900).destination)
         for outcome in [Frame.EchoReply.Outcome.reply, .timeExceeded, .unreachable, .noAnswer] {
             assertRoundTrip(
                 .echoReply(
@@ -31,10 +41,21 @@ final class EchoFrameTests: XCTestCase {
         bad[12] = 0x05
         bad[13] = 0xc1  // 1473
         assertDecodeThrows(rawFrame(type: 0x17, payload: bad), .invalidValue(field: "echo size", value: "1473"))
-        // A name where an address belongs, a cut frame, bytes after the end.
+        // A name (to a mediator with capability bit 7) carries the family byte after the timeout;
+        // without it the frame is cut, with an unknown family it is refused.
+        let named: [UInt8] = [0, 0, 0, 10, 3, 1, 0x61, 64, 0, 1, 0, 56, 0, 0, 7, 208]
+        XCTAssertEqual(
+            try decodeOne(rawFrame(type: 0x17, payload: named + [6])),
+            .echo(.init(requestID: 10, host: .name("a"), family: .ipv6, ttl: 64, sequence: 1, size: 56, timeoutMillis: 2000)))
+        assertDecodeThrows(rawFrame(type: 0x17, payload: named), .truncated(frame: "ECHO"))
+        assertDecodeThrows(rawFrame(type: 0x17, payload: named + [5]), .invalidValue(field: "echo family", value: "5"))
+        assertDecodeThrows(rawFrame(type: 0x17, payload: named + [4, 0]), .trailingBytes(frame: "ECHO", count: 1))
         assertDecodeThrows(
-            rawFrame(type: 0x17, payload: [0, 0, 0, 10, 3, 1, 0x61, 64, 0, 1, 0, 56, 0, 0, 7, 208]),
-            .invalidValue(field: "address type", value: "name not allowed here"))
+            rawFrame(type: 0x17, payload: [0, 0, 0, 10, 3, 0, 64, 0, 1, 0, 56, 0, 0, 7, 208, 0]),
+            .invalidValue(field: "host name", value: "empty"))
+        // An address never carries a family byte: one more byte is trailing.
+        assertDecodeThrows(rawFrame(type: 0x17, payload: echo + [4]), .trailingBytes(frame: "ECHO", count: 1))
+        // A cut frame, bytes after the end.
         assertDecodeThrows(rawFrame(type: 0x17, payload: Array(echo.dropLast())), .truncated(frame: "ECHO"))
         assertDecodeThrows(rawFrame(type: 0x17, payload: echo + [0]), .trailingBytes(frame: "ECHO", count: 1))
 
@@ -52,6 +73,7 @@ final class EchoFrameTests: XCTestCase {
         XCTAssertEqual(C.icmpDatagram.rawValue, 0x8)
         XCTAssertEqual(C.netAdmin.rawValue, 0x10)
         XCTAssertEqual(C.echoOffered.rawValue, 0x20)
+        XCTAssertEqual(C.echoNames.rawValue, 0x80)
         XCTAssertEqual(C([.tun, .rawSockets, .tunOffered, .icmpDatagram, .netAdmin, .echoOffered]).rawValue, 0x3f)
     }
 }

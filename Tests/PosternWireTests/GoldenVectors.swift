@@ -314,6 +314,20 @@ enum GoldenVectors {
                 00 00 07 d0                                     | timeout 2000 ms
                 """),
         Vector(
+            section: "8.34",
+            frame: .echo(
+                .init(requestID: 12, host: .name("lanhost"), family: .ipv6, ttl: 64, sequence: 1, size: 56, timeoutMillis: 2000)),
+            hex: """
+                00 00 00 17 17 00                               | header: length 23, type 0x17 ECHO, flags 0
+                00 00 00 0c                                     | request id 12
+                03 07 6c 61 6e 68 6f 73 74                      | destination: name, length 7, "lanhost"
+                40                                              | ttl 64
+                00 01                                           | sequence 1
+                00 38                                           | size 56
+                00 00 07 d0                                     | timeout 2000 ms
+                06                                              | family 6: IPv6 addresses only
+                """),
+        Vector(
             section: "8.29",
             frame: .echoReply(
                 .init(

@@ -45,6 +45,33 @@ int postern_icmp_socket(int raw, int ttl);
 /// filling `out`. Returns the byte count or -errno (-EAGAIN: nothing there).
 ssize_t postern_icmp_recv(int fd, void *buf, size_t len, int errqueue, struct postern_icmp_received *out);
 
+/// What `postern_icmp6_recv` learned besides the bytes (ICMPv6 echo in stream mode).
+struct postern_icmp6_received {
+    /// 1: an ICMPv6 error from the socket's error queue (IPV6_RECVERR); `type`/`code` are the error's.
+    int is_error;
+    uint8_t type;
+    uint8_t code;
+    /// The error's extra word: for packet too big, the MTU the router reported.
+    uint32_t info;
+    /// The hop limit the datagram arrived with (IPV6_RECVHOPLIMIT), -1 when the kernel gave none.
+    int hops;
+    /// The sender, or for an error the router that sent it, in network order.
+    uint8_t from[16];
+};
+
+/// Opens an ICMPv6 socket, close-on-exec: `raw` 0 an unprivileged datagram socket (the same
+/// net.ipv4.ping_group_range admits it; the kernel owns the echo identifier and the checksum, errors
+/// come through the error queue), 1 a raw socket (CAP_NET_RAW; the kernel still computes the
+/// checksum, RFC 3542; an ICMP6_FILTER lets through only echo replies and errors). Sets the unicast
+/// hop limit to `hops`, IPV6_RECVHOPLIMIT and, on the datagram socket, IPV6_RECVERR. Returns the
+/// descriptor or -errno.
+int postern_icmp6_socket(int raw, int hops);
+
+/// Reads one datagram without blocking (`errqueue` 1: one queued error, MSG_ERRQUEUE) into `buf`
+/// (the ICMPv6 message, from its type byte: sockets of this family never hand over the IPv6
+/// header), filling `out`. Returns the byte count or -errno (-EAGAIN: nothing there).
+ssize_t postern_icmp6_recv(int fd, void *buf, size_t len, int errqueue, struct postern_icmp6_received *out);
+
 /// Like `postern_tun_open`, with IFF_VNET_HDR: every packet read or written carries a 10-byte
 /// struct virtio_net_hdr in front. Then asks for the most offloads the kernel grants (TUNSETOFFLOAD:
 /// checksum, TSO4/TSO6, USO4/USO6; then without USO; then checksum only) and writes the granted
