@@ -13,16 +13,9 @@
 # dns-ipv6-frag, ftp-ipv6.
 # Abuse: the wrong hop count is reported at the hop limit's byte (7); IPv6 injection on an Ethernet
 # interface is refused in words.
-# Until TUN mode carries IPv6 (another branch), this postern's mediator --help says --tun takes an
-# IPv4 address only: the test then says it is skipped and why, and passes without starting a lab.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 find_postern
-tun_help=$("$POSTERN_BIN" mediator --help 2>&1 | awk '/^ *--tun </ { on = 1 } /^ *--tun-allow/ { on = 0 } on')
-if ! grep -q 'IPv6' <<<"$tun_help"; then
-    echo "skipped: $TEST_NAME: this postern's mediator --tun takes no IPv6 address (its help: $(tr -s ' \n' ' ' <<<"$tun_help" | cut -c1-160)); IPv6 TUN replay runs once TUN mode carries IPv6"
-    exit 0
-fi
 postern_setup
 
 start_server server --keepalive 2 --dead-timeout 10 --udp-keepalive 0.5 --tun
