@@ -10,6 +10,9 @@ final class EarlyInput: ChannelInboundHandler, RemovableChannelHandler {
     private var context: ChannelHandlerContext?
     private var bytes: ByteBuffer?
     private var inputClosed = false
+    /// The user's connection was up and is gone (not: not up yet — an accepted socket becomes active
+    /// a loop pass after its initializer ran, so `isActive` cannot tell a fresh user from a gone one).
+    private(set) var userLeft = false
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
@@ -27,6 +30,11 @@ final class EarlyInput: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {}
+
+    func channelInactive(context: ChannelHandlerContext) {
+        userLeft = true
+        context.fireChannelInactive()
+    }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let e = event as? ChannelEvent, e == .inputClosed {

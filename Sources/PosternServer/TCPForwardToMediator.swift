@@ -120,7 +120,7 @@ final class TCPForwardToMediator: Forward {
         let peer = child.remoteAddress?.display ?? "?"
         let began = NIODeadline.now()
         if gate.arrived() { setAccepting(false) }
-        link.connect(portID: 0, to: spec.target, owner: "forward \(spec)", isWanted: { child.isActive }).whenComplete {
+        link.connect(portID: 0, to: spec.target, owner: "forward \(spec)", isWanted: { !early.userLeft }).whenComplete {
             [self] result in
             if gate.settled() { setAccepting(true) }
             connectLatency(.now() - began)

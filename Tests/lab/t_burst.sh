@@ -141,11 +141,11 @@ bg lan mediator2 "$POSTERN_BIN" mediator --server 203.0.113.10:7000 --name acme2
     --allow 192.168.77.10:9100 --max-pending-connects 50
 wait_mediator acme2
 burst "postern 1x1000, mediator limit 50" 203.0.113.10 9103 1 1000 120
-# Known gap (issue 15, open): with the mediator's limit far below the server's, a few connections of a
-# fresh burst (0.5-0.8% in runs on a quiet host) are still reset while the server learns the limit. At
-# most 1% may be; every other echo must come back.
-((echoes >= 990)) || fail "a burst through a mediator with --max-pending-connects 50: only $echoes of 1000 echoes"
-((echoes == 1000)) || echo "known gap: $((1000 - echoes)) of 1000 reset while the server learned acme2's limit"
+# Every echo must come back. (Up to 1% did not, on quiet hosts: a CONNECT dequeued before its
+# freshly accepted socket had become active — NIO activates it a loop pass after the initializer —
+# was taken for a user who had left, and reset. The forward now asks EarlyInput whether the user's
+# connection went inactive, not whether it is active yet.)
+assert_eq 1000 "$echoes" "a burst through a mediator with --max-pending-connects 50: echoes"
 echo "connects of acme2: $(connects '' acme2)"
 retried=$(connects "['counters']['retried']" acme2)
 ((retried > 0)) || fail "the mediator never refused a CONNECT for limits: the test proves nothing"
