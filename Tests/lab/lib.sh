@@ -225,3 +225,45 @@ NFT
 wait_mediator_off_udp() {
     wait_log "$TEST_TMP/${1:-mediator}.log" 'UDP channel [0-9]+ of session [0-9]+ is down' "${2:-10}"
 }
+
+# net_snapshot NS...: what TUN mode and the raw LAN presence may touch in those namespaces — links,
+# addresses, IPv4/IPv6 routes and rules, proxy ARP/NDP entries, the IPv4/IPv6 conf and neigh sysctls —
+# so a test can compare before and after.
+net_snapshot() {
+    local ns
+    for ns in "$@"; do
+        echo "== $ns"
+        lab exec "$ns" ip -d link show
+        lab exec "$ns" ip addr show
+        lab exec "$ns" ip route show table all
+        lab exec "$ns" ip -6 route show table all
+        lab exec "$ns" ip rule show
+        lab exec "$ns" ip neigh show proxy
+        lab exec "$ns" ip -6 neigh show proxy
+        lab exec "$ns" sysctl -a 2>/dev/null | grep -E '^net\.ipv4\.(ip_forward|conf\.|neigh\.)|^net\.ipv6\.(conf|neigh)\.' | sort
+    done
+}
+
+# settled_snapshot NS...: sets `before` to net_snapshot once two in a row agree and no address is
+# still tentative (an IPv6 link-local address can appear a moment after the lab is up).
+settled_snapshot() {
+    local end=$((SECONDS + 15)) previous=
+    while :; do
+        before=$(net_snapshot "$@")
+        ! grep -q tentative <<<"$before" && [[ "$before" == "$previous" ]] && return 0
+        ((SECONDS < end)) || fail "the lab's addresses did not settle within 15 s"
+        previous=$before
+        sleep 0.5
+    done
+}
+
+# assert_as_before WHAT NS...: net_snapshot of NS must equal `before`; else the diff and a failure.
+assert_as_before() {
+    local what=$1 after
+    shift
+    after=$(net_snapshot "$@")
+    if [[ "$before" != "$after" ]]; then
+        diff <(echo "$before") <(echo "$after") >&2 || true
+        fail "$what: not as before"
+    fi
+}

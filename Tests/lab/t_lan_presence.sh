@@ -13,15 +13,6 @@
 source "$(dirname "$0")/lib.sh"
 postern_setup
 
-# snapshot: everything a LAN presence could touch on the mediator's host, byte for byte.
-snapshot() {
-    lab exec lan ip -d link show
-    lab exec lan ip addr show
-    lab exec lan ip route show table all
-    lab exec lan ip rule show
-    lab exec lan ip neigh show proxy
-    lab exec lan sysctl -a 2>/dev/null | grep -E '^net\.ipv4\.(ip_forward|conf\.|neigh\.)|^net\.ipv6\.(conf|neigh)\.' | sort
-}
 mediator() {
     ctl mediators --json | python3 -c "import json,sys
 m = next((m for m in json.load(sys.stdin) if m['name'] == sys.argv[1]), {})
@@ -95,16 +86,8 @@ elif mode == "flood":
     print("flooded")
 PY
 
-# Settled addresses first (see t_tun.sh): two equal snapshots half a second apart, none tentative.
-end=$((SECONDS + 15))
-previous=
-while :; do
-    before=$(snapshot)
-    ! grep -q tentative <<<"$before" && [[ "$before" == "$previous" ]] && break
-    ((SECONDS < end)) || fail "the lab's addresses did not settle within 15 s"
-    previous=$before
-    sleep 0.5
-done
+# Settled addresses first (lib.sh settled_snapshot): two equal snapshots half a second apart, none tentative.
+settled_snapshot lan
 
 start_server server --keepalive 2 --dead-timeout 10 --udp-keepalive 0.5 --tun
 server_pid=$(last_bg_pid)
@@ -115,7 +98,7 @@ wait_tun_status acme '^up$' 15
 wait_log "$TEST_TMP/mediator.log" "TUN mode up \(raw LAN presence\): remote side 192.168.77.50 at $LAN_MAC on eth0, gateway 192.168.77.1"
 echo "raw LAN presence up: $(grep -o 'TUN mode up.*' "$TEST_TMP/mediator.log" | head -1)"
 lab exec lan ip link show ptm-acme >/dev/null 2>&1 && fail "a tun device exists in lan with --lan-presence raw"
-[[ "$(snapshot)" == "$before" ]] || fail "lan changed when the raw LAN presence came up: $(diff <(echo "$before") <(snapshot))"
+assert_as_before "lan, with the raw LAN presence up," lan
 echo "lan while up: links, addresses, routes, proxy neighbours and sysctls as before (ip_forward 0, no ptm-acme)"
 
 # 1. Traffic both ways over the presence.
@@ -189,7 +172,7 @@ mediator_pid=$(last_bg_pid)
 wait_log "$TEST_TMP/mediator2.log" 'TUN mode up \(raw LAN presence\)' 20
 kill -KILL -- "-$mediator_pid"
 wait "$mediator_pid" 2>/dev/null || true
-[[ "$(snapshot)" == "$before" ]] || fail "lan changed after SIGKILL: $(diff <(echo "$before") <(snapshot))"
+assert_as_before "lan, after SIGKILL," lan
 echo "after SIGKILL: lan as before"
 start_mediator mediator3 --tun 192.168.77.50/24 --tun-allow 10.99.0.0/16 --lan-presence raw --udp-keepalive 0.5
 mediator_pid=$(last_bg_pid)
@@ -202,10 +185,6 @@ kill -TERM -- "-$mediator_pid"
 wait "$mediator_pid" 2>/dev/null || true
 kill -TERM -- "-$server_pid"
 wait "$server_pid" 2>/dev/null || true
-after=$(snapshot)
-if [[ "$before" != "$after" ]]; then
-    diff <(echo "$before") <(echo "$after") >&2 || true
-    fail "lan differs from before the raw LAN presence ran"
-fi
+assert_as_before "lan" lan
 echo "after stop: lan's links, addresses, routes, proxy neighbours and sysctls byte-for-byte as before"
 echo "ok: $TEST_NAME"

@@ -15,16 +15,6 @@
 source "$(dirname "$0")/lib.sh"
 postern_setup
 
-snapshot() {
-    lab exec lan ip -d link show
-    lab exec lan ip addr show
-    lab exec lan ip route show table all
-    lab exec lan ip -6 route show table all
-    lab exec lan ip rule show
-    lab exec lan ip neigh show proxy
-    lab exec lan ip -6 neigh show proxy
-    lab exec lan sysctl -a 2>/dev/null | grep -E '^net\.ipv4\.(ip_forward|conf\.|neigh\.)|^net\.ipv6\.(conf|neigh)\.' | sort
-}
 tun() { ctl mediators --json | python3 -c "import json,sys
 m = next((m for m in json.load(sys.stdin) if m['name'] == 'acme'), {})
 print(m.get('tun', {}).get('$1', ''))"; }
@@ -114,15 +104,7 @@ elif mode == "flood":
     print("flooded")
 PY
 
-end=$((SECONDS + 15))
-previous=
-while :; do
-    before=$(snapshot)
-    ! grep -q tentative <<<"$before" && [[ "$before" == "$previous" ]] && break
-    ((SECONDS < end)) || fail "the lab's addresses did not settle within 15 s"
-    previous=$before
-    sleep 0.5
-done
+settled_snapshot lan
 assert_contains "$before" "net.ipv6.conf.all.forwarding = 0" "lan's IPv6 forwarding before"
 assert_contains "$before" "net.ipv4.ip_forward = 0" "lan's IPv4 forwarding before"
 
@@ -135,7 +117,7 @@ wait_tun_up 15
 wait_log "$TEST_TMP/mediator.log" "TUN mode up \(raw LAN presence\): remote side 192.168.77.50 and fd00:77::50 at $LAN_MAC on eth0, gateway 192.168.77.1 and fd00:77::1"
 echo "raw LAN presence up: $(grep -o 'TUN mode up.*' "$TEST_TMP/mediator.log" | head -1)"
 lab exec lan ip link show ptm-acme >/dev/null 2>&1 && fail "a tun device exists in lan with --lan-presence raw"
-[[ "$(snapshot)" == "$before" ]] || fail "lan changed when the raw LAN presence came up: $(diff <(echo "$before") <(snapshot))"
+assert_as_before "lan, with the raw LAN presence up," lan
 echo "lan while up: as before (IPv4 and IPv6 forwarding 0, no proxy NDP, no ptm-acme)"
 
 # 1. IPv6 both ways over the presence, IPv4 beside it.
@@ -189,10 +171,6 @@ grep -qE 'ARP answered [0-9]+, learned [0-9]+, ignored [1-9]' <<<"$counters" ||
     fail "the forged advertisements were not counted as ignored: $counters"
 kill -TERM -- "-$server_pid"
 wait "$server_pid" 2>/dev/null || true
-after=$(snapshot)
-if [[ "$before" != "$after" ]]; then
-    diff <(echo "$before") <(echo "$after") >&2 || true
-    fail "lan differs from before the raw LAN presence ran"
-fi
+assert_as_before "lan" lan
 echo "after stop: lan's links, addresses, routes, proxy entries and IPv4/IPv6 sysctls byte-for-byte as before"
 echo "ok: $TEST_NAME"

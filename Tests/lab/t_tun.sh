@@ -13,19 +13,6 @@
 source "$(dirname "$0")/lib.sh"
 postern_setup
 
-# snapshot: what TUN mode may touch, in lan (mediator) and wan (server).
-snapshot() {
-    local ns
-    for ns in lan lanhost wan; do
-        echo "== $ns"
-        lab exec "$ns" ip -d link show
-        lab exec "$ns" ip addr show
-        lab exec "$ns" ip route show table all
-        lab exec "$ns" ip neigh show proxy
-        lab exec "$ns" sysctl net.ipv4.conf.all.forwarding net.ipv4.conf.eth0.forwarding net.ipv4.neigh.eth0.proxy_delay \
-            net.ipv4.conf.eth0.proxy_arp
-    done
-}
 # mediator NAME EXPR: a Python expression over mediator NAME's entry `m` in `ctl mediators --json`.
 mediator() {
     ctl mediators --json | python3 -c "import json,sys
@@ -82,15 +69,7 @@ wait_tcp lanhost 192.168.77.10 8080
 # A fresh lab's IPv6 link-local addresses appear and stay in duplicate address detection for a moment
 # (an address can still be added after a check found none tentative); take the snapshot once two in a
 # row, half a second apart, are equal and hold nothing tentative.
-end=$((SECONDS + 15))
-previous=
-while :; do
-    before=$(snapshot)
-    ! grep -q tentative <<<"$before" && [[ "$before" == "$previous" ]] && break
-    ((SECONDS < end)) || fail "the lab's addresses did not settle within 15 s"
-    previous=$before
-    sleep 0.5
-done
+settled_snapshot lan lanhost wan
 
 # A dead timeout of 10 s: with debug builds on a loaded machine, a 3 s one was seen to end the session
 # in the middle of a 20 MB transfer. The lost-session step below waits it out.
@@ -218,10 +197,6 @@ kill -TERM -- "-$mediator_pid"
 wait "$mediator_pid" 2>/dev/null || true
 kill -TERM -- "-$server_pid"
 wait "$server_pid" 2>/dev/null || true
-after=$(snapshot)
-if [[ "$before" != "$after" ]]; then
-    diff <(echo "$before") <(echo "$after") >&2 || true
-    fail "lan/wan differ from before TUN mode ran"
-fi
+assert_as_before "lan/lanhost/wan after the stop" lan lanhost wan
 echo "after stop: links, addresses, routes, proxy neighbours and sysctls as before"
 echo "ok: $TEST_NAME"

@@ -14,20 +14,6 @@
 source "$(dirname "$0")/lib.sh"
 postern_setup
 
-# snapshot: what TUN mode may touch, in lan (mediator), lanhost and wan (server).
-snapshot() {
-    local ns
-    for ns in lan lanhost wan; do
-        echo "== $ns"
-        lab exec "$ns" ip -d link show
-        lab exec "$ns" ip addr show
-        lab exec "$ns" ip route show table all
-        lab exec "$ns" ip -6 route show table all
-        lab exec "$ns" ip neigh show proxy
-        lab exec "$ns" ip -6 neigh show proxy
-        lab exec "$ns" sysctl -a 2>/dev/null | grep -E '^net\.ipv[46]\.(conf|neigh)\.[^.]+\.(forwarding|accept_ra|proxy_ndp|proxy_delay|proxy_arp|disable_ipv6|addr_gen_mode) ' || true
-    done
-}
 # mediator NAME EXPR: a Python expression over mediator NAME's entry `m` in `ctl mediators --json`.
 mediator() {
     ctl mediators --json | python3 -c "import json,sys
@@ -81,15 +67,7 @@ mkdir -p "$TEST_TMP/www"
 head -c 5M /dev/urandom >"$TEST_TMP/www/file.bin"
 WANT_SUM=$(sha256sum "$TEST_TMP/www/file.bin" | cut -d' ' -f1)
 # Settle first: a fresh lab's addresses sit in duplicate address detection for a moment (t_tun.sh).
-end=$((SECONDS + 15))
-previous=
-while :; do
-    before=$(snapshot)
-    ! grep -q tentative <<<"$before" && [[ "$before" == "$previous" ]] && break
-    ((SECONDS < end)) || fail "the lab's addresses did not settle within 15 s"
-    previous=$before
-    sleep 0.5
-done
+settled_snapshot lan lanhost wan
 assert_contains "$before" "net.ipv6.conf.all.forwarding = 0" "lan's IPv6 forwarding is off before (the test checks it is restored)"
 bg lanhost http python3 -m http.server 8080 --bind fd00:77::10 --directory "$TEST_TMP/www"
 wait_tcp lanhost fd00:77::10 8080
@@ -200,10 +178,6 @@ kill -TERM -- "-$mediator_pid"
 wait "$mediator_pid" 2>/dev/null || true
 kill -TERM -- "-$server_pid"
 wait "$server_pid" 2>/dev/null || true
-after=$(snapshot)
-if [[ "$before" != "$after" ]]; then
-    diff <(echo "$before") <(echo "$after") >&2 || true
-    fail "lan/lanhost/wan differ from before TUN mode ran"
-fi
+assert_as_before "lan/lanhost/wan after the stop" lan lanhost wan
 echo "after stop: links, addresses, IPv4/IPv6 routes, proxy ARP/NDP entries and sysctls as before"
 echo "ok: $TEST_NAME"
