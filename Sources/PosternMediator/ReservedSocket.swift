@@ -1,9 +1,14 @@
+import CPosternShims
 import NIOCore
 import PosternWire
 
 #if canImport(Glibc)
     import Glibc
 #endif
+
+// CPosternShims: libmnl's header includes <sys/socket.h>, so in a whole-module (release) build the
+// socket constants (SOCK_STREAM, ...) may belong to that module's view of the header rather than to
+// Glibc's, and a file that imports only Glibc does not see them (`swift build -c release` failed so).
 
 /// A TCP port opened by OPEN: a real socket bound to the address, so the port is taken in the kernel
 /// (another program sees "address in use") until CONNECT or LISTEN decide what it becomes.
