@@ -160,6 +160,8 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 // ForwardCapturesTests read the captures back.
                 "PosternPcap",
+                // MediatorLinkTunStatsTests read TUN mode's counters.
+                "PosternPacket",
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
