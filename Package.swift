@@ -149,7 +149,11 @@ let package = Package(
         ),
         .testTarget(
             name: "PosternCoreTests",
-            dependencies: ["PosternCore", "PosternWire", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "PosternCore", "PosternWire", .product(name: "NIOCore", package: "swift-nio"),
+                // UDPChannelCipherTests compare the cipher's BoringSSL calls with swift-crypto's ChaChaPoly.
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: pureSettings
         ),
         .testTarget(

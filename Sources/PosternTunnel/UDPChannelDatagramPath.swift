@@ -33,6 +33,8 @@ public final class UDPChannelDatagramPath: DatagramPath {
     private var timer: Scheduled<Void>?
     private var timerDeadline: NIODeadline?
     private var closed = false
+    /// Where `received` collects a datagram's actions (see there).
+    private var actionScratch: [Machine.Action] = []
     /// Drops no channel machine saw: datagrams naming a channel this session does not hold that did
     /// not authenticate (or past `maxChannels`).
     public private(set) var strayDatagrams: UInt64 = 0
@@ -86,12 +88,17 @@ public final class UDPChannelDatagramPath: DatagramPath {
             strayDatagrams &+= 1
             return
         }
-        var actions: [Machine.Action]
+        // One array for every datagram's actions, taken out while in use (a receiver that sends
+        // while its packet is delivered finds it empty and does not disturb this one).
+        var actions = actionScratch
+        actionScratch = []
+        defer {
+            actions.removeAll(keepingCapacity: true)
+            actionScratch = actions
+        }
         // Mutated in place: a copy taken out of the dictionary would share the replay window's
         // storage with the one left in it, and the window's update would copy it for every datagram.
-        if let received = channels[channelID]?.receive(datagram, from: source, now: time) {
-            actions = received
-        } else {
+        if channels[channelID]?.receive(datagram, from: source, now: time, into: &actions) == nil {
             // The server keeps a channel only once a datagram naming it authenticates: a forger cannot
             // take the session's channel slots, and a machine that never sent holds no counter to keep.
             guard role == .server, channels.count < maxChannels else {
@@ -100,7 +107,7 @@ public final class UDPChannelDatagramPath: DatagramPath {
             }
             var machine = Machine(
                 role: role, channelID: channelID, sessionID: sessionID, keys: keys, settings: settings, peerAddress: nil, now: time)
-            actions = machine.receive(datagram, from: source, now: time)
+            machine.receive(datagram, from: source, now: time, into: &actions)
             guard machine.counters.received > 0 else {
                 strayDatagrams &+= 1
                 return
@@ -153,8 +160,9 @@ public final class UDPChannelDatagramPath: DatagramPath {
     /// The channel ids this session holds.
     public var channelIDs: [UInt16] { channels.keys.sorted() }
 
-    private var upChannel: UInt16? {
-        let time = now()
+    private var upChannel: UInt16? { upChannel(at: now()) }
+
+    private func upChannel(at time: NIODeadline) -> UInt16? {
         // One channel is the rule: no sorted copy of the keys per packet then.
         if channels.count == 1, let (id, machine) = channels.first {
             return machine.isUp && machine.isHearing(at: time) ? id : nil
@@ -202,7 +210,14 @@ public final class UDPChannelDatagramPath: DatagramPath {
 
     /// Keeps one timer at the earliest channel deadline; a timer that fires early just reschedules.
     private func schedule() {
-        guard !closed, let next = channels.values.map(\.nextDeadline).min() else { return }
+        // A loop, not `map(...).min()`: this runs for every datagram received, and the array would
+        // be an allocation each time.
+        var earliest: NIODeadline?
+        for machine in channels.values {
+            let d = machine.nextDeadline
+            if earliest.map({ d < $0 }) ?? true { earliest = d }
+        }
+        guard !closed, let next = earliest else { return }
         if let timerDeadline, timer != nil, timerDeadline <= next { return }
         timer?.cancel()
         timerDeadline = next
@@ -255,7 +270,8 @@ public final class UDPChannelDatagramPath: DatagramPath {
     /// TCP channel if it can take it now (§9.9: one path per packet). False when it was dropped.
     @discardableResult
     public func sendPacket(_ packet: ByteBuffer) -> Bool {
-        if let id = upChannel, let result = channels[id]?.seal(.packet(packet), now: now()) {
+        let time = now()
+        if let id = upChannel(at: time), let result = channels[id]?.seal(.packet(packet), now: time) {
             if case .send(let datagram, let to) = result {
                 transmit?(datagram, to)
                 return true
