@@ -149,7 +149,11 @@ let package = Package(
         ),
         .testTarget(
             name: "PosternCoreTests",
-            dependencies: ["PosternCore", "PosternWire", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "PosternCore", "PosternWire", .product(name: "NIOCore", package: "swift-nio"),
+                // UDPChannelCipherTests compare the cipher's BoringSSL calls with swift-crypto's ChaChaPoly.
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: pureSettings
         ),
         .testTarget(
@@ -160,6 +164,8 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 // ForwardCapturesTests read the captures back.
                 "PosternPcap",
+                // MediatorLinkTunStatsTests read TUN mode's counters.
+                "PosternPacket",
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

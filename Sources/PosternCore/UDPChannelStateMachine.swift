@@ -65,45 +65,53 @@ public struct UDPChannelStateMachine<Address: Hashable & Sendable>: Sendable {
     // code otherwise looks up type metadata at run time for every datagram (seen in the TUN profile).
     @_specialize(exported:true,where Address == SocketAddress)
     public mutating func receive(_ datagram: ByteBuffer, from source: Address, now: NIODeadline) -> [Action] {
+        var actions: [Action] = []
+        receive(datagram, from: source, now: now, into: &actions)
+        return actions
+    }
+
+    /// `receive`, appending the actions to `actions`: the I/O keeps one array for every datagram
+    /// instead of making one per datagram (TUN mode receives one per packet).
+    @_specialize(exported:true,where Address == SocketAddress)
+    public mutating func receive(_ datagram: ByteBuffer, from source: Address, now: NIODeadline, into actions: inout [Action]) {
         var reader = datagram
         let header: UDPChannelHeader
         do {
             header = try reader.readUDPChannelHeader()
         } catch UDPChannelError.tooLarge {
             counters.tooLarge &+= 1
-            return []
+            return
         } catch UDPChannelError.truncated {
             counters.truncated &+= 1
-            return []
+            return
         } catch {
             counters.stray &+= 1
-            return []
+            return
         }
         guard header.sessionID == cipher.sessionID, header.channelID == channelID,
             role == .server || source == peerAddress
         else {
             counters.stray &+= 1
-            return []
+            return
         }
         switch window.check(header.counter) {
         case .fresh: break
         case .duplicate, .tooOld:
             counters.replayed &+= 1
-            return []
+            return
         case .outOfRange:
             counters.forged &+= 1
-            return []
+            return
         }
         guard var plain = cipher.open(datagram, header: header) else {
             counters.forged &+= 1
-            return []
+            return
         }
         guard case .fresh(let newest) = window.accept(header.counter) else {
             counters.replayed &+= 1
-            return []
+            return
         }
         counters.received &+= 1
-        var actions: [Action] = []
         let wasHearing = isHearing(at: now)
         lastHeard = now
         // Only the newest authenticated datagram moves the address: a replay never opens as fresh, and
@@ -134,7 +142,6 @@ public struct UDPChannelStateMachine<Address: Hashable & Sendable>: Sendable {
         // The peer learns at once that this end hears it again, rather than at the next keepalive.
         if !wasHearing, let ping = keepalive(now: now) { actions.append(ping) }
         updateUp(now: now, into: &actions)
-        return actions
     }
 
     /// Keepalives and the dead timeout; call at `nextDeadline`.

@@ -119,7 +119,7 @@ final class MediatorTun: @unchecked Sendable {
             }
             return lans
         }.flatMap { [self] (lans: [LAN]) -> EventLoopFuture<(TunDevice, [LAN])> in
-            TunDevice.open(name: deviceName, mtu: mtu, eventLoop: eventLoop)
+            TunDevice.open(name: deviceName, mtu: mtu, eventLoop: eventLoop, offload: settings.offload)
                 .flatMapErrorThrowing { error -> TunDevice in
                     throw StartFailure(code: .permissionDenied, message: "\(error)", undo: true)
                 }
@@ -165,7 +165,7 @@ final class MediatorTun: @unchecked Sendable {
                         .init(
                             requestID: request.requestID, mtu: UInt16(mtu), address: addresses[0], prefixes: prefixes,
                             secondAddress: addresses.count > 1 ? addresses[1] : nil)))
-                if flags.contains(.stats) { startStats(session) }
+                if flags.contains(.stats) { startStats(session, withDevice: flags.contains(.deviceStats)) }
             }
         }
     }
@@ -217,15 +217,16 @@ final class MediatorTun: @unchecked Sendable {
                 .init(
                     requestID: request.requestID, mtu: UInt16(mtu), address: addresses[0], prefixes: prefixes,
                     secondAddress: addresses.count > 1 ? addresses[1] : nil)))
-        if (request.flags ?? []).contains(.stats) { startStats(session) }
+        if (request.flags ?? []).contains(.stats) { startStats(session, withDevice: false) }
     }
 
     static func macText(_ mac: [UInt8]) -> String {
         mac.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: ":")
     }
 
-    /// TUN_STATS (docs/protocol.md §10.5): the totals, whenever they changed, every `statsInterval`.
-    private func startStats(_ session: TunnelSession) {
+    /// TUN_STATS (docs/protocol.md §10.5): the totals, whenever they changed, every `statsInterval`;
+    /// `withDevice`: with the tun device's offload counters (the server's TUN had the `deviceStats` flag).
+    private func startStats(_ session: TunnelSession, withDevice: Bool) {
         lastStats = nil
         statsTask = session.eventLoop.scheduleRepeatedTask(initialDelay: Self.statsInterval, delay: Self.statsInterval) {
             [weak self, weak session] task in
@@ -236,15 +237,24 @@ final class MediatorTun: @unchecked Sendable {
             let c = relay.counters
             guard c != self.lastStats else { return }
             self.lastStats = c
-            session.send(.tunStats(Self.stats(c)))
+            let device = withDevice ? (relay.device as? TunDevice).map { Self.deviceStats($0.offloadCounters, offloads: $0.offloads) } : nil
+            session.send(.tunStats(Self.stats(c, device: device)))
         }
     }
 
     /// The frame of `counters`: reasons sorted by name, at most the frame's limit.
-    static func stats(_ c: PacketCounters) -> Frame.TunStats {
+    static func stats(_ c: PacketCounters, device: Frame.TunStats.Device? = nil) -> Frame.TunStats {
         Frame.TunStats(
             toLAN: c.toLAN, fromLAN: c.fromLAN, errorsSent: c.fragmentationNeeded,
-            dropped: c.dropped.sorted { $0.key < $1.key }.prefix(Frame.TunStats.maxReasons).map { (reason: $0.key, count: $0.value) })
+            dropped: c.dropped.sorted { $0.key < $1.key }.prefix(Frame.TunStats.maxReasons).map { (reason: $0.key, count: $0.value) },
+            device: device)
+    }
+
+    /// The device part of TUN_STATS (docs/protocol.md §10.5): the granted offloads as their bits.
+    static func deviceStats(_ c: DeviceOffloadCounters, offloads: TunDevice.Offloads) -> Frame.TunStats.Device {
+        Frame.TunStats.Device(
+            asked: c.asked, offloads: offloads.rawValue, superPacketsRead: c.superPacketsRead, coalescedWrites: c.coalescedWrites,
+            offloadRefused: c.offloadRefused)
     }
 
     /// What the kernel needs so LAN hosts reach the remote addresses through this host.

@@ -17,6 +17,9 @@ public struct MediatorTunSettings: Sendable, Hashable {
     public var maxMTU = 1400
     /// How the remote address is present on the LAN (`--lan-presence`).
     public var lanPresence = LANPresenceMode.proxy
+    /// Whether the tun device asks the kernel for offloads (IFF_VNET_HDR, TUNSETOFFLOAD); false:
+    /// `--tun-offload off`, one packet per read and write.
+    public var offload = true
 
     public init(address: Prefix, extraPrefixes: [Prefix] = [], stateDirectory: String) {
         self.init(addresses: [address], extraPrefixes: extraPrefixes, stateDirectory: stateDirectory)

@@ -15,6 +15,25 @@ extension InternetChecksum {
         var i = 0
         let n = bytes.count
         if let base = bytes.baseAddress {
+            // 32 bytes a round into four sums that do not wait for each other: TUN mode sums every
+            // packet's TCP payload (cutting super-packets, checking segments before merging them),
+            // and one chain of additions was a few percent of its CPU time.
+            var a1: UInt64 = 0
+            var a2: UInt64 = 0
+            var a3: UInt64 = 0
+            while i + 32 <= n {
+                let w0 = base.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                let w1 = base.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self)
+                let w2 = base.loadUnaligned(fromByteOffset: i + 16, as: UInt64.self)
+                let w3 = base.loadUnaligned(fromByteOffset: i + 24, as: UInt64.self)
+                acc &+= (w0 & 0xffff_ffff) &+ (w0 >> 32)
+                a1 &+= (w1 & 0xffff_ffff) &+ (w1 >> 32)
+                a2 &+= (w2 & 0xffff_ffff) &+ (w2 >> 32)
+                a3 &+= (w3 & 0xffff_ffff) &+ (w3 >> 32)
+                i += 32
+            }
+            // Each sum grows by less than 2^33 a round: no overflow below 2^31 rounds (64 GiB).
+            acc = acc &+ a1 &+ a2 &+ a3
             while i + 8 <= n {
                 let w = base.loadUnaligned(fromByteOffset: i, as: UInt64.self)
                 acc &+= (w & 0xffff_ffff) &+ (w >> 32)

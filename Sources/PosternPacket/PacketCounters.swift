@@ -12,6 +12,9 @@ public struct PacketCounters: Hashable, Sendable, Codable {
     /// (`ICMPFragmentationNeeded`), and ICMPv6 "packet too big" for IPv6 ones (`ICMPv6PacketTooBig`);
     /// their packets are also counted in `dropped["tooLarge"]`.
     public var fragmentationNeeded: UInt64 = 0
+    /// The end's tun device and its offloads; nil when the end has none (`--lan-presence raw`), or
+    /// when a mediator's TUN_STATS did not carry them (an older mediator).
+    public var offload: DeviceOffloadCounters?
 
     public init() {}
 

@@ -58,6 +58,8 @@ struct MediatorView: Encodable {
         var secondAddress: String?
         /// The mediator's own end, as its last TUN_STATS said (docs/protocol.md §10.5).
         var mediator: PacketCounters?
+        /// The server's tun device and its offloads.
+        var offload: DeviceOffloadCounters?
     }
     /// CONNECTs to this mediator (ConnectAdmission): the limit in force, what is in flight and queued
     /// now, and since the session began what waited and what was refused (each refusal reset a user).
@@ -131,6 +133,7 @@ struct MediatorView: Encodable {
             tun?.fragmentationNeeded = counters.fragmentationNeeded
             tun?.secondAddress = t.ready?.secondAddress.map { "\($0)" }
             tun?.mediator = link.mediatorTunStats.map { PacketCounters($0) }
+            tun?.offload = counters.offload
         }
     }
 }

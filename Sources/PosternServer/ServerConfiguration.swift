@@ -71,6 +71,8 @@ public struct ServerConfiguration: Sendable {
     public var tunMTU = 1400
     /// Where TUN mode's undo journals live (the server's state directory).
     public var tunStateDirectory = "/var/lib/postern"
+    /// Whether TUN mode's devices ask the kernel for offloads (`--tun-offload on|off`).
+    public var tunOffload = true
 
     public init(
         listen: ListenAddress, secrets: SecretBook, admin: ListenAddress?, forwards: [ForwardSpec],

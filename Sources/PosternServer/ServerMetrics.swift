@@ -97,6 +97,22 @@ public final class ServerMetrics: Sendable {
                 }
                 counter(r, "postern_mediator_tun_icmp_errors_total", "ICMP too-big errors TUN mode sent back, per end.", e)
                     .increment(by: Int64(clamping: c.fragmentationNeeded))
+                if let o = c.offload {
+                    gauge(
+                        r, "postern_mediator_tun_offloads",
+                        "1, labelled with the offloads the kernel granted the end's tun device (none: without; off: --tun-offload off).",
+                        e + [("offloads", o.asked ? o.offloads : "off")]
+                    ).set(Int64(1))
+                    for (what, value) in [
+                        ("super_packets_read", o.superPacketsRead), ("coalesced_writes", o.coalescedWrites), ("refused", o.offloadRefused),
+                    ] {
+                        counter(
+                            r, "postern_mediator_tun_offload_total",
+                            "TUN mode device offloads used, per end: super-packets read, merged writes, reads refused.",
+                            e + [("what", what)]
+                        ).increment(by: Int64(clamping: value))
+                    }
+                }
             }
         }
         for f in status.forwards {

@@ -85,6 +85,7 @@ public final class ServerService: @unchecked Sendable {
         self.tunMode =
             configuration.tunEnabled
             ? ServerTunMode(mtu: configuration.tunMTU, stateDirectory: configuration.tunStateDirectory, logger: logger) : nil
+        tunMode?.offload = configuration.tunOffload
         registry.tunMode = tunMode
     }
 

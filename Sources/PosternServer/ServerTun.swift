@@ -31,8 +31,12 @@ final class ServerTun: @unchecked Sendable {
     /// The start's netlink work is under way on the thread pool: the configurator is busy there.
     private var starting = false
 
-    init(mediator: String, stateDirectory: String, logger: Logger) {
+    /// Whether the device asks the kernel for offloads (`--tun-offload`).
+    let offload: Bool
+
+    init(mediator: String, stateDirectory: String, offload: Bool = true, logger: Logger) {
         self.mediator = mediator
+        self.offload = offload
         self.deviceName = TunDeviceName.make(prefix: TunDeviceName.serverPrefix, mediator: mediator)
         self.configurator = NetworkConfigurator(stateFile: Self.stateFile(stateDirectory, deviceName))
         self.logger = logger
@@ -54,7 +58,7 @@ final class ServerTun: @unchecked Sendable {
             try configurator.recordLink(name: deviceName)
         }
         .flatMap { [self] in
-            TunDevice.open(name: deviceName, mtu: mtu, eventLoop: eventLoop)
+            TunDevice.open(name: deviceName, mtu: mtu, eventLoop: eventLoop, offload: offload)
                 .flatMapError { [self] error in
                     NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) { [self] in
                         configurator.undoAll()
@@ -149,5 +153,10 @@ extension PacketCounters {
         fromLAN = stats.fromLAN
         fragmentationNeeded = stats.errorsSent
         for d in stats.dropped { dropped[d.reason, default: 0] &+= d.count }
+        offload = stats.device.map {
+            DeviceOffloadCounters(
+                asked: $0.asked, offloads: "\(TunDevice.Offloads(rawValue: $0.offloads))", superPacketsRead: $0.superPacketsRead,
+                coalescedWrites: $0.coalescedWrites, offloadRefused: $0.offloadRefused)
+        }
     }
 }

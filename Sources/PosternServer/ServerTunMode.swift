@@ -15,6 +15,8 @@ final class ServerTunMode {
     var recorder: PcapRecorder?
     let mtu: Int
     let stateDirectory: String
+    /// Whether the devices ask the kernel for offloads (`--tun-offload`).
+    var offload = true
     private var logger: Logger
     private var claims = TunPrefixClaims()
     private var tuns: [ObjectIdentifier: ServerTun] = [:]
@@ -64,11 +66,11 @@ final class ServerTunMode {
     private func request(_ link: MediatorLink) {
         let key = ObjectIdentifier(link)
         guard tuns[key] == nil else { return }
-        let tun = ServerTun(mediator: link.name, stateDirectory: stateDirectory, logger: logger)
+        let tun = ServerTun(mediator: link.name, stateDirectory: stateDirectory, offload: offload, logger: logger)
         tun.recorder = recorder
         tuns[key] = tun
         // A mediator that knows TUN's flags gets IPv6 and TUN_STATS (docs/protocol.md §10.1).
-        let flags: Frame.Tun.Flags? = link.environment?.capabilities.contains(.tunExtensions) == true ? [.ipv6, .stats] : nil
+        let flags: Frame.Tun.Flags? = link.environment?.capabilities.contains(.tunExtensions) == true ? [.ipv6, .stats, .deviceStats] : nil
         link.requestTun(mtu: UInt16(mtu), flags: flags).whenComplete { [self] result in
             switch result {
             case .failure(let error):

@@ -37,6 +37,8 @@ public final class TunDevice: PacketDevice, @unchecked Sendable {
     public private(set) var dropped: UInt64 = 0
     /// The offloads the kernel granted (`TUNSETOFFLOAD`); empty: none, and no virtio-net header.
     public let offloads: Offloads
+    /// Whether `open` asked for offloads (false: the operator's `--tun-offload off`).
+    public let offloadAsked: Bool
     /// Reads refused by `GSOSegmenter` (their header lied; also in `dropped`).
     public private(set) var offloadRefused: UInt64 = 0
     /// Super-packets read and cut into segments; writes that carried more than one packet.
@@ -89,10 +91,12 @@ public final class TunDevice: PacketDevice, @unchecked Sendable {
     }
 
     private init(
-        name: String, descriptor: CInt, mtu: Int, batchSize: Int, queueCapacity: Int, offloads: Offloads, eventLoop: EventLoop
+        name: String, descriptor: CInt, mtu: Int, batchSize: Int, queueCapacity: Int, offloads: Offloads, offloadAsked: Bool,
+        eventLoop: EventLoop
     ) {
         self.name = name
         self.offloads = offloads
+        self.offloadAsked = offloadAsked
         self.writeDescriptor = descriptor
         self.mtuValue = mtu
         self.batchSize = batchSize
@@ -135,7 +139,7 @@ public final class TunDevice: PacketDevice, @unchecked Sendable {
         let kernelName = String(decoding: actual.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let device = TunDevice(
             name: kernelName, descriptor: writeFD, mtu: mtu, batchSize: batchSize, queueCapacity: queueCapacity,
-            offloads: Offloads(rawValue: UInt32(granted)), eventLoop: eventLoop)
+            offloads: Offloads(rawValue: UInt32(granted)), offloadAsked: offload, eventLoop: eventLoop)
         return NIOPipeBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.maxMessagesPerRead, value: UInt(batchSize))
             // One read returns one whole packet (a 64 KB super-packet with offloads, after its header);
@@ -156,6 +160,13 @@ public final class TunDevice: PacketDevice, @unchecked Sendable {
                 Glibc.close(writeFD)
                 throw error
             }
+    }
+
+    /// The offload counters as `ctl mediators` and TUN_STATS show them (event loop only).
+    public var offloadCounters: DeviceOffloadCounters {
+        DeviceOffloadCounters(
+            asked: offloadAsked, offloads: "\(offloads)", superPacketsRead: superPacketsRead, coalescedWrites: coalescedWrites,
+            offloadRefused: offloadRefused)
     }
 
     // MARK: - On the event loop

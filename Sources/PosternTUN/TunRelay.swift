@@ -18,7 +18,14 @@ public final class TunRelay {
     public let policy: PacketPolicy
     public let side: Side
     private let path: UDPChannelDatagramPath
-    public private(set) var counters = PacketCounters()
+    private var relayCounters = PacketCounters()
+    /// What the relay carried and dropped, with the tun device's offload counters (none for the raw
+    /// LAN presence's socket).
+    public var counters: PacketCounters {
+        var c = relayCounters
+        c.offload = (device as? TunDevice)?.offloadCounters
+        return c
+    }
     /// Told about drops at the 1st, 10th, 100th… of each reason, so a log shows them without
     /// flooding (the mediator logs them; the server shows its counters in `ctl mediators`).
     public var onDrops: ((_ reason: String, _ count: UInt64) -> Void)?
@@ -61,7 +68,7 @@ public final class TunRelay {
         var packet = packet
         TCPMSSClamp.clamp(&packet, maxMSS: maxMSS)
         if path.sendPacket(packet) {
-            if side == .mediator { counters.fromLAN &+= 1 } else { counters.toLAN &+= 1 }
+            if side == .mediator { relayCounters.fromLAN &+= 1 } else { relayCounters.toLAN &+= 1 }
         } else {
             dropped("path")
         }
@@ -101,7 +108,7 @@ public final class TunRelay {
         let batch = toDevice
         toDevice.removeAll(keepingCapacity: true)
         let written = device.writePackets(batch)
-        if side == .mediator { counters.toLAN &+= UInt64(written) } else { counters.fromLAN &+= UInt64(written) }
+        if side == .mediator { relayCounters.toLAN &+= UInt64(written) } else { relayCounters.fromLAN &+= UInt64(written) }
         for _ in written..<batch.count { dropped("device") }
     }
 
@@ -123,11 +130,11 @@ public final class TunRelay {
             icmpInWindow = 0
         }
         guard icmpInWindow < Self.icmpErrorsPerSecond else {
-            counters.drop("icmpRateLimit")
+            relayCounters.drop("icmpRateLimit")
             return
         }
         icmpInWindow += 1
-        if device.writePacket(error) { counters.fragmentationNeeded &+= 1 }
+        if device.writePacket(error) { relayCounters.fragmentationNeeded &+= 1 }
     }
 
     /// ICMP errors TUN mode generates per second at most (Linux's default `icmp_msgs_per_sec` is 1,000
@@ -137,8 +144,8 @@ public final class TunRelay {
     private var icmpInWindow = 0
 
     private func dropped(_ reason: String) {
-        counters.drop(reason)
-        let n = counters.dropped[reason] ?? 0
+        relayCounters.drop(reason)
+        let n = relayCounters.dropped[reason] ?? 0
         var m = n
         while m >= 10, m % 10 == 0 { m /= 10 }
         if m == 1 { onDrops?(reason, n) }

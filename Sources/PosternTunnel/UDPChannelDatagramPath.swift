@@ -28,11 +28,13 @@ public final class UDPChannelDatagramPath: DatagramPath {
     private var sessionID: UInt64?
     private var keys: SessionKeys?
     private var transmit: ((ByteBuffer, SocketAddress) -> Void)?
-    private var channels: [UInt16: Machine] = [:]
+    private var channels: [UInt16: Channel] = [:]
     private var receivers: [UInt32: WeakReceiver] = [:]
     private var timer: Scheduled<Void>?
     private var timerDeadline: NIODeadline?
     private var closed = false
+    /// Where `received` collects a datagram's actions (see there).
+    private var actionScratch: [Machine.Action] = []
     /// Drops no channel machine saw: datagrams naming a channel this session does not hold that did
     /// not authenticate (or past `maxChannels`).
     public private(set) var strayDatagrams: UInt64 = 0
@@ -41,6 +43,14 @@ public final class UDPChannelDatagramPath: DatagramPath {
 
     private struct WeakReceiver {
         weak var receiver: DatagramPathReceiver?
+    }
+
+    /// A channel's machine, boxed: the path reads and changes it in place for every packet, where a
+    /// machine held in the dictionary itself would be copied out (a retain of each of its references)
+    /// whenever it is only looked at.
+    private final class Channel {
+        var machine: Machine
+        init(_ machine: Machine) { self.machine = machine }
     }
 
     /// `now` is the clock of the channel machines; timers are scheduled on `eventLoop` at its deadlines.
@@ -70,8 +80,8 @@ public final class UDPChannelDatagramPath: DatagramPath {
     /// Mediator: opens channel `id` to the server's service port; it pings at once.
     public func openChannel(_ id: UInt16, to server: SocketAddress) {
         guard !closed, let sessionID, let keys, channels[id] == nil else { return }
-        channels[id] = Machine(
-            role: role, channelID: id, sessionID: sessionID, keys: keys, settings: settings, peerAddress: server, now: now())
+        channels[id] = Channel(
+            Machine(role: role, channelID: id, sessionID: sessionID, keys: keys, settings: settings, peerAddress: server, now: now()))
         tick()
     }
 
@@ -86,11 +96,18 @@ public final class UDPChannelDatagramPath: DatagramPath {
             strayDatagrams &+= 1
             return
         }
-        var actions: [Machine.Action]
-        // Mutated in place: a copy taken out of the dictionary would share the replay window's
-        // storage with the one left in it, and the window's update would copy it for every datagram.
-        if let received = channels[channelID]?.receive(datagram, from: source, now: time) {
-            actions = received
+        // One array for every datagram's actions, taken out while in use (a receiver that sends
+        // while its packet is delivered finds it empty and does not disturb this one).
+        var actions = actionScratch
+        actionScratch = []
+        defer {
+            actions.removeAll(keepingCapacity: true)
+            actionScratch = actions
+        }
+        // Mutated in place (`Channel`): a copy taken out of the dictionary would share the replay
+        // window's storage with the one left in it, and the window's update would copy it.
+        if let channel = channels[channelID] {
+            channel.machine.receive(datagram, from: source, now: time, into: &actions)
         } else {
             // The server keeps a channel only once a datagram naming it authenticates: a forger cannot
             // take the session's channel slots, and a machine that never sent holds no counter to keep.
@@ -100,12 +117,12 @@ public final class UDPChannelDatagramPath: DatagramPath {
             }
             var machine = Machine(
                 role: role, channelID: channelID, sessionID: sessionID, keys: keys, settings: settings, peerAddress: nil, now: time)
-            actions = machine.receive(datagram, from: source, now: time)
+            machine.receive(datagram, from: source, now: time, into: &actions)
             guard machine.counters.received > 0 else {
                 strayDatagrams &+= 1
                 return
             }
-            channels[channelID] = machine
+            channels[channelID] = Channel(machine)
             logger.info("UDP channel \(channelID) of session \(sessionID) opened from \(source)")
         }
         perform(actions, channelID: channelID)
@@ -126,8 +143,8 @@ public final class UDPChannelDatagramPath: DatagramPath {
     /// The counters of every channel, summed, with the stray datagrams no channel saw.
     public var counters: UDPChannelCounters {
         var total = UDPChannelCounters()
-        for machine in channels.values {
-            let c = machine.counters
+        for channel in channels.values {
+            let c = channel.machine.counters
             total.sent &+= c.sent
             total.received &+= c.received
             total.delivered &+= c.delivered
@@ -147,19 +164,23 @@ public final class UDPChannelDatagramPath: DatagramPath {
 
     /// The latest keepalive round trip measured on a channel that is up (nil before the first).
     public var roundTrip: TimeAmount? {
-        channels.keys.sorted().lazy.compactMap { self.channels[$0].flatMap { $0.isUp ? $0.roundTrip : nil } }.first
+        channels.keys.sorted().lazy.compactMap { self.channels[$0].flatMap { $0.machine.isUp ? $0.machine.roundTrip : nil } }.first
     }
 
     /// The channel ids this session holds.
     public var channelIDs: [UInt16] { channels.keys.sorted() }
 
-    private var upChannel: UInt16? {
-        let time = now()
+    private var upChannel: Channel? { upChannel(at: now()) }
+
+    private func upChannel(at time: NIODeadline) -> Channel? {
         // One channel is the rule: no sorted copy of the keys per packet then.
-        if channels.count == 1, let (id, machine) = channels.first {
-            return machine.isUp && machine.isHearing(at: time) ? id : nil
+        if channels.count == 1, let channel = channels.values.first {
+            return channel.machine.isUp && channel.machine.isHearing(at: time) ? channel : nil
         }
-        return channels.keys.sorted().first { channels[$0].map { $0.isUp && $0.isHearing(at: time) } ?? false }
+        for id in channels.keys.sorted() {
+            if let channel = channels[id], channel.machine.isUp, channel.machine.isHearing(at: time) { return channel }
+        }
+        return nil
     }
 
     private func perform(_ actions: [Machine.Action], channelID: UInt16) {
@@ -192,9 +213,8 @@ public final class UDPChannelDatagramPath: DatagramPath {
         guard !closed else { return }
         let time = now()
         for id in channels.keys.sorted() {
-            guard var machine = channels[id], machine.nextDeadline <= time else { continue }
-            let actions = machine.tick(now: time)
-            channels[id] = machine
+            guard let channel = channels[id], channel.machine.nextDeadline <= time else { continue }
+            let actions = channel.machine.tick(now: time)
             perform(actions, channelID: id)
         }
         schedule()
@@ -202,7 +222,14 @@ public final class UDPChannelDatagramPath: DatagramPath {
 
     /// Keeps one timer at the earliest channel deadline; a timer that fires early just reschedules.
     private func schedule() {
-        guard !closed, let next = channels.values.map(\.nextDeadline).min() else { return }
+        // A loop, not `map(...).min()`: this runs for every datagram received, and the array would
+        // be an allocation each time.
+        var earliest: NIODeadline?
+        for channel in channels.values {
+            let d = channel.machine.nextDeadline
+            if earliest.map({ d < $0 }) ?? true { earliest = d }
+        }
+        guard !closed, let next = earliest else { return }
         if let timerDeadline, timer != nil, timerDeadline <= next { return }
         timer?.cancel()
         timerDeadline = next
@@ -228,11 +255,8 @@ public final class UDPChannelDatagramPath: DatagramPath {
     }
 
     public func send(portID: UInt32, peer: Endpoint, bytes: ByteBuffer) {
-        if let id = upChannel, case .ip = peer.host, bytes.readableBytes <= UDPChannelMessage.maxDatagramBytes(for: peer),
-            var machine = channels[id]
-        {
-            let result = machine.seal(.datagram(portID: portID, peer: peer, bytes: bytes), now: now())
-            channels[id] = machine
+        if let channel = upChannel, case .ip = peer.host, bytes.readableBytes <= UDPChannelMessage.maxDatagramBytes(for: peer) {
+            let result = channel.machine.seal(.datagram(portID: portID, peer: peer, bytes: bytes), now: now())
             if case .send(let datagram, let to) = result {
                 transmit?(datagram, to)
                 return
@@ -255,8 +279,9 @@ public final class UDPChannelDatagramPath: DatagramPath {
     /// TCP channel if it can take it now (§9.9: one path per packet). False when it was dropped.
     @discardableResult
     public func sendPacket(_ packet: ByteBuffer) -> Bool {
-        if let id = upChannel, let result = channels[id]?.seal(.packet(packet), now: now()) {
-            if case .send(let datagram, let to) = result {
+        let time = now()
+        if let channel = upChannel(at: time) {
+            if case .send(let datagram, let to) = channel.machine.seal(.packet(packet), now: time) {
                 transmit?(datagram, to)
                 return true
             }

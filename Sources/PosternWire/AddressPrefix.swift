@@ -20,6 +20,13 @@ extension MediatorEnvironment.AddressPrefix {
 
     /// Whether `other` lies in this prefix (same family, same leading `prefixLength` bits).
     public func contains(_ other: IPAddress) -> Bool {
+        // IPv4 as integers: TUN mode's policy asks this for every packet, and `mask` makes arrays.
+        if case .v4(let a) = other, case .v4(let net) = address {
+            let bits = min(Int(prefixLength), 32)
+            guard bits > 0 else { return true }
+            let m = UInt32.max << UInt32(32 - bits)
+            return a & m == net & m
+        }
         guard other.isIPv6 == address.isIPv6 else { return false }
         return Self.mask(other, Int(prefixLength)) == Self.mask(address, Int(prefixLength))
     }

@@ -145,6 +145,13 @@ extension ByteBuffer {
                 writeWireString(String(reason))
                 writeInteger(d.count)
             }
+            if let device = m.device {
+                writeInteger(UInt8(device.asked ? 1 : 0))
+                writeInteger(device.offloads)
+                writeInteger(device.superPacketsRead)
+                writeInteger(device.coalescedWrites)
+                writeInteger(device.offloadRefused)
+            }
         case .packet(var m):
             writeBuffer(&m.bytes)
         case .echo(let m):
@@ -326,7 +333,13 @@ extension Frame {
                 let n: UInt64 = try r.int()
                 dropped.append((reason: reason, count: n))
             }
-            frame = .tunStats(TunStats(toLAN: toLAN, fromLAN: fromLAN, errorsSent: errorsSent, dropped: dropped))
+            var device: TunStats.Device?
+            if !r.isEmpty {
+                device = TunStats.Device(
+                    asked: try r.flag("offloads asked"), offloads: try r.int(), superPacketsRead: try r.int(), coalescedWrites: try r.int(),
+                    offloadRefused: try r.int())
+            }
+            frame = .tunStats(TunStats(toLAN: toLAN, fromLAN: fromLAN, errorsSent: errorsSent, dropped: dropped, device: device))
         case Packet.type:
             frame = .packet(Packet(bytes: r.rest()))
         case Echo.type:

@@ -396,6 +396,8 @@ extension Frame {
             public static let ipv6 = Flags(rawValue: 1 << 0)
             /// The mediator may send TUN_STATS.
             public static let stats = Flags(rawValue: 1 << 1)
+            /// The mediator's TUN_STATS may end with its device's offload counters (`TunStats.Device`).
+            public static let deviceStats = Flags(rawValue: 1 << 2)
         }
     }
 
@@ -443,16 +445,45 @@ extension Frame {
         public var errorsSent: UInt64
         /// Drops by reason (`malformed`, `destination`, ...), in a stable order.
         public var dropped: [(reason: String, count: UInt64)]
-        public init(toLAN: UInt64, fromLAN: UInt64, errorsSent: UInt64, dropped: [(reason: String, count: UInt64)]) {
+        /// The mediator's tun device and its offloads, only after a TUN with the `deviceStats` flag and
+        /// only from a mediator with a tun device (not with `--lan-presence raw`); written last.
+        public var device: Device?
+        public init(
+            toLAN: UInt64, fromLAN: UInt64, errorsSent: UInt64, dropped: [(reason: String, count: UInt64)], device: Device? = nil
+        ) {
             self.toLAN = toLAN
             self.fromLAN = fromLAN
             self.errorsSent = errorsSent
             self.dropped = dropped
+            self.device = device
+        }
+
+        /// What the mediator's tun device did with its offloads (docs/protocol.md §10.5).
+        public struct Device: Hashable, Sendable {
+            /// Bytes on the wire: asked u8, offloads u32, three counters u64.
+            public static let length = 29
+            /// Whether the mediator asked for offloads at all (false: `--tun-offload off`).
+            public var asked: Bool
+            /// The `TUN_F_*` bits of linux/if_tun.h the kernel granted; 0: none, no virtio-net header.
+            public var offloads: UInt32
+            /// Super-packets read and cut into segments, writes that carried merged segments, and
+            /// reads whose offload header did not fit their packet.
+            public var superPacketsRead: UInt64
+            public var coalescedWrites: UInt64
+            public var offloadRefused: UInt64
+            public init(asked: Bool, offloads: UInt32, superPacketsRead: UInt64, coalescedWrites: UInt64, offloadRefused: UInt64) {
+                self.asked = asked
+                self.offloads = offloads
+                self.superPacketsRead = superPacketsRead
+                self.coalescedWrites = coalescedWrites
+                self.offloadRefused = offloadRefused
+            }
         }
 
         public static func == (a: TunStats, b: TunStats) -> Bool {
             a.toLAN == b.toLAN && a.fromLAN == b.fromLAN && a.errorsSent == b.errorsSent
                 && a.dropped.map(\.reason) == b.dropped.map(\.reason) && a.dropped.map(\.count) == b.dropped.map(\.count)
+                && a.device == b.device
         }
 
         public func hash(into h: inout Hasher) {
@@ -463,6 +494,7 @@ extension Frame {
                 h.combine(d.reason)
                 h.combine(d.count)
             }
+            h.combine(device)
         }
     }
 

@@ -159,6 +159,13 @@ struct CtlCommand: ParsableCommand {
         @OptionGroup var here: Options
         var options: Options { here.merged(ctl.options) }
 
+        /// One tun device's offloads as `ctl mediators` prints them (its JSON's `offload`).
+        static func offloadText(_ o: [String: Any]) -> String {
+            let offloads = (o["asked"] as? Bool ?? true) ? "\(o["offloads"] ?? "?")" : "off (--tun-offload off)"
+            return
+                "offloads \(offloads)  super-packets read \(o["superPacketsRead"] ?? 0)  merged writes \(o["coalescedWrites"] ?? 0)  refused \(o["offloadRefused"] ?? 0)"
+        }
+
         func run() throws {
             try CtlCommand.finish(try options.client().request("GET", "/v1/mediators"), json: options.json) { o in
                 let list = o as? [[String: Any]] ?? []
@@ -178,10 +185,12 @@ struct CtlCommand: ParsableCommand {
                         let prefixes = (t["prefixes"] as? [String] ?? []).joined(separator: ",")
                         out +=
                             "  tun \(t["device"] ?? "?") \(t["status"] ?? "?")  address \(t["address"] ?? "-")\(t["secondAddress"].map { " \($0)" } ?? "")  prefixes \(prefixes.isEmpty ? "-" : prefixes)  packets to LAN \(t["toLAN"] ?? 0) from LAN \(t["fromLAN"] ?? 0)  dropped \(dropped.isEmpty ? "0" : dropped.joined(separator: " "))\n"
+                        if let o = t["offload"] as? [String: Any] { out += "  tun device at the server: \(Self.offloadText(o))\n" }
                         if let c = t["mediator"] as? [String: Any] {
                             let dropped = (c["dropped"] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
                             out +=
                                 "  tun at the mediator: packets to LAN \(c["toLAN"] ?? 0) from LAN \(c["fromLAN"] ?? 0)  dropped \(dropped.isEmpty ? "0" : dropped.joined(separator: " "))  too-big errors \(c["fragmentationNeeded"] ?? 0)\n"
+                            if let o = c["offload"] as? [String: Any] { out += "  tun device at the mediator: \(Self.offloadText(o))\n" }
                         }
                     }
                     for i in m["interfaces"] as? [[String: Any]] ?? [] {

@@ -89,6 +89,9 @@ struct MediatorCommand: AsyncParsableCommand {
     )
     var lanPresence: String?
 
+    @Option(help: TunOffloadOption.help)
+    var tunOffload: String?
+
     @Option(help: "TOML configuration file with a [mediator] table.")
     var config: String?
 
@@ -127,6 +130,7 @@ struct MediatorCommand: AsyncParsableCommand {
         "max-request-rate", "max-session-buffer", "udp-keepalive",
         "insecure", "server-fingerprint", "known-servers", "ca-file", "tls-cert", "tls-key", "state-dir",
         "tun", "tun-allow", "lan-presence",
+        "tun-offload",
     ]).union(PcapOptions.configKeys)
 
     func makeConfiguration(logger: Logger) throws -> MediatorConfiguration {
@@ -227,8 +231,11 @@ struct MediatorCommand: AsyncParsableCommand {
                 }
                 configuration.tun?.lanPresence = mode
             }
+            if let on = try TunOffloadOption.parse(try tunOffload ?? section?.string("tun-offload")) { configuration.tun?.offload = on }
         } else if let text = try lanPresence ?? section?.string("lan-presence") {
             throw ValidationError("--lan-presence \(text) needs --tun ADDRESS/PREFIX")
+        } else if let text = try tunOffload ?? section?.string("tun-offload") {
+            throw ValidationError("--tun-offload \(text) needs --tun ADDRESS/PREFIX")
         }
         return configuration
     }

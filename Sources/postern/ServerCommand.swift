@@ -108,6 +108,9 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "MTU of TUN mode's devices (576-9000, default 1400); the mediator may lower it.")
     var tunMtu: Int?
 
+    @Option(help: TunOffloadOption.help)
+    var tunOffload: String?
+
     @Option(help: "Require mediators to present a TLS certificate issued by this CA (PEM): mutual TLS.")
     var mediatorCa: String?
 
@@ -172,6 +175,7 @@ struct ServerCommand: AsyncParsableCommand {
         "insecure", "tls-cert", "tls-key", "state-dir", "mediator-ca", "socks", "socks-users", "socks-no-auth",
         "tun", "tun-mtu", "metrics",
         "mediator-connects", "connect-queue-timeout",
+        "tun-offload",
     ]).union(PcapOptions.configKeys)
 
     func makeConfiguration(logger: Logger) throws -> ServerConfiguration {
@@ -292,6 +296,7 @@ struct ServerCommand: AsyncParsableCommand {
             configuration.tunMTU = n
         }
         configuration.tunStateDirectory = StateDirectory.resolve(try stateDir ?? section?.string("state-dir"))
+        if let on = try TunOffloadOption.parse(try tunOffload ?? section?.string("tun-offload")) { configuration.tunOffload = on }
         return configuration
     }
 

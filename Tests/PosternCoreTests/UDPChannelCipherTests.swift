@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import NIOCore
 import PosternCore
@@ -141,6 +142,50 @@ final class UDPChannelCipherTests: XCTestCase {
         XCTAssertNotNil(open(server, largest))
         XCTAssertNil(
             mediator.seal(.datagram(portID: 1, peer: peer, bytes: ByteBuffer(repeating: 1, count: fits + 1)), channelID: 0, counter: 0))
+    }
+
+    /// The cipher calls BoringSSL's AEAD in place; swift-crypto's `ChaChaPoly` (the same algorithm
+    /// behind another API) must agree on every byte, for messages of every size class, and open what
+    /// the other sealed.
+    func testAgreesWithSwiftCryptosChaChaPoly() throws {
+        var rng = SystemRandomNumberGenerator()
+        let key = SymmetricKey(data: Self.mediatorToServer)
+        for size in [0, 1, 15, 16, 17, 63, 64, 65, 255, 1_359, 1_399, 8_000, 65_000] {
+            let packet = ByteBuffer(bytes: (0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) })
+            let counter = UInt64.random(in: 0..<(1 << 40), using: &rng)
+            let channel = UInt16.random(in: 0...UInt16.max, using: &rng)
+            let sealed = try XCTUnwrap(mediator.seal(.packet(packet), channelID: channel, counter: counter))
+            let bytes = sealed.readableByteArray
+            let nonce =
+                [0, 0, UInt8(channel >> 8), UInt8(channel & 0xff)] + (0..<8).map { UInt8(truncatingIfNeeded: counter >> (56 - 8 * $0)) }
+            let plaintext = [UDPChannelMessage.packetType] + packet.readableByteArray
+            let box = try ChaChaPoly.seal(
+                plaintext, using: key, nonce: try ChaChaPoly.Nonce(data: nonce),
+                authenticating: Array(bytes.prefix(UDPChannelHeader.length)))
+            XCTAssertEqual(Array(bytes.dropFirst(UDPChannelHeader.length)), Array(box.ciphertext) + Array(box.tag), "size \(size)")
+            XCTAssertEqual(open(server, sealed), .packet(packet), "size \(size)")
+        }
+    }
+
+    /// A received datagram is a slice of a whole batch's receive buffer, at any offset: it opens from
+    /// its reader index, and the plaintext is a buffer of its own that does not keep the batch alive.
+    func testADatagramInsideALargerBufferOpensIntoItsOwnBuffer() throws {
+        let sealed = try XCTUnwrap(mediator.seal(.packet(ByteBuffer(repeating: 7, count: 1_400)), channelID: 1, counter: 9))
+        var batch = ByteBuffer(repeating: 0xaa, count: 333)
+        batch.writeImmutableBuffer(sealed)
+        batch.writeRepeatingByte(0xbb, count: 500)
+        let datagram = try XCTUnwrap(batch.getSlice(at: 333, length: sealed.readableBytes))
+        var reader = datagram
+        let header = try reader.readUDPChannelHeader()
+        let plain = try XCTUnwrap(server.open(datagram, header: header))
+        XCTAssertEqual(plain.readableBytes, 1 + 1_400)
+        batch.withUnsafeReadableBytes { b in
+            plain.withUnsafeReadableBytes { p in
+                let inBatch = b.baseAddress! <= p.baseAddress! && p.baseAddress! < b.baseAddress! + b.count
+                XCTAssertFalse(inBatch, "the plaintext lives in the receive buffer")
+            }
+        }
+        XCTAssertNil(server.open(datagram, header: UDPChannelHeader(channelID: 1, sessionID: F.sessionID, counter: 10)), "another counter")
     }
 
     func testCounterNeverRepeatsAndStopsBeforeTheTop() {

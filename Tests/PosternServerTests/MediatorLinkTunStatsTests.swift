@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOEmbedded
 import PosternCore
+import PosternPacket
 import PosternTunnel
 import PosternWire
 import XCTest
@@ -82,6 +83,28 @@ final class MediatorLinkTunStatsTests: XCTestCase {
         try channel.writeInbound(Frame.tunStats(stats))
         XCTAssertEqual(link.mediatorTunStats, stats)
         XCTAssertTrue(link.isOpen)
+    }
+
+    /// The device part of TUN_STATS (flag bit 2) is kept and shown with the offloads by name; one
+    /// without it (an older mediator, or the raw LAN presence) shows no device.
+    func testTheDevicePartReachesTheCountersWithItsOffloadsNamed() throws {
+        _ = link.requestTun(mtu: 1400, flags: [.ipv6, .stats, .deviceStats])
+        let tun = try framesOut().compactMap { if case .tun(let t) = $0 { return t } else { return nil } }
+        XCTAssertEqual(tun.first?.flags?.rawValue, 0x07)
+        var withDevice = stats
+        withDevice.device = .init(asked: true, offloads: 0x23, superPacketsRead: 7, coalescedWrites: 2, offloadRefused: 1)
+        try channel.writeInbound(Frame.tunStats(withDevice))
+        XCTAssertTrue(link.isOpen)
+        let offload = try XCTUnwrap(PacketCounters(try XCTUnwrap(link.mediatorTunStats)).offload)
+        XCTAssertEqual(offload.offloads, "csum,tso4,uso4")
+        XCTAssertEqual([offload.superPacketsRead, offload.coalescedWrites, offload.offloadRefused], [7, 2, 1])
+        XCTAssertTrue(offload.asked)
+        withDevice.device = .init(asked: false, offloads: 0, superPacketsRead: 0, coalescedWrites: 0, offloadRefused: 0)
+        try channel.writeInbound(Frame.tunStats(withDevice))
+        XCTAssertEqual(PacketCounters(try XCTUnwrap(link.mediatorTunStats)).offload?.offloads, "none")
+        XCTAssertEqual(PacketCounters(try XCTUnwrap(link.mediatorTunStats)).offload?.asked, false)
+        try channel.writeInbound(Frame.tunStats(stats))
+        XCTAssertNil(PacketCounters(try XCTUnwrap(link.mediatorTunStats)).offload)
     }
 
     func testWithoutFlagsTunIsTheOriginalFrameAndStatsAreStillRefused() throws {

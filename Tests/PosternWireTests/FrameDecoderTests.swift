@@ -179,6 +179,10 @@ final class FrameDecoderTests: XCTestCase {
                     // The second address is TUN_READY's optional tail: bytes there are read as one,
                     // and 0xee is no address type.
                     assertDecodeThrows(rawFrame(type: v.frame.type, payload: p), .invalidValue(field: "address type", value: "238"))
+                case .tunStats(let t) where t.device == nil:
+                    // The device's offloads are TUN_STATS's optional tail (§10.5): bytes there are read
+                    // as it, and 0xee is no "offloads asked" flag.
+                    assertDecodeThrows(rawFrame(type: v.frame.type, payload: p), .invalidValue(field: "offloads asked", value: "238"))
                 default:
                     assertDecodeThrows(rawFrame(type: v.frame.type, payload: p), .trailingBytes(frame: v.frame.name, count: extra))
                 }
@@ -215,6 +219,14 @@ final class FrameDecoderTests: XCTestCase {
                         XCTAssertNotNil(full.secondAddress)
                         XCTAssertNil(got.secondAddress)
                         XCTAssertEqual(got.prefixes, full.prefixes)
+                    case (.tunStats(let got)?, .tunStats(let full)):
+                        // Cut right before its optional device part: TUN_STATS without it (§10.5).
+                        XCTAssertEqual(length, p.count - Frame.TunStats.Device.length)
+                        XCTAssertNotNil(full.device)
+                        XCTAssertNil(got.device)
+                        XCTAssertEqual(
+                            got,
+                            Frame.TunStats(toLAN: full.toLAN, fromLAN: full.fromLAN, errorsSent: full.errorsSent, dropped: full.dropped))
                     default:
                         XCTFail("§\(v.section) cut at \(length) decoded as \(String(describing: frame))")
                     }

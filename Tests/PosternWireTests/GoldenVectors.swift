@@ -393,5 +393,23 @@ enum GoldenVectors {
                 00 00 00 0b                                     | request id 11
                 00 07 6f 76 65 72 6c 61 70                      | message "overlap"
                 """),
+        Vector(
+            section: "8.35",
+            frame: .tunStats(
+                .init(
+                    toLAN: 12, fromLAN: 10, errorsSent: 0, dropped: [],
+                    device: .init(asked: true, offloads: 0x67, superPacketsRead: 5, coalescedWrites: 3, offloadRefused: 0))),
+            hex: """
+                00 00 00 36 29 00                               | header: length 54, type 0x29 TUN_STATS, flags 0
+                00 00 00 00 00 00 00 0c                         | to LAN 12
+                00 00 00 00 00 00 00 0a                         | from LAN 10
+                00 00 00 00 00 00 00 00                         | errors sent 0
+                00                                              | 0 reasons
+                01                                              | offloads asked
+                00 00 00 67                                     | granted: csum tso4 tso6 uso4 uso6
+                00 00 00 00 00 00 00 05                         | super-packets read 5
+                00 00 00 00 00 00 00 03                         | merged writes 3
+                00 00 00 00 00 00 00 00                         | reads refused 0
+                """),
     ]
 }

@@ -18,6 +18,12 @@ final class TunExtensionFrameTests: XCTestCase {
                     requestID: 2, mtu: 1280, address: Prefix(parsing: "192.168.77.50/24")!,
                     prefixes: [Prefix(parsing: "fd00:77::/64")!], secondAddress: Prefix(parsing: "fd00:77::50/64")!)))
         assertRoundTrip(.tunStats(.init(toLAN: .max, fromLAN: 0, errorsSent: 7, dropped: [])))
+        assertRoundTrip(
+            .tunStats(
+                .init(
+                    toLAN: 1, fromLAN: 2, errorsSent: 0, dropped: [(reason: "path", count: 9)],
+                    device: .init(asked: false, offloads: 0, superPacketsRead: 0, coalescedWrites: 0, offloadRefused: .max))))
+        assertRoundTrip(.tun(.init(requestID: 1, mtu: 1400, flags: [.ipv6, .stats, .deviceStats])))
         assertRoundTrip(.tunClose(.init(requestID: 3, message: "")))
         assertRoundTrip(.tunClose(.init(requestID: .max, message: "10.0.0.0/8 overlaps 10.1.0.0/16 of mediator 'b'")))
         assertRoundTrip(
@@ -25,8 +31,12 @@ final class TunExtensionFrameTests: XCTestCase {
     }
 
     /// Without flags TUN stays the original 6 bytes, and a TUN_READY without a second address the
-    /// original layout: what an older peer sends and expects.
+    /// original layout: what an older peer sends and expects. A TUN_STATS without the device part is
+    /// byte for byte what it was before bit 2 existed.
     func testTheOriginalFormsAreUnchanged() {
+        XCTAssertEqual(
+            payload(of: .tunStats(.init(toLAN: 1, fromLAN: 2, errorsSent: 3, dropped: []))),
+            [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3, 0])
         XCTAssertEqual(payload(of: .tun(.init(requestID: 9, mtu: 1400))), [0, 0, 0, 9, 0x05, 0x78])
         XCTAssertEqual(payload(of: .tun(.init(requestID: 9, mtu: 1400, flags: [.ipv6]))), [0, 0, 0, 9, 0x05, 0x78, 1])
         XCTAssertEqual(
@@ -64,7 +74,14 @@ final class TunExtensionFrameTests: XCTestCase {
         assertDecodeThrows(
             rawFrame(type: 0x29, payload: head + [1, 0, 1, 0xff] + [UInt8](repeating: 0, count: 8)),
             .invalidValue(field: "string", value: "not valid UTF-8"))
-        assertDecodeThrows(rawFrame(type: 0x29, payload: head + [0, 0]), .trailingBytes(frame: "TUN_STATS", count: 1))
+        // After the reasons comes nothing or the whole device part (§10.5): a part of it is truncated,
+        // more than it trailing.
+        assertDecodeThrows(rawFrame(type: 0x29, payload: head + [0, 0]), .truncated(frame: "TUN_STATS"))
+        let device: [UInt8] = [1, 0, 0, 0, 0x67] + [UInt8](repeating: 0, count: 24)
+        assertDecodeThrows(rawFrame(type: 0x29, payload: head + [0] + device.dropLast()), .truncated(frame: "TUN_STATS"))
+        assertDecodeThrows(rawFrame(type: 0x29, payload: head + [0] + device + [0]), .trailingBytes(frame: "TUN_STATS", count: 1))
+        assertDecodeThrows(
+            rawFrame(type: 0x29, payload: head + [0, 2] + device.dropFirst()), .invalidValue(field: "offloads asked", value: "2"))
         assertDecodeThrows(rawFrame(type: 0x29, payload: Array(head.prefix(23))), .truncated(frame: "TUN_STATS"))
         // The encoder never writes what the decoder refuses: at most 16 reasons, names cut to 32 bytes.
         let big = Frame.tunStats(
@@ -97,5 +114,6 @@ final class TunExtensionFrameTests: XCTestCase {
         XCTAssertEqual(MediatorEnvironment.Capabilities.tunExtensions.rawValue, 0x40)
         XCTAssertEqual(Frame.Tun.Flags.ipv6.rawValue, 1)
         XCTAssertEqual(Frame.Tun.Flags.stats.rawValue, 2)
+        XCTAssertEqual(Frame.Tun.Flags.deviceStats.rawValue, 4)
     }
 }

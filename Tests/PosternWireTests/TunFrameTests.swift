@@ -48,6 +48,36 @@ final class TunFrameTests: XCTestCase {
         assertDecodeThrows(rawFrame(type: 0x15, payload: [0, 0, 0, 9, 0x05]), .truncated(frame: "TUN"))
     }
 
+    /// IPv4 containment is computed on integers (TUN mode's per-packet policy): it must agree with
+    /// the byte-wise definition for every prefix length, at the edges and at random, and never
+    /// mix families.
+    func testIPv4ContainmentAgreesWithTheBytewiseRule() {
+        func bytewise(_ net: [UInt8], _ length: Int, _ a: [UInt8]) -> Bool {
+            (0..<4).allSatisfy { i in
+                let bits = max(0, min(8, length - i * 8))
+                let m: UInt8 = bits == 8 ? 0xff : ~(0xff >> UInt8(bits))
+                return net[i] & m == a[i] & m
+            }
+        }
+        var rng = SystemRandomNumberGenerator()
+        for length in 0...32 {
+            for _ in 0..<200 {
+                let net = (0..<4).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                // Half the addresses share the network's first bytes, so both answers occur.
+                var a = (0..<4).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                if Bool.random(using: &rng) { a = Array(net.prefix(length / 8)) + a.dropFirst(length / 8) }
+                let prefix = Prefix(address: IPAddress(bytes: net)!, prefixLength: UInt8(length))
+                XCTAssertEqual(prefix.contains(IPAddress(bytes: a)!), bytewise(net, length, a), "\(net)/\(length) \(a)")
+            }
+        }
+        XCTAssertTrue(Prefix(parsing: "10.0.0.1/32")!.contains(IPAddress("10.0.0.1")!))
+        XCTAssertFalse(Prefix(parsing: "10.0.0.1/32")!.contains(IPAddress("10.0.0.0")!))
+        XCTAssertTrue(Prefix(parsing: "128.0.0.0/1")!.contains(IPAddress("255.255.255.255")!))
+        XCTAssertFalse(Prefix(parsing: "128.0.0.0/1")!.contains(IPAddress("127.255.255.255")!))
+        XCTAssertFalse(Prefix(parsing: "0.0.0.0/0")!.contains(IPAddress("::")!))
+        XCTAssertFalse(Prefix(parsing: "::/0")!.contains(IPAddress("10.0.0.1")!))
+    }
+
     func testPrefixParsingAndContainment() throws {
         let lan = try XCTUnwrap(Prefix(parsing: "192.168.77.50/24"))
         XCTAssertEqual(lan.network, Prefix(parsing: "192.168.77.0/24"))
