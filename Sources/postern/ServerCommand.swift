@@ -62,6 +62,12 @@ struct ServerCommand: AsyncParsableCommand {
 
     @Option(
         help:
+            "Event loops (threads), 1-64 (default: one per core): mediator sessions are spread over them; 1 runs everything on one thread."
+    )
+    var threads: Int?
+
+    @Option(
+        help:
             "Seconds a connected mediator has to answer a keepalive when another session claims its name (default 3): answered, the newcomer is refused; silent, it is replaced."
     )
     var nameProbeTimeout: Double?
@@ -172,6 +178,7 @@ struct ServerCommand: AsyncParsableCommand {
         "insecure", "tls-cert", "tls-key", "state-dir", "mediator-ca", "socks", "socks-users", "socks-no-auth",
         "tun", "tun-mtu", "metrics",
         "mediator-connects", "connect-queue-timeout",
+        "threads",
     ]).union(PcapOptions.configKeys)
 
     func makeConfiguration(logger: Logger) throws -> ServerConfiguration {
@@ -264,6 +271,12 @@ struct ServerCommand: AsyncParsableCommand {
         if let n = try maxMediators ?? section?.int("max-mediators") {
             guard (1...1_000_000).contains(n) else { throw ValidationError("--max-mediators must be 1-1000000") }
             configuration.maxMediators = n
+        }
+        if let n = try threads ?? section?.int("threads") {
+            guard (1...ServerConfiguration.maxThreads).contains(n) else {
+                throw ValidationError("--threads must be 1-\(ServerConfiguration.maxThreads) (one event loop per thread)")
+            }
+            configuration.threads = n
         }
         if let n = try udpMaxFlows ?? section?.int("udp-max-flows") {
             guard (1...65536).contains(n) else { throw ValidationError("--udp-max-flows must be 1-65536") }
