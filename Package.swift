@@ -166,6 +166,9 @@ let package = Package(
                 "PosternPcap",
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                // ServerThreadsTests connect real mediators to a server with several loops.
+                "PosternMediator",
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: pureSettings
         ),

@@ -55,6 +55,13 @@ public final class MediatorRegistry {
         return l
     }
 
+    /// `link(name)` when its session runs on the caller's loop: for front ends that run on the control
+    /// loop only (`LoopPinning`); a session elsewhere is on its way there, and counts as not connected.
+    func localLink(_ name: String) -> MediatorLink? {
+        guard let l = link(name), l.eventLoop.inEventLoop else { return nil }
+        return l
+    }
+
     /// The open links now, from any loop.
     var openLinks: [MediatorLink] {
         let all = eventLoop.map { !$0.inEventLoop } == true ? Array(published.withLockedValue { $0.values }) : Array(links.values)

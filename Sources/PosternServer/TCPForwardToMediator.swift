@@ -26,6 +26,8 @@ final class TCPForwardToMediator: Forward {
     /// The server's loops; the forward listens on each when there are several.
     private let loops: [EventLoop]
     private var listener: SteeredListener?
+    /// Where it listens (port 0 picks one).
+    var boundAddress: SocketAddress? { listener?.localAddress }
     /// `--pcap`: each connection's traffic is recorded here too (set before `start`; the server runs
     /// on one loop when it is on, docs/architecture.md "Threads").
     var recorder: PcapRecorder?
