@@ -16,6 +16,8 @@ public final class MediatorLink: TunnelSessionDelegate {
     public let session: TunnelSession
     /// The session's loop: every method below runs on it.
     public let eventLoop: EventLoop
+    /// Which of the server's loops `eventLoop` is (0: the control loop), for the admin API.
+    var loopIndex = 0
     /// Established and not yet closed, for readers on other loops.
     private let attached = ManagedAtomic<Bool>(false)
     let registry: MediatorRegistry

@@ -78,6 +78,8 @@ struct MediatorView: Encodable {
     var interfaces: [InterfaceView]
     var defaultRoutes: [RouteView]
     var ports: Int
+    /// The server's event loop the session runs on (0: the control loop; `--threads`).
+    var eventLoop: Int
     var datagrams: DatagramPathView
     var tun: TunView?
     var connects: ConnectsView
@@ -102,6 +104,7 @@ struct MediatorView: Encodable {
                 interface: names[$0.interfaceIndex] ?? "#\($0.interfaceIndex)")
         }
         ports = link.ports.count
+        eventLoop = link.loopIndex
         connects = ConnectsView(
             limit: link.admission.limit, inFlight: link.admission.inFlightCount, queued: link.admission.queuedCount,
             counters: link.admission.counters, refusals: link.connectRefusals)

@@ -428,6 +428,7 @@ public final class ServerService: @unchecked Sendable {
         let session = TunnelSession(
             machine: machine, settings: configuration.settings, eventLoop: loop, logger: logger, now: { .now() })
         let link = MediatorLink(session: session, registry: registry, connectedAt: Date(), udpChannel: configuration.udpChannel)
+        link.loopIndex = loops.firstIndex { $0 === loop } ?? 0
         link.maxPorts = configuration.maxPortsPerSession
         link.admission = ConnectAdmission(settings: configuration.connectAdmission)
         session.delegate = link

@@ -129,6 +129,14 @@ struct ServerCommand: AsyncParsableCommand {
 
     @OptionGroup var log: LogOptions
 
+    /// Bad flag values that need no file read are refused as usage errors (exit 64); the same values
+    /// from the config file are refused with the rest of the configuration.
+    func validate() throws {
+        if let n = threads, !(1...ServerConfiguration.maxThreads).contains(n) {
+            throw ValidationError("--threads must be 1-\(ServerConfiguration.maxThreads) (one event loop per thread), not \(n)")
+        }
+    }
+
     func run() async throws {
         let logger = try log.makeLogger("postern.server")
         let configuration: ServerConfiguration
