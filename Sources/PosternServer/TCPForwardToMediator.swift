@@ -25,7 +25,11 @@ final class TCPForwardToMediator: Forward {
     private let eventLoop: EventLoop
     /// The server's loops; the forward listens on each when there are several.
     private let loops: [EventLoop]
-    private var listener: SteeredListener?
+    /// Set once bound, on the control loop; read by the accept gate on the session's loop too.
+    private var listener: SteeredListener? {
+        get { shared.withLockedValue { $0.listener } }
+        set { shared.withLockedValue { $0.listener = newValue } }
+    }
     /// Where it listens (port 0 picks one).
     var boundAddress: SocketAddress? { listener?.localAddress }
     /// `--pcap`: each connection's traffic is recorded here too (set before `start`; the server runs
@@ -40,6 +44,7 @@ final class TCPForwardToMediator: Forward {
         var gate = AcceptGate(pauseAt: ConnectAdmission.Settings().limit)
         /// Users turned away by `allow=`, for logging at 1, 10, 100…
         var deniedLogged = 0
+        var listener: SteeredListener?
     }
     private let shared = NIOLockedValueBox(Shared())
     func startCapture(_ recorder: PcapRecorder) { shared.withLockedValue { $0.capture = recorder } }
