@@ -191,10 +191,12 @@ final class AdminAPI: ChannelInboundHandler {
         if head.method == .GET, let asset = Dashboard.asset(path) { return respondAsset(context, asset) }
         switch (head.method, parts.count) {
         case (.GET, 2) where parts == ["v1", "mediators"]:
-            onLinks(context, registry.openLinks.sorted { $0.name < $1.name }, MediatorView.init) { [self] in respond(context, .ok, $0) }
+            onLinks(context, registry.openLinks.sorted { $0.name < $1.name }, MediatorView.init) { [self] in
+                respond(context, .ok, $0.map(withUnrouted))
+            }
         case (.GET, 3) where parts[0...1] == ["v1", "mediators"]:
             guard let link = link(context, parts[2]) else { return }
-            onLinks(context, [link], MediatorView.init) { [self] in respond(context, .ok, $0[0]) }
+            onLinks(context, [link], MediatorView.init) { [self] in respond(context, .ok, withUnrouted($0[0])) }
         case (.GET, 4) where parts[0...1] == ["v1", "mediators"] && parts[3] == "ports":
             guard let link = link(context, parts[2]) else { return }
             let ports: (MediatorLink) -> [MediatorLink.PortRecord] = { $0.ports.values.sorted { $0.id < $1.id } }
@@ -306,6 +308,13 @@ final class AdminAPI: ChannelInboundHandler {
         default:
             respond(context, .notFound, ["error": "no such endpoint: \(method) /v1/captures/\(rest.joined(separator: "/"))"])
         }
+    }
+
+    /// The server-wide count of datagrams that named no session, read here on the control loop.
+    private func withUnrouted(_ view: MediatorView) -> MediatorView {
+        var view = view
+        view.datagrams.unrouted = registry.unroutedDatagrams()
+        return view
     }
 
     /// `make` of each link, run on the link's loop (`--threads`), then `then` with all of them here.

@@ -33,7 +33,7 @@ public final class ServerService: @unchecked Sendable {
     private var channels: [Channel] = []
     private var nextSessionID: UInt64 = 1
     /// Sessions still in the handshake, by id, and which to drop when there are too many.
-    private var handshaking: [UInt64: TunnelSession] = [:]
+    private var handshaking: [UInt64: (session: TunnelSession, channel: Channel)] = [:]
     /// Admitted connections dropped to make room before their session (made on their own loop)
     /// reached `handshaking`.
     private var evictedBeforeArrival: Set<UInt64> = []
@@ -337,7 +337,7 @@ public final class ServerService: @unchecked Sendable {
         guard let admitted else { return channel.close() }
         do {
             let transport = try configuration.transport.serverConnection()
-            let session = makeSession(admitted.id, source: admitted.source, on: channel.eventLoop)
+            let session = makeSession(admitted.id, source: admitted.source, on: channel)
             session.transport = transport
             return channel.pipeline.addHandlers(
                 transport.handlers + [
@@ -408,8 +408,8 @@ public final class ServerService: @unchecked Sendable {
                 droppedUnauthenticated(
                     "more than \(configuration.maxUnauthenticated) unauthenticated connections, or \(configuration.maxUnauthenticatedPerAddress) from \(source); dropping one that got least far"
                 )
-                if let session = handshaking.removeValue(forKey: victim) {
-                    session.eventLoop.execute { session.goAway(.limitExceeded, Self.droppedMessage) }
+                if let (session, channel) = handshaking.removeValue(forKey: victim) {
+                    Self.drop(session, channel)
                 } else {
                     // Admitted, but its session is still being made on its loop: dropped on arrival.
                     evictedBeforeArrival.insert(victim)
@@ -419,8 +419,22 @@ public final class ServerService: @unchecked Sendable {
         return (id, source)
     }
 
+    /// Ends a connection dropped to make room: with GOAWAY once its session runs; one whose session
+    /// has not started yet (it was made on another loop a moment ago) is closed.
+    private static func drop(_ session: TunnelSession, _ channel: Channel) {
+        let end = {
+            if channel.isActive {
+                session.goAway(.limitExceeded, droppedMessage)
+            } else {
+                channel.close(promise: nil)
+            }
+        }
+        if session.eventLoop.inEventLoop { end() } else { session.eventLoop.execute(end) }
+    }
+
     /// The session of an admitted connection, on its loop; what it tells the control plane hops there.
-    private func makeSession(_ id: UInt64, source: String, on loop: EventLoop) -> TunnelSession {
+    private func makeSession(_ id: UInt64, source: String, on channel: Channel) -> TunnelSession {
+        let loop = channel.eventLoop
         loop.preconditionInEventLoop()
         let secrets = configuration.secrets
         let machine = ServerSessionStateMachine(
@@ -434,9 +448,9 @@ public final class ServerService: @unchecked Sendable {
         session.delegate = link
         onControlLoop { [self] in
             if evictedBeforeArrival.remove(id) != nil {
-                session.eventLoop.execute { session.goAway(.limitExceeded, Self.droppedMessage) }
+                Self.drop(session, channel)
             } else {
-                handshaking[id] = session
+                handshaking[id] = (session, channel)
             }
         }
         let began = NIODeadline.now()

@@ -35,11 +35,15 @@ final class ServerThreadsTests: XCTestCase {
         try? await clients?.shutdownGracefully()
     }
 
-    private func startServer(threads: Int, forwards: [String]) async throws {
+    private func startServer(threads: Int, forwards: [String], maxUnauthenticated: Int? = nil) async throws {
         var configuration = ServerConfiguration(
             listen: ListenAddress(.v4(0x7f00_0001), 0), secrets: SecretBook(shared: secret), admin: nil,
             forwards: try forwards.map { try ForwardSpec(parsing: $0) }, softwareVersion: "test")
         configuration.threads = threads
+        if let maxUnauthenticated {
+            configuration.maxUnauthenticated = maxUnauthenticated
+            configuration.maxUnauthenticatedPerAddress = maxUnauthenticated
+        }
         server = ServerService(configuration: configuration, logger: Logger(label: "server"))
         try await server.start()
     }
@@ -162,6 +166,25 @@ final class ServerThreadsTests: XCTestCase {
         // Its tcp: forward follows it there and still relays.
         let answer = try await roundTrip(away, "after the move\n")
         XCTAssertEqual(answer, "after the move\n")
+    }
+}
+
+extension ServerThreadsTests {
+    /// A flood of connections that never say hello, dealt over both loops: the control loop's
+    /// admission still bounds them (those evicted before their session reached the control loop
+    /// included), and a real mediator gets in past them.
+    func testSilentConnectionsSpreadOverLoopsStayBounded() async throws {
+        try await startServer(threads: 2, forwards: [], maxUnauthenticated: 4)
+        let address = try XCTUnwrap(server.boundService)
+        var silent: [Channel] = []
+        for _ in 0..<24 {
+            silent.append(try await ClientBootstrap(group: clients).connect(to: address).get())
+        }
+        try await waitFor("all but 4 closed by the server") { silent.filter(\.isActive).count <= 4 }
+        try startMediator("m1")
+        try await waitFor("m1 past the flood") { try await loops()["m1"] != nil }
+        XCTAssertLessThanOrEqual(silent.filter(\.isActive).count, 4)
+        for c in silent { try? await c.close() }
     }
 }
 
