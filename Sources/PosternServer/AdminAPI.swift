@@ -53,6 +53,8 @@ final class AdminAPI: ChannelInboundHandler {
     private let logger: Logger
     /// The server's status now and its metrics (nil in tests that only drive the mediator routes).
     private let status: (() -> ServerStatus)?
+    /// The same, gathered from the loops the sessions run on (`ServerService.statusLater`).
+    private let statusLater: (() -> EventLoopFuture<ServerStatus>)?
     private let metrics: ServerMetrics?
     private let reload: (() -> EventLoopFuture<ReloadResult>)?
     /// Adds ("add") or removes ("remove") one forward.
@@ -77,8 +79,10 @@ final class AdminAPI: ChannelInboundHandler {
         metrics: ServerMetrics? = nil, reload: (() -> EventLoopFuture<ReloadResult>)? = nil,
         changeForward: ((String, ForwardSpec) -> EventLoopFuture<ReloadResult>)? = nil, captures: ForwardCaptures? = nil,
         findForward: ((String) -> (any Forward)?)? = nil,
-        changeSOCKS: ((String, SOCKSListenerSpec) -> EventLoopFuture<ReloadResult>)? = nil
+        changeSOCKS: ((String, SOCKSListenerSpec) -> EventLoopFuture<ReloadResult>)? = nil,
+        statusLater: (() -> EventLoopFuture<ServerStatus>)? = nil
     ) {
+        self.statusLater = statusLater
         self.changeSOCKS = changeSOCKS
         self.captures = captures
         self.findForward = findForward
@@ -187,24 +191,27 @@ final class AdminAPI: ChannelInboundHandler {
         if head.method == .GET, let asset = Dashboard.asset(path) { return respondAsset(context, asset) }
         switch (head.method, parts.count) {
         case (.GET, 2) where parts == ["v1", "mediators"]:
-            respond(context, .ok, registry.links.values.filter(\.isOpen).sorted { $0.name < $1.name }.map(MediatorView.init))
+            onLinks(context, registry.openLinks.sorted { $0.name < $1.name }, MediatorView.init) { [self] in
+                respond(context, .ok, $0.map(withUnrouted))
+            }
         case (.GET, 3) where parts[0...1] == ["v1", "mediators"]:
             guard let link = link(context, parts[2]) else { return }
-            respond(context, .ok, MediatorView(link))
+            onLinks(context, [link], MediatorView.init) { [self] in respond(context, .ok, withUnrouted($0[0])) }
         case (.GET, 4) where parts[0...1] == ["v1", "mediators"] && parts[3] == "ports":
             guard let link = link(context, parts[2]) else { return }
-            respond(context, .ok, link.ports.values.sorted { $0.id < $1.id })
+            let ports: (MediatorLink) -> [MediatorLink.PortRecord] = { $0.ports.values.sorted { $0.id < $1.id } }
+            onLinks(context, [link], ports) { [self] in respond(context, .ok, $0[0]) }
         case (.POST, 4) where parts[0...1] == ["v1", "mediators"]:
             guard let link = link(context, parts[2]) else { return }
             operation(context, link, parts[3], body)
         case (.GET, 2) where parts == ["v1", "events"]:
             stream(context, history: query.contains("history=1"))
         case (.GET, 2) where parts == ["v1", "counters"]:
-            respond(context, .ok, registry.links.values.filter(\.isOpen).map(CounterView.init))
-        case (.GET, 2) where parts == ["v1", "status"] && status != nil:
-            respond(context, .ok, status!())
-        case (.GET, 2) where parts == ["v1", "forwards"] && status != nil:
-            respond(context, .ok, status!().forwards)
+            onLinks(context, registry.openLinks, CounterView.init) { [self] in respond(context, .ok, $0) }
+        case (.GET, 2) where parts == ["v1", "status"] && (status != nil || statusLater != nil):
+            currentStatus(context) { [self] in respond(context, .ok, $0) }
+        case (.GET, 2) where parts == ["v1", "forwards"] && (status != nil || statusLater != nil):
+            currentStatus(context) { [self] in respond(context, .ok, $0.forwards) }
         case (.POST, 3) where parts[0...1] == ["v1", "forwards"] && ["add", "remove"].contains(parts[2]) && changeForward != nil:
             struct Body: Decodable { var spec: String }
             guard let body = try? JSONDecoder().decode(Body.self, from: Data(body.readableBytesView)) else {
@@ -242,8 +249,8 @@ final class AdminAPI: ChannelInboundHandler {
             }
         case (_, 2...4) where parts[0...1] == ["v1", "captures"] && captures != nil:
             capture(context, head.method, Array(parts.dropFirst(2)), body)
-        case (.GET, 1) where parts == ["metrics"] && status != nil && metrics != nil:
-            respondText(context, metrics!.text(status!()))
+        case (.GET, 1) where parts == ["metrics"] && (status != nil || statusLater != nil) && metrics != nil:
+            currentStatus(context) { [self] in respondText(context, metrics!.text($0)) }
         default:
             respond(context, .notFound, ["error": "no such endpoint: \(head.method) \(path)"])
         }
@@ -303,6 +310,39 @@ final class AdminAPI: ChannelInboundHandler {
         }
     }
 
+    /// The server-wide count of datagrams that named no session, read here on the control loop.
+    private func withUnrouted(_ view: MediatorView) -> MediatorView {
+        var view = view
+        view.datagrams.unrouted = registry.unroutedDatagrams()
+        return view
+    }
+
+    /// `make` of each link, run on the link's loop (`--threads`), then `then` with all of them here.
+    private func onLinks<T>(
+        _ context: ChannelHandlerContext, _ links: [MediatorLink], _ make: @escaping (MediatorLink) -> T,
+        then: @escaping ([T]) -> Void
+    ) {
+        let views = links.map { link in
+            link.eventLoop.inEventLoop ? link.eventLoop.makeSucceededFuture(make(link)) : link.eventLoop.submit { make(link) }
+        }
+        EventLoopFuture.whenAllSucceed(views, on: context.eventLoop).whenComplete { [self] result in
+            switch result {
+            case .success(let all): then(all)
+            case .failure(let error): respond(context, .internalServerError, ["error": "\(error)"])
+            }
+        }
+    }
+
+    private func currentStatus(_ context: ChannelHandlerContext, then: @escaping (ServerStatus) -> Void) {
+        guard let statusLater else { return then(status!()) }
+        statusLater().hop(to: context.eventLoop).whenComplete { [self] result in
+            switch result {
+            case .success(let s): then(s)
+            case .failure(let error): respond(context, .internalServerError, ["error": "\(error)"])
+            }
+        }
+    }
+
     private func link(_ context: ChannelHandlerContext, _ name: String) -> MediatorLink? {
         guard let l = registry.link(name) else {
             respond(context, .notFound, ["error": "mediator '\(name)' is not connected"])
@@ -340,8 +380,12 @@ final class AdminAPI: ChannelInboundHandler {
             return respond(context, .badRequest, ["error": "body is not the expected JSON: \(error)"])
         }
         if op == "echo" { return echo(context, link, request) }
-        let future: EventLoopFuture<Frame.Done>
+        var future: EventLoopFuture<Frame.Done>
         let events = registry.events
+        // The operation runs on the link's loop (`--threads`); its answer comes back here.
+        func onLink(_ make: @escaping () -> EventLoopFuture<Frame.Done>) -> EventLoopFuture<Frame.Done> {
+            link.eventLoop.inEventLoop ? make() : link.eventLoop.flatSubmit(make)
+        }
         switch op {
         case "open":
             let transport: Frame.Transport
@@ -356,12 +400,14 @@ final class AdminAPI: ChannelInboundHandler {
             guard let port = request.port, port <= UInt32(UInt16.max) else {
                 return respond(context, .badRequest, ["error": "port (0-65535) is required"])
             }
-            future = link.open(transport, address: address, port: UInt16(port), exact: request.exact ?? true, owner: "admin")
-                .map { done in
-                    // A UDP port's datagrams may come on the session's UDP channel too: attach to its path.
-                    if transport == .udp { link.hold(portID: done.portID, AdminPort(portID: done.portID, link: link, events: events)) }
-                    return done
-                }
+            future = onLink {
+                link.open(transport, address: address, port: UInt16(port), exact: request.exact ?? true, owner: "admin")
+                    .map { done in
+                        // A UDP port's datagrams may come on the session's UDP channel too: attach to its path.
+                        if transport == .udp { link.hold(portID: done.portID, AdminPort(portID: done.portID, link: link, events: events)) }
+                        return done
+                    }
+            }
         case "redirect":
             guard let address = IPAddress(request.address ?? "0.0.0.0"), let port = request.port, port <= UInt32(UInt16.max) else {
                 return respond(context, .badRequest, ["error": "address and port (0-65535) are required"])
@@ -377,40 +423,49 @@ final class AdminAPI: ChannelInboundHandler {
             }
             let registry = registry
             let logger = logger
-            future = link.redirect(address: address, port: UInt16(port), exact: request.exact ?? true, owner: "admin").map { done in
-                if let spec = relay {
-                    let forward = UDPForwardFromMediator(
-                        spec: spec, registry: registry, eventLoop: link.session.eventLoop, limits: registry.udpFlowLimits,
-                        now: { .now() }, logger: logger)
-                    link.hold(portID: done.portID, AdminRedirectRelay(forward: forward, path: link.datagramPath, portID: done.portID))
-                } else {
-                    link.hold(portID: done.portID, AdminPort(portID: done.portID, link: link, events: events))
+            let limits = registry.udpFlowLimits
+            future = onLink {
+                link.redirect(address: address, port: UInt16(port), exact: request.exact ?? true, owner: "admin").map { done in
+                    if let spec = relay {
+                        let forward = UDPForwardFromMediator(
+                            spec: spec, registry: registry, eventLoop: link.session.eventLoop, limits: limits,
+                            now: { .now() }, logger: logger)
+                        link.hold(portID: done.portID, AdminRedirectRelay(forward: forward, path: link.datagramPath, portID: done.portID))
+                    } else {
+                        link.hold(portID: done.portID, AdminPort(portID: done.portID, link: link, events: events))
+                    }
+                    return done
                 }
-                return done
             }
         case "connect":
             guard let d = request.destination, let destination = Endpoint(parsing: d) else {
                 return respond(context, .badRequest, ["error": "destination HOST:PORT is required (IPv6 in brackets)"])
             }
-            future = link.connect(portID: request.port ?? 0, to: destination, owner: "admin").map { done in
-                link.session.register(AdminPort(portID: done.portID, link: link, events: events))
-                return done
+            future = onLink {
+                link.connect(portID: request.port ?? 0, to: destination, owner: "admin").map { done in
+                    link.session.register(AdminPort(portID: done.portID, link: link, events: events))
+                    return done
+                }
             }
         case "listen":
             guard let port = request.port else { return respond(context, .badRequest, ["error": "port is required"]) }
-            future = link.listen(portID: port, backlog: request.backlog ?? 128) { accepted in
-                link.session.register(AdminPort(portID: accepted.portID, link: link, events: events))
-                events.post(
-                    ServerEvent(
-                        mediator: link.name, kind: "accepted", port: accepted.portID,
-                        detail: "on port \(accepted.listenerID) from \(accepted.peer)"))
+            let backlog = request.backlog ?? 128
+            future = onLink {
+                link.listen(portID: port, backlog: backlog) { accepted in
+                    link.session.register(AdminPort(portID: accepted.portID, link: link, events: events))
+                    events.post(
+                        ServerEvent(
+                            mediator: link.name, kind: "accepted", port: accepted.portID,
+                            detail: "on port \(accepted.listenerID) from \(accepted.peer)"))
+                }
             }
         case "close":
             guard let port = request.port else { return respond(context, .badRequest, ["error": "port is required"]) }
-            future = link.close(portID: port)
+            future = onLink { link.close(portID: port) }
         default:
             return respond(context, .notFound, ["error": "no operation '\(op)'; use open, redirect, connect, listen, close or echo"])
         }
+        future = future.hop(to: context.eventLoop)
         future.whenComplete { [self] result in
             switch result {
             case .success(let done):
@@ -457,7 +512,13 @@ final class AdminAPI: ChannelInboundHandler {
         guard ttl > 0 else { return respond(context, .badRequest, ["error": "ttl must be 1-255"]) }
         let sequence = request.sequence ?? 1
         let timeout = request.timeoutMillis ?? 2000
-        link.echo(to: destination, family: family, ttl: ttl, sequence: sequence, size: size, timeoutMillis: timeout)
+        let echoed =
+            link.eventLoop.inEventLoop
+            ? link.echo(to: destination, family: family, ttl: ttl, sequence: sequence, size: size, timeoutMillis: timeout)
+            : link.eventLoop.flatSubmit {
+                link.echo(to: destination, family: family, ttl: ttl, sequence: sequence, size: size, timeoutMillis: timeout)
+            }
+        echoed.hop(to: context.eventLoop)
             .whenComplete { [self] result in
                 switch result {
                 case .success(let r):

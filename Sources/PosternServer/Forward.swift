@@ -21,9 +21,13 @@ protocol Forward: AnyObject {
     /// flows that begin from now on; a UDP forward's own socket at once), until `stopCapture`.
     func startCapture(_ recorder: PcapRecorder)
     func stopCapture()
+    /// Whether it may serve a session on any of the server's loops (`--threads`); false: only one
+    /// on the control loop, where the forward itself runs (`LoopPinning`).
+    var runsOnAnyLoop: Bool { get }
 }
 
 extension Forward {
+    var runsOnAnyLoop: Bool { false }
     func attach(_ link: MediatorLink) {}
     func detach(_ link: MediatorLink) {}
 }

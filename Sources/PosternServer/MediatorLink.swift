@@ -1,3 +1,4 @@
+import Atomics
 import Foundation
 import Logging
 import NIOCore
@@ -7,9 +8,18 @@ import PosternWire
 
 /// The server's handle on one connected mediator: sends requests and matches their answers, hands
 /// ACCEPTED to whoever listens, keeps the mediator's environment and a table of its ports.
-/// Lives on the server's event loop.
+/// Lives on its session's event loop (`eventLoop`): with `--threads` above 1 that is one of several,
+/// and the registry, admin API and forwards on the control loop reach it by hopping there
+/// (docs/architecture.md, "Threads"). Only `eventLoop`, `info` (set once, before the registry
+/// hears of the link), `name`, `from`, `connectedAt` and `isOpen` may be read from another loop.
 public final class MediatorLink: TunnelSessionDelegate {
     public let session: TunnelSession
+    /// The session's loop: every method below runs on it.
+    public let eventLoop: EventLoop
+    /// Which of the server's loops `eventLoop` is (0: the control loop), for the admin API.
+    var loopIndex = 0
+    /// Established and not yet closed, for readers on other loops.
+    private let attached = ManagedAtomic<Bool>(false)
     let registry: MediatorRegistry
     public private(set) var info: EstablishedSession?
     public private(set) var environment: MediatorEnvironment?
@@ -65,6 +75,7 @@ public final class MediatorLink: TunnelSessionDelegate {
 
     init(session: TunnelSession, registry: MediatorRegistry, connectedAt: Date, udpChannel: UDPChannelSettings = .init()) {
         self.session = session
+        self.eventLoop = session.eventLoop
         self.registry = registry
         self.connectedAt = connectedAt
         self.datagramPath = UDPChannelDatagramPath(
@@ -73,13 +84,21 @@ public final class MediatorLink: TunnelSessionDelegate {
     }
 
     public var name: String { info?.name ?? "?" }
-    public var isOpen: Bool { session.isOpen && info != nil }
+    public var isOpen: Bool {
+        eventLoop.inEventLoop ? session.isOpen && info != nil : attached.load(ordering: .relaxed)
+    }
+
+    /// Runs `f` on this link's loop: at once when already there (one loop: today's path).
+    func onLoop(_ f: @escaping () -> Void) {
+        if eventLoop.inEventLoop { f() } else { eventLoop.execute(f) }
+    }
     /// Where the mediator connects from, for the log.
     var from: String { session.remoteAddress?.display ?? "?" }
 
     // MARK: - Requests (docs/protocol.md §5)
 
     private func request(_ make: (UInt32) -> Frame) -> EventLoopFuture<Frame.Done> {
+        eventLoop.preconditionInEventLoop()
         let promise = session.eventLoop.makePromise(of: Frame.Done.self)
         guard isOpen else {
             promise.fail(OperationError(code: .shuttingDown, message: "mediator '\(name)' is not connected"))
@@ -119,6 +138,7 @@ public final class MediatorLink: TunnelSessionDelegate {
     public func connect(
         portID: UInt32, to destination: Endpoint, owner: String, isWanted: (() -> Bool)? = nil
     ) -> EventLoopFuture<Frame.Done> {
+        eventLoop.preconditionInEventLoop()
         let promise = session.eventLoop.makePromise(of: Frame.Done.self)
         guard isOpen else {
             promise.fail(OperationError(code: .shuttingDown, message: "mediator '\(name)' is not connected"))
@@ -247,6 +267,7 @@ public final class MediatorLink: TunnelSessionDelegate {
 
     /// Asks the mediator for TUN mode (docs/protocol.md §10); only for a mediator that offered it.
     func requestTun(mtu: UInt16, flags: Frame.Tun.Flags? = nil) -> EventLoopFuture<Frame.TunReady> {
+        eventLoop.preconditionInEventLoop()
         let promise = session.eventLoop.makePromise(of: Frame.TunReady.self)
         guard isOpen else {
             promise.fail(OperationError(code: .shuttingDown, message: "mediator '\(name)' is not connected"))
@@ -274,6 +295,7 @@ public final class MediatorLink: TunnelSessionDelegate {
     public func echo(
         to host: PosternWire.Host, family: Frame.Echo.Family = .any, ttl: UInt8, sequence: UInt16, size: UInt16, timeoutMillis: UInt32
     ) -> EventLoopFuture<Frame.EchoReply> {
+        eventLoop.preconditionInEventLoop()
         let promise = session.eventLoop.makePromise(of: Frame.EchoReply.self)
         guard isOpen else {
             promise.fail(OperationError(code: .shuttingDown, message: "mediator '\(name)' is not connected"))
@@ -322,6 +344,7 @@ public final class MediatorLink: TunnelSessionDelegate {
     public func record(_ r: PortRecord) { ports[r.id] = r }
 
     public func onClose(_ f: @escaping (SessionEnd) -> Void) {
+        eventLoop.preconditionInEventLoop()
         closeHandlers.append(f)
     }
 
@@ -332,11 +355,13 @@ public final class MediatorLink: TunnelSessionDelegate {
     // MARK: - TunnelSessionDelegate
 
     public func sessionEstablished(_ session: TunnelSession, _ info: EstablishedSession) {
+        eventLoop.assertInEventLoop()
         self.info = info
+        attached.store(true, ordering: .relaxed)
         let handlers = establishedHandlers
         establishedHandlers.removeAll()
         for h in handlers { h() }
-        registry.attach(self)
+        registry.onControlLoop { [self] in registry.attach(self) }
     }
 
     public func session(_ session: TunnelSession, received frame: Frame) {
@@ -390,7 +415,7 @@ public final class MediatorLink: TunnelSessionDelegate {
             take(a)
         case .pong:
             // The session machine delivers only the PONG that answers a probe: this link is alive.
-            registry.answered(self)
+            registry.onControlLoop { [self] in registry.answered(self) }
         case .environment(let e):
             environment = e
             registry.events.post(
@@ -403,6 +428,8 @@ public final class MediatorLink: TunnelSessionDelegate {
     }
 
     public func sessionClosed(_ session: TunnelSession, _ end: SessionEnd) {
+        eventLoop.assertInEventLoop()
+        attached.store(false, ordering: .relaxed)
         // Before the in-flight answers fail below: with the queue empty, no failure sends another CONNECT.
         admissionTimer?.cancel()
         admissionTimer = nil
@@ -435,7 +462,7 @@ public final class MediatorLink: TunnelSessionDelegate {
         ports.removeAll()
         heldReceivers.removeAll()
         datagramPath.close()
-        registry.detach(self, end)
+        registry.onControlLoop { [self] in registry.detach(self, end) }
         let handlers = closeHandlers
         closeHandlers.removeAll()
         for h in handlers { h(end) }

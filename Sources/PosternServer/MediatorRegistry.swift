@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import PosternCore
 import PosternTunnel
@@ -9,7 +10,15 @@ import PosternWire
 /// `probeTimeout`; if it answers, the newcomer is refused ("name in use"), if not, the holder's
 /// session ends and the newcomer takes its place — its ports freed, forwards attached to the new one
 /// by themselves. The decisions are `NameClaims`'; this class performs them.
+///
+/// Lives on the server's control loop; links live on their sessions' loops (`--threads`), so what it
+/// asks of a link (probe, GOAWAY) hops there, and what a link tells it hops here (`onControlLoop`).
 public final class MediatorRegistry {
+    /// The control loop (set by `ServerService`); nil: the caller's loop is the only one (tests).
+    var eventLoop: EventLoop?
+    /// `links` as of the last change, for `link(_:)` on a session's loop: a forward's accepted
+    /// connection looks its mediator up once (one uncontended lock per connection, none per packet).
+    private let published = NIOLockedValueBox<[String: MediatorLink]>([:])
     /// The sessions holding each name (the connected mediators).
     public private(set) var links: [String: MediatorLink] = [:]
     public let events: EventLog
@@ -41,8 +50,32 @@ public final class MediatorRegistry {
     }
 
     public func link(_ name: String) -> MediatorLink? {
-        guard let l = links[name], l.isOpen else { return nil }
+        let found = eventLoop.map { !$0.inEventLoop } == true ? published.withLockedValue { $0[name] } : links[name]
+        guard let l = found, l.isOpen else { return nil }
         return l
+    }
+
+    /// `link(name)` when its session runs on the caller's loop: for front ends that run on the control
+    /// loop only (`LoopPinning`); a session elsewhere is on its way there, and counts as not connected.
+    func localLink(_ name: String) -> MediatorLink? {
+        guard let l = link(name), l.eventLoop.inEventLoop else { return nil }
+        return l
+    }
+
+    /// The open links now, from any loop.
+    var openLinks: [MediatorLink] {
+        let all = eventLoop.map { !$0.inEventLoop } == true ? Array(published.withLockedValue { $0.values }) : Array(links.values)
+        return all.filter(\.isOpen)
+    }
+
+    /// Runs `f` on the control loop: at once when already there.
+    func onControlLoop(_ f: @escaping () -> Void) {
+        if let loop = eventLoop, !loop.inEventLoop { loop.execute(f) } else { f() }
+    }
+
+    private func setLink(_ name: String, _ link: MediatorLink?) {
+        links[name] = link
+        published.withLockedValue { $0[name] = link }
     }
 
     /// Called for every mediator that attaches, now and later.
@@ -57,7 +90,8 @@ public final class MediatorRegistry {
             let from = link.session.remoteAddress?.display ?? "?"
             logger.warning("mediator '\(name)' from \(from) turned away: \(links.count) mediators connected (--max-mediators)")
             events.post(ServerEvent(mediator: name, kind: "refused", detail: "server full (\(maxMediators) mediators)"))
-            link.session.goAway(.limitExceeded, "server full: \(maxMediators) mediators are connected (--max-mediators)")
+            let most = maxMediators
+            link.onLoop { link.session.goAway(.limitExceeded, "server full: \(most) mediators are connected (--max-mediators)") }
             return
         }
         claimants[ObjectIdentifier(link)] = link
@@ -74,7 +108,7 @@ public final class MediatorRegistry {
         let name = link.name
         claimants[ObjectIdentifier(link)] = nil
         if links[name] === link {
-            links[name] = nil
+            setLink(name, nil)
             logger.info("mediator '\(name)' disconnected: \(end)")
             events.post(ServerEvent(mediator: name, kind: "disconnected", detail: end.description))
             if claims.waiting[name] != nil {
@@ -96,17 +130,20 @@ public final class MediatorRegistry {
                 logger.warning(
                     "mediator '\(name)' from \(newcomer.from) proved the secret, but '\(name)' is connected from \(holder.from): asking that session to answer a keepalive within \(probeTimeout.seconds) s"
                 )
-                holder.session.probe(timeout: probeTimeout)
+                let timeout = probeTimeout
+                holder.onLoop { holder.session.probe(timeout: timeout) }
             case .refuse(let id, let holderID):
                 guard let newcomer = claimants[id] else { continue }
                 let holder = claimants[holderID]?.from ?? "?"
                 logger.warning("mediator '\(name)' from \(newcomer.from) refused: name in use by the live session from \(holder)")
                 events.post(
                     ServerEvent(mediator: name, kind: "refused", detail: "name in use: a session from \(newcomer.from) was refused"))
-                newcomer.session.goAway(
-                    .addressInUse,
-                    "name in use: mediator '\(name)' is connected and answers keepalives (one session per name; if this is not that mediator, give each mediator its own secret)"
-                )
+                newcomer.onLoop {
+                    newcomer.session.goAway(
+                        .addressInUse,
+                        "name in use: mediator '\(name)' is connected and answers keepalives (one session per name; if this is not that mediator, give each mediator its own secret)"
+                    )
+                }
             }
         }
     }
@@ -115,9 +152,9 @@ public final class MediatorRegistry {
         let name = link.name
         if let old = links[name], old !== link {
             // Not expected (the holder's end admits the newcomer), but never keep two sessions.
-            old.session.goAway(.replaced, "replaced by a newer session of the same mediator")
+            old.onLoop { old.session.goAway(.replaced, "replaced by a newer session of the same mediator") }
         }
-        links[name] = link
+        setLink(name, link)
         sessionsByName[name, default: 0] &+= 1
         logger.info("mediator '\(name)' connected from \(link.from) (session \(link.info?.sessionID ?? 0))")
         events.post(ServerEvent(mediator: name, kind: "connected", detail: "from \(link.from)"))

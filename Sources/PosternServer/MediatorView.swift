@@ -80,6 +80,8 @@ struct MediatorView: Encodable {
     var interfaces: [InterfaceView]
     var defaultRoutes: [RouteView]
     var ports: Int
+    /// The server's event loop the session runs on (0: the control loop; `--threads`).
+    var eventLoop: Int
     var datagrams: DatagramPathView
     var tun: TunView?
     var connects: ConnectsView
@@ -104,6 +106,7 @@ struct MediatorView: Encodable {
                 interface: names[$0.interfaceIndex] ?? "#\($0.interfaceIndex)")
         }
         ports = link.ports.count
+        eventLoop = link.loopIndex
         connects = ConnectsView(
             limit: link.admission.limit, inFlight: link.admission.inFlightCount, queued: link.admission.queuedCount,
             counters: link.admission.counters, refusals: link.connectRefusals)
@@ -113,7 +116,9 @@ struct MediatorView: Encodable {
             path: path.isUDPUp ? "udp" : "tcp", channels: path.channelIDs, sent: c.sent, received: c.received, delivered: c.delivered,
             keepalivesSent: c.keepalivesSent, forged: c.forged, replayed: c.replayed, truncated: c.truncated &+ c.tooLarge, stray: c.stray,
             malformed: c.malformed, migrations: c.migrations, oversize: c.oversize, tcpWhileUp: path.fallbackWhileUp,
-            unrouted: link.registry.unroutedDatagrams())
+            // Server-wide, the control loop's: filled in there (`AdminAPI`), as views are made on
+            // their sessions' loops (`--threads`).
+            unrouted: link.eventLoop === link.registry.eventLoop || link.registry.eventLoop == nil ? link.registry.unroutedDatagrams() : 0)
         if e.capabilities.contains(.tunOffered) { capabilities.append("tun-offered") }
         if e.capabilities.contains(.tunExtensions) { capabilities.append("tun-extensions") }
         // Raw features (docs/protocol.md §4.3, §11): which ICMP socket ECHO can use, CAP_NET_ADMIN.

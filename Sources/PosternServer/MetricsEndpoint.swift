@@ -10,13 +10,19 @@ final class MetricsEndpoint: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let render: () -> String
+    private let render: (EventLoop) -> EventLoopFuture<String>
     private let idleTimeout: TimeAmount
     private var idleTimer: Scheduled<Void>?
     private var answered = false
 
     init(idleTimeout: TimeAmount, render: @escaping () -> String) {
-        self.render = render
+        self.render = { $0.makeSucceededFuture(render()) }
+        self.idleTimeout = idleTimeout
+    }
+
+    /// The text comes later: the server gathers its sessions' figures from their loops first.
+    init(idleTimeout: TimeAmount, renderLater: @escaping () -> EventLoopFuture<String>) {
+        self.render = { _ in renderLater() }
         self.idleTimeout = idleTimeout
     }
 
@@ -35,7 +41,12 @@ final class MetricsEndpoint: ChannelInboundHandler {
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
         switch (head.method, path) {
         case (.GET, "/metrics"):
-            answer(context, .ok, render(), type: "text/plain; version=0.0.4; charset=utf-8")
+            render(context.eventLoop).hop(to: context.eventLoop).whenComplete { [self] result in
+                switch result {
+                case .success(let text): answer(context, .ok, text, type: "text/plain; version=0.0.4; charset=utf-8")
+                case .failure(let error): answer(context, .internalServerError, "\(error)\n", type: "text/plain")
+                }
+            }
         case (_, "/metrics"):
             answer(context, .methodNotAllowed, "only GET /metrics\n", type: "text/plain")
         default:

@@ -171,7 +171,7 @@ final class SOCKSConnection: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func carryOut(_ request: SOCKSRequest, _ context: ChannelHandlerContext) {
-        guard let link = listener.registry.link(machine.mediator) else {
+        guard let link = listener.registry.localLink(machine.mediator) else {
             logger.info("\(who): \(request.command) \(request.destination): mediator '\(machine.mediator)' is not connected")
             return answerAndClose(.networkUnreachable)
         }

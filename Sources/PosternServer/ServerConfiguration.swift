@@ -1,4 +1,5 @@
 import NIOCore
+import NIOPosix
 import PosternCore
 import PosternPcap
 import PosternSOCKS
@@ -46,6 +47,12 @@ public struct ServerConfiguration: Sendable {
     public var connectAdmission = ConnectAdmission.Settings()
     /// Mediators connected at once (each name holds at most one session).
     public var maxMediators = 1024
+    /// Event loops (threads) of the server, `--threads` (1-64): loop 0 carries the control plane,
+    /// mediator sessions are spread over all of them (docs/architecture.md, "Threads").
+    public var threads = ServerConfiguration.defaultThreads
+    /// One loop per core, at most `maxThreads`.
+    public static var defaultThreads: Int { min(max(System.coreCount, 1), maxThreads) }
+    public static let maxThreads = 64
     /// How long a connected mediator has to answer a keepalive when another session claims its name.
     public var nameProbeTimeout: TimeAmount = .seconds(3)
     /// Keepalive and dead timeout of the sessions' UDP channels (docs/protocol.md §9.7).

@@ -12,17 +12,31 @@ import PosternWire
 
 /// `postern server`: the service port where mediators dial in, the forwards, and the admin API.
 public final class ServerService: @unchecked Sendable {
-    // All mutable state lives on `eventLoop`: one loop carries every session, forward and relay, so
-    // nothing is shared between threads (docs/architecture.md).
+    // All of this class's mutable state lives on `eventLoop`, the control loop (loop 0). Mediator
+    // sessions (TunnelSession, MediatorLink, their relays) live on the loop their connection was
+    // accepted onto, one of `loops` (`--threads`); whatever crosses between the two hops
+    // (docs/architecture.md, "Threads").
     private let configuration: ServerConfiguration
     private let group: MultiThreadedEventLoopGroup
+    /// The control loop: registry, forwards' sockets, admin API, metrics, UDP service socket, TUN mode.
     public let eventLoop: EventLoop
+    /// Every loop of the server, the control loop first.
+    public let loops: [EventLoop]
+    /// Whether new sessions go to any loop (round robin) rather than the control loop. Off with one
+    /// loop, and from the moment something that needs its sessions there is configured (`LoopPinning`).
+    public private(set) var spreading: Bool
+    /// The service port: with several loops, socket 0 accepts round robin onto all of them and
+    /// socket 1 onto the control loop, and the kernel is steered to one of the two.
+    private var serviceListener: SteeredListener?
     var logger: Logger
     let registry: MediatorRegistry
     private var channels: [Channel] = []
     private var nextSessionID: UInt64 = 1
     /// Sessions still in the handshake, by id, and which to drop when there are too many.
-    private var handshaking: [UInt64: TunnelSession] = [:]
+    private var handshaking: [UInt64: (session: TunnelSession, channel: Channel)] = [:]
+    /// Admitted connections dropped to make room before their session (made on their own loop)
+    /// reached `handshaking`.
+    private var evictedBeforeArrival: Set<UInt64> = []
     private var unauthenticated: UnauthenticatedConnections
     private var random = SystemRandomNumberGenerator()
     private var unauthenticatedDrops = 0
@@ -61,6 +75,9 @@ public final class ServerService: @unchecked Sendable {
     private var datagramHandler: ServiceDatagramHandler?
     /// The datagram paths of established sessions, by session id: where UDP channel datagrams go.
     private var datagramPaths: [UInt64: UDPChannelDatagramPath] = [:]
+    /// Their sessions' loops, where each path is fed (a hop per datagram for a session off the
+    /// control loop: the UDP channel's socket is the control loop's).
+    private var datagramLoops: [UInt64: EventLoop] = [:]
     public let metrics = ServerMetrics()
     private let startedAt = Date()
     private let startedAtDeadline = NIODeadline.now()
@@ -73,9 +90,13 @@ public final class ServerService: @unchecked Sendable {
         self.logger = logger
         self.socksSettings = configuration.socksSettings
         self.socksNoAuth = configuration.socksNoAuth
-        self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        self.eventLoop = group.next()
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(configuration.threads, 1))
+        self.loops = Array(group.makeIterator())
+        self.eventLoop = loops[0]
+        self.spreading = LoopPinning.spreads(threads: loops.count, reasons: Self.pinningReasons(configuration))
         self.registry = MediatorRegistry(events: EventLog(clock: { Date() }), logger: logger)
+        registry.eventLoop = eventLoop
+        registry.events.eventLoop = eventLoop
         registry.maxMediators = configuration.maxMediators
         registry.probeTimeout = configuration.nameProbeTimeout
         self.unauthenticated = UnauthenticatedConnections(
@@ -103,7 +124,7 @@ public final class ServerService: @unchecked Sendable {
         eventLoop.execute { [self] in
             // Undo TUN mode's changes before anything else: the process may exit before sessions close.
             tunMode?.stopAll()
-            for link in registry.links.values { link.session.goAway(.shuttingDown, "server stopping") }
+            for link in registry.links.values { link.onLoop { link.session.goAway(.shuttingDown, "server stopping") } }
             for f in forwards { f.stop() }
             captures.stopAll(reason: "the server stopped")
             for s in socksListeners { s.stop() }
@@ -113,8 +134,22 @@ public final class ServerService: @unchecked Sendable {
         }
     }
 
+    static func pinningReasons(_ configuration: ServerConfiguration) -> [String] {
+        LoopPinning.reasons(
+            forwards: configuration.forwards, socksListeners: configuration.socks.count, tun: configuration.tunEnabled,
+            pcap: configuration.pcap != nil)
+    }
+
     private func startOnLoop() -> EventLoopFuture<Void> {
         if let warning = configuration.secrets.sharedSecretWarning { logger.warning("\(warning)") }
+        let pinned = Self.pinningReasons(configuration)
+        if loops.count > 1, !pinned.isEmpty {
+            logger.notice(
+                "\(loops.count) event loops, but mediator sessions stay on the first: \(pinned.joined(separator: ", ")) need them there (docs/architecture.md, \"Threads\")"
+            )
+        } else if loops.count > 1 {
+            logger.info("\(loops.count) event loops: mediator sessions are spread over them")
+        }
         var steps: [EventLoopFuture<Void>] = []
         if let pcap = configuration.pcap {
             do {
@@ -152,8 +187,41 @@ public final class ServerService: @unchecked Sendable {
     }
 
     func attach(_ forward: any Forward, to link: MediatorLink) {
+        eventLoop.preconditionInEventLoop()
+        // A forward that needs its session on the control loop skips a session elsewhere: that one is
+        // on its way out (`pin`), and its successor comes to the control loop.
+        guard forward.runsOnAnyLoop || link.eventLoop === eventLoop else { return }
         forward.attach(link)
-        link.onClose { [weak forward] _ in forward?.detach(link) }
+        let control = eventLoop
+        link.onLoop {
+            link.onClose { [weak forward] _ in
+                if control.inEventLoop {
+                    forward?.detach(link)
+                } else {
+                    control.execute { forward?.detach(link) }
+                }
+            }
+        }
+    }
+
+    /// From now on new sessions go to the control loop, and the sessions of `mediator` (of every
+    /// mediator when nil) that run elsewhere end, to come back there: something that needs them on
+    /// the control loop (`LoopPinning`) was added at run time. A mediator reconnects at once.
+    func pin(mediator: String?, because why: String) {
+        eventLoop.preconditionInEventLoop()
+        guard loops.count > 1 else { return }
+        if spreading {
+            spreading = false
+            serviceListener?.steer(to: 1)
+            logger.notice("new mediator sessions stay on the first event loop from now on: \(why) needs them there")
+        }
+        for forward in forwards where mediator == nil || forward.spec.mediator == mediator {
+            (forward as? TCPForwardToMediator)?.steer(toLoop: 0)
+        }
+        for link in registry.openLinks where link.eventLoop !== eventLoop && (mediator == nil || link.name == mediator) {
+            logger.notice("mediator '\(link.name)': ending its session on another event loop so it comes back on the first: \(why)")
+            link.onLoop { link.session.goAway(.shuttingDown, "the server moves this mediator to another event loop; reconnect") }
+        }
     }
 
     /// The forward a `ctl capture` names: by its spec as `ctl forwards` shows it, or by its listening
@@ -166,16 +234,26 @@ public final class ServerService: @unchecked Sendable {
             }
     }
 
+    /// `ctl capture`'s forward: its recorder is the control loop's, so its mediator's sessions come there.
+    private func forwardToCapture(named name: String) -> (any Forward)? {
+        guard let forward = forward(named: name) else { return nil }
+        if forward.runsOnAnyLoop { pin(mediator: forward.spec.mediator, because: "ctl capture of \(forward.spec.text)") }
+        return forward
+    }
+
     func makeSOCKSListener(_ spec: SOCKSListenerSpec) -> SOCKSListener {
-        SOCKSListener(spec: spec, settings: socksSettings, registry: registry, eventLoop: eventLoop, logger: logger)
+        pin(mediator: nil, because: "SOCKS5 listener \(spec.listen)")
+        return SOCKSListener(spec: spec, settings: socksSettings, registry: registry, eventLoop: eventLoop, logger: logger)
     }
 
     func makeForward(_ spec: ForwardSpec) throws -> any Forward {
         // The composition root: the one place the forwards' clock is the real one.
         let now: () -> NIODeadline = { .now() }
+        if let why = LoopPinning.reason(for: spec) { pin(mediator: spec.mediator, because: why) }
         switch (spec.transport, spec.direction) {
         case (.tcp, .toMediator):
-            let forward = TCPForwardToMediator(spec: spec, registry: registry, eventLoop: eventLoop, logger: logger, now: now)
+            let forward = TCPForwardToMediator(
+                spec: spec, registry: registry, eventLoop: eventLoop, loops: loops, logger: logger, now: now)
             let timer = metrics.connectTimer(forward: spec.description)
             forward.connectLatency = { timer.recordNanoseconds($0.nanoseconds) }
             forward.recorder = recorder
@@ -215,39 +293,72 @@ public final class ServerService: @unchecked Sendable {
 
     private func bindServicePort() -> EventLoopFuture<Void> {
         let configuration = configuration
-        return ServerBootstrap(group: eventLoop)
+        let spreading = spreading
+        return SteeredListener.bind(to: SocketAddress(configuration.listen), count: loops.count > 1 ? 2 : 1, on: eventLoop) {
+            [self] i in
+            serviceBootstrap(childGroup: i == 0 && loops.count > 1 ? group : eventLoop)
+        }
+        .flatMap { [self] listener in
+            serviceListener = listener
+            return listener.steer(to: spreading ? 0 : 1).map { listener }
+        }
+        .map { [self] listener in
+            channels.append(contentsOf: listener.channels)
+            boundService = listener.localAddress
+            logger.info(
+                "service port \(listener.localAddress?.display ?? "?") (\(configuration.transport.name)); secrets: \(configuration.secrets)"
+            )
+        }
+        .flatMapErrorThrowing { throw Self.bindError(configuration.listen, "service port", $0) }
+        .flatMap { [self] in bindDatagramPort() }
+    }
+
+    /// One socket of the service port, accepting onto `childGroup`: every loop, or the control loop.
+    private func serviceBootstrap(childGroup: EventLoopGroup) -> ServerBootstrap {
+        ServerBootstrap(group: eventLoop, childGroup: childGroup)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 512 * 1024, high: 2 * 1024 * 1024))
             .childChannelOption(ChannelOptions.recvAllocator, value: RelayBuffers.tunnelAllocator)
             .childChannelInitializer { [self] channel in
-                do {
-                    let transport = try configuration.transport.serverConnection()
-                    guard let session = makeSession(from: channel.remoteAddress) else {
-                        return channel.close()
-                    }
-                    session.transport = transport
-                    return channel.pipeline.addHandlers(
-                        transport.handlers + [
-                            ByteToMessageHandler(FrameDecoderHandler(maxPayload: configuration.settings.maxPayload)),
-                            session,
-                        ])
-                } catch {
-                    logger.error("cannot set up the tunnel transport: \(error)")
-                    return channel.eventLoop.makeFailedFuture(error)
+                let address = channel.remoteAddress
+                // Admission is the control loop's (it counts every connection); the session is made on
+                // the connection's own loop.
+                guard channel.eventLoop !== eventLoop else {
+                    return setUpSession(channel, admit(from: address))
                 }
+                return eventLoop.submit { [self] in admit(from: address) }
+                    .hop(to: channel.eventLoop)
+                    .flatMap { [self] id in setUpSession(channel, id) }
             }
-            .bind(to: SocketAddress(configuration.listen))
-            .map { [self] channel in
-                channels.append(channel)
-                boundService = channel.localAddress
-                logger.info(
-                    "service port \(channel.localAddress?.display ?? "?") (\(configuration.transport.name)); secrets: \(configuration.secrets)"
-                )
+    }
+
+    private func setUpSession(_ channel: Channel, _ admitted: (id: UInt64, source: String)?) -> EventLoopFuture<Void> {
+        guard let admitted else { return channel.close() }
+        do {
+            let transport = try configuration.transport.serverConnection()
+            let session = makeSession(admitted.id, source: admitted.source, on: channel)
+            session.transport = transport
+            return channel.pipeline.addHandlers(
+                transport.handlers + [
+                    ByteToMessageHandler(FrameDecoderHandler(maxPayload: configuration.settings.maxPayload)),
+                    session,
+                ])
+        } catch {
+            logger.error("cannot set up the tunnel transport: \(error)")
+            onControlLoop { [self] in
+                handshaking[admitted.id] = nil
+                evictedBeforeArrival.remove(admitted.id)
+                unauthenticated.remove(admitted.id)
             }
-            .flatMapErrorThrowing { throw Self.bindError(configuration.listen, "service port", $0) }
-            .flatMap { [self] in bindDatagramPort() }
+            return channel.eventLoop.makeFailedFuture(error)
+        }
+    }
+
+    /// Runs `f` on the control loop: at once when already there.
+    private func onControlLoop(_ f: @escaping () -> Void) {
+        if eventLoop.inEventLoop { f() } else { eventLoop.execute(f) }
     }
 
     /// The service port's address and number over UDP, for the sessions' UDP channels. Not fatal: a
@@ -255,6 +366,7 @@ public final class ServerService: @unchecked Sendable {
     private func bindDatagramPort() -> EventLoopFuture<Void> {
         guard configuration.udpChannelEnabled, let address = boundService else { return eventLoop.makeSucceededVoidFuture() }
         let handler = ServiceDatagramHandler { [weak self] id in self?.datagramPaths[id] }
+        handler.loopOf = { [weak self] id in self?.datagramLoops[id] }
         return DatagramBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .batchedDatagramOptions(receiveOffload: true)
@@ -279,7 +391,8 @@ public final class ServerService: @unchecked Sendable {
 
     /// A session for a new connection from `address`, or nil when it must be closed at once (too
     /// many unauthenticated connections, all further along).
-    private func makeSession(from address: SocketAddress?) -> TunnelSession? {
+    private func admit(from address: SocketAddress?) -> (id: UInt64, source: String)? {
+        eventLoop.preconditionInEventLoop()
         let id = nextSessionID
         nextSessionID += 1
         // One source is one IP address (its port changes with every connection).
@@ -296,38 +409,98 @@ public final class ServerService: @unchecked Sendable {
                 droppedUnauthenticated(
                     "more than \(configuration.maxUnauthenticated) unauthenticated connections, or \(configuration.maxUnauthenticatedPerAddress) from \(source); dropping one that got least far"
                 )
-                handshaking.removeValue(forKey: victim)?.goAway(.limitExceeded, Self.droppedMessage)
+                if let (session, channel) = handshaking.removeValue(forKey: victim) {
+                    Self.drop(session, channel)
+                } else {
+                    // Admitted, but its session is still being made on its loop: dropped on arrival.
+                    evictedBeforeArrival.insert(victim)
+                }
             }
         }
+        return (id, source)
+    }
+
+    /// Ends a connection dropped to make room: with GOAWAY once its session runs; one whose session
+    /// has not started yet (it was made on another loop a moment ago) is closed.
+    private static func drop(_ session: TunnelSession, _ channel: Channel) {
+        let end = {
+            if channel.isActive {
+                session.goAway(.limitExceeded, droppedMessage)
+            } else {
+                channel.close(promise: nil)
+            }
+        }
+        if session.eventLoop.inEventLoop { end() } else { session.eventLoop.execute(end) }
+    }
+
+    /// The session of an admitted connection, on its loop; what it tells the control plane hops there.
+    private func makeSession(_ id: UInt64, source: String, on channel: Channel) -> TunnelSession {
+        let loop = channel.eventLoop
+        loop.preconditionInEventLoop()
         let secrets = configuration.secrets
         let machine = ServerSessionStateMachine(
             settings: configuration.settings, sessionID: id, serverNonce: Nonce.make(), secretFor: { secrets.secret(for: $0) })
         let session = TunnelSession(
-            machine: machine, settings: configuration.settings, eventLoop: eventLoop, logger: logger, now: { .now() })
+            machine: machine, settings: configuration.settings, eventLoop: loop, logger: logger, now: { .now() })
         let link = MediatorLink(session: session, registry: registry, connectedAt: Date(), udpChannel: configuration.udpChannel)
+        link.loopIndex = loops.firstIndex { $0 === loop } ?? 0
         link.maxPorts = configuration.maxPortsPerSession
         link.admission = ConnectAdmission(settings: configuration.connectAdmission)
         session.delegate = link
-        handshaking[id] = session
+        onControlLoop { [self] in
+            if evictedBeforeArrival.remove(id) != nil {
+                Self.drop(session, channel)
+            } else {
+                handshaking[id] = (session, channel)
+            }
+        }
         let began = NIODeadline.now()
-        session.onHandshakeProgress = { [self] stage in unauthenticated.advance(id, to: stage) }
+        session.onHandshakeProgress = { [self] stage in onControlLoop { [self] in unauthenticated.advance(id, to: stage) } }
+        let control = eventLoop
         link.onEstablished { [self] in
-            handshaking[id] = nil
-            unauthenticated.remove(id)
             session.onHandshakeProgress = nil
-            metrics.handshakeTook(.now() - began)
-            guard let writer = datagramWriter, let info = link.info else { return }
-            datagramPaths[id] = link.datagramPath
-            // All sessions share the socket, and its writes are flushed once per event-loop pass.
-            link.datagramPath.start(sessionID: info.sessionID, keys: info.keys) { bytes, to in
-                writer.write(AddressedEnvelope(remoteAddress: to, data: bytes))
+            let took = NIODeadline.now() - began
+            // Read on the control loop, where it is set once at start (nil: UDP channels are off).
+            let writer = control.inEventLoop ? datagramWriter : nil
+            let start = { (writer: DatagramWriteBatcher) in
+                guard let info = link.info else { return }
+                // All sessions share the socket, and its writes are flushed once per pass of the
+                // control loop; a session on another loop hands each datagram over to it.
+                link.datagramPath.start(sessionID: info.sessionID, keys: info.keys) { bytes, to in
+                    if control.inEventLoop {
+                        writer.write(AddressedEnvelope(remoteAddress: to, data: bytes))
+                    } else {
+                        control.execute { writer.write(AddressedEnvelope(remoteAddress: to, data: bytes)) }
+                    }
+                }
+            }
+            if control.inEventLoop {
+                handshaking[id] = nil
+                unauthenticated.remove(id)
+                metrics.handshakeTook(took)
+                guard let writer else { return }
+                datagramPaths[id] = link.datagramPath
+                start(writer)
+                return
+            }
+            control.execute { [self] in
+                handshaking[id] = nil
+                unauthenticated.remove(id)
+                metrics.handshakeTook(took)
+                guard let writer = datagramWriter, link.isOpen else { return }
+                datagramPaths[id] = link.datagramPath
+                datagramLoops[id] = loop
+                link.onLoop { if link.isOpen { start(writer) } }
             }
         }
         link.onClose { [self] _ in
-            handshaking[id] = nil
-            unauthenticated.remove(id)
             session.onHandshakeProgress = nil
-            datagramPaths[id] = nil
+            onControlLoop { [self] in
+                handshaking[id] = nil
+                unauthenticated.remove(id)
+                datagramPaths[id] = nil
+                datagramLoops[id] = nil
+            }
         }
         let events = registry.events
         link.onClose { [logger] end in
@@ -343,7 +516,7 @@ public final class ServerService: @unchecked Sendable {
         link.onClose { [self] end in
             // Our own refusal of what it claimed: a guess at a secret, a name or a certificate.
             guard link.info == nil, !end.byPeer, [.authenticationFailed, .unknownMediator].contains(end.code) else { return }
-            failedProof(from: source)
+            onControlLoop { [self] in failedProof(from: source) }
         }
         return session
     }
@@ -395,11 +568,12 @@ public final class ServerService: @unchecked Sendable {
                 return channel.pipeline.configureHTTPServerPipeline().flatMap {
                     channel.pipeline.addHandler(
                         AdminAPI(
-                            registry: self.registry, access: access, limits: limits, logger: self.logger, status: { self.status() },
+                            registry: self.registry, access: access, limits: limits, logger: self.logger, status: nil,
                             metrics: self.metrics, reload: { self.reload() },
                             changeForward: { op, spec in op == "add" ? self.addForward(spec) : self.removeForward(spec) },
-                            captures: self.captures, findForward: { self.forward(named: $0) },
-                            changeSOCKS: { op, spec in op == "add" ? self.addSOCKS(spec) : self.removeSOCKS(spec) }))
+                            captures: self.captures, findForward: { self.forwardToCapture(named: $0) },
+                            changeSOCKS: { op, spec in op == "add" ? self.addSOCKS(spec) : self.removeSOCKS(spec) },
+                            statusLater: { self.statusLater() }))
                 }
             }
             .bind(to: SocketAddress(endpoint))
@@ -424,7 +598,8 @@ public final class ServerService: @unchecked Sendable {
                 }
                 channel.closeFuture.whenComplete { _ in connections.release() }
                 return channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandler(MetricsEndpoint(idleTimeout: limits.idleTimeout) { self.metrics.text(self.status()) })
+                    channel.pipeline.addHandler(
+                        MetricsEndpoint(idleTimeout: limits.idleTimeout, renderLater: { self.statusLater().map { self.metrics.text($0) } }))
                 }
             }
             .bind(to: SocketAddress(endpoint))
@@ -436,9 +611,57 @@ public final class ServerService: @unchecked Sendable {
             .flatMapErrorThrowing { throw Self.bindError(endpoint, "metrics endpoint", $0) }
     }
 
+    /// What `status` shows of one connected mediator, read on its session's loop.
+    struct LinkFacts {
+        var from: String
+        var connectedAt: Date
+        var ports: Int
+        var bytesIn: UInt64
+        var bytesOut: UInt64
+        var udpUp: Bool
+        var udpSent: UInt64
+        var udpReceived: UInt64
+        var keepaliveRTT: TimeAmount?
+        var udpKeepaliveRTT: TimeAmount?
+        var tunPackets: [String: PacketCounters]?
+
+        init(_ link: MediatorLink) {
+            link.eventLoop.preconditionInEventLoop()
+            let c = link.datagramPath.counters
+            from = link.from
+            connectedAt = link.connectedAt
+            ports = link.ports.count
+            bytesIn = link.session.bytesIn
+            bytesOut = link.session.bytesOut
+            udpUp = link.datagramPath.isUDPUp
+            udpSent = c.sent
+            udpReceived = c.received
+            keepaliveRTT = link.session.keepaliveRoundTrip
+            udpKeepaliveRTT = link.datagramPath.roundTrip
+            // TUN mode keeps every session on the control loop (`LoopPinning`): this is that loop.
+            if let relay = link.registry.tunMode?.tun(of: link)?.relay {
+                var ends = ["server": relay.counters]
+                if let stats = link.mediatorTunStats { ends["mediator"] = PacketCounters(stats) }
+                tunPackets = ends
+            }
+        }
+    }
+
+    /// `status()`, with each connected mediator's figures read on its own loop first.
+    func statusLater() -> EventLoopFuture<ServerStatus> {
+        eventLoop.preconditionInEventLoop()
+        let links = registry.openLinks
+        let facts = links.map { link in
+            link.eventLoop.inEventLoop ? link.eventLoop.makeSucceededFuture(LinkFacts(link)) : link.eventLoop.submit { LinkFacts(link) }
+        }
+        return EventLoopFuture.whenAllSucceed(facts, on: eventLoop).map { [self] all in
+            status(facts: Dictionary(zip(links.map(\.name), all), uniquingKeysWith: { a, _ in a }))
+        }
+    }
+
     /// The server now: every mediator seen since start (connected or not) and every forward with
-    /// its state and counters. Runs on the event loop, which owns all of it.
-    func status() -> ServerStatus {
+    /// its state and counters, with `facts` of the connected ones. Runs on the control loop.
+    private func status(facts: [String: LinkFacts]) -> ServerStatus {
         eventLoop.preconditionInEventLoop()
         var mediators: [ServerStatus.Mediator] = []
         let iso = ISO8601DateFormatter()
@@ -446,24 +669,19 @@ public final class ServerService: @unchecked Sendable {
             var m = ServerStatus.Mediator(
                 name: name, connected: false, sessions: sessions, ports: 0, bytesIn: 0, bytesOut: 0, datagramPath: "tcp", udpSent: 0,
                 udpReceived: 0)
-            if let link = registry.link(name) {
-                let c = link.datagramPath.counters
+            if let f = facts[name] {
                 m.connected = true
-                m.from = link.from
-                m.connectedAt = iso.string(from: link.connectedAt)
-                m.ports = link.ports.count
-                m.bytesIn = link.session.bytesIn
-                m.bytesOut = link.session.bytesOut
-                m.datagramPath = link.datagramPath.isUDPUp ? "udp" : "tcp"
-                m.udpSent = c.sent
-                m.udpReceived = c.received
-                m.keepaliveRTTSeconds = link.session.keepaliveRoundTrip.map { Double($0.nanoseconds) / 1e9 }
-                m.udpKeepaliveRTTSeconds = link.datagramPath.roundTrip.map { Double($0.nanoseconds) / 1e9 }
-                if let relay = registry.tunMode?.tun(of: link)?.relay {
-                    var ends = ["server": relay.counters]
-                    if let stats = link.mediatorTunStats { ends["mediator"] = PacketCounters(stats) }
-                    m.tunPackets = ends
-                }
+                m.from = f.from
+                m.connectedAt = iso.string(from: f.connectedAt)
+                m.ports = f.ports
+                m.bytesIn = f.bytesIn
+                m.bytesOut = f.bytesOut
+                m.datagramPath = f.udpUp ? "udp" : "tcp"
+                m.udpSent = f.udpSent
+                m.udpReceived = f.udpReceived
+                m.keepaliveRTTSeconds = f.keepaliveRTT.map { Double($0.nanoseconds) / 1e9 }
+                m.udpKeepaliveRTTSeconds = f.udpKeepaliveRTT.map { Double($0.nanoseconds) / 1e9 }
+                m.tunPackets = f.tunPackets
             }
             mediators.append(m)
         }

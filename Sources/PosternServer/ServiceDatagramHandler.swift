@@ -1,3 +1,4 @@
+import Atomics
 import NIOCore
 import PosternTunnel
 import PosternWire
@@ -11,8 +12,12 @@ final class ServiceDatagramHandler: ChannelInboundHandler {
 
     /// The established sessions' paths by session id.
     private let route: (UInt64) -> UDPChannelDatagramPath?
-    /// Datagrams that named no established session.
-    private(set) var stray: UInt64 = 0
+    /// The loop of the session with that id, when it is not the control loop's (`--threads`): its
+    /// path is fed there, one hop per datagram (a task in NIO's queue of that loop).
+    var loopOf: (UInt64) -> EventLoop? = { _ in nil }
+    /// Datagrams that named no established session; read by the mediators' views on their loops.
+    private let strayCount = ManagedAtomic<UInt64>(0)
+    var stray: UInt64 { strayCount.load(ordering: .relaxed) }
 
     init(route: @escaping (UInt64) -> UDPChannelDatagramPath?) {
         self.route = route
@@ -30,10 +35,14 @@ final class ServiceDatagramHandler: ChannelInboundHandler {
             let sessionID = bytes.getInteger(at: bytes.readerIndex + 4, as: UInt64.self),
             let path = route(sessionID)
         else {
-            stray &+= 1
+            strayCount.wrappingIncrement(ordering: .relaxed)
             return
         }
-        path.received(bytes, from: source)
+        if let loop = loopOf(sessionID), !loop.inEventLoop {
+            loop.execute { path.received(bytes, from: source) }
+        } else {
+            path.received(bytes, from: source)
+        }
     }
 
     /// ICMP errors surface as read errors on a UDP socket (a mediator gone): nothing to do.

@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import PosternCore
@@ -9,6 +10,11 @@ import PosternWire
 
 /// `tcp:ADDR:PORT=NAME/HOST:PORT`: the server listens; each connection makes the mediator connect
 /// to the target (OPEN+CONNECT in one CONNECT with port 0) and is relayed through the tunnel.
+///
+/// With `--threads` above 1 it listens with one socket per event loop and steers the kernel to the
+/// one on the loop of its mediator's session (`SteeredListener`): a user's connection is accepted,
+/// relayed and closed on that loop, next to the session, and never crosses threads. What the
+/// connections of the forward share is per connection behind a lock (`shared`), or per loop (`rate=`).
 final class TCPForwardToMediator: Forward {
     let spec: ForwardSpec
     let counters = ForwardCounters()
@@ -17,34 +23,86 @@ final class TCPForwardToMediator: Forward {
     private let registry: MediatorRegistry
     private var logger: Logger
     private let eventLoop: EventLoop
-    private var channel: Channel?
-    /// `--pcap`: each connection's traffic is recorded here too.
+    /// The server's loops; the forward listens on each when there are several.
+    private let loops: [EventLoop]
+    /// Set once bound, on the control loop; read by the accept gate on the session's loop too.
+    private var listener: SteeredListener? {
+        get { shared.withLockedValue { $0.listener } }
+        set { shared.withLockedValue { $0.listener = newValue } }
+    }
+    /// Where it listens (port 0 picks one).
+    var boundAddress: SocketAddress? { listener?.localAddress }
+    /// `--pcap`: each connection's traffic is recorded here too (set before `start`; the server runs
+    /// on one loop when it is on, docs/architecture.md "Threads").
     var recorder: PcapRecorder?
-    /// `ctl capture`: each connection accepted while it runs is recorded here too.
-    private var capture: PcapRecorder?
-    func startCapture(_ recorder: PcapRecorder) { capture = recorder }
-    func stopCapture() { capture = nil }
-    /// Stops accepting while this many connections wait for their CONNECT (the kernel's listen
-    /// backlog holds the rest of a burst); set from the server's connect admission limit.
-    var gate = AcceptGate(pauseAt: ConnectAdmission.Settings().limit)
-    /// `rate=`: the buckets all the forward's connections share.
-    private let rateLimit: ForwardRateLimit?
-    /// Users turned away by `allow=`, for logging at 1, 10, 100…
-    private var deniedLogged = 0
+    /// What the connections share across loops; each takes the lock once or twice, never per packet.
+    private struct Shared {
+        /// `ctl capture`: each connection accepted while it runs is recorded here too.
+        var capture: PcapRecorder?
+        /// Stops accepting while this many connections wait for their CONNECT (the kernel's listen
+        /// backlog holds the rest of a burst); set from the server's connect admission limit.
+        var gate = AcceptGate(pauseAt: ConnectAdmission.Settings().limit)
+        /// Users turned away by `allow=`, for logging at 1, 10, 100…
+        var deniedLogged = 0
+        var listener: SteeredListener?
+    }
+    private let shared = NIOLockedValueBox(Shared())
+    func startCapture(_ recorder: PcapRecorder) { shared.withLockedValue { $0.capture = recorder } }
+    func stopCapture() { shared.withLockedValue { $0.capture = nil } }
+    var gate: AcceptGate {
+        get { shared.withLockedValue { $0.gate } }
+        set { shared.withLockedValue { $0.gate = newValue } }
+    }
+    /// `rate=`: the buckets the forward's connections share, one pair per loop. A forward's
+    /// connections all live on its mediator's session loop, so the limit holds for the forward as a
+    /// whole (only while a mediator's old and new session overlap could two loops each spend it).
+    private let rateLimits: [ForwardRateLimit]
     /// The listen backlog: a burst waits here while the gate is shut (capped by net.core.somaxconn).
     static let backlog: Int32 = 4096
 
-    init(spec: ForwardSpec, registry: MediatorRegistry, eventLoop: EventLoop, logger: Logger, now: @escaping () -> NIODeadline) {
+    init(
+        spec: ForwardSpec, registry: MediatorRegistry, eventLoop: EventLoop, loops: [EventLoop]? = nil, logger: Logger,
+        now: @escaping () -> NIODeadline
+    ) {
         self.spec = spec
-        self.rateLimit = spec.options.rate.map { ForwardRateLimit(bytesPerSecond: $0, now: now) }
+        let loops = loops ?? [eventLoop]
+        self.loops = loops
+        self.rateLimits = spec.options.rate.map { rate in loops.map { _ in ForwardRateLimit(bytesPerSecond: rate, now: now) } } ?? []
         self.registry = registry
         self.eventLoop = eventLoop
         self.logger = logger
     }
 
-    /// Each connection picks the mediator's current session when it arrives: nothing to attach.
+    /// Each connection picks the mediator's current session when it arrives; `attach` only steers
+    /// new connections to that session's loop.
     func start() -> EventLoopFuture<Void> {
-        ServerBootstrap(group: eventLoop)
+        SteeredListener.bind(to: SocketAddress(spec.listenAddress), count: loops.count, on: eventLoop) { [self] i in
+            bootstrap(on: loops[i], rateLimit: rateLimits.isEmpty ? nil : rateLimits[i])
+        }
+        .map { [self] listener in
+            self.listener = listener
+            counters.listening = true
+            logger.info("forward \(spec): listening on \(spec.listen)")
+        }
+    }
+
+    /// Its connections are made on the session's loop, whichever that is.
+    var runsOnAnyLoop: Bool { true }
+
+    func attach(_ link: MediatorLink) {
+        steer(toLoop: LoopPinning.acceptingLoop(sessionLoop: loops.firstIndex { $0 === link.eventLoop }, loops: loops.count))
+    }
+
+    /// New connections are accepted onto loop `index` from now on.
+    func steer(toLoop index: Int) {
+        guard loops.count > 1 else { return }
+        listener?.steer(to: index).whenFailure { [self] error in
+            logger.warning("forward \(spec): cannot steer connections to the loop of mediator '\(spec.mediator)': \(error)")
+        }
+    }
+
+    private func bootstrap(on loop: EventLoop, rateLimit: ForwardRateLimit?) -> ServerBootstrap {
+        ServerBootstrap(group: loop)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(ChannelOptions.backlog, value: Self.backlog)
             .relayedStreamChildOptions()
@@ -64,29 +122,26 @@ final class TCPForwardToMediator: Forward {
                 if let rateLimit {
                     try? child.pipeline.syncOperations.addHandler(RateLimitHandler(limit: rateLimit), position: .first)
                 }
-                for recorder in [recorder, capture].compactMap({ $0 }) {
+                for recorder in [recorder, shared.withLockedValue { $0.capture }].compactMap({ $0 }) {
                     if let tap = PcapStreamTap(channel: child, recorder: recorder) {
                         try? child.pipeline.syncOperations.addHandler(tap, position: .first)
                     }
                 }
                 return child.pipeline.addHandler(early).map { [self] in accepted(child, early) }
             }
-            .bind(to: SocketAddress(spec.listenAddress))
-            .map { [self] channel in
-                self.channel = channel
-                counters.listening = true
-                logger.info("forward \(spec): listening on \(spec.listen)")
-            }
     }
 
     func stop() {
         counters.listening = false
-        channel?.close(promise: nil)
+        listener?.close()
     }
 
     private func denied(_ child: Channel, _ peer: IPAddress) -> EventLoopFuture<Void> {
         counters.deniedBySource()
-        deniedLogged += 1
+        let deniedLogged = shared.withLockedValue { s -> Int in
+            s.deniedLogged += 1
+            return s.deniedLogged
+        }
         if deniedLogged.isWorthALogLine {
             logger.info("forward \(spec): connection from \(peer) refused: not in its allow= list (\(deniedLogged) so far)")
         }
@@ -103,11 +158,10 @@ final class TCPForwardToMediator: Forward {
         return (ip, UInt16(truncatingIfNeeded: port))
     }
 
-    private func setAccepting(_ on: Bool) {
-        guard let channel else { return }
-        logger.debug("forward \(spec): \(on ? "accepting again" : "not accepting while \(gate.waiting) connects wait")")
-        channel.setOption(ChannelOptions.autoRead, value: on).whenFailure { _ in }
-        if on { channel.read() }
+    private func setAccepting(_ on: Bool, waiting: Int) {
+        guard let listener else { return }
+        logger.debug("forward \(spec): \(on ? "accepting again" : "not accepting while \(waiting) connects wait")")
+        listener.setAccepting(on)
     }
 
     private func accepted(_ child: Channel, _ early: EarlyInput) {
@@ -117,12 +171,22 @@ final class TCPForwardToMediator: Forward {
             StreamRelay.abortiveClose(child)
             return
         }
+        guard link.eventLoop === child.eventLoop else {
+            // Accepted on the loop of the mediator's previous session, in the moment its new one
+            // (on another loop) was attached and before the kernel was steered there.
+            logger.info(
+                "forward \(spec): the connection arrived on another loop than mediator '\(spec.mediator)''s new session; resetting it")
+            counters.refused()
+            StreamRelay.abortiveClose(child)
+            return
+        }
         let peer = child.remoteAddress?.display ?? "?"
         let began = NIODeadline.now()
-        if gate.arrived() { setAccepting(false) }
+        let pause = shared.withLockedValue { s in (s.gate.arrived(), s.gate.waiting) }
+        if pause.0 { setAccepting(false, waiting: pause.1) }
         link.connect(portID: 0, to: spec.target, owner: "forward \(spec)", isWanted: { !early.userLeft }).whenComplete {
             [self] result in
-            if gate.settled() { setAccepting(true) }
+            if shared.withLockedValue({ $0.gate.settled() }) { setAccepting(true, waiting: 0) }
             connectLatency(.now() - began)
             switch result {
             case .success(let done):

@@ -83,7 +83,7 @@ final class UDPForwardToMediator: ChannelInboundHandler, Forward {
     /// Each flow opens an ephemeral UDP port of the target's family on the mediator.
     private static func opener(spec: ForwardSpec, target: IPAddress, registry: MediatorRegistry) -> PortOpener {
         { owner in
-            registry.link(spec.mediator)?.openUDPPort(v6: target.isIPv6, owner: owner)
+            registry.localLink(spec.mediator)?.openUDPPort(v6: target.isIPv6, owner: owner)
         }
     }
 

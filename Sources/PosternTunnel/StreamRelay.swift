@@ -1,3 +1,4 @@
+import Atomics
 import NIOCore
 import NIOPosix
 import PosternCore
@@ -24,8 +25,13 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
     private var context: ChannelHandlerContext?
     /// Told once when the port is gone, with how it ended (for events and counters).
     public var onClose: ((StreamRelay, _ how: String) -> Void)?
-    public var bytesToTunnel: UInt64 { machine.bytesToTunnel }
-    public var bytesFromTunnel: UInt64 { machine.bytesFromTunnel }
+    /// The machine's byte counts as of its last step, readable from any thread: the server's status
+    /// runs on its control loop while the relay runs on its session's (docs/architecture.md,
+    /// "Threads"). Relaxed stores of values this thread alone writes: no lock, no read-modify-write.
+    private let publishedToTunnel = ManagedAtomic<UInt64>(0)
+    private let publishedFromTunnel = ManagedAtomic<UInt64>(0)
+    public var bytesToTunnel: UInt64 { publishedToTunnel.load(ordering: .relaxed) }
+    public var bytesFromTunnel: UInt64 { publishedFromTunnel.load(ordering: .relaxed) }
 
     public init(portID: UInt32, session: TunnelSession) {
         self.portID = portID
@@ -142,6 +148,7 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
             sendHeld()
             readIfAllowed()
         case .writeToSocket(let bytes):
+            publishedFromTunnel.store(machine.bytesFromTunnel, ordering: .relaxed)
             write(bytes)
         case .reserveBuffer(let n):
             if !session.reserveBuffer(n) { perform(machine.bufferReserveFailed()) }
@@ -166,6 +173,7 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
     /// Sends what the socket delivered, slice by slice, while credit lasts and the tunnel takes it.
     /// The payload slices share the socket's buffer: nothing is copied.
     private func sendHeld() {
+        defer { publishedToTunnel.store(machine.bytesToTunnel, ordering: .relaxed) }
         while true {
             switch machine.nextOutbound(tunnelWritable: session.isWritable, maxPayload: session.maxDataPayload) {
             case .data(let slice):

@@ -62,6 +62,12 @@ struct ServerCommand: AsyncParsableCommand {
 
     @Option(
         help:
+            "Event loops (threads), 1-64 (default: one per core): mediator sessions are spread over them; 1 runs everything on one thread."
+    )
+    var threads: Int?
+
+    @Option(
+        help:
             "Seconds a connected mediator has to answer a keepalive when another session claims its name (default 3): answered, the newcomer is refused; silent, it is replaced."
     )
     var nameProbeTimeout: Double?
@@ -126,6 +132,14 @@ struct ServerCommand: AsyncParsableCommand {
 
     @OptionGroup var log: LogOptions
 
+    /// Bad flag values that need no file read are refused as usage errors (exit 64); the same values
+    /// from the config file are refused with the rest of the configuration.
+    func validate() throws {
+        if let n = threads, !(1...ServerConfiguration.maxThreads).contains(n) {
+            throw ValidationError("--threads must be 1-\(ServerConfiguration.maxThreads) (one event loop per thread), not \(n)")
+        }
+    }
+
     func run() async throws {
         let logger = try log.makeLogger("postern.server")
         let configuration: ServerConfiguration
@@ -176,6 +190,7 @@ struct ServerCommand: AsyncParsableCommand {
         "tun", "tun-mtu", "metrics",
         "mediator-connects", "connect-queue-timeout",
         "tun-offload",
+        "threads",
     ]).union(PcapOptions.configKeys)
 
     func makeConfiguration(logger: Logger) throws -> ServerConfiguration {
@@ -268,6 +283,12 @@ struct ServerCommand: AsyncParsableCommand {
         if let n = try maxMediators ?? section?.int("max-mediators") {
             guard (1...1_000_000).contains(n) else { throw ValidationError("--max-mediators must be 1-1000000") }
             configuration.maxMediators = n
+        }
+        if let n = try threads ?? section?.int("threads") {
+            guard (1...ServerConfiguration.maxThreads).contains(n) else {
+                throw ValidationError("--threads must be 1-\(ServerConfiguration.maxThreads) (one event loop per thread)")
+            }
+            configuration.threads = n
         }
         if let n = try udpMaxFlows ?? section?.int("udp-max-flows") {
             guard (1...65536).contains(n) else { throw ValidationError("--udp-max-flows must be 1-65536") }

@@ -1,0 +1,164 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// One TCP listening address served by several sockets (SO_REUSEPORT), each accepting onto its own
+/// event loop, and a one-instruction classic BPF program (SO_ATTACH_REUSEPORT_CBPF) that tells the
+/// kernel which socket takes every new connection. So a `tcp:` forward's users are accepted straight
+/// onto the loop of its mediator's session, and relaying never crosses threads: NIO's
+/// `ServerBootstrap` takes its child loop from a `MultiThreadedEventLoopGroup`'s round robin and
+/// accepts no group of our own, and SwiftNIO has no way to move a channel between loops.
+///
+/// Changing the loop (`steer(to:)`) is one setsockopt when a mediator's session changes loops; the
+/// connections themselves take no lock. With one socket (`--threads 1`) it is a plain listener:
+/// no SO_REUSEPORT, no program.
+final class SteeredListener {
+    /// In the order they joined the kernel's reuseport group: index i is the one `steer(to: i)` picks.
+    let channels: [Channel]
+    private let claim: Claim?
+
+    private init(channels: [Channel], claim: Claim?) {
+        self.channels = channels
+        self.claim = claim
+    }
+
+    var localAddress: SocketAddress? { channels.first?.localAddress }
+
+    /// Binds `count` sockets to `address` one after the other (the first one's port for the rest,
+    /// so port 0 works), `bootstrap(i)` making the i-th, then steers every connection to socket 0.
+    static func bind(
+        to address: SocketAddress, count: Int, on eventLoop: EventLoop, bootstrap: @escaping (Int) -> ServerBootstrap
+    ) -> EventLoopFuture<SteeredListener> {
+        guard count > 1 else {
+            return bootstrap(0).bind(to: address).map { SteeredListener(channels: [$0], claim: nil) }
+        }
+        // SO_REUSEPORT would let a second listener of this process on the same port join the group
+        // silently, where a plain socket fails with "address in use": keep that failure.
+        guard let claim = Claim(address) else {
+            return eventLoop.makeFailedFuture(IOError(errnoCode: EADDRINUSE, reason: "bind"))
+        }
+        var bound: [Channel] = []
+        func next(_ i: Int, _ at: SocketAddress) -> EventLoopFuture<SteeredListener> {
+            guard i < count else { return eventLoop.makeSucceededFuture(SteeredListener(channels: bound, claim: claim)) }
+            return bootstrap(i)
+                .serverChannelOption(ChannelOptions.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1)
+                .bind(to: at)
+                .hop(to: eventLoop)
+                .flatMap { channel in
+                    bound.append(channel)
+                    return next(i + 1, channel.localAddress ?? at)
+                }
+        }
+        return next(0, address)
+            .flatMap { listener in listener.steer(to: 0).map { listener } }
+            .flatMapErrorThrowing { error in
+                for c in bound { c.close(promise: nil) }
+                claim.release()
+                throw error
+            }
+    }
+
+    /// From now on the kernel hands every new connection to socket `index` (clamped to the range).
+    @discardableResult
+    func steer(to index: Int) -> EventLoopFuture<Void> {
+        guard channels.count > 1, let provider = channels[0] as? SocketOptionProvider else {
+            return channels[0].eventLoop.makeSucceededVoidFuture()
+        }
+        let k = UInt32(min(max(index, 0), channels.count - 1))
+        return provider.unsafeSetSocketOption(
+            level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(Self.attachReuseportCBPF),
+            value: Program(length: 1, instructions: Self.programs[Int(k)]))
+    }
+
+    /// Stops or resumes accepting on every socket (the connections wait in the kernel's backlog).
+    func setAccepting(_ on: Bool) {
+        for channel in channels {
+            channel.setOption(ChannelOptions.autoRead, value: on).whenFailure { _ in }
+            if on { channel.read() }
+        }
+    }
+
+    func close() {
+        for channel in channels { channel.close(promise: nil) }
+        claim?.release()
+    }
+
+    // MARK: - The program
+
+    /// struct sock_filter and struct sock_fprog (linux/filter.h), as `DatagramChecksumFilter` has them.
+    struct Instruction {
+        var code: UInt16
+        var jt: UInt8
+        var jf: UInt8
+        var k: UInt32
+    }
+
+    struct Program {
+        var length: UInt16
+        var instructions: UnsafeMutablePointer<Instruction>
+    }
+
+    /// SO_ATTACH_REUSEPORT_CBPF (asm-generic/socket.h), which Glibc does not export to Swift.
+    static let attachReuseportCBPF: CInt = 51
+
+    /// BPF_RET | BPF_K: the program's answer is the index of the socket in the reuseport group.
+    static func instruction(returning index: UInt32) -> Instruction {
+        Instruction(code: 0x06, jt: 0, jf: 0, k: index)
+    }
+
+    /// One "return i" program per possible loop, allocated once and never freed: the kernel copies
+    /// the program at setsockopt, which runs later, on the socket's loop.
+    nonisolated(unsafe) private static let programs: [UnsafeMutablePointer<Instruction>] = makePrograms(64)
+
+    private static func makePrograms(_ n: Int) -> [UnsafeMutablePointer<Instruction>] {
+        precondition(MemoryLayout<Instruction>.size == 8 && MemoryLayout<Program>.size == 16, "sock_filter/sock_fprog layout")
+        var all: [UnsafeMutablePointer<Instruction>] = []
+        for i in 0..<n {
+            let p = UnsafeMutablePointer<Instruction>.allocate(capacity: 1)
+            p.initialize(to: instruction(returning: UInt32(i)))
+            all.append(p)
+        }
+        return all
+    }
+
+    // MARK: - One steered listener per port in this process
+
+    /// The ports this process listens on with SO_REUSEPORT, and on which addresses.
+    private static let claimed = NIOLockedValueBox<[Int: [String]]>([:])
+
+    final class Claim {
+        let port: Int
+        let address: String
+
+        /// Nil when another steered listener of this process holds the port on an overlapping
+        /// address (the same, or either one the wildcard). Port 0 picks a fresh port: no claim needed.
+        init?(_ socket: SocketAddress) {
+            let port = socket.port ?? 0
+            let address = socket.ipAddress ?? ""
+            self.port = port
+            self.address = address
+            guard port != 0 else { return }
+            let taken = SteeredListener.claimed.withLockedValue { claimed -> Bool in
+                let holders = claimed[port] ?? []
+                if holders.contains(where: { $0 == address || Self.isWildcard($0) || Self.isWildcard(address) }) { return true }
+                claimed[port] = holders + [address]
+                return false
+            }
+            if taken { return nil }
+        }
+
+        func release() {
+            guard port != 0 else { return }
+            SteeredListener.claimed.withLockedValue { claimed in
+                if let i = claimed[port]?.firstIndex(of: address) { claimed[port]?.remove(at: i) }
+                if claimed[port]?.isEmpty == true { claimed[port] = nil }
+            }
+        }
+
+        static func isWildcard(_ a: String) -> Bool { a == "0.0.0.0" || a == "::" }
+    }
+}

@@ -1,0 +1,219 @@
+import Logging
+import NIOCore
+import NIOPosix
+import PosternCore
+import PosternMediator
+import XCTest
+
+@preconcurrency @testable import PosternServer
+
+/// A real server with two event loops and real mediators over loopback: sessions spread over the
+/// loops, a `tcp:` forward's users are accepted onto their mediator's loop (or reset by the guard
+/// in `TCPForwardToMediator`, which would count a refusal), and a forward that needs the control
+/// loop brings its mediator there.
+final class ServerThreadsTests: XCTestCase {
+    private let secret = Array("a shared secret of enough bytes".utf8)
+    private var clients: MultiThreadedEventLoopGroup!
+    private var echo: Channel!
+    private var mediators: [MediatorService] = []
+    private var runs: [Task<Void, Never>] = []
+    private var server: ServerService!
+
+    override func setUp() async throws {
+        clients = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        echo = try await ServerBootstrap(group: clients)
+            .childChannelInitializer { $0.pipeline.addHandler(Echo()) }
+            .bind(host: "127.0.0.1", port: 0).get()
+    }
+
+    override func tearDown() async throws {
+        for m in mediators { m.stop() }
+        for r in runs { await r.value }
+        server?.stop()
+        if let server { try? await server.run() }
+        try? await echo?.close()
+        try? await clients?.shutdownGracefully()
+    }
+
+    private func startServer(threads: Int, forwards: [String], maxUnauthenticated: Int? = nil) async throws {
+        var configuration = ServerConfiguration(
+            listen: ListenAddress(.v4(0x7f00_0001), 0), secrets: SecretBook(shared: secret), admin: nil,
+            forwards: try forwards.map { try ForwardSpec(parsing: $0) }, softwareVersion: "test")
+        configuration.threads = threads
+        if let maxUnauthenticated {
+            configuration.maxUnauthenticated = maxUnauthenticated
+            configuration.maxUnauthenticatedPerAddress = maxUnauthenticated
+        }
+        server = ServerService(configuration: configuration, logger: Logger(label: "server"))
+        try await server.start()
+    }
+
+    private func startMediator(_ name: String) throws {
+        let port = try XCTUnwrap(server.boundService?.port)
+        let configuration = MediatorConfiguration(
+            serverHost: "127.0.0.1", serverPort: port, name: name, secret: secret,
+            policy: Policy(allow: [try AllowRule(parsing: "127.0.0.1")]), softwareVersion: "test")
+        let mediator = MediatorService(configuration: configuration, logger: Logger(label: name))
+        mediators.append(mediator)
+        runs.append(Task { try? await mediator.run() })
+    }
+
+    /// The loop index of each connected mediator, read on the control loop.
+    private func loops() async throws -> [String: Int] {
+        try await server.eventLoop.submit { [server] in
+            var found: [String: Int] = [:]
+            for link in server!.registry.openLinks {
+                found[link.name] = server!.loops.firstIndex { $0 === link.eventLoop }
+            }
+            return found
+        }.get()
+    }
+
+    private func waitFor(_ what: String, _ condition: () async throws -> Bool) async throws {
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            if try await condition() { return }
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+        XCTFail("timed out waiting for \(what)")
+        throw CancellationError()
+    }
+
+    /// What the mediator's forward counted: (connections, refusals), and where it listens.
+    private func forward(_ mediator: String) async throws -> (total: UInt64, refusals: UInt64, address: SocketAddress) {
+        try await server.eventLoop.submit { [server] in
+            let f = server!.forwards.compactMap { $0 as? TCPForwardToMediator }.first { $0.spec.mediator == mediator }!
+            return (f.counters.connectionsTotal, f.counters.refusals, f.boundAddress!)
+        }.get()
+    }
+
+    /// Sends a line through the mediator's forward and reads it back.
+    private func roundTrip(_ mediator: String, _ text: String) async throws -> String {
+        let address = try await forward(mediator).address
+        let received = clients.next().makePromise(of: String.self)
+        let channel = try await ClientBootstrap(group: clients)
+            .channelInitializer { $0.pipeline.addHandler(Collect(expected: text.utf8.count, done: received)) }
+            .connect(to: address).get()
+        try await channel.writeAndFlush(channel.allocator.buffer(string: text)).get()
+        let answer = try await received.futureResult.get()
+        try? await channel.close()
+        return answer
+    }
+
+    private var targets: String { "127.0.0.1:\(echo.localAddress!.port!)" }
+
+    func testSessionsSpreadAndForwardsAcceptOntoTheirMediatorsLoop() async throws {
+        try await startServer(threads: 2, forwards: ["tcp:127.0.0.1:0=m1/\(targets)", "tcp:127.0.0.1:0=m2/\(targets)"])
+        XCTAssertEqual(server.loops.count, 2)
+        XCTAssertTrue(server.spreading)
+        try startMediator("m1")
+        try await waitFor("m1") { try await loops()["m1"] != nil }
+        try startMediator("m2")
+        try await waitFor("m2") { try await loops()["m2"] != nil }
+        let placed = try await loops()
+        XCTAssertNotEqual(placed["m1"], placed["m2"], "two sessions, two loops: \(placed)")
+        for name in ["m1", "m2"] {
+            for i in 0..<5 {
+                let text = "\(name) line \(i)\n"
+                let answer = try await roundTrip(name, text)
+                XCTAssertEqual(answer, text)
+            }
+            // The guard resets a connection accepted on another loop than its mediator's session.
+            let counted = try await forward(name)
+            XCTAssertEqual(counted.refusals, 0, "\(name) on loop \(placed[name]!)")
+            XCTAssertEqual(counted.total, 5)
+        }
+        // The status gathers each session's figures from its own loop.
+        let status = try await server.eventLoop.flatSubmit { [server] in server!.statusLater() }.get()
+        XCTAssertEqual(status.mediators.filter(\.connected).count, 2)
+        XCTAssertTrue(status.mediators.allSatisfy { $0.bytesIn > 0 && $0.bytesOut > 0 }, "\(status.mediators)")
+        XCTAssertEqual(status.forwards.map(\.connectionsTotal), [5, 5])
+        // The UDP channels come up too: their datagrams cross between the control loop's socket and
+        // each session's loop, both ways.
+        try await waitFor("both UDP channels up") {
+            let s = try await server.eventLoop.flatSubmit { [server] in server!.statusLater() }.get()
+            return s.mediators.filter { $0.datagramPath == "udp" && $0.udpReceived > 0 }.count == 2
+        }
+    }
+
+    func testOneThreadKeepsEverythingOnOneLoop() async throws {
+        try await startServer(threads: 1, forwards: ["tcp:127.0.0.1:0=m1/\(targets)"])
+        XCTAssertFalse(server.spreading)
+        try startMediator("m1")
+        try startMediator("m2")
+        try await waitFor("both") { try await loops().count == 2 }
+        let placed = try await loops()
+        XCTAssertEqual(Set(placed.values), [0])
+        let answer = try await roundTrip("m1", "hello\n")
+        XCTAssertEqual(answer, "hello\n")
+    }
+
+    func testAForwardThatNeedsTheControlLoopBringsItsMediatorThere() async throws {
+        try await startServer(threads: 2, forwards: ["tcp:127.0.0.2:0=m1/\(targets)", "tcp:127.0.0.3:0=m2/\(targets)"])
+        try startMediator("m1")
+        try await waitFor("m1") { try await loops()["m1"] != nil }
+        try startMediator("m2")
+        try await waitFor("m2") { try await loops()["m2"] != nil }
+        let placed = try await loops()
+        let away = try XCTUnwrap(placed.first { $0.value != 0 }?.key)
+        // A udp: forward runs on the control loop: its mediator's session must come there.
+        let added = try await server.eventLoop.flatSubmit { [server] in
+            server!.addForward(try! ForwardSpec(parsing: "udp:127.0.0.4:0=\(away)/127.0.0.1:9"))
+        }.get()
+        XCTAssertFalse(added.added.isEmpty)
+        XCTAssertFalse(server.spreading)
+        try await waitFor("\(away) back on loop 0") { try await loops()[away] == 0 }
+        // Its tcp: forward follows it there and still relays.
+        let answer = try await roundTrip(away, "after the move\n")
+        XCTAssertEqual(answer, "after the move\n")
+    }
+}
+
+extension ServerThreadsTests {
+    /// A flood of connections that never say hello, dealt over both loops: the control loop's
+    /// admission still bounds them (those evicted before their session reached the control loop
+    /// included), and a real mediator gets in past them.
+    func testSilentConnectionsSpreadOverLoopsStayBounded() async throws {
+        try await startServer(threads: 2, forwards: [], maxUnauthenticated: 4)
+        let address = try XCTUnwrap(server.boundService)
+        var silent: [Channel] = []
+        for _ in 0..<24 {
+            silent.append(try await ClientBootstrap(group: clients).connect(to: address).get())
+        }
+        try await waitFor("all but 4 closed by the server") { silent.filter(\.isActive).count <= 4 }
+        try startMediator("m1")
+        try await waitFor("m1 past the flood") { try await loops()["m1"] != nil }
+        XCTAssertLessThanOrEqual(silent.filter(\.isActive).count, 4)
+        for c in silent { try? await c.close() }
+    }
+}
+
+private final class Echo: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.writeAndFlush(data, promise: nil)
+    }
+}
+
+private final class Collect: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    private var text = ""
+    private let expected: Int
+    private let done: EventLoopPromise<String>
+
+    init(expected: Int, done: EventLoopPromise<String>) {
+        self.expected = expected
+        self.done = done
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        text += buffer.readString(length: buffer.readableBytes) ?? ""
+        if text.utf8.count >= expected { done.succeed(text) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        done.fail(ChannelError.eof)
+    }
+}
