@@ -29,6 +29,9 @@ public enum RelayBuffers {
     /// fits a 1,500-byte MTU under IPv6 and IPv4 headers. A 1,400-byte datagram of a forward sealed
     /// for the channel is 1,448 bytes; larger datagrams go one by one.
     public static let channelSegmentation = UDPSegmentRuns(maxSegmentSize: 1_452)
+    /// Socket reads per `read()` of a relayed socket (and per read event of a TLS tunnel): what one
+    /// read brings is all a relay holds before it sends, so one keeps that to one buffer.
+    public static let relayedReadsPerRead: UInt = 1
 }
 
 extension DatagramBootstrap {
@@ -68,12 +71,16 @@ extension AddressedEnvelope where DataType == ByteBuffer {
 
 // Every socket a StreamRelay serves needs the same options: reads are paced by the relay (window
 // and tunnel backpressure), EOF must arrive as a half-close, and small writes must not wait.
+// One read per read(): NIO's default (4) let a fast socket deliver 4 MiB per read() of the relay,
+// all of it held while the tunnel was full (75 MiB held by a mediator with eight streams); the relay
+// asks again as soon as it has sent what it holds.
 extension ClientBootstrap {
     public func relayedStreamOptions() -> ClientBootstrap {
         channelOption(ChannelOptions.autoRead, value: false)
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.allocator)
+            .channelOption(ChannelOptions.maxMessagesPerRead, value: RelayBuffers.relayedReadsPerRead)
     }
 }
 
@@ -83,5 +90,6 @@ extension ServerBootstrap {
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.recvAllocator, value: RelayBuffers.allocator)
+            .childChannelOption(ChannelOptions.maxMessagesPerRead, value: RelayBuffers.relayedReadsPerRead)
     }
 }
