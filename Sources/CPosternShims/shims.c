@@ -335,3 +335,7 @@ int postern_malloc_tune(size_t trim_threshold, size_t mmap_threshold) {
 int postern_malloc_trim(void) {
     return malloc_trim(0);
 }
+
+size_t postern_malloc_free_bytes(void) {
+    return mallinfo2().fordblks;
+}

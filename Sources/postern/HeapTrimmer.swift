@@ -35,7 +35,7 @@ enum HeapTrimmer {
         let source = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
         source.schedule(deadline: .now() + .seconds(1), repeating: .seconds(1))
         source.setEventHandler {
-            if policy.sample(cpu: processCPU(), now: .now()) {
+            if policy.sample(cpu: processCPU(), freeHeap: postern_malloc_free_bytes(), now: .now()) {
                 let released = postern_malloc_trim() == 1
                 logger.debug("load passed: free heap \(released ? "given back to the kernel" : "already returned")")
             }

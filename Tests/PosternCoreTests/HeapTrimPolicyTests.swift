@@ -62,6 +62,18 @@ final class HeapTrimPolicyTests: XCTestCase {
         XCTAssertEqual(run(&policy, [.milliseconds(1), .milliseconds(300), .milliseconds(1)]), [3])
     }
 
+    func testMemoryFreedWithoutLoadIsTrimmedOnce() {
+        var policy = HeapTrimPolicy()
+        let mib = 1 << 20
+        // Users that stopped reading: no CPU, the free heap grows by 20 MiB when they go.
+        var trimmedAt: [Int] = []
+        let free = [2, 2, 2, 22, 22, 22, 22, 23, 30, 30].map { $0 * mib }
+        for (i, f) in free.enumerated() where policy.sample(cpu: .seconds(3), freeHeap: f, now: t0 + .seconds(Int64(i))) {
+            trimmedAt.append(i)
+        }
+        XCTAssertEqual(trimmedAt, [3, 8], "once at +20 MiB, not again at +1 MiB, again at +8 MiB")
+    }
+
     func testAClockThatDoesNotAdvanceNeverTrims() {
         var policy = HeapTrimPolicy()
         XCTAssertFalse(policy.sample(cpu: .seconds(1), now: t0))

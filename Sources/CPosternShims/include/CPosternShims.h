@@ -113,4 +113,7 @@ int postern_malloc_tune(size_t trim_threshold, size_t mmap_threshold);
 /// Returns 1 when some memory was released.
 int postern_malloc_trim(void);
 
+/// Bytes free inside malloc's arenas (mallinfo2's fordblks): what a trim could give back, at most.
+size_t postern_malloc_free_bytes(void);
+
 #endif
