@@ -143,6 +143,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
+                "CPosternShims",  // HeapTrimmer: mallopt and malloc_trim
             ],
             swiftSettings: ioSettings
         ),

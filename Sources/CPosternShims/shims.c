@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <malloc.h>
 
 // The Swift side reads these headers with loadUnaligned(as:) and strides over nexthop records by
 // hand; pin the layouts it relies on so a surprising ABI fails the build instead of misparsing.
@@ -323,4 +324,18 @@ ssize_t postern_icmp6_recv(int fd, void *buf, size_t len, int errqueue, struct p
         }
     }
     return n;
+}
+
+int postern_malloc_tune(size_t trim_threshold, size_t mmap_threshold) {
+    int ok = mallopt(M_TRIM_THRESHOLD, (int)trim_threshold);
+    ok &= mallopt(M_MMAP_THRESHOLD, (int)mmap_threshold);
+    return ok;
+}
+
+int postern_malloc_trim(void) {
+    return malloc_trim(0);
+}
+
+size_t postern_malloc_free_bytes(void) {
+    return mallinfo2().fordblks;
 }

@@ -58,8 +58,12 @@ public struct StreamPortStateMachine: Sendable {
     public private(set) var bytesToTunnel: UInt64 = 0
     public private(set) var bytesFromTunnel: UInt64 = 0
 
-    /// Read from the socket but not yet sent.
-    private var held: ByteBuffer?
+    /// Read from the socket but not yet sent, one buffer per read as NIO delivered them. A queue,
+    /// not one buffer appended to: at the peer's FIN NIO reads the socket dry whatever the relay asked
+    /// (up to the kernel's receive buffer, megabytes), and appending every read to the first grew it
+    /// by doubling, copying as it went (34 MiB held at once by a mediator whose eight iperf3 -R
+    /// streams ended together).
+    private var held = CircularBuffer<ByteBuffer>()
     /// The socket's EOF came while bytes were held: FINISHED goes after them.
     private var eofPending = false
     /// Frames from the peer before the socket joined, and the DATA bytes among them.
@@ -81,7 +85,7 @@ public struct StreamPortStateMachine: Sendable {
     }
 
     /// Bytes read from the socket and not yet sent.
-    public var heldBytes: Int { held?.readableBytes ?? 0 }
+    public var heldBytes: Int { held.reduce(0) { $0 + $1.readableBytes } }
     /// DATA bytes kept before the socket joined (counted in the session budget).
     public var earlyBufferedBytes: Int { earlyBytes }
     public var earlyFrameCount: Int { early.count }
@@ -107,23 +111,20 @@ public struct StreamPortStateMachine: Sendable {
         }
     }
 
-    /// The socket delivered bytes. One read may deliver several buffers (NIO's maxMessagesPerRead):
-    /// once one of them is held, the rest queue behind it, never replace it.
+    /// The socket delivered bytes. One read may deliver several buffers (NIO's maxMessagesPerRead,
+    /// and everything up to EOF once the peer's FIN came): once one of them is held, the rest queue
+    /// behind it, never replace it.
     public mutating func socketRead(_ bytes: ByteBuffer) -> StreamPortAction {
         guard phase == .joined else { return .none }
-        if held != nil {
-            var bytes = bytes
-            held!.writeBuffer(&bytes)
-            return .none
-        }
-        held = bytes
-        return .sendHeld
+        let first = held.isEmpty
+        if bytes.readableBytes > 0 { held.append(bytes) }
+        return first ? .sendHeld : .none
     }
 
     /// The socket reached end of input (a half-close event).
     public mutating func socketInputClosed() -> StreamPortAction {
         guard phase == .joined else { return .none }
-        if held != nil {
+        if !held.isEmpty {
             eofPending = true
             return .none
         }
@@ -146,7 +147,7 @@ public struct StreamPortStateMachine: Sendable {
         // Our output was already shut (the peer finished first). NIO turns the EOF that arrives in
         // that state into a full close without an input-closed event: this is the socket's FIN, so
         // finish normally, after any bytes still held, not with RESET.
-        if held != nil {
+        if !held.isEmpty {
             eofPending = true
             phase = .draining
             return .none
@@ -163,7 +164,7 @@ public struct StreamPortStateMachine: Sendable {
 
     /// Whether to ask the socket for more bytes now.
     public func readDecision(tunnelWritable: Bool) -> ReadDecision {
-        guard phase == .joined, held == nil, !halves.sentFin, sendWindow.credit > 0 else { return .none }
+        guard phase == .joined, held.isEmpty, !halves.sentFin, sendWindow.credit > 0 else { return .none }
         return tunnelWritable ? .read : .waitForTunnel
     }
 
@@ -172,8 +173,8 @@ public struct StreamPortStateMachine: Sendable {
     public mutating func nextOutbound(tunnelWritable: Bool, maxPayload: Int) -> Outbound {
         precondition(maxPayload > 0, "DATA needs room for at least one byte")
         guard phase == .joined || phase == .draining else { return .idle }
-        if held?.readableBytes == 0 { held = nil }
-        guard held != nil else {
+        while held.first?.readableBytes == 0 { held.removeFirst() }
+        guard !held.isEmpty else {
             guard eofPending else { return .idle }
             eofPending = false
             return .then(finishOutput())
@@ -181,11 +182,11 @@ public struct StreamPortStateMachine: Sendable {
         guard sendWindow.credit > 0, tunnelWritable else {
             return sendWindow.credit > 0 ? .waitForTunnel : .idle
         }
-        let n = min(held!.readableBytes, sendWindow.credit, maxPayload)
-        let slice = held!.readSlice(length: n)!
+        let n = min(held[held.startIndex].readableBytes, sendWindow.credit, maxPayload)
+        let slice = held[held.startIndex].readSlice(length: n)!
         sendWindow.consume(n)
         bytesToTunnel &+= UInt64(n)
-        if held!.readableBytes == 0 { held = nil }
+        if held[held.startIndex].readableBytes == 0 { held.removeFirst() }
         return .data(slice)
     }
 
@@ -328,7 +329,7 @@ public struct StreamPortStateMachine: Sendable {
         _ lastFrame: StreamPortAction.LastFrame, _ socket: StreamPortAction.SocketClose, _ reason: StreamPortEnd
     ) -> StreamPortAction {
         phase = .released
-        held = nil
+        held.removeAll()
         eofPending = false
         early = []
         let release = earlyBytes

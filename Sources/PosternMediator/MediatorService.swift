@@ -137,7 +137,7 @@ public final class MediatorService: @unchecked Sendable {
                     session.transport = transport
                     return channel.pipeline.addHandlers(
                         transport.handlers + [
-                            ByteToMessageHandler(FrameDecoderHandler(maxPayload: configuration.settings.maxPayload)),
+                            FrameDecoderHandler(maxPayload: configuration.settings.maxPayload),
                             session,
                         ])
                 } catch {

@@ -342,7 +342,7 @@ public final class ServerService: @unchecked Sendable {
             session.transport = transport
             return channel.pipeline.addHandlers(
                 transport.handlers + [
-                    ByteToMessageHandler(FrameDecoderHandler(maxPayload: configuration.settings.maxPayload)),
+                    FrameDecoderHandler(maxPayload: configuration.settings.maxPayload),
                     session,
                 ])
         } catch {

@@ -28,6 +28,13 @@ final class TLSEvents: ChannelInboundHandler {
         self.server = server
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        // NIOSSL gathers the plaintext of every read of one read event in one buffer, which it keeps
+        // at its largest size for the tunnel's life (8 MiB on both ends after eight streams with
+        // NIO's 4 reads of up to 1 MiB each): one read per event keeps it to twice a read.
+        try? context.channel.syncOptions?.setOption(ChannelOptions.maxMessagesPerRead, value: RelayBuffers.relayedReadsPerRead)
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         guard case TLSUserEvent.handshakeCompleted = event else {
             return context.fireUserInboundEventTriggered(event)

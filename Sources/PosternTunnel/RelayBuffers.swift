@@ -4,9 +4,11 @@ import PosternCore
 
 /// Read sizes for relayed sockets and the tunnel. Large reads mean fewer frames and syscalls per
 /// byte, but NIO keeps each channel's last receive buffer for reuse: a relayed socket therefore
-/// starts small (an idle connection costs ~4 KiB, not 64) and grows only while it is busy.
+/// starts small (an idle connection costs ~4 KiB, not 64) and grows only while it is busy, up to
+/// 256 KiB: with 1 MiB a server relaying 8 iperf3 streams peaked at 61-64 MiB RSS, with 256 KiB at
+/// 55 MiB, throughput unchanged within the noise, ~8% more relay CPU per GB (tools/bench, issue 15).
 public enum RelayBuffers {
-    public static let allocator = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 4096, maximum: 1024 * 1024)
+    public static let allocator = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 4096, maximum: 256 * 1024)
     /// The tunnel is one channel carrying everything: it starts large.
     public static let tunnelAllocator = AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 256 * 1024, maximum: 1024 * 1024)
     /// For UDP sockets: room for the largest datagram. NIO's default for datagram channels is 2048
@@ -29,6 +31,9 @@ public enum RelayBuffers {
     /// fits a 1,500-byte MTU under IPv6 and IPv4 headers. A 1,400-byte datagram of a forward sealed
     /// for the channel is 1,448 bytes; larger datagrams go one by one.
     public static let channelSegmentation = UDPSegmentRuns(maxSegmentSize: 1_452)
+    /// Socket reads per `read()` of a relayed socket (and per read event of a TLS tunnel): what one
+    /// read brings is all a relay holds before it sends, so one keeps that to one buffer.
+    public static let relayedReadsPerRead: UInt = 1
 }
 
 extension DatagramBootstrap {
@@ -68,12 +73,16 @@ extension AddressedEnvelope where DataType == ByteBuffer {
 
 // Every socket a StreamRelay serves needs the same options: reads are paced by the relay (window
 // and tunnel backpressure), EOF must arrive as a half-close, and small writes must not wait.
+// One read per read(): NIO's default (4) let a fast socket deliver 4 MiB per read() of the relay,
+// all of it held while the tunnel was full (75 MiB held by a mediator with eight streams); the relay
+// asks again as soon as it has sent what it holds.
 extension ClientBootstrap {
     public func relayedStreamOptions() -> ClientBootstrap {
         channelOption(ChannelOptions.autoRead, value: false)
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.allocator)
+            .channelOption(ChannelOptions.maxMessagesPerRead, value: RelayBuffers.relayedReadsPerRead)
     }
 }
 
@@ -83,5 +92,6 @@ extension ServerBootstrap {
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.recvAllocator, value: RelayBuffers.allocator)
+            .childChannelOption(ChannelOptions.maxMessagesPerRead, value: RelayBuffers.relayedReadsPerRead)
     }
 }

@@ -23,6 +23,8 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
     private let session: TunnelSession
     private var machine: StreamPortStateMachine
     private var context: ChannelHandlerContext?
+    /// Bytes handed to the socket whose write has not completed yet.
+    private var unwrittenBytes = 0
     /// Told once when the port is gone, with how it ended (for events and counters).
     public var onClose: ((StreamRelay, _ how: String) -> Void)?
     /// The machine's byte counts as of its last step, readable from any thread: the server's status
@@ -136,6 +138,9 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
         provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
     }
 
+    /// Room a waiting slice's buffer may have beyond twice the slice before the slice is copied out.
+    static let compactionSlack = 16 * 1024
+
     // MARK: - Performing actions
 
     private func perform(_ action: StreamPortAction) {
@@ -199,6 +204,7 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
     }
 
     private func write(_ bytes: ByteBuffer) {
+        var bytes = bytes
         let n = bytes.readableBytes
         guard session.reserveBuffer(n) else {
             let limit = session.settings.maxBufferedBytes >> 20
@@ -211,7 +217,18 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
             session.releaseBuffer(n)
             return
         }
+        if unwrittenBytes > 0, bytes.storageCapacity > 2 * n + Self.compactionSlack {
+            // Behind a write still pending, these bytes will wait in NIO's queue. DATA payloads are
+            // slices of the buffer the tunnel read them in (up to megabytes, shared with other ports'
+            // frames), and a waiting slice keeps all of it: a socket that stops reading would hold
+            // many such buffers for its window's worth of bytes. Waiting bytes get a buffer their size.
+            var compact = context.channel.allocator.buffer(capacity: n)
+            compact.writeBuffer(&bytes)
+            bytes = compact
+        }
+        unwrittenBytes += n
         context.writeAndFlush(wrapOutboundOut(bytes)).whenComplete { [self] result in
+            unwrittenBytes -= n
             session.releaseBuffer(n)
             var succeeded = false
             if case .success = result { succeeded = true }

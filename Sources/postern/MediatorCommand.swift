@@ -109,6 +109,7 @@ struct MediatorCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let service = MediatorService(configuration: configuration, logger: logger)
+        HeapTrimmer.start(logger: logger)
         Signals.onTermination {
             SystemdNotify.send("STOPPING=1")
             service.stop()

@@ -155,6 +155,7 @@ struct ServerCommand: AsyncParsableCommand {
             fflush(stdout)
         }
         let service = ServerService(configuration: configuration, logger: logger)
+        HeapTrimmer.start(logger: logger)
         // A reload reads the whole configuration again (a broken file is refused whole) and applies
         // its forwards and SOCKS5 listeners (and the SOCKS accounts); the other settings need a restart.
         service.wantedConfiguration = { try makeConfiguration(logger: logger) }

@@ -57,7 +57,7 @@ final class MediatorHarness {
                 serverSession = session
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers(
-                        ByteToMessageHandler(FrameDecoderHandler(maxPayload: settings.maxPayload)), session)
+                        FrameDecoderHandler(maxPayload: settings.maxPayload), session)
                 }
             }
             .bind(host: "127.0.0.1", port: 0).wait()
@@ -83,7 +83,7 @@ final class MediatorHarness {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers(
-                        ByteToMessageHandler(FrameDecoderHandler(maxPayload: settings.maxPayload)), session)
+                        FrameDecoderHandler(maxPayload: settings.maxPayload), session)
                 }
             }
             .connect(host: "127.0.0.1", port: port).wait()

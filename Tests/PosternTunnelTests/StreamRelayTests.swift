@@ -104,7 +104,7 @@ final class StreamRelayTests: XCTestCase {
         XCTAssertEqual(socket.recorder.take(), [], "no credit: no read")
 
         try tunnel.deliver(window(3))
-        XCTAssertEqual(try tunnel.framesOut(), [data("efg")])
+        XCTAssertEqual(try tunnel.framesOut(), [data("ef"), data("g")], "one DATA per buffer held")
         XCTAssertEqual(socket.recorder.take(), [])
         try tunnel.deliver(window(10))
         XCTAssertEqual(try tunnel.framesOut(), [data("h")])

@@ -101,4 +101,19 @@ int postern_wake_open(void);
 /// the group in while the socket lives). Returns 0 or -errno.
 int postern_packet_add_multicast(int fd, int ifindex, const uint8_t *mac);
 
+/// glibc malloc policy for a long-running relay (mallopt(3), malloc.h is not in Swift's Glibc module):
+/// a fixed `trim_threshold` (bytes of free memory at the top of an arena that free() gives back) and
+/// `mmap_threshold` (allocations this large get their own mapping, returned whole by free()). Fixing
+/// either turns off glibc's dynamic thresholds, which after the first large free() raise them to
+/// 32 and 64 MiB, so a relay that once held many large buffers keeps every page. Returns 1 when
+/// glibc took both values, 0 otherwise.
+int postern_malloc_tune(size_t trim_threshold, size_t mmap_threshold);
+
+/// malloc_trim(0): gives the free pages inside every arena back to the kernel (MADV_DONTNEED).
+/// Returns 1 when some memory was released.
+int postern_malloc_trim(void);
+
+/// Bytes free inside malloc's arenas (mallinfo2's fordblks): what a trim could give back, at most.
+size_t postern_malloc_free_bytes(void);
+
 #endif
