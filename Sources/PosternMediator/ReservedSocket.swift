@@ -1,3 +1,6 @@
+// In a whole-module (release) build the module's C imports are shared: ICMPEcho's CPosternShims pulls
+// <sys/socket.h> in through libmnl, and SOCK_STREAM & co. then belong to that clang module, not Glibc.
+import CPosternShims
 import NIOCore
 import PosternWire
 
