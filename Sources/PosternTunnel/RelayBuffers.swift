@@ -29,6 +29,10 @@ public enum RelayBuffers {
     /// fits a 1,500-byte MTU under IPv6 and IPv4 headers. A 1,400-byte datagram of a forward sealed
     /// for the channel is 1,448 bytes; larger datagrams go one by one.
     public static let channelSegmentation = UDPSegmentRuns(maxSegmentSize: 1_452)
+    /// Reads of a relayed socket per read request. The relay asks again as soon as what it read is
+    /// sent; a second read in the same request would land while the first is still held (the tunnel
+    /// full, or no credit) and be copied behind it.
+    public static let relayedReadsPerEvent = UInt(ExperimentKnob.int("POSTERN_X_MMPR", 1))
 }
 
 extension DatagramBootstrap {
@@ -74,6 +78,7 @@ extension ClientBootstrap {
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.allocator)
+            .channelOption(ChannelOptions.maxMessagesPerRead, value: RelayBuffers.relayedReadsPerEvent)
     }
 }
 
@@ -83,5 +88,6 @@ extension ServerBootstrap {
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.recvAllocator, value: RelayBuffers.allocator)
+            .childChannelOption(ChannelOptions.maxMessagesPerRead, value: RelayBuffers.relayedReadsPerEvent)
     }
 }

@@ -49,6 +49,17 @@ public final class TunnelSession: ChannelInboundHandler {
     /// socket takes it, so unbounded batches meant multi-megabyte buffers (and a high RSS after load).
     private var unflushed = 0
     static let flushThreshold = 128 << 10
+    /// DATA payloads up to this size are copied behind their header (see `sendData`).
+    public static let inlinePayloadLimit = ExperimentKnob.int("POSTERN_X_INLINE", 8 << 10)
+    /// DATA frames of a stream carry at most this much (less than the 1 MiB the protocol allows): the
+    /// peer decodes a frame only once it is whole, so a large frame waits for its last byte, and
+    /// the decoder copies the part it holds each time more arrives while earlier frames' bytes are
+    /// still being written to sockets.
+    public static let streamFrameLimit = ExperimentKnob.int("POSTERN_X_FRAME", 64 << 10)
+    static let deferFlushes = ExperimentKnob.int("POSTERN_X_DEFER", 1) != 0
+    /// Ports that wrote DATA to their sockets during this read of the tunnel: flushed once, at its
+    /// end, so the frames of one read reach each socket in one `writev` instead of one write each.
+    private var socketFlushes: [ObjectIdentifier: TunnelPort] = [:]
     private var inRead = false
     private let now: () -> NIODeadline
     /// Frames other than DATA (PONG, answers, RESET, WINDOW…) written since the channel stopped
@@ -162,9 +173,25 @@ public final class TunnelSession: ChannelInboundHandler {
         goAway(.limitExceeded, message)
     }
 
-    /// DATA without copying the payload: the header goes in its own small buffer (writev joins them).
+    /// DATA. A small payload is copied behind its header, into the buffer that gathers small frames:
+    /// over TLS each buffer written is its own `SSL_write` and its own record, so a 64-byte request
+    /// sent as header + payload cost two records (and two decryptions at the peer) where one will do.
+    /// A large payload is not copied: the header goes in its own small buffer (writev joins them).
     public func sendData(portID: UInt32, _ payload: ByteBuffer) {
         guard let context, end == nil else { return }
+        let count = payload.readableBytes
+        if count <= Self.inlinePayloadLimit {
+            if control == nil {
+                control = context.channel.allocator.buffer(capacity: max(1024, Frame.headerLength + Frame.Data.prefixLength + count))
+            }
+            let start = control!.writerIndex
+            control!.writeDataPrefix(portID: portID, count: count)
+            control!.writeImmutableBuffer(payload)
+            let n = control!.writerIndex - start
+            bytesOut &+= UInt64(n)
+            framesOut &+= 1
+            return wrote(n, context)
+        }
         writeControl(context)
         var header = context.channel.allocator.buffer(capacity: Frame.headerLength + Frame.Data.prefixLength)
         header.writeDataPrefix(portID: portID, count: payload.readableBytes)
@@ -197,6 +224,24 @@ public final class TunnelSession: ChannelInboundHandler {
             flushScheduled = false
             if let context { flush(context) }
         }
+    }
+
+    /// The largest DATA payload a stream port sends in one frame (`streamFrameLimit`).
+    public var maxStreamPayload: Int { min(maxDataPayload, Self.streamFrameLimit) }
+
+    /// A port wrote to its socket without flushing: true if the session flushes it at the end of the
+    /// tunnel read in progress; false (no read in progress) means the port must flush itself.
+    public func deferSocketFlush(_ port: TunnelPort) -> Bool {
+        guard inRead, Self.deferFlushes else { return false }
+        socketFlushes[ObjectIdentifier(port)] = port
+        return true
+    }
+
+    private func flushSockets() {
+        guard !socketFlushes.isEmpty else { return }
+        let ports = socketFlushes.values
+        socketFlushes.removeAll(keepingCapacity: true)
+        for port in ports { port.flushSocket() }
     }
 
     /// The largest DATA payload the peer accepts.
@@ -265,6 +310,7 @@ public final class TunnelSession: ChannelInboundHandler {
 
     public func channelReadComplete(context: ChannelHandlerContext) {
         inRead = false
+        flushSockets()
         flush(context)
         context.fireChannelReadComplete()
     }
@@ -349,6 +395,7 @@ public final class TunnelSession: ChannelInboundHandler {
         let all = ports.values
         ports.removeAll()
         blocked.removeAll()
+        socketFlushes.removeAll()
         for port in all { port.tunnelClosed() }
         if let context {
             flush(context)

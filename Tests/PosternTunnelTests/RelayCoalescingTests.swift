@@ -1,0 +1,158 @@
+import NIOCore
+import NIOEmbedded
+import PosternCore
+import PosternTunnel
+import PosternWire
+import XCTest
+
+/// How stream bytes are cut into frames and buffers on the way through the tunnel (issue 15): small
+/// DATA travels in one buffer with its header (one TLS record, not two), large DATA is not copied,
+/// stream frames stay within `TunnelSession.streamFrameLimit`, and the DATA of one tunnel read reaches
+/// each socket in one flush.
+final class RelayCoalescingTests: XCTestCase {
+    private let port: UInt32 = 5
+
+    private func data(_ bytes: ByteBuffer) -> Frame { .data(.init(portID: port, bytes: bytes)) }
+
+    /// The buffers the tunnel channel was given since the last call.
+    private func buffersOut(_ tunnel: EmbeddedTunnel) throws -> [ByteBuffer] {
+        tunnel.channel.embeddedEventLoop.run()
+        var out: [ByteBuffer] = []
+        while let b = try tunnel.channel.readOutbound(as: ByteBuffer.self) { out.append(b) }
+        return out
+    }
+
+    private func decode(_ buffers: [ByteBuffer]) throws -> [Frame] {
+        var all = ByteBuffer()
+        for var b in buffers { all.writeBuffer(&b) }
+        var decoder = FrameDecoder()
+        var frames: [Frame] = []
+        while let f = try decoder.next(&all) { frames.append(f) }
+        XCTAssertEqual(all.readableBytes, 0)
+        return frames
+    }
+
+    func testSmallDataTravelsInOneBufferWithItsHeaderAndTheControlFramesBeforeIt() throws {
+        let tunnel = try EmbeddedTunnel()
+        _ = try buffersOut(tunnel)
+        let request = ByteBuffer(repeating: 0x61, count: 64)
+        tunnel.session.send(.window(.init(portID: port, increment: 7)))
+        tunnel.session.sendData(portID: port, request)
+        let buffers = try buffersOut(tunnel)
+        XCTAssertEqual(buffers.count, 1, "WINDOW, DATA header and payload in one write: one TLS record")
+        XCTAssertEqual(buffers.first?.readableBytes, 14 + Frame.headerLength + 4 + 64)
+        XCTAssertEqual(try decode(buffers), [.window(.init(portID: port, increment: 7)), data(request)])
+    }
+
+    func testLargeDataIsNotCopied() throws {
+        let tunnel = try EmbeddedTunnel()
+        _ = try buffersOut(tunnel)
+        let n = TunnelSession.inlinePayloadLimit + 1
+        let payload = ByteBuffer(repeating: 0x62, count: n)
+        tunnel.session.sendData(portID: port, payload)
+        let buffers = try buffersOut(tunnel)
+        XCTAssertEqual(buffers.map(\.readableBytes), [Frame.headerLength + 4, n], "the header apart, the payload as it was")
+        XCTAssertEqual(try decode(buffers), [data(payload)])
+    }
+
+    /// Abuse: a flood of small DATA (one port's or many ports' tiny writes) is gathered, but never into
+    /// one unbounded buffer: each write to the channel stays near the flush threshold.
+    func testAFloodOfSmallDataIsGatheredInBoundedBuffers() throws {
+        let tunnel = try EmbeddedTunnel()
+        _ = try buffersOut(tunnel)
+        let tiny = ByteBuffer(repeating: 0x63, count: 64)
+        for _ in 0..<20_000 { tunnel.session.sendData(portID: port, tiny) }
+        let buffers = try buffersOut(tunnel)
+        let frameSize = Frame.headerLength + 4 + 64
+        XCTAssertEqual(buffers.reduce(0) { $0 + $1.readableBytes }, 20_000 * frameSize)
+        XCTAssertLessThanOrEqual(buffers.map(\.readableBytes).max() ?? 0, (128 << 10) + frameSize)
+        XCTAssertGreaterThan(buffers.count, 1)
+    }
+
+    func testStreamFramesStayWithinTheStreamFrameLimit() throws {
+        let limit = TunnelSession.streamFrameLimit
+        let total = 3 * limit + 100
+        let tunnel = try EmbeddedTunnel(peerWindow: UInt32(total))
+        _ = try tunnel.framesOut()
+        let relay = StreamRelay(portID: port, session: tunnel.session)
+        tunnel.session.register(relay)
+        let socket = try EmbeddedSocket()
+        try socket.join(relay)
+        XCTAssertLessThan(limit, tunnel.session.maxDataPayload, "below what the peer would take")
+        try socket.channel.writeInbound(ByteBuffer(repeating: 0x64, count: total))
+        let sizes = try tunnel.framesOut().map { frame -> Int in
+            guard case .data(let d) = frame else { return -1 }
+            return d.bytes.readableBytes
+        }
+        XCTAssertEqual(sizes, [limit, limit, limit, 100])
+    }
+
+    func testTheDataOfOneTunnelReadReachesTheSocketInOneFlush() throws {
+        let tunnel = try EmbeddedTunnel(window: 1000)
+        let relay = StreamRelay(portID: port, session: tunnel.session)
+        tunnel.session.register(relay)
+        let socket = try EmbeddedSocket()
+        let flushes = FlushCounter()
+        try socket.channel.pipeline.syncOperations.addHandler(flushes, position: .first)
+        try socket.join(relay)
+        flushes.count = 0
+        for text in ["one ", "two ", "three"] {
+            tunnel.channel.pipeline.fireChannelRead(data(ByteBuffer(string: text)))
+        }
+        XCTAssertEqual(flushes.count, 0, "written, not flushed, while the tunnel read goes on")
+        XCTAssertNil(try socket.channel.readOutbound(as: ByteBuffer.self))
+        tunnel.channel.pipeline.fireChannelReadComplete()
+        XCTAssertEqual(flushes.count, 1)
+        var got = ""
+        while let b = try socket.channel.readOutbound(as: ByteBuffer.self) { got += String(buffer: b) }
+        XCTAssertEqual(got, "one two three")
+        XCTAssertEqual(tunnel.session.bufferedBytes, 0, "every write completed: the budget is back")
+        XCTAssertEqual(relay.bytesFromTunnel, 13)
+    }
+
+    /// The peer's FIN right behind its DATA in the same read: the deferred writes are flushed before
+    /// the output is shut, so no byte is lost to the half-close.
+    func testFinishedInTheSameReadShutsTheOutputAfterTheDeferredWrites() throws {
+        let tunnel = try EmbeddedTunnel(window: 1000)
+        let relay = StreamRelay(portID: port, session: tunnel.session)
+        tunnel.session.register(relay)
+        let socket = try EmbeddedSocket()
+        try socket.join(relay)
+        _ = socket.recorder.take()
+        tunnel.channel.pipeline.fireChannelRead(data(ByteBuffer(string: "last words")))
+        tunnel.channel.pipeline.fireChannelRead(Frame.finished(.init(portID: port)))
+        tunnel.channel.pipeline.fireChannelReadComplete()
+        XCTAssertEqual(socket.recorder.take(), [.write("last words"), .close(.output)])
+        XCTAssertEqual(String(buffer: try XCTUnwrap(socket.channel.readOutbound(as: ByteBuffer.self))), "last words")
+    }
+
+    /// Abuse: a flood of one-byte DATA in one tunnel read is still one flush, and the session's budget
+    /// comes back whole once the socket took it.
+    func testAFloodOfTinyDataInOneReadIsOneFlush() throws {
+        let tunnel = try EmbeddedTunnel(window: 100_000)
+        let relay = StreamRelay(portID: port, session: tunnel.session)
+        tunnel.session.register(relay)
+        let socket = try EmbeddedSocket()
+        let flushes = FlushCounter()
+        try socket.channel.pipeline.syncOperations.addHandler(flushes, position: .first)
+        try socket.join(relay)
+        flushes.count = 0
+        for _ in 0..<5_000 { tunnel.channel.pipeline.fireChannelRead(data(ByteBuffer(string: "x"))) }
+        XCTAssertEqual(tunnel.session.bufferedBytes, 5_000, "counted while they wait for the flush")
+        tunnel.channel.pipeline.fireChannelReadComplete()
+        XCTAssertEqual(flushes.count, 1)
+        XCTAssertEqual(tunnel.session.bufferedBytes, 0)
+        XCTAssertEqual(relay.bytesFromTunnel, 5_000)
+    }
+}
+
+/// Counts the flushes that reach the socket.
+final class FlushCounter: ChannelOutboundHandler {
+    typealias OutboundIn = ByteBuffer
+    var count = 0
+
+    func flush(context: ChannelHandlerContext) {
+        count += 1
+        context.flush()
+    }
+}
