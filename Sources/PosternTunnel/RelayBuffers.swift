@@ -32,7 +32,7 @@ public enum RelayBuffers {
     /// Reads of a relayed socket per read request. The relay asks again as soon as what it read is
     /// sent; a second read in the same request would land while the first is still held (the tunnel
     /// full, or no credit) and be copied behind it.
-    public static let relayedReadsPerEvent = UInt(ExperimentKnob.int("POSTERN_X_MMPR", 1))
+    public static let relayedReadsPerEvent: UInt = 1
 }
 
 extension DatagramBootstrap {

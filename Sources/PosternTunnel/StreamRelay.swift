@@ -150,9 +150,7 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
         case .sendFinished:
             session.send(.finished(.init(portID: portID)))
         case .shutdownOutput:
-            // Queued behind every earlier write: the output is shut once they are done. Writes whose
-            // flush was deferred to the end of the tunnel read are flushed first.
-            context?.flush()
+            // Queued behind every earlier write: the output is shut once they are done.
             context?.close(mode: .output, promise: nil)
         case .replay(let frames, let releaseBuffer):
             // Replayed DATA takes its share of the session budget again as it is written.
@@ -205,19 +203,12 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
             session.releaseBuffer(n)
             return
         }
-        let written = context.write(wrapOutboundOut(bytes))
-        // Every DATA of one tunnel read goes out in one flush (one writev) when the read ends.
-        if !session.deferSocketFlush(self) { context.flush() }
-        written.whenComplete { [self] result in
+        context.writeAndFlush(wrapOutboundOut(bytes)).whenComplete { [self] result in
             session.releaseBuffer(n)
             var succeeded = false
             if case .success = result { succeeded = true }
             perform(machine.socketWriteCompleted(n, succeeded: succeeded))
         }
-    }
-
-    public func flushSocket() {
-        context?.flush()
     }
 
     private func end(_ ending: StreamPortAction.Ending) {

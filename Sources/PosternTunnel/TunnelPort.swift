@@ -10,10 +10,4 @@ public protocol TunnelPort: AnyObject {
     func tunnelBecameWritable()
     /// The session is gone: drop the local side at once.
     func tunnelClosed()
-    /// Flush what was written to the local socket during a tunnel read (`deferSocketFlush`).
-    func flushSocket()
-}
-
-extension TunnelPort {
-    public func flushSocket() {}
 }

@@ -50,16 +50,12 @@ public final class TunnelSession: ChannelInboundHandler {
     private var unflushed = 0
     static let flushThreshold = 128 << 10
     /// DATA payloads up to this size are copied behind their header (see `sendData`).
-    public static let inlinePayloadLimit = ExperimentKnob.int("POSTERN_X_INLINE", 8 << 10)
+    public static let inlinePayloadLimit = 8 << 10
     /// DATA frames of a stream carry at most this much (less than the 1 MiB the protocol allows): the
     /// peer decodes a frame only once it is whole, so a large frame waits for its last byte, and
     /// the decoder copies the part it holds each time more arrives while earlier frames' bytes are
     /// still being written to sockets.
-    public static let streamFrameLimit = ExperimentKnob.int("POSTERN_X_FRAME", 64 << 10)
-    static let deferFlushes = ExperimentKnob.int("POSTERN_X_DEFER", 1) != 0
-    /// Ports that wrote DATA to their sockets during this read of the tunnel: flushed once, at its
-    /// end, so the frames of one read reach each socket in one `writev` instead of one write each.
-    private var socketFlushes: [ObjectIdentifier: TunnelPort] = [:]
+    public static let streamFrameLimit = 64 << 10
     private var inRead = false
     private let now: () -> NIODeadline
     /// Frames other than DATA (PONG, answers, RESET, WINDOW…) written since the channel stopped
@@ -229,21 +225,6 @@ public final class TunnelSession: ChannelInboundHandler {
     /// The largest DATA payload a stream port sends in one frame (`streamFrameLimit`).
     public var maxStreamPayload: Int { min(maxDataPayload, Self.streamFrameLimit) }
 
-    /// A port wrote to its socket without flushing: true if the session flushes it at the end of the
-    /// tunnel read in progress; false (no read in progress) means the port must flush itself.
-    public func deferSocketFlush(_ port: TunnelPort) -> Bool {
-        guard inRead, Self.deferFlushes else { return false }
-        socketFlushes[ObjectIdentifier(port)] = port
-        return true
-    }
-
-    private func flushSockets() {
-        guard !socketFlushes.isEmpty else { return }
-        let ports = socketFlushes.values
-        socketFlushes.removeAll(keepingCapacity: true)
-        for port in ports { port.flushSocket() }
-    }
-
     /// The largest DATA payload the peer accepts.
     public var maxDataPayload: Int {
         // The peer's limit covers the whole payload, port id included (handshake: at least 1024).
@@ -310,7 +291,6 @@ public final class TunnelSession: ChannelInboundHandler {
 
     public func channelReadComplete(context: ChannelHandlerContext) {
         inRead = false
-        flushSockets()
         flush(context)
         context.fireChannelReadComplete()
     }
@@ -395,7 +375,6 @@ public final class TunnelSession: ChannelInboundHandler {
         let all = ports.values
         ports.removeAll()
         blocked.removeAll()
-        socketFlushes.removeAll()
         for port in all { port.tunnelClosed() }
         if let context {
             flush(context)

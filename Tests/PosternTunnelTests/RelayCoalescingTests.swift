@@ -7,8 +7,7 @@ import XCTest
 
 /// How stream bytes are cut into frames and buffers on the way through the tunnel (issue 15): small
 /// DATA travels in one buffer with its header (one TLS record, not two), large DATA is not copied,
-/// stream frames stay within `TunnelSession.streamFrameLimit`, and the DATA of one tunnel read reaches
-/// each socket in one flush.
+/// and stream frames stay within `TunnelSession.streamFrameLimit`.
 final class RelayCoalescingTests: XCTestCase {
     private let port: UInt32 = 5
 
@@ -85,74 +84,5 @@ final class RelayCoalescingTests: XCTestCase {
             return d.bytes.readableBytes
         }
         XCTAssertEqual(sizes, [limit, limit, limit, 100])
-    }
-
-    func testTheDataOfOneTunnelReadReachesTheSocketInOneFlush() throws {
-        let tunnel = try EmbeddedTunnel(window: 1000)
-        let relay = StreamRelay(portID: port, session: tunnel.session)
-        tunnel.session.register(relay)
-        let socket = try EmbeddedSocket()
-        let flushes = FlushCounter()
-        try socket.channel.pipeline.syncOperations.addHandler(flushes, position: .first)
-        try socket.join(relay)
-        flushes.count = 0
-        for text in ["one ", "two ", "three"] {
-            tunnel.channel.pipeline.fireChannelRead(data(ByteBuffer(string: text)))
-        }
-        XCTAssertEqual(flushes.count, 0, "written, not flushed, while the tunnel read goes on")
-        XCTAssertNil(try socket.channel.readOutbound(as: ByteBuffer.self))
-        tunnel.channel.pipeline.fireChannelReadComplete()
-        XCTAssertEqual(flushes.count, 1)
-        var got = ""
-        while let b = try socket.channel.readOutbound(as: ByteBuffer.self) { got += String(buffer: b) }
-        XCTAssertEqual(got, "one two three")
-        XCTAssertEqual(tunnel.session.bufferedBytes, 0, "every write completed: the budget is back")
-        XCTAssertEqual(relay.bytesFromTunnel, 13)
-    }
-
-    /// The peer's FIN right behind its DATA in the same read: the deferred writes are flushed before
-    /// the output is shut, so no byte is lost to the half-close.
-    func testFinishedInTheSameReadShutsTheOutputAfterTheDeferredWrites() throws {
-        let tunnel = try EmbeddedTunnel(window: 1000)
-        let relay = StreamRelay(portID: port, session: tunnel.session)
-        tunnel.session.register(relay)
-        let socket = try EmbeddedSocket()
-        try socket.join(relay)
-        _ = socket.recorder.take()
-        tunnel.channel.pipeline.fireChannelRead(data(ByteBuffer(string: "last words")))
-        tunnel.channel.pipeline.fireChannelRead(Frame.finished(.init(portID: port)))
-        tunnel.channel.pipeline.fireChannelReadComplete()
-        XCTAssertEqual(socket.recorder.take(), [.write("last words"), .close(.output)])
-        XCTAssertEqual(String(buffer: try XCTUnwrap(socket.channel.readOutbound(as: ByteBuffer.self))), "last words")
-    }
-
-    /// Abuse: a flood of one-byte DATA in one tunnel read is still one flush, and the session's budget
-    /// comes back whole once the socket took it.
-    func testAFloodOfTinyDataInOneReadIsOneFlush() throws {
-        let tunnel = try EmbeddedTunnel(window: 100_000)
-        let relay = StreamRelay(portID: port, session: tunnel.session)
-        tunnel.session.register(relay)
-        let socket = try EmbeddedSocket()
-        let flushes = FlushCounter()
-        try socket.channel.pipeline.syncOperations.addHandler(flushes, position: .first)
-        try socket.join(relay)
-        flushes.count = 0
-        for _ in 0..<5_000 { tunnel.channel.pipeline.fireChannelRead(data(ByteBuffer(string: "x"))) }
-        XCTAssertEqual(tunnel.session.bufferedBytes, 5_000, "counted while they wait for the flush")
-        tunnel.channel.pipeline.fireChannelReadComplete()
-        XCTAssertEqual(flushes.count, 1)
-        XCTAssertEqual(tunnel.session.bufferedBytes, 0)
-        XCTAssertEqual(relay.bytesFromTunnel, 5_000)
-    }
-}
-
-/// Counts the flushes that reach the socket.
-final class FlushCounter: ChannelOutboundHandler {
-    typealias OutboundIn = ByteBuffer
-    var count = 0
-
-    func flush(context: ChannelHandlerContext) {
-        count += 1
-        context.flush()
     }
 }
