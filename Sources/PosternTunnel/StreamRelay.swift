@@ -167,7 +167,7 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
     /// The payload slices share the socket's buffer: nothing is copied.
     private func sendHeld() {
         while true {
-            switch machine.nextOutbound(tunnelWritable: session.isWritable, maxPayload: session.maxStreamPayload) {
+            switch machine.nextOutbound(tunnelWritable: session.isWritable, maxPayload: session.maxDataPayload) {
             case .data(let slice):
                 session.sendData(portID: portID, slice)
             case .waitForTunnel:

@@ -51,11 +51,6 @@ public final class TunnelSession: ChannelInboundHandler {
     static let flushThreshold = 128 << 10
     /// DATA payloads up to this size are copied behind their header (see `sendData`).
     public static let inlinePayloadLimit = 8 << 10
-    /// DATA frames of a stream carry at most this much (less than the 1 MiB the protocol allows): the
-    /// peer decodes a frame only once it is whole, so a large frame waits for its last byte, and
-    /// the decoder copies the part it holds each time more arrives while earlier frames' bytes are
-    /// still being written to sockets.
-    public static let streamFrameLimit = 64 << 10
     private var inRead = false
     private let now: () -> NIODeadline
     /// Frames other than DATA (PONG, answers, RESET, WINDOW…) written since the channel stopped
@@ -221,9 +216,6 @@ public final class TunnelSession: ChannelInboundHandler {
             if let context { flush(context) }
         }
     }
-
-    /// The largest DATA payload a stream port sends in one frame (`streamFrameLimit`).
-    public var maxStreamPayload: Int { min(maxDataPayload, Self.streamFrameLimit) }
 
     /// The largest DATA payload the peer accepts.
     public var maxDataPayload: Int {

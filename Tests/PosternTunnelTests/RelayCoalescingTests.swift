@@ -6,8 +6,7 @@ import PosternWire
 import XCTest
 
 /// How stream bytes are cut into frames and buffers on the way through the tunnel (issue 15): small
-/// DATA travels in one buffer with its header (one TLS record, not two), large DATA is not copied,
-/// and stream frames stay within `TunnelSession.streamFrameLimit`.
+/// DATA travels in one buffer with its header (one TLS record, not two), large DATA is not copied.
 final class RelayCoalescingTests: XCTestCase {
     private let port: UInt32 = 5
 
@@ -66,23 +65,5 @@ final class RelayCoalescingTests: XCTestCase {
         XCTAssertEqual(buffers.reduce(0) { $0 + $1.readableBytes }, 20_000 * frameSize)
         XCTAssertLessThanOrEqual(buffers.map(\.readableBytes).max() ?? 0, (128 << 10) + frameSize)
         XCTAssertGreaterThan(buffers.count, 1)
-    }
-
-    func testStreamFramesStayWithinTheStreamFrameLimit() throws {
-        let limit = TunnelSession.streamFrameLimit
-        let total = 3 * limit + 100
-        let tunnel = try EmbeddedTunnel(peerWindow: UInt32(total))
-        _ = try tunnel.framesOut()
-        let relay = StreamRelay(portID: port, session: tunnel.session)
-        tunnel.session.register(relay)
-        let socket = try EmbeddedSocket()
-        try socket.join(relay)
-        XCTAssertLessThan(limit, tunnel.session.maxDataPayload, "below what the peer would take")
-        try socket.channel.writeInbound(ByteBuffer(repeating: 0x64, count: total))
-        let sizes = try tunnel.framesOut().map { frame -> Int in
-            guard case .data(let d) = frame else { return -1 }
-            return d.bytes.readableBytes
-        }
-        XCTAssertEqual(sizes, [limit, limit, limit, 100])
     }
 }
