@@ -32,7 +32,8 @@ public enum RelayBuffers {
     /// for the channel is 1,448 bytes; larger datagrams go one by one.
     public static let channelSegmentation = UDPSegmentRuns(maxSegmentSize: 1_452)
     /// Socket reads per `read()` of a relayed socket (and per read event of a TLS tunnel): what one
-    /// read brings is all a relay holds before it sends, so one keeps that to one buffer.
+    /// read brings is all a relay holds before it sends, so one keeps that to one buffer (a second
+    /// read in the same request would land while the first is still held and be copied behind it).
     public static let relayedReadsPerRead: UInt = 1
 }
 

@@ -49,6 +49,8 @@ public final class TunnelSession: ChannelInboundHandler {
     /// socket takes it, so unbounded batches meant multi-megabyte buffers (and a high RSS after load).
     private var unflushed = 0
     static let flushThreshold = 128 << 10
+    /// DATA payloads up to this size are copied behind their header (see `sendData`).
+    public static let inlinePayloadLimit = 8 << 10
     private var inRead = false
     private let now: () -> NIODeadline
     /// Frames other than DATA (PONG, answers, RESET, WINDOW…) written since the channel stopped
@@ -162,9 +164,25 @@ public final class TunnelSession: ChannelInboundHandler {
         goAway(.limitExceeded, message)
     }
 
-    /// DATA without copying the payload: the header goes in its own small buffer (writev joins them).
+    /// DATA. A small payload is copied behind its header, into the buffer that gathers small frames:
+    /// over TLS each buffer written is its own `SSL_write` and its own record, so a 64-byte request
+    /// sent as header + payload cost two records (and two decryptions at the peer) where one will do.
+    /// A large payload is not copied: the header goes in its own small buffer (writev joins them).
     public func sendData(portID: UInt32, _ payload: ByteBuffer) {
         guard let context, end == nil else { return }
+        let count = payload.readableBytes
+        if count <= Self.inlinePayloadLimit {
+            if control == nil {
+                control = context.channel.allocator.buffer(capacity: max(1024, Frame.headerLength + Frame.Data.prefixLength + count))
+            }
+            let start = control!.writerIndex
+            control!.writeDataPrefix(portID: portID, count: count)
+            control!.writeImmutableBuffer(payload)
+            let n = control!.writerIndex - start
+            bytesOut &+= UInt64(n)
+            framesOut &+= 1
+            return wrote(n, context)
+        }
         writeControl(context)
         var header = context.channel.allocator.buffer(capacity: Frame.headerLength + Frame.Data.prefixLength)
         header.writeDataPrefix(portID: portID, count: payload.readableBytes)
