@@ -1,6 +1,7 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import PosternTunnel
 
 #if canImport(Glibc)
     import Glibc
@@ -65,13 +66,9 @@ final class SteeredListener {
     /// From now on the kernel hands every new connection to socket `index` (clamped to the range).
     @discardableResult
     func steer(to index: Int) -> EventLoopFuture<Void> {
-        guard channels.count > 1, let provider = channels[0] as? SocketOptionProvider else {
-            return channels[0].eventLoop.makeSucceededVoidFuture()
-        }
+        guard channels.count > 1 else { return channels[0].eventLoop.makeSucceededVoidFuture() }
         let k = UInt32(min(max(index, 0), channels.count - 1))
-        return provider.unsafeSetSocketOption(
-            level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(Self.attachReuseportCBPF),
-            value: Program(length: 1, instructions: Self.programs[Int(k)]))
+        return ReturnProgram.attach(returning: k, as: ReturnProgram.attachReuseportCBPF, to: channels[0])
     }
 
     /// Stops or resumes accepting on every socket (the connections wait in the kernel's backlog).
@@ -85,44 +82,6 @@ final class SteeredListener {
     func close() {
         for channel in channels { channel.close(promise: nil) }
         claim?.release()
-    }
-
-    // MARK: - The program
-
-    /// struct sock_filter and struct sock_fprog (linux/filter.h), as `DatagramChecksumFilter` has them.
-    struct Instruction {
-        var code: UInt16
-        var jt: UInt8
-        var jf: UInt8
-        var k: UInt32
-    }
-
-    struct Program {
-        var length: UInt16
-        var instructions: UnsafeMutablePointer<Instruction>
-    }
-
-    /// SO_ATTACH_REUSEPORT_CBPF (asm-generic/socket.h), which Glibc does not export to Swift.
-    static let attachReuseportCBPF: CInt = 51
-
-    /// BPF_RET | BPF_K: the program's answer is the index of the socket in the reuseport group.
-    static func instruction(returning index: UInt32) -> Instruction {
-        Instruction(code: 0x06, jt: 0, jf: 0, k: index)
-    }
-
-    /// One "return i" program per possible loop, allocated once and never freed: the kernel copies
-    /// the program at setsockopt, which runs later, on the socket's loop.
-    nonisolated(unsafe) private static let programs: [UnsafeMutablePointer<Instruction>] = makePrograms(64)
-
-    private static func makePrograms(_ n: Int) -> [UnsafeMutablePointer<Instruction>] {
-        precondition(MemoryLayout<Instruction>.size == 8 && MemoryLayout<Program>.size == 16, "sock_filter/sock_fprog layout")
-        var all: [UnsafeMutablePointer<Instruction>] = []
-        for i in 0..<n {
-            let p = UnsafeMutablePointer<Instruction>.allocate(capacity: 1)
-            p.initialize(to: instruction(returning: UInt32(i)))
-            all.append(p)
-        }
-        return all
     }
 
     // MARK: - One steered listener per port in this process
