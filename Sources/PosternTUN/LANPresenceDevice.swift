@@ -54,9 +54,8 @@ public final class LANPresenceDevice: RelayedPacketDevice, @unchecked Sendable {
     private let socket: CInt
     private let wake: CInt
     private let mtuValue: Int
-    private var receiver: (([ByteBuffer]) -> Void)?
-    private var queue = CircularBuffer<ByteBuffer>()
-    private var reader: CheckedContinuation<[ByteBuffer], Error>?
+    /// Up to 1,024 unread packets wait for `read()` when no receiver is set; more are dropped.
+    private let inbox: PacketInbox
     private var ticker: RepeatedTask?
     private var isClosed = false
     private let slot: Int
@@ -84,6 +83,7 @@ public final class LANPresenceDevice: RelayedPacketDevice, @unchecked Sendable {
         self.mtuValue = mtu
         self.slot = slot
         self.batchSize = batchSize
+        self.inbox = PacketInbox(capacity: 1024, batchSize: batchSize)
         self.eventLoop = eventLoop
         (events, eventSink) = AsyncStream.makeStream(of: PacketDeviceEvent.self, bufferingPolicy: .unbounded)
     }
@@ -230,25 +230,12 @@ public final class LANPresenceDevice: RelayedPacketDevice, @unchecked Sendable {
 
     private func deliver(_ packets: [ByteBuffer]) {
         guard !packets.isEmpty else { return }
-        if let receiver {
-            receiver(packets)
-            return
-        }
-        queue.append(contentsOf: packets.prefix(max(0, 1024 - queue.count)))
-        if let reader, !queue.isEmpty {
-            self.reader = nil
-            reader.resume(returning: takeBatch())
-        }
+        _ = inbox.deliver(packets)
     }
 
     public func setReceiver(_ receive: @escaping ([ByteBuffer]) -> Void) {
         eventLoop.preconditionInEventLoop()
-        receiver = receive
-        if !queue.isEmpty {
-            let queued = Array(queue)
-            queue.removeAll()
-            receive(queued)
-        }
+        inbox.setReceiver(receive)
     }
 
     @discardableResult
@@ -273,16 +260,8 @@ public final class LANPresenceDevice: RelayedPacketDevice, @unchecked Sendable {
         ticker = nil
         var one: UInt64 = 1
         _ = Glibc.write(wake, &one, 8)
-        reader?.resume(throwing: PacketDeviceError.closed)
-        reader = nil
-        queue.removeAll()
+        _ = inbox.close()
         eventSink.finish()
-    }
-
-    private func takeBatch() -> [ByteBuffer] {
-        var batch: [ByteBuffer] = []
-        while batch.count < batchSize, let p = queue.popFirst() { batch.append(p) }
-        return batch
     }
 
     // MARK: - PacketDevice
@@ -291,17 +270,7 @@ public final class LANPresenceDevice: RelayedPacketDevice, @unchecked Sendable {
 
     public func read() async throws -> [ByteBuffer] {
         try await withCheckedThrowingContinuation { continuation in
-            eventLoop.execute {
-                if self.isClosed {
-                    continuation.resume(throwing: PacketDeviceError.closed)
-                } else if !self.queue.isEmpty {
-                    continuation.resume(returning: self.takeBatch())
-                } else if self.reader != nil {
-                    continuation.resume(throwing: PacketDeviceError.concurrentRead)
-                } else {
-                    self.reader = continuation
-                }
-            }
+            eventLoop.execute { self.inbox.read(continuation) }
         }
     }
 

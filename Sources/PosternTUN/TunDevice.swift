@@ -66,9 +66,7 @@ public final class TunDevice: PacketDevice, @unchecked Sendable {
     private let writeDescriptor: CInt
     private var channel: Channel?
     private var mtuValue: Int
-    private var receiver: (([ByteBuffer]) -> Void)?
-    private var queue = CircularBuffer<ByteBuffer>()
-    private var reader: CheckedContinuation<[ByteBuffer], Error>?
+    private let inbox: PacketInbox
     private var pending: [ByteBuffer] = []
     private var isClosed = false
     /// Whether every packet read or written carries a `VirtioNetHeader`.
@@ -101,6 +99,7 @@ public final class TunDevice: PacketDevice, @unchecked Sendable {
         self.mtuValue = mtu
         self.batchSize = batchSize
         self.queueCapacity = queueCapacity
+        self.inbox = PacketInbox(capacity: queueCapacity, batchSize: batchSize)
         self.eventLoop = eventLoop
         (events, eventSink) = AsyncStream.makeStream(of: PacketDeviceEvent.self, bufferingPolicy: .unbounded)
     }
@@ -175,12 +174,7 @@ public final class TunDevice: PacketDevice, @unchecked Sendable {
     /// `read()`.
     public func setReceiver(_ receive: @escaping ([ByteBuffer]) -> Void) {
         eventLoop.preconditionInEventLoop()
-        receiver = receive
-        if !queue.isEmpty {
-            let queued = Array(queue)
-            queue.removeAll()
-            receive(queued)
-        }
+        inbox.setReceiver(receive)
     }
 
     /// Writes one packet now. False when the device is closed or the kernel refused it (counted).
@@ -249,10 +243,7 @@ public final class TunDevice: PacketDevice, @unchecked Sendable {
         channel?.close(promise: nil)
         channel = nil
         Glibc.close(writeDescriptor)
-        reader?.resume(throwing: PacketDeviceError.closed)
-        reader = nil
-        dropped &+= UInt64(queue.count)
-        queue.removeAll()
+        dropped &+= UInt64(inbox.close())
         eventSink.finish()
     }
 
@@ -291,23 +282,7 @@ public final class TunDevice: PacketDevice, @unchecked Sendable {
         guard !pending.isEmpty else { return }
         let batch = pending
         pending.removeAll(keepingCapacity: true)
-        if let receiver {
-            receiver(batch)
-            return
-        }
-        let room = max(0, queueCapacity - queue.count)
-        queue.append(contentsOf: batch.prefix(room))
-        dropped &+= UInt64(max(0, batch.count - room))
-        if let reader, !queue.isEmpty {
-            self.reader = nil
-            reader.resume(returning: takeBatch())
-        }
-    }
-
-    private func takeBatch() -> [ByteBuffer] {
-        var batch: [ByteBuffer] = []
-        while batch.count < batchSize, let p = queue.popFirst() { batch.append(p) }
-        return batch
+        dropped &+= UInt64(inbox.deliver(batch))
     }
 
     // MARK: - PacketDevice
@@ -318,17 +293,7 @@ public final class TunDevice: PacketDevice, @unchecked Sendable {
 
     public func read() async throws -> [ByteBuffer] {
         try await withCheckedThrowingContinuation { continuation in
-            eventLoop.execute {
-                if self.isClosed {
-                    continuation.resume(throwing: PacketDeviceError.closed)
-                } else if !self.queue.isEmpty {
-                    continuation.resume(returning: self.takeBatch())
-                } else if self.reader != nil {
-                    continuation.resume(throwing: PacketDeviceError.concurrentRead)
-                } else {
-                    self.reader = continuation
-                }
-            }
+            eventLoop.execute { self.inbox.read(continuation) }
         }
     }
 
