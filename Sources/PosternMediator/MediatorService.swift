@@ -127,7 +127,7 @@ public final class MediatorService: @unchecked Sendable {
             // Short: while a path is dead, SYNs are lost; a fresh attempt after the backoff delay
             // notices a healed path sooner than the kernel's slowing SYN retransmissions would.
             .connectTimeout(.seconds(4))
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 512 * 1024, high: 2 * 1024 * 1024))
             .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.tunnelAllocator)
             .channelInitializer { channel in

@@ -318,7 +318,7 @@ public final class ServerService: @unchecked Sendable {
         ServerBootstrap(group: eventLoop, childGroup: childGroup)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
-            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 512 * 1024, high: 2 * 1024 * 1024))
             .childChannelOption(ChannelOptions.recvAllocator, value: RelayBuffers.tunnelAllocator)
             .childChannelInitializer { [self] channel in

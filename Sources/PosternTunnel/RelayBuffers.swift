@@ -81,7 +81,7 @@ extension ClientBootstrap {
     public func relayedStreamOptions() -> ClientBootstrap {
         channelOption(ChannelOptions.autoRead, value: false)
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.allocator)
             .channelOption(ChannelOptions.maxMessagesPerRead, value: RelayBuffers.relayedReadsPerRead)
     }
@@ -91,7 +91,7 @@ extension ServerBootstrap {
     public func relayedStreamChildOptions() -> ServerBootstrap {
         childChannelOption(ChannelOptions.autoRead, value: false)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.recvAllocator, value: RelayBuffers.allocator)
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: RelayBuffers.relayedReadsPerRead)
     }
