@@ -193,7 +193,15 @@ final class TCPForwardToMediator: Forward {
                 if let relay { return relay.retry(as: id) }
                 let r = link.makeRelay(portID: id, counters: counters, pipelining: .sendsBeforeDone)
                 relay = r
-                link.join(child, r, early: early)
+                child.pipeline.addHandler(r).whenComplete { result in
+                    switch result {
+                    case .success: early.handOver()
+                    case .failure:
+                        // The user is gone already: the mediator gives up its connect on the RESET.
+                        r.resetBoth(code: .connectionReset, how: "the connection closed before its relay joined")
+                        child.close(promise: nil)
+                    }
+                }
             },
             requeued: { relay?.pauseForRetry() })
         link.connect(
@@ -210,6 +218,9 @@ final class TCPForwardToMediator: Forward {
                     link.relay(child, connected: done, early: early, counters: counters)
                 }
             case .failure(let error):
+                // A pipelined port its user (or a rule) already ended: nobody is left to tell, and the
+                // FAILED is only the mediator's answer to that RESET.
+                if let relay, !relay.isLive { return }
                 counters.failed(error)
                 // The user sees an RST: the closest a forward can come to "connection refused".
                 logger.info("forward \(spec): connection from \(peer) not relayed: \(error)")
