@@ -28,14 +28,19 @@ public enum MediatorPortRefusal: Error, Hashable, Sendable, CustomStringConverti
     case closedWhileConnecting(UInt32)
     /// CLOSE came before the LISTEN finished: the LISTEN still gets its answer.
     case closedBeforeListening(UInt32)
+    /// A pipelined CONNECT (§5.3) named a server-chosen id at or below the last one: ids are never
+    /// reused, and a live port is never touched by it.
+    case serverPortIDReused(UInt32, last: UInt32)
+    /// The server reset a pipelined port before its connect finished: the CONNECT still gets its answer.
+    case resetWhileConnecting(UInt32)
 
     public var code: ErrorCode {
         switch self {
         case .requestRate, .portLimit, .portIDsExhausted, .pendingConnectLimit: return .limitExceeded
         case .noSuchPort: return .noSuchPort
-        case .notUnconnectedTCP: return .invalidState
+        case .notUnconnectedTCP, .serverPortIDReused: return .invalidState
         case .listenDenied, .redirectDenied, .destinationDenied, .protectedDestination, .bindDenied: return .deniedByPolicy
-        case .closedWhileConnecting, .closedBeforeListening: return .connectionReset
+        case .closedWhileConnecting, .closedBeforeListening, .resetWhileConnecting: return .connectionReset
         }
     }
 
@@ -44,8 +49,8 @@ public enum MediatorPortRefusal: Error, Hashable, Sendable, CustomStringConverti
         switch self {
         case .requestRate: return 11  // EAGAIN
         case .listenDenied, .redirectDenied, .destinationDenied, .protectedDestination, .bindDenied: return 13  // EACCES
-        case .closedWhileConnecting, .closedBeforeListening: return 103  // ECONNABORTED
-        case .portLimit, .portIDsExhausted, .pendingConnectLimit, .noSuchPort, .notUnconnectedTCP: return 0
+        case .closedWhileConnecting, .closedBeforeListening, .resetWhileConnecting: return 103  // ECONNABORTED
+        case .portLimit, .portIDsExhausted, .pendingConnectLimit, .noSuchPort, .notUnconnectedTCP, .serverPortIDReused: return 0
         }
     }
 
@@ -78,6 +83,10 @@ public enum MediatorPortRefusal: Error, Hashable, Sendable, CustomStringConverti
             return "port \(id) was closed while connecting"
         case .closedBeforeListening(let id):
             return "port \(id) was closed before it was listening"
+        case .serverPortIDReused(let id, let last):
+            return "port id \(id) is not above the last server-chosen id \(last): ids are never reused"
+        case .resetWhileConnecting(let id):
+            return "port \(id) was reset by the server while connecting"
         }
     }
 

@@ -10,8 +10,10 @@ import PosternWire
 /// Lifecycles (every port also ends by CLOSE, and all of them when the session ends):
 /// - OPEN: `open` takes an id (`opening`) → `opened` as `reserved` (TCP) or `datagram` (UDP), or
 ///   `openFailed`. REDIRECT: `redirect` takes an id the same way → `opened` as `datagram`.
-/// - CONNECT: `connect` on a `reserved` port, or with port id 0 on a new id → `connecting` →
-///   `resolved` (the `--allow` list) → `connected` (`stream`) or `connectFailed`.
+/// - CONNECT: `connect` on a `reserved` port, or with port id 0 on a new id, or (pipelined, §5.3) on
+///   the new server-chosen id it names → `connecting` → `resolved` (the `--allow` list) → `connected`
+///   (`stream`) or `connectFailed`. A pipelined port the server resets while it connects:
+///   `pipelinedPortReset`, and `connected` then refuses.
 /// - LISTEN: `listen` on a `reserved` port → `startingToListen` → `listening` (`listener`) or
 ///   `listenFailed`; each connection the listener accepts: `accept` (`opening`) → `accepted` (`stream`).
 /// - A stream or datagram port that ends by itself: `released`.
@@ -51,9 +53,14 @@ public struct MediatorPortTable<Handles: MediatorPortHandles> {
     public let limits: MediatorPortLimits
     public let policy: Policy
     private var ports: [UInt32: Port] = [:]
-    /// Nil once every u32 has been used: ids are never reused within a session (§5), so a late frame
-    /// can never reach the wrong port.
+    /// Nil once every id of the mediator's range has been used: ids are never reused within a session
+    /// (§5), so a late frame can never reach the wrong port.
     var nextPortID: UInt32? = 1
+    /// Whether CONNECT may name a new server-chosen port id (the `pipelinedConnect` capability, §4.3).
+    public let takesServerPortIDs: Bool
+    /// The highest server-chosen id a CONNECT created so far: the server counts up and never reuses
+    /// one, so an id at or below it is refused, whether its port still lives or not.
+    public private(set) var lastServerPortID: UInt32 = PortIDRange.serverBit
     private var requestRate: TokenBucket
     /// CONNECTs between `connect` and their end (`resolved` refusing, `connected` or `connectFailed`),
     /// counting those whose port was closed meanwhile: their sockets still exist.
@@ -64,9 +71,10 @@ public struct MediatorPortTable<Handles: MediatorPortHandles> {
     public private(set) var isClosed = false
 
     /// The request rate starts with a full burst, so a fresh session may send one at once.
-    public init(limits: MediatorPortLimits, policy: Policy, now: NIODeadline) {
+    public init(limits: MediatorPortLimits, policy: Policy, now: NIODeadline, takesServerPortIDs: Bool = false) {
         self.limits = limits
         self.policy = policy
+        self.takesServerPortIDs = takesServerPortIDs
         let rate = Double(limits.maxRequestRate)
         self.requestRate = TokenBucket(rate: rate, burst: rate, now: now)
     }
@@ -124,6 +132,14 @@ public struct MediatorPortTable<Handles: MediatorPortHandles> {
         if portID == 0 {
             if let refusal = mayCreatePort() { return .failure(refusal) }
             connect = Connect(portID: take(as: .connecting), from: nil)
+        } else if portID & PortIDRange.serverBit != 0 {
+            // Without the capability no such id can exist: the answer of a mediator that predates it.
+            guard takesServerPortIDs else { return .failure(.noSuchPort(portID)) }
+            guard portID > lastServerPortID else { return .failure(.serverPortIDReused(portID, last: lastServerPortID)) }
+            guard ports.count < limits.maxPorts else { return .failure(.portLimit(limits.maxPorts)) }
+            lastServerPortID = portID
+            ports[portID] = .connecting
+            connect = Connect(portID: portID, from: nil)
         } else {
             switch ports[portID] {
             case nil, .opening?:
@@ -145,7 +161,7 @@ public struct MediatorPortTable<Handles: MediatorPortHandles> {
     public mutating func resolved(_ portID: UInt32, destination: Endpoint, address: IPAddress?) -> MediatorPortRefusal? {
         guard case .connecting = ports[portID] else {
             pendingConnects -= 1
-            return .closedWhileConnecting(portID)
+            return goneWhileConnecting(portID)
         }
         guard let address, policy.allowsConnect(to: address, port: destination.port) else {
             pendingConnects -= 1
@@ -164,7 +180,7 @@ public struct MediatorPortTable<Handles: MediatorPortHandles> {
     /// answer the CONNECT with it.
     public mutating func connected(_ portID: UInt32, stream: Handles.Stream) -> MediatorPortRefusal? {
         pendingConnects -= 1
-        guard case .connecting = ports[portID] else { return .closedWhileConnecting(portID) }
+        guard case .connecting = ports[portID] else { return goneWhileConnecting(portID) }
         ports[portID] = .stream(stream)
         return nil
     }
@@ -173,6 +189,14 @@ public struct MediatorPortTable<Handles: MediatorPortHandles> {
     public mutating func connectFailed(_ portID: UInt32) {
         pendingConnects -= 1
         if case .connecting = ports[portID] { ports[portID] = nil }
+    }
+
+    /// The server reset a pipelined port (or its kept frames broke a rule, §6.3) while it connected:
+    /// the id is gone at once; the connect still ends through `resolved`, `connected` (which then
+    /// refuses: close the socket) or `connectFailed`, and the CONNECT gets its one answer then.
+    public mutating func pipelinedPortReset(_ portID: UInt32) {
+        guard portID & PortIDRange.serverBit != 0, case .connecting = ports[portID] else { return }
+        ports[portID] = nil
     }
 
     // MARK: - LISTEN
@@ -246,6 +270,12 @@ public struct MediatorPortTable<Handles: MediatorPortHandles> {
         return all
     }
 
+    /// Why a connecting port is no longer there: a server-chosen one is gone by the server's RESET
+    /// (§5.3, "Pipelined CONNECT"), any other by CLOSE (or the session's end).
+    private func goneWhileConnecting(_ portID: UInt32) -> MediatorPortRefusal {
+        portID & PortIDRange.serverBit != 0 ? .resetWhileConnecting(portID) : .closedWhileConnecting(portID)
+    }
+
     // MARK: - Rules
 
     /// The request rate: OPEN, REDIRECT, CONNECT and LISTEN each take a token, even when refused later.
@@ -273,7 +303,8 @@ public struct MediatorPortTable<Handles: MediatorPortHandles> {
     /// A new port id; `mayCreatePort` said there is one.
     private mutating func take(as port: Port = .opening) -> UInt32 {
         guard let id = nextPortID else { preconditionFailure("take() without mayCreatePort()") }
-        nextPortID = id == UInt32.max ? nil : id + 1
+        // A limit, not a wrap: the ids above belong to the server (§5, "Port ids").
+        nextPortID = id >= PortIDRange.lastMediatorID ? nil : id + 1
         ports[id] = port
         return id
     }

@@ -19,7 +19,24 @@ import PosternWire
 /// small frames that cost no window), and replayed once the socket joins. An empty DATA costs no
 /// window and carries nothing: it is accepted (§6.1) and dropped, never written or kept. A socket that ends by FIN after the peer's FIN, while some of its bytes are still held,
 /// leaves the port draining: the bytes go out as the peer grants window, then FINISHED.
+///
+/// A pipelined CONNECT (docs/protocol.md §5.3) starts the server's end joined before the mediator has
+/// answered: its DATA goes out within the peer's initial window right behind the CONNECT, and what
+/// went out is kept (slices of the read buffers, no copy) until `connectConfirmed`. A CONNECT the
+/// mediator refused for limits is sent again later under a new id: `connectRefusedForRetry` puts
+/// the kept bytes (and a FINISHED already sent) back in front and pauses the port, `connectRetried`
+/// sends them again. The mediator's end of such a port awaits its socket like an accepted one's
+/// server end, except that a RESET ends it at once: the connect is given up, not finished first.
 public struct StreamPortStateMachine: Sendable {
+    /// How a port takes part in a pipelined CONNECT (docs/protocol.md §5.3).
+    public enum Pipelining: Hashable, Sendable {
+        case none
+        /// The server's end: sends before DONE and keeps what it sent until `connectConfirmed`.
+        case sendsBeforeDone
+        /// The mediator's end while its connect runs: a RESET before the socket joins ends the port.
+        case connectingHere
+    }
+
     public enum Phase: Hashable, Sendable {
         /// No socket yet: frames from the peer are kept.
         case awaitingSocket
@@ -73,15 +90,65 @@ public struct StreamPortStateMachine: Sendable {
     private var lastEarlyReserve = 0
     /// How a socket that joins after the port ended is closed.
     private var closeOnLateJoin: StreamPortAction.SocketClose = .abort
+    private let pipelining: Pipelining
+    /// The peer's initial window, for a CONNECT sent again (`connectRetried`).
+    private let initialSendWindow: UInt32
+    /// Pipelined, not confirmed yet: every DATA payload sent so far, in order.
+    private var unconfirmed: CircularBuffer<ByteBuffer>?
+    /// Pipelined and refused for limits: nothing goes out until `connectRetried`.
+    public private(set) var isPaused = false
 
     /// Frames kept before the socket joins, at most. A legitimate peer sends a few (DATA, joined into
     /// one; FINISHED; RESET): only a hostile one reaches this.
     public static let maxEarlyFrames = 64
 
     /// `sendWindow`: the peer's initial window; `receiveWindow`: ours (§6.3).
-    public init(sendWindow: UInt32, receiveWindow: UInt32) {
+    public init(sendWindow: UInt32, receiveWindow: UInt32, pipelining: Pipelining = .none) {
         self.sendWindow = SendWindow(initial: sendWindow)
         self.receiveWindow = ReceiveWindow(size: receiveWindow)
+        self.pipelining = pipelining
+        self.initialSendWindow = sendWindow
+        if pipelining == .sendsBeforeDone { unconfirmed = [] }
+    }
+
+    /// Pipelined and not confirmed yet: DATA sent so far is kept.
+    public var isUnconfirmed: Bool { unconfirmed != nil }
+    /// The bytes sent before DONE and kept for a retry.
+    public var unconfirmedBytes: Int { unconfirmed?.reduce(0) { $0 + $1.readableBytes } ?? 0 }
+
+    // MARK: - Pipelined CONNECT (server end)
+
+    /// DONE came: what was sent stays sent.
+    public mutating func connectConfirmed() {
+        unconfirmed = nil
+        isPaused = false
+    }
+
+    /// FAILED `limitExceeded` came and the CONNECT will go again under a new id: what was sent goes
+    /// back in front of what is held, FINISHED too, and the port sends nothing until `connectRetried`
+    /// (the mediator never had the old id; frames for it would only be dropped there, §6.4).
+    public mutating func connectRefusedForRetry() {
+        guard let sent = unconfirmed, phase == .joined || phase == .draining else { return }
+        var again = sent
+        let n = sent.reduce(0) { $0 + $1.readableBytes }
+        for b in held { again.append(b) }
+        held = again
+        unconfirmed = []
+        bytesToTunnel &-= UInt64(n)
+        sendWindow = SendWindow(initial: initialSendWindow)
+        if halves.sentFin {
+            // Nothing came from the peer before DONE, so only our FIN is undone.
+            halves = StreamState()
+            eofPending = true
+        }
+        isPaused = true
+    }
+
+    /// The CONNECT went again under its new id: send (`resume`) what was kept.
+    public mutating func connectRetried() -> StreamPortAction {
+        guard isPaused, phase != .released else { return .none }
+        isPaused = false
+        return .resume
     }
 
     /// Bytes read from the socket and not yet sent.
@@ -124,7 +191,7 @@ public struct StreamPortStateMachine: Sendable {
     /// The socket reached end of input (a half-close event).
     public mutating func socketInputClosed() -> StreamPortAction {
         guard phase == .joined else { return .none }
-        if !held.isEmpty {
+        if !held.isEmpty || isPaused {
             eofPending = true
             return .none
         }
@@ -164,7 +231,7 @@ public struct StreamPortStateMachine: Sendable {
 
     /// Whether to ask the socket for more bytes now.
     public func readDecision(tunnelWritable: Bool) -> ReadDecision {
-        guard phase == .joined, held.isEmpty, !halves.sentFin, sendWindow.credit > 0 else { return .none }
+        guard phase == .joined, !isPaused, held.isEmpty, !halves.sentFin, sendWindow.credit > 0 else { return .none }
         return tunnelWritable ? .read : .waitForTunnel
     }
 
@@ -172,7 +239,7 @@ public struct StreamPortStateMachine: Sendable {
     /// the peer accepts (§6.1).
     public mutating func nextOutbound(tunnelWritable: Bool, maxPayload: Int) -> Outbound {
         precondition(maxPayload > 0, "DATA needs room for at least one byte")
-        guard phase == .joined || phase == .draining else { return .idle }
+        guard phase == .joined || phase == .draining, !isPaused else { return .idle }
         while held.first?.readableBytes == 0 { held.removeFirst() }
         guard !held.isEmpty else {
             guard eofPending else { return .idle }
@@ -184,6 +251,7 @@ public struct StreamPortStateMachine: Sendable {
         }
         let n = min(held[held.startIndex].readableBytes, sendWindow.credit, maxPayload)
         let slice = held[held.startIndex].readSlice(length: n)!
+        unconfirmed?.append(slice)
         sendWindow.consume(n)
         bytesToTunnel &+= UInt64(n)
         if held[held.startIndex].readableBytes == 0 { held.removeFirst() }
@@ -266,6 +334,15 @@ public struct StreamPortStateMachine: Sendable {
         return end(.reset(code), .abort, reason)
     }
 
+    /// The port's request failed (its CONNECT answered FAILED, or the mediator could not connect a
+    /// pipelined port): the peer has no such port, so nothing is sent; the socket, if any, is aborted
+    /// and kept frames are dropped unwritten.
+    public mutating func abandon(reason: StreamPortEnd) -> StreamPortAction {
+        guard phase != .released else { return .none }
+        _ = halves.apply(.reset)
+        return end(.none, .abort, reason)
+    }
+
     /// CLOSE from the server (§5.5): close the socket normally; the server already forgot the port.
     public mutating func closeByRequest() -> StreamPortAction {
         guard phase != .released else { return .none }
@@ -275,6 +352,11 @@ public struct StreamPortStateMachine: Sendable {
     // MARK: - Internals
 
     private mutating func keepEarly(_ frame: Frame) -> StreamPortResult {
+        if pipelining == .connectingHere, case .reset(let r) = frame {
+            // The server gave up on the connection before it was up: so does the connect (§5.3).
+            _ = halves.apply(.reset)
+            return .succeeded(end(.none, .abort, .resetByPeer(r.code)))
+        }
         if case .data(let d) = frame {
             let n = d.bytes.readableBytes
             guard earlyBytes + n <= Int(receiveWindow.size) else {
@@ -329,6 +411,9 @@ public struct StreamPortStateMachine: Sendable {
         _ lastFrame: StreamPortAction.LastFrame, _ socket: StreamPortAction.SocketClose, _ reason: StreamPortEnd
     ) -> StreamPortAction {
         phase = .released
+        // A paused port's id was never the mediator's: nothing is sent for it (it would be dropped, §6.4).
+        let lastFrame: StreamPortAction.LastFrame = isPaused ? .none : lastFrame
+        unconfirmed = nil
         held.removeAll()
         eofPending = false
         early = []

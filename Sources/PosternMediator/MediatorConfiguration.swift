@@ -31,6 +31,10 @@ public struct MediatorConfiguration: Sendable {
     /// Whether the mediator opens a UDP channel to the server's service port number once a session is
     /// established; without it every datagram rides the TCP channel, as in version 1.
     public var udpChannelEnabled = true
+    /// Whether the mediator announces and takes pipelined CONNECTs (docs/protocol.md §5.3): server-chosen
+    /// port ids, DATA before DONE. Off (`--no-pipelined-connect`): it answers as a mediator older than
+    /// that rule did, and the server falls back to CONNECT with port id 0.
+    public var pipelinedConnects = true
     public var softwareVersion: String
     /// TUN mode, if the operator allows it (`--tun`); nil: off, the server's TUN requests are refused.
     public var tun: MediatorTunSettings?

@@ -227,6 +227,7 @@ public final class MediatorService: @unchecked Sendable {
         }.whenComplete { [self] result in
             var offered: MediatorEnvironment.Capabilities = icmpEcho.capabilities
             if tun != nil { offered.formUnion([.tunOffered, .tunExtensions]) }
+            if configuration.pipelinedConnects { offered.insert(.pipelinedConnect) }
             switch result {
             case .success(var environment):
                 environment.capabilities.formUnion(offered)

@@ -53,7 +53,7 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
             limits: MediatorPortLimits(
                 maxPorts: configuration.maxPorts, maxPendingConnects: configuration.maxPendingConnects,
                 maxRequestRate: configuration.maxRequestRate),
-            policy: configuration.policy, now: now())
+            policy: configuration.policy, now: now(), takesServerPortIDs: configuration.pipelinedConnects)
     }
 
     // MARK: - TunnelSessionDelegate
@@ -311,20 +311,31 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         let id: UInt32
         let local: Endpoint?
         switch ports.connect(portID: c.portID, now: now()) {
-        case .failure(let refusal): return refuse(session, c.requestID, refusal)
+        case .failure(let refusal):
+            if case .serverPortIDReused = refusal { logger.warning("refusing a pipelined connect: \(refusal)") }
+            return refuse(session, c.requestID, refusal)
         case .success(let connect):
             id = connect.portID
             local = connect.from?.local
             connect.from?.close()  // rebound by the connecting socket below
         }
+        let pipelined = PortIDRange.isServerChosen(id) ? pipelinedConnect(id, session) : nil
         resolve(c.destination).whenComplete { [self] result in
             switch result {
             case .failure(let error):
+                if pipelined != nil, ports[id] == nil {
+                    // Reset by the server while resolving: that is the answer (§5.3).
+                    ports.connectFailed(id)
+                    return refuse(session, c.requestID, .resetWhileConnecting(id))
+                }
                 ports.connectFailed(id)
+                pipelined?.relay.abandon(how: "connect failed")
                 fail(session, c.requestID, error, "resolve \(c.destination.host)")
             case .success(let address):
                 let ip = address.ipAddress.flatMap { IPAddress($0) }
                 if let refusal = ports.resolved(id, destination: c.destination, address: ip) {
+                    // Whatever the server sent behind the CONNECT is dropped, never written (§5.3).
+                    pipelined?.relay.abandon(how: "connect refused: \(refusal)")
                     switch refusal {
                     case .destinationDenied:
                         logger.warning("connect to \(c.destination) denied by policy")
@@ -335,13 +346,40 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
                     }
                     return refuse(session, c.requestID, refusal)
                 }
-                startConnect(id: id, requestID: c.requestID, to: address, from: local, session: session, label: c.destination)
+                startConnect(
+                    id: id, requestID: c.requestID, to: address, from: local, session: session, label: c.destination, pipelined: pipelined)
             }
         }
     }
 
+    /// A pipelined CONNECT's port (§5.3): its relay exists and is registered before the connect
+    /// starts, so what the server sends behind the CONNECT is kept (bounded by the window and 64
+    /// frames, §6.3) and replayed once connected. A RESET from the server ends it and cancels the connect.
+    final class PipelinedConnect {
+        let relay: StreamRelay
+        /// The connecting socket, from the bootstrap's initializer to the connect's end.
+        var channel: Channel?
+        init(relay: StreamRelay) { self.relay = relay }
+    }
+
+    private func pipelinedConnect(_ id: UInt32, _ session: TunnelSession) -> PipelinedConnect {
+        let pipelined = PipelinedConnect(relay: StreamRelay(portID: id, session: session, pipelining: .connectingHere))
+        pipelined.relay.onClose = { [weak self, weak pipelined] _, _ in
+            guard let self else { return }
+            if case .connecting? = ports[id] {
+                // Reset by the server (or its kept frames broke a rule) before the socket was up.
+                ports.pipelinedPortReset(id)
+                pipelined?.channel?.close(promise: nil)
+            }
+            ports.released(id)
+        }
+        session.register(pipelined.relay)
+        return pipelined
+    }
+
     private func startConnect(
-        id: UInt32, requestID: UInt32, to address: SocketAddress, from local: Endpoint?, session: TunnelSession, label: Endpoint
+        id: UInt32, requestID: UInt32, to address: SocketAddress, from local: Endpoint?, session: TunnelSession, label: Endpoint,
+        pipelined: PipelinedConnect? = nil
     ) {
         var bootstrap = ClientBootstrap(group: eventLoop)
             .relayedStreamOptions()
@@ -349,20 +387,36 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         if let local, case .ip(let ip) = local.host, let bindAddress = try? SocketAddress(ipAddress: ip, port: local.port) {
             bootstrap = bootstrap.bind(to: bindAddress)
         }
+        if let pipelined {
+            bootstrap = bootstrap.channelInitializer { channel in
+                pipelined.channel = channel
+                return channel.eventLoop.makeSucceededVoidFuture()
+            }
+        }
         bootstrap.connect(to: address).whenComplete { [self] result in
+            pipelined?.channel = nil
             switch result {
             case .failure(let error):
+                if pipelined != nil, ports[id] == nil {
+                    // The server's RESET closed the socket: that is the answer, not the error it caused.
+                    ports.connectFailed(id)
+                    return refuse(session, requestID, .resetWhileConnecting(id))
+                }
                 ports.connectFailed(id)
+                pipelined?.relay.abandon(how: "connect failed")
                 fail(session, requestID, error, "connect to \(label)")
             case .success(let channel):
-                let relay = StreamRelay(portID: id, session: session)
+                let relay = pipelined?.relay ?? StreamRelay(portID: id, session: session)
                 if let refusal = ports.connected(id, stream: (relay, channel)) {
-                    // CLOSE came while connecting (or the session ended): the CONNECT still gets its answer.
+                    // CLOSE came while connecting (or the session ended, or the server reset a
+                    // pipelined port): the CONNECT still gets its answer.
                     channel.close(promise: nil)
                     return refuse(session, requestID, refusal)
                 }
-                relay.onClose = { [weak self] _, _ in self?.ports.released(id) }
-                session.register(relay)
+                if pipelined == nil {
+                    relay.onClose = { [weak self] _, _ in self?.ports.released(id) }
+                    session.register(relay)
+                }
                 let localEndpoint = channel.localAddress?.endpoint ?? Endpoint(.anyV4, 0)
                 session.send(.done(.init(requestID: requestID, portID: id, local: localEndpoint)))
                 if let recorder, let tap = PcapStreamTap(channel: channel, recorder: recorder, initiatedHere: true) {

@@ -1,4 +1,5 @@
 import NIOCore
+import PosternCore
 import PosternTunnel
 import PosternWire
 
@@ -7,16 +8,26 @@ import PosternWire
 extension MediatorLink {
     /// A relay for the connected or accepted port `portID`, registered at once so the DATA that
     /// follows DONE or ACCEPTED is kept until a socket joins it; the port is forgotten when it ends.
-    /// A forward's `counters` count the relay while it is open and its bytes when it closes.
-    func makeRelay(portID: UInt32, counters: ForwardCounters? = nil) -> StreamRelay {
-        let relay = StreamRelay(portID: portID, session: session)
+    /// A forward's `counters` count the relay while it is open and its bytes when it closes; a
+    /// pipelined CONNECT's relay (`.sendsBeforeDone`) only from its DONE on (`confirm`), so a connect
+    /// that fails counts as a failure alone, as it does without pipelining.
+    func makeRelay(
+        portID: UInt32, counters: ForwardCounters? = nil, pipelining: StreamPortStateMachine.Pipelining = .none
+    ) -> StreamRelay {
+        let relay = StreamRelay(portID: portID, session: session, pipelining: pipelining)
         relay.onClose = { [weak self] r, _ in
             self?.forget(portID: r.portID)
             counters?.closed(r)
         }
-        counters?.opened(relay)
+        if pipelining == .none { counters?.opened(relay) }
         session.register(relay)
         return relay
+    }
+
+    /// DONE came for a pipelined CONNECT whose relay runs already (docs/protocol.md §5.3).
+    func confirm(_ relay: StreamRelay, counters: ForwardCounters? = nil) {
+        relay.connectConfirmed()
+        if relay.isLive { counters?.opened(relay) }
     }
 
     /// Joins `child` to the port a CONNECT just connected: what `child` sent before (held by

@@ -28,6 +28,9 @@ public final class MediatorLink: TunnelSessionDelegate {
     /// Every UDP forward sends and receives through it.
     public let datagramPath: UDPChannelDatagramPath
     private var nextRequestID: UInt32 = 1
+    /// The next server-chosen port id for a pipelined CONNECT (docs/protocol.md §5.3); nil once the
+    /// range is used up (CONNECTs then go the old way, with port id 0).
+    private var nextServerPortID: UInt32? = PortIDRange.firstServerID
     private var pending: [UInt32: EventLoopPromise<Frame.Done>] = [:]
     /// Who takes the connections a listening port accepts.
     private var listeners: [UInt32: (Frame.Accepted) -> Void] = [:]
@@ -132,11 +135,31 @@ public final class MediatorLink: TunnelSessionDelegate {
             }
     }
 
+    /// Whether CONNECT may name a server-chosen port id, the user's bytes right behind it (§5.3): the
+    /// mediator announced it in its ENVIRONMENT. Until that arrives, and with an older mediator, no.
+    public var pipelinesConnects: Bool {
+        nextServerPortID != nil && environment?.capabilities.contains(.pipelinedConnect) == true
+    }
+
+    /// What a pipelined CONNECT's owner is told besides the answer: the id it was sent under (from
+    /// then on the owner's relay may send DATA for it), and that it went back to the admission queue
+    /// after a refusal for limits (the relay pauses until the next `sent`, under a new id).
+    public struct PipelinedConnect {
+        public var sent: (UInt32) -> Void
+        public var requeued: () -> Void
+        public init(sent: @escaping (UInt32) -> Void, requeued: @escaping () -> Void) {
+            self.sent = sent
+            self.requeued = requeued
+        }
+    }
+
     /// portID 0: open an ephemeral port and connect in one round trip. Goes through `admission`: sent
     /// at once while the mediator has room, else queued (bound, timeout) until an answer frees a slot.
     /// `isWanted` is asked when a queued CONNECT's turn comes: false (its user left) and it is dropped.
+    /// `pipelined` (with port id 0): when the mediator takes it, the CONNECT names a new server-chosen
+    /// id instead, and `pipelined.sent` is told that id as it goes out; otherwise it is never called.
     public func connect(
-        portID: UInt32, to destination: Endpoint, owner: String, isWanted: (() -> Bool)? = nil
+        portID: UInt32, to destination: Endpoint, owner: String, isWanted: (() -> Bool)? = nil, pipelined: PipelinedConnect? = nil
     ) -> EventLoopFuture<Frame.Done> {
         eventLoop.preconditionInEventLoop()
         let promise = session.eventLoop.makePromise(of: Frame.Done.self)
@@ -144,7 +167,9 @@ public final class MediatorLink: TunnelSessionDelegate {
             promise.fail(OperationError(code: .shuttingDown, message: "mediator '\(name)' is not connected"))
             return promise.futureResult
         }
-        let queued = QueuedConnect(portID: portID, destination: destination, owner: owner, isWanted: isWanted, promise: promise)
+        let queued = QueuedConnect(
+            portID: portID, destination: destination, owner: owner, isWanted: isWanted, pipelined: portID == 0 ? pipelined : nil,
+            promise: promise)
         let (ticket, decision) = admission.request(now: .now())
         switch decision {
         case .send:
@@ -163,24 +188,46 @@ public final class MediatorLink: TunnelSessionDelegate {
         var destination: Endpoint
         var owner: String
         var isWanted: (() -> Bool)?
+        var pipelined: PipelinedConnect?
         var promise: EventLoopPromise<Frame.Done>
     }
 
+    /// A new server-chosen port id, when this CONNECT may be pipelined.
+    private func takeServerPortID(for c: QueuedConnect) -> UInt32? {
+        guard c.pipelined != nil, pipelinesConnects, let id = nextServerPortID else { return nil }
+        nextServerPortID = id == UInt32.max ? nil : id + 1
+        return id
+    }
+
     private func sendConnect(_ ticket: ConnectAdmission.Ticket, _ c: QueuedConnect) {
-        request { .connect(.init(requestID: $0, portID: c.portID, destination: c.destination)) }
+        let serverPortID = takeServerPortID(for: c)
+        let answer = request { .connect(.init(requestID: $0, portID: serverPortID ?? c.portID, destination: c.destination)) }
+        // The CONNECT is on its way: the owner's relay may send right behind it, before DONE.
+        if let serverPortID, isOpen { c.pipelined?.sent(serverPortID) }
+        answer
             .whenComplete { [self] result in
                 let step: ConnectAdmission.Step
                 switch result {
-                case .success(let done):
-                    ports[done.portID] = PortRecord(
-                        id: done.portID, transport: "tcp", kind: "connected", local: "\(done.local)", remote: "\(c.destination)",
-                        owner: c.owner)
+                case .success(var done):
+                    if let serverPortID, done.portID != serverPortID {
+                        // The port is the one the CONNECT named; a mediator saying otherwise is broken.
+                        session.goAway(.protocolError, "DONE names port \(done.portID) for a CONNECT of port \(serverPortID)")
+                        done.portID = serverPortID
+                    }
+                    // A pipelined port whose relay already ended (its user reset it) is not recorded.
+                    if serverPortID == nil || session.port(done.portID) != nil {
+                        ports[done.portID] = PortRecord(
+                            id: done.portID, transport: "tcp", kind: "connected", local: "\(done.local)", remote: "\(c.destination)",
+                            owner: c.owner)
+                    }
                     step = admission.finished(ticket, .done, now: .now())
                     c.promise.succeed(done)
                 case .failure(let error):
                     let forLimits = (error as? OperationError)?.code == .limitExceeded
                     step = admission.finished(ticket, forLimits ? .refusedForLimits : .failed, now: .now())
                     if step.requeued {
+                        // A pipelined one goes again under a new id, with the bytes its relay sent.
+                        if serverPortID != nil { c.pipelined?.requeued() }
                         queuedConnects[ticket] = c
                         armAdmissionTimer()
                     } else if let why = step.refused {

@@ -129,6 +129,7 @@ struct MediatorView: Encodable {
                 e.capabilities.contains(.icmpDatagram) || e.capabilities.contains(.rawSockets) ? "echo" : "echo-unavailable")
         }
         if e.capabilities.contains(.echoNames) { capabilities.append("echo-names") }
+        if e.capabilities.contains(.pipelinedConnect) { capabilities.append("pipelined-connect") }
         if let t = link.registry.tunMode?.tun(of: link) {
             let counters = t.relay?.counters ?? PacketCounters()
             tun = TunView(

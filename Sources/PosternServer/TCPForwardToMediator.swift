@@ -184,19 +184,53 @@ final class TCPForwardToMediator: Forward {
         let began = NIODeadline.now()
         let pause = shared.withLockedValue { s in (s.gate.arrived(), s.gate.waiting) }
         if pause.0 { setAccepting(false, waiting: pause.1) }
-        link.connect(portID: 0, to: spec.target, owner: "forward \(spec)", isWanted: { !early.userLeft }).whenComplete {
+        // Pipelined (docs/protocol.md §5.3), when the mediator takes it: the relay starts as the
+        // CONNECT goes out, so the user's first bytes travel right behind it, not after DONE. Not
+        // before: a user waiting in the admission queue is not read.
+        var relay: StreamRelay?
+        let pipelined = MediatorLink.PipelinedConnect(
+            sent: { [counters] id in
+                if let relay { return relay.retry(as: id) }
+                let r = link.makeRelay(portID: id, counters: counters, pipelining: .sendsBeforeDone)
+                relay = r
+                child.pipeline.addHandler(r).whenComplete { result in
+                    switch result {
+                    case .success: early.handOver()
+                    case .failure:
+                        // The user is gone already: the mediator gives up its connect on the RESET.
+                        r.resetBoth(code: .connectionReset, how: "the connection closed before its relay joined")
+                        child.close(promise: nil)
+                    }
+                }
+            },
+            requeued: { relay?.pauseForRetry() })
+        link.connect(
+            portID: 0, to: spec.target, owner: "forward \(spec)", isWanted: { relay?.isLive ?? !early.userLeft }, pipelined: pipelined
+        ).whenComplete {
             [self] result in
             if shared.withLockedValue({ $0.gate.settled() }) { setAccepting(true, waiting: 0) }
             connectLatency(.now() - began)
             switch result {
             case .success(let done):
-                link.relay(child, connected: done, early: early, counters: counters)
+                if let relay {
+                    link.confirm(relay, counters: counters)
+                } else {
+                    link.relay(child, connected: done, early: early, counters: counters)
+                }
             case .failure(let error):
+                // A pipelined port its user (or a rule) already ended: nobody is left to tell, and the
+                // FAILED is only the mediator's answer to that RESET.
+                if let relay, !relay.isLive { return }
                 counters.failed(error)
                 // The user sees an RST: the closest a forward can come to "connection refused".
                 logger.info("forward \(spec): connection from \(peer) not relayed: \(error)")
                 registry.events.post(ServerEvent(mediator: spec.mediator, kind: "connect-failed", detail: "\(spec.target): \(error)"))
-                StreamRelay.abortiveClose(child)
+                if let relay {
+                    // What it sent is dropped by the mediator, never written (§5.3); the user gets an RST.
+                    relay.abandon(how: "connect failed: \(error)")
+                } else {
+                    StreamRelay.abortiveClose(child)
+                }
             }
         }
     }

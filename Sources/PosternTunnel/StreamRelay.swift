@@ -19,7 +19,8 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
     public typealias InboundIn = ByteBuffer
     public typealias OutboundOut = ByteBuffer
 
-    public let portID: UInt32
+    /// Changes only when a pipelined CONNECT refused for limits goes again under a new id (`retry(as:)`).
+    public private(set) var portID: UInt32
     private let session: TunnelSession
     private var machine: StreamPortStateMachine
     private var context: ChannelHandlerContext?
@@ -35,13 +36,18 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
     public var bytesToTunnel: UInt64 { publishedToTunnel.load(ordering: .relaxed) }
     public var bytesFromTunnel: UInt64 { publishedFromTunnel.load(ordering: .relaxed) }
 
-    public init(portID: UInt32, session: TunnelSession) {
+    /// `pipelining`: the server's end of a pipelined CONNECT sends before DONE; the mediator's end
+    /// exists while it connects (docs/protocol.md §5.3).
+    public init(portID: UInt32, session: TunnelSession, pipelining: StreamPortStateMachine.Pipelining = .none) {
         self.portID = portID
         self.session = session
         self.machine = StreamPortStateMachine(
             sendWindow: session.established?.peerInitialWindow ?? session.settings.initialWindow,
-            receiveWindow: session.settings.initialWindow)
+            receiveWindow: session.settings.initialWindow, pipelining: pipelining)
     }
+
+    /// Not ended yet.
+    public var isLive: Bool { machine.phase != .released }
 
     // MARK: - Socket side
 
@@ -127,6 +133,35 @@ public final class StreamRelay: ChannelInboundHandler, TunnelPort {
     /// CLOSE from the server: close the socket normally (FIN); the server already forgot the port.
     public func closeByRequest() {
         perform(machine.closeByRequest())
+    }
+
+    /// The port never came to be (its CONNECT failed): abort the local socket, if any, and send
+    /// nothing; the peer has no such port (docs/protocol.md §5.3). What was kept is dropped.
+    public func abandon(how: String) {
+        perform(machine.abandon(reason: .aborted(how)))
+    }
+
+    // MARK: - Pipelined CONNECT, server end (docs/protocol.md §5.3)
+
+    /// DONE came for this port.
+    public func connectConfirmed() {
+        machine.connectConfirmed()
+    }
+
+    /// FAILED `limitExceeded` came, and the CONNECT waits to go again: the bytes sent go back in
+    /// front, nothing is sent meanwhile, and the old id is no longer this relay's.
+    public func pauseForRetry() {
+        machine.connectRefusedForRetry()
+        publishedToTunnel.store(machine.bytesToTunnel, ordering: .relaxed)
+        session.unregister(portID)
+    }
+
+    /// The CONNECT went again naming `newID`: send what was kept, under it.
+    public func retry(as newID: UInt32) {
+        guard machine.isPaused else { return }
+        portID = newID
+        session.register(self)
+        perform(machine.connectRetried())
     }
 
     /// Close with RST: SO_LINGER {1, 0} makes close(2) send a reset and drop unsent data.

@@ -42,6 +42,10 @@ public struct MediatorEnvironment: Hashable, Sendable {
         /// The mediator resolves a name in ECHO's destination (§11.2) in its own network: a server may
         /// send one, with the family byte.
         public static let echoNames = Capabilities(rawValue: 1 << 7)
+        /// The mediator takes server-chosen port ids in CONNECT (§5.3, "Pipelined CONNECT"): a server
+        /// may name a new port with the top bit set and send its DATA, FINISHED or RESET right behind
+        /// the CONNECT, before DONE.
+        public static let pipelinedConnect = Capabilities(rawValue: 1 << 8)
     }
 
     public struct Interface: Hashable, Sendable {

@@ -92,6 +92,12 @@ struct MediatorCommand: AsyncParsableCommand {
     @Option(help: TunOffloadOption.help)
     var tunOffload: String?
 
+    @Flag(
+        help:
+            "Do not take pipelined CONNECTs (server-chosen port ids, the user's bytes before DONE): the server then connects as with a mediator that predates them. For comparison and troubleshooting."
+    )
+    var noPipelinedConnect = false
+
     @Option(help: "TOML configuration file with a [mediator] table.")
     var config: String?
 
@@ -191,6 +197,7 @@ struct MediatorCommand: AsyncParsableCommand {
             enabled: &configuration.udpChannelEnabled)
         try SessionBuffer.apply(try maxSessionBuffer ?? section?.int("max-session-buffer"), to: &configuration.settings)
         configuration.pcap = try pcapOptions.settings(section)
+        if noPipelinedConnect { configuration.pipelinedConnects = false }
         // The config file's `tun` is a string (one address) or an array of them (one per family).
         let tunTexts = try !tun.isEmpty ? tun : (section?.stringOrStrings("tun") ?? [])
         if !tunTexts.isEmpty {

@@ -19,11 +19,11 @@ final class MediatorPortTableTests: XCTestCase {
 
     private func table(
         maxPorts: Int = 100, maxPendingConnects: Int = 100, maxRequestRate: Int = 1000,
-        policy: Policy = Policy(listenEnabled: true)
+        policy: Policy = Policy(listenEnabled: true), pipelined: Bool = false
     ) -> Table {
         Table(
             limits: MediatorPortLimits(maxPorts: maxPorts, maxPendingConnects: maxPendingConnects, maxRequestRate: maxRequestRate),
-            policy: policy, now: t0)
+            policy: policy, now: t0, takesServerPortIDs: pipelined)
     }
 
     private func success<T>(
@@ -85,12 +85,12 @@ final class MediatorPortTableTests: XCTestCase {
 
     func testAfterTheLastIDNoPortIsCreated() throws {
         var t = table()
-        t.nextPortID = UInt32.max
+        t.nextPortID = PortIDRange.lastMediatorID
         let last = try openReserved(&t, "last")
-        XCTAssertEqual(last, UInt32.max)
+        XCTAssertEqual(last, 0x7FFF_FFFF, "the mediator's range ends below the server's (§5): a limit, not a wrap")
         XCTAssertEqual(refusal(t.open(at: .anyV4, now: t0)), .portIDsExhausted)
         XCTAssertEqual(refusal(t.connect(portID: 0, now: t0)), .portIDsExhausted)
-        XCTAssertEqual(t.portIDs, [UInt32.max], "0 (\"no port\" in CONNECT) and 1 are never handed out again")
+        XCTAssertEqual(t.portIDs, [0x7FFF_FFFF], "0 (\"no port\" in CONNECT), 1 and the server's 0x8000_0000 are never handed out")
         XCTAssertEqual(MediatorPortRefusal.portIDsExhausted.code, .limitExceeded)
         // The existing ports still work.
         XCTAssertNotNil(try success(t.connect(portID: last, now: t0)))
@@ -278,9 +278,9 @@ final class MediatorPortTableTests: XCTestCase {
 
     func testRedirectIDsRunOut() throws {
         var t = table(policy: Policy(redirectEnabled: true))
-        t.nextPortID = UInt32.max
+        t.nextPortID = PortIDRange.lastMediatorID
         let last = try success(t.redirect(at: .anyV4, now: t0))
-        XCTAssertEqual(last, UInt32.max)
+        XCTAssertEqual(last, PortIDRange.lastMediatorID)
         XCTAssertEqual(refusal(t.redirect(at: .anyV4, now: t0)), .portIDsExhausted)
     }
 
@@ -535,5 +535,101 @@ final class MediatorPortTableTests: XCTestCase {
         XCTAssertEqual(refusal(t.accept(on: listener)), .noSuchPort(listener))
         XCTAssertEqual(t.count, 0)
         _ = (reserved, stream)
+    }
+
+    // MARK: - Pipelined CONNECT (§5.3): server-chosen port ids
+
+    private let s1 = PortIDRange.firstServerID
+
+    func testAPipelinedConnectTakesTheServersIDAndItsOwnCounterIsUntouched() throws {
+        var t = table(pipelined: true)
+        let c = try success(t.connect(portID: s1, now: t0))
+        XCTAssertEqual(c.portID, 0x8000_0001)
+        XCTAssertNil(c.from)
+        XCTAssertEqual(t[s1]?.kind, .connecting)
+        XCTAssertEqual(t.pendingConnects, 1)
+        XCTAssertNil(t.resolved(s1, destination: lan, address: IPAddress("192.168.77.10")))
+        XCTAssertNil(t.connected(s1, stream: "s1"))
+        XCTAssertEqual(t[s1]?.kind, .stream)
+        XCTAssertEqual(t.pendingConnects, 0)
+        let own = try success(t.connect(portID: 0, now: t0)).portID
+        XCTAssertEqual(own, 1, "the mediator's counter still starts at 1")
+        XCTAssertEqual(t.lastServerPortID, s1)
+    }
+
+    func testAServerIDInUseOrUsedBeforeIsRefusedAndTheLivePortUntouched() throws {
+        var t = table(pipelined: true)
+        _ = try success(t.connect(portID: s1 + 1, now: t0))
+        XCTAssertNil(t.resolved(s1 + 1, destination: lan, address: IPAddress("192.168.77.10")))
+        XCTAssertNil(t.connected(s1 + 1, stream: "live"))
+        let again = refusal(t.connect(portID: s1 + 1, now: t0))
+        XCTAssertEqual(again, .serverPortIDReused(s1 + 1, last: s1 + 1))
+        XCTAssertEqual(again?.code, .invalidState)
+        guard case .stream("live")? = t[s1 + 1] else { return XCTFail("the live port was touched") }
+        XCTAssertEqual(refusal(t.connect(portID: s1, now: t0)), .serverPortIDReused(s1, last: s1 + 1), "below the last one")
+        XCTAssertEqual(
+            refusal(t.connect(portID: PortIDRange.serverBit, now: t0)), .serverPortIDReused(PortIDRange.serverBit, last: s1 + 1),
+            "0x8000_0000 itself is never a port")
+        t.released(s1 + 1)
+        XCTAssertEqual(refusal(t.connect(portID: s1 + 1, now: t0)), .serverPortIDReused(s1 + 1, last: s1 + 1), "nor after it ended")
+        XCTAssertEqual(t.pendingConnects, 0, "refusals take no connect slot")
+    }
+
+    func testWithoutTheCapabilityAServerIDIsNoSuchPortAsBefore() {
+        var t = table(pipelined: false)
+        XCTAssertEqual(refusal(t.connect(portID: s1, now: t0)), .noSuchPort(s1))
+        XCTAssertEqual(t.count, 0)
+    }
+
+    func testPipelinedConnectsMeetThePortAndPendingLimitsAndTheRate() throws {
+        var t = table(maxPorts: 2, maxPendingConnects: 2, maxRequestRate: 5, pipelined: true)
+        _ = try success(t.connect(portID: s1, now: t0))
+        _ = try success(t.connect(portID: s1 + 1, now: t0))
+        XCTAssertEqual(refusal(t.connect(portID: s1 + 2, now: t0)), .pendingConnectLimit(inProgress: 2, limit: 2))
+        t.connectFailed(s1)
+        _ = try openReserved(&t, "r")
+        XCTAssertEqual(refusal(t.connect(portID: s1 + 3, now: t0)), .portLimit(2), "two ports held: one opened, one connecting")
+        // The flood: the rate's burst of 5 is spent (3 connects, 1 open, 1 refused above).
+        XCTAssertEqual(refusal(t.connect(portID: s1 + 4, now: t0)), .requestRate(limit: 5))
+        XCTAssertEqual(t.count, 2)
+        XCTAssertEqual(t.pendingConnects, 1)
+    }
+
+    func testAServerResetWhileConnectingFreesTheIDAndTheConnectIsAnsweredOnce() throws {
+        var t = table(pipelined: true)
+        _ = try success(t.connect(portID: s1, now: t0))
+        t.pipelinedPortReset(s1)
+        XCTAssertNil(t[s1])
+        XCTAssertEqual(t.pendingConnects, 1, "the socket still exists until its connect ends")
+        XCTAssertEqual(t.connected(s1, stream: "late"), .resetWhileConnecting(s1), "close the socket; FAILED answers the CONNECT")
+        XCTAssertEqual(MediatorPortRefusal.resetWhileConnecting(s1).code, .connectionReset)
+        XCTAssertEqual(t.pendingConnects, 0)
+        XCTAssertNil(t[s1])
+
+        _ = try success(t.connect(portID: s1 + 1, now: t0))
+        t.pipelinedPortReset(s1 + 1)
+        XCTAssertEqual(t.resolved(s1 + 1, destination: lan, address: IPAddress("192.168.77.10")), .resetWhileConnecting(s1 + 1))
+        XCTAssertEqual(t.pendingConnects, 0)
+    }
+
+    func testPipelinedPortResetTouchesNothingElse() throws {
+        var t = table(pipelined: true)
+        let own = try success(t.connect(portID: 0, now: t0)).portID
+        t.pipelinedPortReset(own)
+        XCTAssertEqual(t[own]?.kind, .connecting, "a mediator-chosen port ends by CLOSE or its connect, not this")
+        _ = try success(t.connect(portID: s1, now: t0))
+        XCTAssertNil(t.resolved(s1, destination: lan, address: IPAddress("192.168.77.10")))
+        XCTAssertNil(t.connected(s1, stream: "up"))
+        t.pipelinedPortReset(s1)
+        XCTAssertEqual(t[s1]?.kind, .stream, "once connected, the relay's end releases it (`released`)")
+    }
+
+    func testAPipelinedConnectToADeniedDestinationEndsThePort() throws {
+        var t = table(policy: Policy(allow: [try AllowRule(parsing: "192.168.77.0/24:80")]), pipelined: true)
+        _ = try success(t.connect(portID: s1, now: t0))
+        let other = Endpoint(IPAddress("192.168.77.10")!, 22)
+        XCTAssertEqual(t.resolved(s1, destination: other, address: IPAddress("192.168.77.10")), .destinationDenied(other))
+        XCTAssertNil(t[s1])
+        XCTAssertEqual(t.pendingConnects, 0)
     }
 }

@@ -26,7 +26,11 @@ final class MediatorHarness {
     /// The mediator's clock (touched on `loop` only).
     private var now = NIODeadline.uptimeNanoseconds(1_000_000_000)
 
-    init(_ configure: (inout MediatorConfiguration) throws -> Void = { _ in }) throws {
+    /// Both ends' session settings (windows, payload limits).
+    private let settings: SessionSettings
+
+    init(settings: SessionSettings = SessionSettings(), _ configure: (inout MediatorConfiguration) throws -> Void = { _ in }) throws {
+        self.settings = settings
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         loop = group.next()
         answers = AnswerRecorder(eventLoop: loop)
@@ -41,7 +45,7 @@ final class MediatorHarness {
 
     private func start(_ configure: (inout MediatorConfiguration) throws -> Void) throws {
         let logger = Logger(label: "postern-test", factory: { _ in SwiftLogNoOpLogHandler() })
-        let settings = SessionSettings()
+        let settings = settings
         let secret = Array("a secret for the harness".utf8)
         let answers = answers
         let established = loop.makePromise(of: Void.self)
@@ -107,6 +111,26 @@ final class MediatorHarness {
         return try futures.map { try $0.wait() }
     }
 
+    /// Sends `frames` in one event-loop turn, relay frames among them (a pipelined CONNECT's DATA,
+    /// FINISHED, RESET, docs/protocol.md §5.3), and waits for the answer to each request among them.
+    func sendMixed(_ frames: [Frame]) throws -> [Frame] {
+        let futures = try loop.submit { [self] in
+            let waiting = frames.compactMap { Self.isRequest($0) ? answers.answer(to: Self.requestID($0)) : nil }
+            for frame in frames { serverSession?.send(frame) }
+            return waiting
+        }.wait()
+        return try futures.map { try $0.wait() }
+    }
+
+    /// Takes the relay frames of stream port `portID` on the server's end.
+    func receiveStream(portID: UInt32) throws -> StreamRecorder {
+        try loop.submit { [self] in
+            let recorder = StreamRecorder(portID: portID, eventLoop: loop)
+            serverSession?.register(recorder)
+            return recorder
+        }.wait()
+    }
+
     func done(_ frame: Frame, file: StaticString = #filePath, line: UInt = #line) throws -> Frame.Done {
         let answer = try send([frame])[0]
         guard case .done(let done) = answer else {
@@ -164,6 +188,13 @@ final class MediatorHarness {
 
     func portCount() throws -> Int {
         try loop.submit { [self] in api?.ports.count ?? -1 }.wait()
+    }
+
+    private static func isRequest(_ frame: Frame) -> Bool {
+        switch frame {
+        case .open, .redirect, .connect, .listen, .close, .echo: return true
+        default: return false
+        }
     }
 
     private static func requestID(_ frame: Frame) -> UInt32 {
@@ -259,6 +290,32 @@ final class DatagramRecorder: TunnelPort {
             let got = try eventLoop.submit { self.received }.wait()
             if got.count >= count || NIODeadline.now() > deadline { return got }
             usleep(20_000)
+        }
+    }
+}
+
+/// The server end of one stream port: the relay frames the mediator sent for it.
+final class StreamRecorder: TunnelPort {
+    let portID: UInt32
+    private let eventLoop: EventLoop
+    private var received: [Frame] = []
+
+    init(portID: UInt32, eventLoop: EventLoop) {
+        self.portID = portID
+        self.eventLoop = eventLoop
+    }
+
+    func tunnelReceived(_ frame: Frame) { received.append(frame) }
+    func tunnelBecameWritable() {}
+    func tunnelClosed() {}
+
+    /// Waits up to 5 s until `done` says the frames so far are enough (or returns what came).
+    func frames(until done: ([Frame]) -> Bool) throws -> [Frame] {
+        let deadline = NIODeadline.now() + .seconds(5)
+        while true {
+            let got = try eventLoop.submit { self.received }.wait()
+            if done(got) || NIODeadline.now() > deadline { return got }
+            usleep(10_000)
         }
     }
 }

@@ -411,5 +411,34 @@ enum GoldenVectors {
                 00 00 00 00 00 00 00 03                         | merged writes 3
                 00 00 00 00 00 00 00 00                         | reads refused 0
                 """),
+        Vector(
+            section: "8.36",
+            frame: .environment(
+                .init(hostname: "", softwareVersion: "0.1.0", capabilities: [.pipelinedConnect], interfaces: [], routes: [])),
+            hex: """
+                00 00 00 11 06 00                               | header: length 17, type 0x06 ENVIRONMENT, flags 0
+                00 00                                           | hostname: length 0
+                00 05 30 2e 31 2e 30                            | software version: length 5, "0.1.0"
+                00 00 01 00                                     | capabilities 0x100: pipelined connect
+                00 00                                           | 0 interfaces
+                00 00                                           | 0 routes
+                """),
+        Vector(
+            section: "8.37",
+            frame: .connect(.init(requestID: 12, portID: 0x8000_0001, destination: endpoint("192.168.77.10:80"))),
+            hex: """
+                00 00 00 0f 12 00                               | header: length 15, type 0x12 CONNECT, flags 0
+                00 00 00 0c                                     | request id 12
+                80 00 00 01                                     | port id 0x80000001: a new port the server names
+                01 c0 a8 4d 0a                                  | destination: type 1 IPv4, 192.168.77.10
+                00 50                                           | port 80
+                """),
+        Vector(
+            section: "8.38", frame: .data(.init(portID: 0x8000_0001, bytes: buffer("GET /"))),
+            hex: """
+                00 00 00 09 20 00                               | header: length 9, type 0x20 DATA, flags 0
+                80 00 00 01                                     | port id 0x80000001, before DONE
+                47 45 54 20 2f                                  | data "GET /"
+                """),
     ]
 }
