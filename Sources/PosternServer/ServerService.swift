@@ -216,7 +216,7 @@ public final class ServerService: @unchecked Sendable {
             logger.notice("new mediator sessions stay on the first event loop from now on: \(why) needs them there")
         }
         for forward in forwards where mediator == nil || forward.spec.mediator == mediator {
-            (forward as? TCPForwardToMediator)?.steer(toLoop: 0)
+            forward.steer(toLoop: 0)
         }
         for link in registry.openLinks where link.eventLoop !== eventLoop && (mediator == nil || link.name == mediator) {
             logger.notice("mediator '\(link.name)': ending its session on another event loop so it comes back on the first: \(why)")
@@ -265,7 +265,7 @@ public final class ServerService: @unchecked Sendable {
             return forward
         case (.udp, .toMediator):
             let forward = try UDPForwardToMediator(
-                spec: spec, registry: registry, eventLoop: eventLoop, limits: udpFlowLimits, now: now, logger: logger)
+                spec: spec, registry: registry, eventLoop: eventLoop, loops: loops, limits: udpFlowLimits, now: now, logger: logger)
             forward.recorder = recorder
             return forward
         case (.udp, .fromMediator):

@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import PosternCore
 import PosternMediator
+import PosternSOCKS
 import XCTest
 
 @preconcurrency @testable import PosternServer
@@ -52,7 +53,8 @@ final class ServerThreadsTests: XCTestCase {
         let port = try XCTUnwrap(server.boundService?.port)
         let configuration = MediatorConfiguration(
             serverHost: "127.0.0.1", serverPort: port, name: name, secret: secret,
-            policy: Policy(allow: [try AllowRule(parsing: "127.0.0.1")]), softwareVersion: "test")
+            policy: Policy(allow: [try AllowRule(parsing: "127.0.0.1")], listenEnabled: true, redirectEnabled: true),
+            softwareVersion: "test")
         let mediator = MediatorService(configuration: configuration, logger: Logger(label: name))
         mediators.append(mediator)
         runs.append(Task { try? await mediator.run() })
@@ -156,11 +158,11 @@ final class ServerThreadsTests: XCTestCase {
         try await waitFor("m2") { try await loops()["m2"] != nil }
         let placed = try await loops()
         let away = try XCTUnwrap(placed.first { $0.value != 0 }?.key)
-        // A udp: forward runs on the control loop: its mediator's session must come there.
+        // A SOCKS5 listener runs on the control loop: its mediator's session must come there.
         let added = try await server.eventLoop.flatSubmit { [server] in
-            server!.addForward(try! ForwardSpec(parsing: "udp:127.0.0.4:0=\(away)/127.0.0.1:9"))
+            server!.addSOCKS(try! SOCKSListenerSpec(parsing: "127.0.0.4:0=\(away)"))
         }.get()
-        XCTAssertFalse(added.added.isEmpty)
+        XCTAssertFalse(added.added.isEmpty, "\(added)")
         XCTAssertFalse(server.spreading)
         try await waitFor("\(away) back on loop 0") { try await loops()[away] == 0 }
         // Its tcp: forward follows it there and still relays.
@@ -215,5 +217,141 @@ private final class Collect: ChannelInboundHandler, @unchecked Sendable {
 
     func channelInactive(context: ChannelHandlerContext) {
         done.fail(ChannelError.eof)
+    }
+}
+
+extension ServerThreadsTests {
+    /// Every forward shape runs on its mediator's loop, so nothing keeps the sessions on the control
+    /// loop: with a `udp:` forward to each mediator, a `udp:NAME/…` and a `tcp:NAME/…` forward from
+    /// each, the two sessions stay on two loops, and every forward carries its traffic with no
+    /// refusal (a datagram read on another loop than its mediator's session would be refused; and the
+    /// flows' methods assert their loop in this debug build).
+    func testEveryForwardShapeRunsOnItsMediatorsLoop() async throws {
+        let udpEcho = try await DatagramBootstrap(group: clients)
+            .channelInitializer { $0.pipeline.addHandler(DatagramEcho()) }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { udpEcho.close(promise: nil) }
+        let udpTarget = "127.0.0.1:\(udpEcho.localAddress!.port!)"
+        var forwards: [String] = []
+        var mediatorSide: [String: (tcp: Int, udp: Int)] = [:]
+        for name in ["m1", "m2"] {
+            let ports = (tcp: try Self.freePort(udp: false), udp: try Self.freePort(udp: true))
+            mediatorSide[name] = ports
+            forwards += [
+                "udp:127.0.0.1:0=\(name)/\(udpTarget)", "tcp:\(name)/127.0.0.1:\(ports.tcp)=\(targets)",
+                "udp:\(name)/127.0.0.1:\(ports.udp)=\(udpTarget)",
+            ]
+        }
+        try await startServer(threads: 2, forwards: forwards)
+        XCTAssertTrue(server.spreading, "no forward keeps the sessions on the control loop")
+        try startMediator("m1")
+        try await waitFor("m1") { try await loops()["m1"] != nil }
+        try startMediator("m2")
+        try await waitFor("m2") { try await loops()["m2"] != nil }
+        let placed = try await loops()
+        XCTAssertNotEqual(placed["m1"], placed["m2"], "two sessions, two loops: \(placed)")
+        try await waitFor("the mediators' ports listening") {
+            try await server.eventLoop.submit { [server] in server!.forwards.allSatisfy(\.counters.listening) }.get()
+        }
+        for name in ["m1", "m2"] {
+            let toMediator = try await server.eventLoop.submit { [server] in
+                server!.forwards.compactMap { $0 as? UDPForwardToMediator }.first { $0.spec.mediator == name }!.boundAddress!
+            }.get()
+            let mediatorPorts = try XCTUnwrap(mediatorSide[name])
+            let udpBack = try SocketAddress(ipAddress: "127.0.0.1", port: mediatorPorts.udp)
+            for (what, address) in [("udp: to \(name)", toMediator), ("udp:\(name)/", udpBack)] {
+                let sent = (0..<20).map { "\(what) datagram \($0)" }
+                let echoed = try await exchange(sent, with: address)
+                XCTAssertEqual(Set(echoed), Set(sent), what)
+            }
+            let line = "\(name) through its own listener\n"
+            let answer = try await roundTrip(to: try SocketAddress(ipAddress: "127.0.0.1", port: mediatorPorts.tcp), line)
+            XCTAssertEqual(answer, line)
+        }
+        let after = try await loops()
+        XCTAssertEqual(after, placed, "the sessions stayed where they were")
+        XCTAssertTrue(server.spreading)
+        let counted = try await server.eventLoop.submit { [server] in
+            server!.forwards.map { ($0.spec.text, $0.counters.connectionsTotal, $0.counters.refusals, $0.counters.errors) }
+        }.get()
+        for (spec, total, refusals, errors) in counted {
+            XCTAssertGreaterThan(total, 0, spec)
+            XCTAssertEqual(refusals, 0, spec)
+            XCTAssertEqual(errors, 0, spec)
+        }
+    }
+
+    /// A port nobody listens on now (bound and closed at once).
+    static func freePort(udp: Bool) throws -> Int {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let channel: Channel =
+            udp
+            ? try DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait()
+            : try ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait()
+        let port = channel.localAddress!.port!
+        try channel.close().wait()
+        return port
+    }
+
+    /// Sends `datagrams` to `address` from one socket (again while answers are missing: the first
+    /// ones open the flow) and returns the distinct answers.
+    private func exchange(_ datagrams: [String], with address: SocketAddress) async throws -> [String] {
+        let answers = DatagramAnswers()
+        let channel = try await DatagramBootstrap(group: clients)
+            .channelInitializer { $0.pipeline.addHandler(answers) }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { channel.close(promise: nil) }
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            let have = Set(answers.all)
+            let missing = datagrams.filter { !have.contains($0) }
+            if missing.isEmpty { break }
+            for text in missing {
+                channel.write(AddressedEnvelope(remoteAddress: address, data: channel.allocator.buffer(string: text)), promise: nil)
+            }
+            channel.flush()
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        return Array(Set(answers.all))
+    }
+
+    private func roundTrip(to address: SocketAddress, _ text: String) async throws -> String {
+        let deadline = Date().addingTimeInterval(20)
+        while true {
+            do {
+                let received = clients.next().makePromise(of: String.self)
+                let channel = try await ClientBootstrap(group: clients)
+                    .channelInitializer { $0.pipeline.addHandler(Collect(expected: text.utf8.count, done: received)) }
+                    .connect(to: address).get()
+                try await channel.writeAndFlush(channel.allocator.buffer(string: text)).get()
+                let answer = try await received.futureResult.get()
+                try? await channel.close()
+                return answer
+            } catch  where Date() < deadline {
+                try await Task.sleep(nanoseconds: 100_000_000)
+            }
+        }
+    }
+}
+
+private final class DatagramEcho: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.writeAndFlush(data, promise: nil)
+    }
+}
+
+/// What a client socket received, read from the test's task.
+private final class DatagramAnswers: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    private let lock = NSLock()
+    private var received: [String] = []
+    var all: [String] { lock.withLock { received } }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var envelope = unwrapInboundIn(data)
+        let text = envelope.data.readString(length: envelope.data.readableBytes) ?? ""
+        lock.withLock { received.append(text) }
     }
 }
