@@ -130,12 +130,14 @@ final class ServerThreadsTests: XCTestCase {
         XCTAssertEqual(status.mediators.filter(\.connected).count, 2)
         XCTAssertTrue(status.mediators.allSatisfy { $0.bytesIn > 0 && $0.bytesOut > 0 }, "\(status.mediators)")
         XCTAssertEqual(status.forwards.map(\.connectionsTotal), [5, 5])
-        // The UDP channels come up too: their datagrams cross between the control loop's socket and
-        // each session's loop, both ways.
+        // The UDP channels come up too: the kernel hands each session's datagrams to the UDP socket of
+        // its loop (the session id names it), so none is stray.
         try await waitFor("both UDP channels up") {
             let s = try await server.eventLoop.flatSubmit { [server] in server!.statusLater() }.get()
             return s.mediators.filter { $0.datagramPath == "udp" && $0.udpReceived > 0 }.count == 2
         }
+        let stray = try await server.eventLoop.submit { [server] in server!.strayDatagrams }.get()
+        XCTAssertEqual(stray, 0, "every UDP channel datagram reached its session's socket")
     }
 
     func testOneThreadKeepsEverythingOnOneLoop() async throws {

@@ -8,6 +8,9 @@
 #  - 3 MiB of numbered datagrams through each udp: forward, both directions, all four at once, come
 #    back intact (sha256 over the payloads in order; a lost datagram is sent again), and a download
 #    through each tcp:NAME/ forward arrives intact;
+#  - both sessions' datagrams took their UDP channels, whose datagrams the kernel hands to the UDP
+#    socket of each session's own loop (a datagram on another loop's socket would be stray, and the
+#    channel would not carry the bulk);
 #  - the sessions stayed where they were, nothing was refused (a datagram read on another loop than
 #    its mediator's session would be), and no line about keeping sessions on the first loop.
 # shellcheck source=lib.sh
@@ -86,6 +89,18 @@ echo "sessions: $(tr '\n' ' ' <<<"$placed")"
 distinct=$(cut -d= -f2 <<<"$placed" | sort -u | wc -l)
 ((distinct == 2)) || fail "two sessions on a server with 2 loops should use both: $placed"
 
+# on_udp: both sessions carry their datagrams on their UDP channels.
+on_udp() {
+    ctl status --json | python3 -c 'import json,sys
+ms=[m for m in json.load(sys.stdin)["mediators"] if m["connected"]]
+sys.exit(0 if len(ms)==2 and all(m["datagramPath"]=="udp" for m in ms) else 1)'
+}
+end=$((SECONDS + 15))
+until on_udp; do
+    ((SECONDS < end)) || fail "the UDP channels did not come up: $(ctl status --json)"
+    sleep 0.2
+done
+
 # All four bulk transfers at once: to each mediator's LAN, and from it.
 pids=()
 lab exec user python3 "$TEST_TMP/bulk.py" 203.0.113.10 5351 3 >"$TEST_TMP/to-m1.out" 2>&1 &
@@ -119,7 +134,10 @@ s=json.load(sys.stdin)
 for f in s["forwards"]:
     assert f["state"] == "listening", f
     assert f["connectionsTotal"] > 0 and f["refusals"] == 0 and f["errors"] == 0, f
-    assert f["bytesToMediator"] > 0 and f["bytesFromMediator"] > 0, f' <<<"$status" \
+    assert f["bytesToMediator"] > 0 and f["bytesFromMediator"] > 0, f
+for m in s["mediators"]:
+    # 2 x 3 MiB in 1,200-byte datagrams reached the server through each UDP channel.
+    assert m["datagramPath"] == "udp" and m["udpReceived"] > 5000, m' <<<"$status" \
     || fail "ctl status: every forward should have carried traffic with no refusal: $status"
 if grep -E 'stay on the first|ending its session on another event loop' "$TEST_TMP/server.log"; then
     fail "the server kept sessions on the first loop"
