@@ -357,3 +357,58 @@ private final class DatagramAnswers: ChannelInboundHandler, @unchecked Sendable 
         lock.withLock { received.append(text) }
     }
 }
+
+extension ServerThreadsTests {
+    /// Garbage at the service port over UDP, spread over its per-loop sockets by the reuseport program:
+    /// datagrams too short for the program's load or for a header, and headers naming no session, are
+    /// counted as stray on whichever socket gets them; headers naming a real session with a forged seal
+    /// reach that session's socket and are refused there. Nothing crashes, and both sessions keep
+    /// their UDP channels and serve.
+    func testGarbageAtTheSpreadUDPSocketsIsStrayAndHarmless() async throws {
+        try await startServer(threads: 2, forwards: ["tcp:127.0.0.1:0=m1/\(targets)", "tcp:127.0.0.1:0=m2/\(targets)"])
+        try startMediator("m1")
+        try await waitFor("m1") { try await loops()["m1"] != nil }
+        try startMediator("m2")
+        try await waitFor("m2") { try await loops()["m2"] != nil }
+        try await waitFor("both UDP channels up") {
+            let s = try await server.eventLoop.flatSubmit { [server] in server!.statusLater() }.get()
+            return s.mediators.filter { $0.datagramPath == "udp" && $0.udpReceived > 0 }.count == 2
+        }
+        let sessions = try await server.eventLoop.submit { [server] in server!.registry.openLinks.compactMap { $0.info?.sessionID } }.get()
+        XCTAssertEqual(sessions.count, 2)
+        let port = try XCTUnwrap(server.boundDatagram)
+        let sender = try await DatagramBootstrap(group: clients).bind(host: "127.0.0.1", port: 0).get()
+        defer { sender.close(promise: nil) }
+        var garbage: [[UInt8]] = []
+        for n in 1..<20 { garbage.append((0..<n).map { _ in UInt8.random(in: 0...255) }) }  // no room for a header
+        for i in 0..<40 {  // a well-formed header naming no session
+            var d: [UInt8] = [1, 0, 0, 1]
+            withUnsafeBytes(of: (UInt64(1 << 40) + UInt64(i)).bigEndian) { d += $0 }
+            d += [UInt8](repeating: 0, count: 8) + (0..<40).map { _ in UInt8.random(in: 0...255) }
+            garbage.append(d)
+        }
+        for id in sessions {
+            for i in 0..<20 {  // a real session's id, sealed by nobody
+                var d: [UInt8] = [1, 0, 0, 1]
+                withUnsafeBytes(of: id.bigEndian) { d += $0 }
+                withUnsafeBytes(of: UInt64(1_000_000 + i).bigEndian) { d += $0 }
+                garbage.append(d + (0..<40).map { _ in UInt8.random(in: 0...255) })
+            }
+        }
+        for d in garbage {
+            sender.write(AddressedEnvelope(remoteAddress: port, data: sender.allocator.buffer(bytes: d)), promise: nil)
+        }
+        sender.flush()
+        try await waitFor("59 stray datagrams counted") {
+            try await server.eventLoop.submit { [server] in server!.strayDatagrams }.get() >= 59
+        }
+        let stray = try await server.eventLoop.submit { [server] in server!.strayDatagrams }.get()
+        XCTAssertEqual(stray, 59, "the forged seals of real sessions are theirs to refuse, not stray")
+        let status = try await server.eventLoop.flatSubmit { [server] in server!.statusLater() }.get()
+        XCTAssertEqual(status.mediators.filter { $0.connected && $0.datagramPath == "udp" }.count, 2)
+        for name in ["m1", "m2"] {
+            let answer = try await roundTrip(name, "\(name) after the garbage\n")
+            XCTAssertEqual(answer, "\(name) after the garbage\n")
+        }
+    }
+}
