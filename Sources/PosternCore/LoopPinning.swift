@@ -3,7 +3,8 @@
 /// A session, its link and its stream relays live on one event loop, and every forward runs its
 /// users' connections and flows on that loop: `tcp:` and `udp:` forwards to a mediator are steered
 /// there (one socket per loop, a reuseport program), forwards that listen on the mediator make their
-/// sockets there. The features below still touch a session from the control loop, per datagram or
+/// sockets there; SOCKS5 listeners are steered like `tcp:` forwards unless their accounts may choose
+/// another mediator. The features below still touch a session from the control loop, per datagram or
 /// packet or from state the control loop owns (docs/architecture.md, "Threads"): while one of them is
 /// configured, new sessions go to the control loop, as with `--threads 1`.
 public enum LoopPinning {
@@ -14,9 +15,10 @@ public enum LoopPinning {
     public static func reason(for spec: ForwardSpec) -> String? { nil }
 
     /// Every reason a server configured so keeps its sessions on the control loop (empty: it spreads).
+    /// `socksListeners`: the SOCKS5 listeners whose clients may choose their mediator (`USER@NAME`).
     public static func reasons(forwards: [ForwardSpec], socksListeners: Int, tun: Bool, pcap: Bool) -> [String] {
         var why = forwards.compactMap(reason(for:))
-        if socksListeners > 0 { why.append("SOCKS5 listeners") }
+        if socksListeners > 0 { why.append("SOCKS5 listeners whose accounts may choose another mediator") }
         if tun { why.append("TUN mode (--tun)") }
         if pcap { why.append("--pcap") }
         return why

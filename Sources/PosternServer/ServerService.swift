@@ -132,7 +132,9 @@ public final class ServerService: @unchecked Sendable {
 
     static func pinningReasons(_ configuration: ServerConfiguration) -> [String] {
         LoopPinning.reasons(
-            forwards: configuration.forwards, socksListeners: configuration.socks.count, tun: configuration.tunEnabled,
+            forwards: configuration.forwards,
+            socksListeners: configuration.socks.filter { socksChooses($0, configuration.socksSettings) }.count,
+            tun: configuration.tunEnabled,
             pcap: configuration.pcap != nil)
     }
 
@@ -178,6 +180,7 @@ public final class ServerService: @unchecked Sendable {
         registry.whenAttached { [self] link in
             tunMode?.attach(link)
             for forward in forwards where forward.spec.mediator == link.name { attach(forward, to: link) }
+            for l in socksListeners where l.spec.mediator == link.name { l.attach(link) }
         }
         return EventLoopFuture.andAllSucceed(steps, on: eventLoop)
     }
@@ -214,6 +217,7 @@ public final class ServerService: @unchecked Sendable {
         for forward in forwards where mediator == nil || forward.spec.mediator == mediator {
             forward.steer(toLoop: 0)
         }
+        for l in socksListeners where mediator == nil || l.spec.mediator == mediator { l.steer(toLoop: 0) }
         for link in registry.openLinks where link.eventLoop !== eventLoop && (mediator == nil || link.name == mediator) {
             logger.notice("mediator '\(link.name)': ending its session on another event loop so it comes back on the first: \(why)")
             link.onLoop { link.session.goAway(.shuttingDown, "the server moves this mediator to another event loop; reconnect") }
@@ -238,8 +242,24 @@ public final class ServerService: @unchecked Sendable {
     }
 
     func makeSOCKSListener(_ spec: SOCKSListenerSpec) -> SOCKSListener {
-        pin(mediator: nil, because: "SOCKS5 listener \(spec.listen)")
-        return SOCKSListener(spec: spec, settings: socksSettings, registry: registry, eventLoop: eventLoop, logger: logger)
+        let listener = SOCKSListener(
+            spec: spec, settings: socksSettings, registry: registry, eventLoop: eventLoop, loops: loops, logger: logger)
+        socksPinning([listener])
+        return listener
+    }
+
+    /// Whether a SOCKS5 listener's connections may each choose their mediator (`USER@NAME`), so its
+    /// accepting loop cannot follow one session: it keeps the sessions on the control loop.
+    static func socksChooses(_ spec: SOCKSListenerSpec, _ settings: SOCKSSettings) -> Bool {
+        settings.users?.mayChoose(otherThan: spec.mediator) == true
+    }
+
+    /// Pins every session to the control loop when one of `listeners`, with its accounts now, lets its
+    /// clients choose their mediator (at start, for a listener added at run time, after a reload).
+    func socksPinning(_ listeners: [SOCKSListener]) {
+        for l in listeners where Self.socksChooses(l.spec, l.settings) {
+            pin(mediator: nil, because: "SOCKS5 listener \(l.spec.listen) (its accounts may choose another mediator)")
+        }
     }
 
     func makeForward(_ spec: ForwardSpec) throws -> any Forward {

@@ -20,7 +20,7 @@ final class LoopPinningTests: XCTestCase {
         XCTAssertEqual(LoopPinning.reasons(forwards: [tcp], socksListeners: 0, tun: false, pcap: false), [])
         let all = LoopPinning.reasons(forwards: [tcp, udp], socksListeners: 1, tun: true, pcap: true)
         XCTAssertEqual(all.count, 3, "\(all)")
-        XCTAssertTrue(all.contains("SOCKS5 listeners"))
+        XCTAssertTrue(all.contains("SOCKS5 listeners whose accounts may choose another mediator"))
         XCTAssertTrue(all.contains("TUN mode (--tun)"))
         XCTAssertTrue(all.contains("--pcap"))
     }

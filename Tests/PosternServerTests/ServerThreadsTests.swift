@@ -36,11 +36,15 @@ final class ServerThreadsTests: XCTestCase {
         try? await clients?.shutdownGracefully()
     }
 
-    private func startServer(threads: Int, forwards: [String], maxUnauthenticated: Int? = nil) async throws {
+    private func startServer(
+        threads: Int, forwards: [String], maxUnauthenticated: Int? = nil, socks: [String] = [], socksUsers: String? = nil
+    ) async throws {
         var configuration = ServerConfiguration(
             listen: ListenAddress(.v4(0x7f00_0001), 0), secrets: SecretBook(shared: secret), admin: nil,
             forwards: try forwards.map { try ForwardSpec(parsing: $0) }, softwareVersion: "test")
         configuration.threads = threads
+        configuration.socks = try socks.map { try SOCKSListenerSpec(parsing: $0) }
+        if let socksUsers { configuration.socksSettings = SOCKSSettings(users: try SOCKSUsers(parsing: socksUsers, source: "test")) }
         if let maxUnauthenticated {
             configuration.maxUnauthenticated = maxUnauthenticated
             configuration.maxUnauthenticatedPerAddress = maxUnauthenticated
@@ -153,14 +157,17 @@ final class ServerThreadsTests: XCTestCase {
     }
 
     func testAForwardThatNeedsTheControlLoopBringsItsMediatorThere() async throws {
-        try await startServer(threads: 2, forwards: ["tcp:127.0.0.2:0=m1/\(targets)", "tcp:127.0.0.3:0=m2/\(targets)"])
+        // Accounts that may choose their mediator: a SOCKS5 listener added now cannot follow one session.
+        try await startServer(
+            threads: 2, forwards: ["tcp:127.0.0.2:0=m1/\(targets)", "tcp:127.0.0.3:0=m2/\(targets)"], socksUsers: "alice secret *")
+        XCTAssertTrue(server.spreading)
         try startMediator("m1")
         try await waitFor("m1") { try await loops()["m1"] != nil }
         try startMediator("m2")
         try await waitFor("m2") { try await loops()["m2"] != nil }
         let placed = try await loops()
         let away = try XCTUnwrap(placed.first { $0.value != 0 }?.key)
-        // A SOCKS5 listener runs on the control loop: its mediator's session must come there.
+        // Its accounts may choose any mediator: every session must come to the control loop.
         let added = try await server.eventLoop.flatSubmit { [server] in
             server!.addSOCKS(try! SOCKSListenerSpec(parsing: "127.0.0.4:0=\(away)"))
         }.get()
@@ -410,5 +417,86 @@ extension ServerThreadsTests {
             let answer = try await roundTrip(name, "\(name) after the garbage\n")
             XCTAssertEqual(answer, "\(name) after the garbage\n")
         }
+    }
+}
+
+extension ServerThreadsTests {
+    /// A SOCKS5 listener whose clients reach its own mediator only (no accounts, or accounts without
+    /// a choice) is steered to that mediator's loop like a forward: the sessions stay spread, and a
+    /// CONNECT through each mediator's listener is relayed (on another loop it would find its mediator
+    /// not connected there and be refused).
+    func testSOCKSListenersFollowTheirMediatorsLoop() async throws {
+        try await startServer(
+            threads: 2, forwards: [], socks: ["127.0.0.1:0=m1", "127.0.0.1:0=m2"], socksUsers: "bob pass\ncarol word")
+        XCTAssertTrue(server.spreading, "no listener's accounts may choose another mediator")
+        try startMediator("m1")
+        try await waitFor("m1") { try await loops()["m1"] != nil }
+        try startMediator("m2")
+        try await waitFor("m2") { try await loops()["m2"] != nil }
+        let placed = try await loops()
+        XCTAssertNotEqual(placed["m1"], placed["m2"], "two sessions, two loops: \(placed)")
+        let listeners = try await server.eventLoop.submit { [server] in
+            server!.socksListeners.map { ($0.spec.mediator, $0.boundAddress!) }
+        }.get()
+        let echoPort = echo.localAddress!.port!
+        for (name, address) in listeners {
+            for i in 0..<3 {
+                let line = "\(name) via socks \(i)\n"
+                let answer = try await socksRoundTrip(address, user: "bob", password: "pass", to: echoPort, line)
+                XCTAssertEqual(answer, line)
+            }
+        }
+        let after = try await loops()
+        XCTAssertEqual(after, placed)
+        XCTAssertTrue(server.spreading)
+        let totals = try await server.eventLoop.submit { [server] in server!.socksListeners.map(\.connectionsTotal) }.get()
+        XCTAssertEqual(totals, [3, 3])
+    }
+
+    /// A SOCKS5 CONNECT to 127.0.0.1:`port` (username/password), then `text` and its echo.
+    private func socksRoundTrip(_ proxy: SocketAddress, user: String, password: String, to port: Int, _ text: String) async throws
+        -> String
+    {
+        var request: [UInt8] = [5, 1, 2]  // greeting: username/password
+        request += [1, UInt8(user.utf8.count)] + Array(user.utf8) + [UInt8(password.utf8.count)] + Array(password.utf8)
+        request += [5, 1, 0, 1, 127, 0, 0, 1, UInt8(port >> 8), UInt8(port & 0xff)]
+        // Method choice (2) + auth status (2) + CONNECT reply (10), then the echo.
+        let expected = 2 + 2 + 10 + text.utf8.count
+        let received = clients.next().makePromise(of: [UInt8].self)
+        let channel = try await ClientBootstrap(group: clients)
+            .channelInitializer { $0.pipeline.addHandler(CollectBytes(expected: expected, done: received)) }
+            .connect(to: proxy).get()
+        defer { channel.close(promise: nil) }
+        try await channel.writeAndFlush(channel.allocator.buffer(bytes: request)).get()
+        // The echo must not reach the proxy before its CONNECT was answered.
+        try await Task.sleep(nanoseconds: 200_000_000)
+        try await channel.writeAndFlush(channel.allocator.buffer(string: text)).get()
+        let bytes = try await received.futureResult.get()
+        XCTAssertEqual(Array(bytes.prefix(5)), [5, 2, 1, 0, 5])
+        XCTAssertEqual(bytes[5], 0, "CONNECT succeeded")
+        return String(decoding: bytes.dropFirst(14), as: UTF8.self)
+    }
+}
+
+/// Collects `expected` bytes.
+private final class CollectBytes: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    private var bytes: [UInt8] = []
+    private let expected: Int
+    private let done: EventLoopPromise<[UInt8]>
+
+    init(expected: Int, done: EventLoopPromise<[UInt8]>) {
+        self.expected = expected
+        self.done = done
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        bytes += buffer.readBytes(length: buffer.readableBytes) ?? []
+        if bytes.count >= expected { done.succeed(bytes) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        done.fail(ChannelError.eof)
     }
 }
