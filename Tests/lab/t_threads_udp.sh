@@ -3,11 +3,12 @@
 # Every forward shape runs on its mediator's event loop, so none keeps the sessions on loop 0:
 #  - a server with --threads 2 and two mediators (m1, m2), each with a udp: forward to a LAN echo,
 #    a udp:NAME/ forward from its LAN to an echo in wan, and a tcp:NAME/ forward from its LAN to a
-#    web server in wan: the server says it spreads, and the two sessions sit on two loops
-#    (ctl mediators --json shows eventLoop);
+#    web server in wan, and a SOCKS5 listener for m2 whose account cannot choose another mediator:
+#    the server says it spreads, and the two sessions sit on two loops (ctl mediators --json shows
+#    eventLoop);
 #  - 3 MiB of numbered datagrams through each udp: forward, both directions, all four at once, come
 #    back intact (sha256 over the payloads in order; a lost datagram is sent again), and a download
-#    through each tcp:NAME/ forward arrives intact;
+#    through each tcp:NAME/ forward and one through the SOCKS5 listener arrive intact;
 #  - both sessions' datagrams took their UDP channels, whose datagrams the kernel hands to the UDP
 #    socket of each session's own loop (a datagram on another loop's socket would be stray, and the
 #    channel would not carry the bulk);
@@ -55,6 +56,10 @@ mkdir -p "$TEST_TMP/www"
 head -c $((8 * 1024 * 1024)) /dev/urandom >"$TEST_TMP/www/blob"
 want=$(sha256sum <"$TEST_TMP/www/blob" | cut -d' ' -f1)
 bg wan http python3 -m http.server 8080 --bind 203.0.113.10 --directory "$TEST_TMP/www"
+bg lanhost http_lan python3 -m http.server 80 --bind 192.168.77.10 --directory "$TEST_TMP/www"
+wait_tcp lanhost 192.168.77.10 80
+printf 'bob %s\n' "socks-pass-1234" >"$TEST_TMP/users"
+chmod 600 "$TEST_TMP/users"
 bg lanhost echo_lan python3 "$LAB_REPO/Tests/lab/udp_echo.py" 192.168.77.10 5353
 bg wan echo_wan python3 "$LAB_REPO/Tests/lab/udp_echo.py" 203.0.113.10 5000
 wait_tcp wan 203.0.113.10 8080
@@ -67,13 +72,14 @@ start_server server --threads 2 --keepalive 1 --dead-timeout 3 \
     --forward udp:m1/0.0.0.0:5001=203.0.113.10:5000 \
     --forward udp:m2/0.0.0.0:5002=203.0.113.10:5000 \
     --forward tcp:m1/0.0.0.0:9001=203.0.113.10:8080 \
-    --forward tcp:m2/0.0.0.0:9002=203.0.113.10:8080
+    --forward tcp:m2/0.0.0.0:9002=203.0.113.10:8080 \
+    --socks 0.0.0.0:1080=m2 --socks-users "$TEST_TMP/users"
 grep -q '2 event loops: mediator sessions are spread' "$TEST_TMP/server.log" \
     || fail "the server did not say it spreads sessions: $(grep -i 'event loop' "$TEST_TMP/server.log")"
 
 for m in m1 m2; do
     bg lan "$m" "$POSTERN_BIN" mediator --server 203.0.113.10:7000 --name "$m" \
-        --secret-file "$TEST_TMP/secret" --allow 192.168.77.10:5353 --allow-listen
+        --secret-file "$TEST_TMP/secret" --allow 192.168.77.10:5353 --allow 192.168.77.10:80 --allow-listen
     wait_mediator "$m"
 done
 for port in 5001 5002; do wait_listen lan "$port" udp; done
@@ -126,6 +132,10 @@ for port in 9001 9002; do
     assert_eq "$want" "$(sha256sum <"$TEST_TMP/d$port" | cut -d' ' -f1)" "download through $port: sha256"
 done
 echo "a download through each tcp:NAME/ forward: intact"
+lab exec user curl -sS --fail --max-time 60 -x "socks5://bob:socks-pass-1234@203.0.113.10:1080" \
+    -o "$TEST_TMP/dsocks" "http://192.168.77.10/blob" || fail "download through the SOCKS5 listener"
+assert_eq "$want" "$(sha256sum <"$TEST_TMP/dsocks" | cut -d' ' -f1)" "download through SOCKS5: sha256"
+echo "a download through m2's SOCKS5 listener: intact"
 
 assert_eq "$placed" "$(loops)" "the sessions stayed on their loops"
 status=$(ctl status --json)
