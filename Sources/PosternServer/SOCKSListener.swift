@@ -101,6 +101,8 @@ final class SOCKSListener {
         .map { [self] listener in
             self.listener = listener
             listening = true
+            // Its mediator may have attached while it was binding (or before it was added).
+            if let link = registry.link(spec.mediator) { attach(link) }
             let auth = settings.users == nil ? "no authentication" : "username/password"
             logger.info("\(spec): listening on \(spec.listen) (\(auth))")
         }

@@ -34,6 +34,7 @@ final class UDPForwardToMediator: Forward {
     let spec: ForwardSpec
     let counters: ForwardCounters
     private let eventLoop: EventLoop
+    private let registry: MediatorRegistry
     /// The server's loops; the forward listens on each when there are several.
     private let loops: [EventLoop]
     private var logger: Logger
@@ -54,6 +55,7 @@ final class UDPForwardToMediator: Forward {
         }
         self.spec = spec
         self.eventLoop = eventLoop
+        self.registry = registry
         self.loops = loops ?? [eventLoop]
         self.logger = logger
         let counters = ForwardCounters()
@@ -109,6 +111,8 @@ final class UDPForwardToMediator: Forward {
         .map { [self] listener in
             self.listener = listener
             for socket in sockets { socket.eventLoop.execute { socket.start() } }
+            // Its mediator may have attached while it was binding.
+            if let link = registry.link(spec.mediator) { attach(link) }
             counters.listening = true
             logger.info("forward \(spec): listening on \(spec.listen)")
         }

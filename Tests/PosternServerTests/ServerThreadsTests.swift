@@ -427,7 +427,7 @@ extension ServerThreadsTests {
     /// not connected there and be refused).
     func testSOCKSListenersFollowTheirMediatorsLoop() async throws {
         try await startServer(
-            threads: 2, forwards: [], socks: ["127.0.0.1:0=m1", "127.0.0.1:0=m2"], socksUsers: "bob pass\ncarol word")
+            threads: 2, forwards: [], socks: ["127.0.0.6:0=m1", "127.0.0.7:0=m2"], socksUsers: "bob pass\ncarol word")
         XCTAssertTrue(server.spreading, "no listener's accounts may choose another mediator")
         try startMediator("m1")
         try await waitFor("m1") { try await loops()["m1"] != nil }
@@ -446,11 +446,20 @@ extension ServerThreadsTests {
                 XCTAssertEqual(answer, line)
             }
         }
+        // One added at run time follows its mediator, connected already, to its loop.
+        let away = try XCTUnwrap(placed.first { $0.value != 0 }?.key)
+        let added = try await server.eventLoop.flatSubmit { [server] in
+            server!.addSOCKS(try! SOCKSListenerSpec(parsing: "127.0.0.5:0=\(away)"))
+        }.get()
+        XCTAssertFalse(added.added.isEmpty, "\(added)")
+        let third = try await server.eventLoop.submit { [server] in server!.socksListeners.last!.boundAddress! }.get()
+        let answer = try await socksRoundTrip(third, user: "bob", password: "pass", to: echoPort, "added at run time\n")
+        XCTAssertEqual(answer, "added at run time\n")
         let after = try await loops()
         XCTAssertEqual(after, placed)
         XCTAssertTrue(server.spreading)
         let totals = try await server.eventLoop.submit { [server] in server!.socksListeners.map(\.connectionsTotal) }.get()
-        XCTAssertEqual(totals, [3, 3])
+        XCTAssertEqual(totals, [3, 3, 1])
     }
 
     /// A SOCKS5 CONNECT to 127.0.0.1:`port` (username/password), then `text` and its echo.
