@@ -10,8 +10,9 @@ import XCTest
 
 /// A real server with two event loops and real mediators over loopback: sessions spread over the
 /// loops, a `tcp:` forward's users are accepted onto their mediator's loop (or reset by the guard
-/// in `TCPForwardToMediator`, which would count a refusal), and a forward that needs the control
-/// loop brings its mediator there.
+/// in `TCPForwardToMediator`, which would count a refusal), every forward shape, SOCKS5 listeners
+/// and the UDP channels run on their mediator's loop, and what still needs the control loop (a SOCKS5
+/// listener whose accounts may choose their mediator) brings the mediators there.
 final class ServerThreadsTests: XCTestCase {
     private let secret = Array("a shared secret of enough bytes".utf8)
     private var clients: MultiThreadedEventLoopGroup!
