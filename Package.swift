@@ -176,6 +176,8 @@ let package = Package(
                 // ServerThreadsTests connect real mediators to a server with several loops.
                 "PosternMediator",
                 .product(name: "NIOPosix", package: "swift-nio"),
+                // ServerThreadsTests add a SOCKS5 listener, which keeps sessions on the control loop.
+                "PosternSOCKS",
             ],
             swiftSettings: pureSettings
         ),

@@ -53,6 +53,12 @@ public struct SOCKSUsers: Hashable, Sendable {
         guard !accounts.isEmpty else { throw ParseError(description: "\(source) holds no account") }
     }
 
+    /// Whether some account may choose another mediator than `listenerMediator` (`USER@NAME`): a
+    /// listener with such accounts learns its connections' mediator only after their handshake.
+    public func mayChoose(otherThan listenerMediator: String) -> Bool {
+        accounts.values.contains { $0.anyMediator || ($0.mediators ?? []).contains { $0 != listenerMediator } }
+    }
+
     /// The mediator the client may use, or nil when the name, the password or the choice of
     /// mediator is refused (the client is told only that authentication failed). The password is
     /// compared in time independent of where it differs.

@@ -10,7 +10,8 @@ import PosternWire
 /// its sockets and sweeper with it.
 final class AdminRedirectRelay: DatagramPathReceiver {
     private let forward: UDPForwardFromMediator
-    private let port: UDPForwardFromMediator.MediatorPort
+    /// Nil only for a forward stopped before it attached, which this one never is.
+    private let port: UDPForwardFromMediator.MediatorPort?
 
     init(forward: UDPForwardFromMediator, path: DatagramPath, portID: UInt32) {
         self.forward = forward
@@ -19,15 +20,15 @@ final class AdminRedirectRelay: DatagramPathReceiver {
     }
 
     func datagramReceived(_ bytes: ByteBuffer, peer: Endpoint, portID: UInt32) {
-        port.datagramReceived(bytes, peer: peer, portID: portID)
+        port?.datagramReceived(bytes, peer: peer, portID: portID)
     }
 
     func datagramPathClosed(portID: UInt32) {
-        port.datagramPathClosed(portID: portID)
+        port?.datagramPathClosed(portID: portID)
     }
 
     deinit {
-        port.datagramPathClosed(portID: port.portID)
+        if let port { port.datagramPathClosed(portID: port.portID) }
         forward.stop()
     }
 }

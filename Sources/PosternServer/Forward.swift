@@ -24,10 +24,14 @@ protocol Forward: AnyObject {
     /// Whether it may serve a session on any of the server's loops (`--threads`); false: only one
     /// on the control loop, where the forward itself runs (`LoopPinning`).
     var runsOnAnyLoop: Bool { get }
+    /// What it listens on at the server takes new users on loop `index` from now on (`--threads`;
+    /// forwards that listen on the mediator have nothing to steer).
+    func steer(toLoop index: Int)
 }
 
 extension Forward {
     var runsOnAnyLoop: Bool { false }
     func attach(_ link: MediatorLink) {}
     func detach(_ link: MediatorLink) {}
+    func steer(toLoop index: Int) {}
 }

@@ -1,3 +1,4 @@
+import Atomics
 import NIOConcurrencyHelpers
 import PosternTunnel
 import PosternWire
@@ -8,15 +9,24 @@ import PosternWire
 ///
 /// The per-connection counts are told from the loop of the mediator's session (`--threads`) and read
 /// on the control loop: they sit behind one lock, taken once per connection event, never per packet
-/// (a relay's bytes are its own relaxed atomics). The datagram counts and `listening`/`failure`
-/// belong to the control loop, where datagram forwards run.
+/// (a relay's bytes are its own relaxed atomics). Datagram forwards count their bytes on the loop of
+/// the mediator's session too, in relaxed atomics (one loop writes them at a time); `listening` and
+/// `failure` change once per session, behind the lock.
 final class ForwardCounters {
     private let lock = NIOLock()
     /// Whether what the forward listens on is bound: its socket on the server, or its port on the
     /// mediator's current session.
-    var listening = false
+    var listening: Bool {
+        get { lock.withLock { _listening } }
+        set { lock.withLock { _listening = newValue } }
+    }
+    private var _listening = false
     /// Why the forward is not serving, when it failed (bind refused, the mediator refused its port).
-    var failure: String?
+    var failure: String? {
+        get { lock.withLock { _failure } }
+        set { lock.withLock { _failure = newValue } }
+    }
+    private var _failure: String?
     private var _connectionsTotal: UInt64 = 0
     var connectionsTotal: UInt64 { lock.withLock { _connectionsTotal } }
     private var live: [ObjectIdentifier: StreamRelay] = [:]
@@ -35,10 +45,20 @@ final class ForwardCounters {
     /// Connections that failed otherwise (target unreachable, refused, timed out, session gone).
     private var _errors: UInt64 = 0
     var errors: UInt64 { lock.withLock { _errors } }
-    /// Datagram forwards count their payload bytes as they pass (a plain add on the loop).
-    var datagramBytesToMediator: UInt64 = 0
-    var datagramBytesFromMediator: UInt64 = 0
-    /// Datagram forwards: flows open now, read from the forward's flow table when asked.
+    /// Datagram forwards count their payload bytes as they pass (a relaxed add on the session's loop).
+    private let datagramsToMediator = ManagedAtomic<UInt64>(0)
+    private let datagramsFromMediator = ManagedAtomic<UInt64>(0)
+    var datagramBytesToMediator: UInt64 {
+        get { datagramsToMediator.load(ordering: .relaxed) }
+        set { datagramsToMediator.store(newValue, ordering: .relaxed) }
+    }
+    var datagramBytesFromMediator: UInt64 {
+        get { datagramsFromMediator.load(ordering: .relaxed) }
+        set { datagramsFromMediator.store(newValue, ordering: .relaxed) }
+    }
+    func datagramToMediator(_ bytes: Int) { datagramsToMediator.wrappingIncrement(by: UInt64(bytes), ordering: .relaxed) }
+    func datagramFromMediator(_ bytes: Int) { datagramsFromMediator.wrappingIncrement(by: UInt64(bytes), ordering: .relaxed) }
+    /// Datagram forwards: flows open now, read when asked from any loop (set once, before start).
     var openFlows: () -> Int = { 0 }
 
     /// A relayed connection began; its bytes count from now on.

@@ -55,8 +55,9 @@ public final class MediatorRegistry {
         return l
     }
 
-    /// `link(name)` when its session runs on the caller's loop: for front ends that run on the control
-    /// loop only (`LoopPinning`); a session elsewhere is on its way there, and counts as not connected.
+    /// `link(name)` when its session runs on the caller's loop: for front ends whose socket is on one
+    /// loop (a `udp:` forward's socket, a SOCKS5 connection, what `LoopPinning` keeps on the control
+    /// loop); a session elsewhere counts as not connected there (it has just moved, or is on its way).
     func localLink(_ name: String) -> MediatorLink? {
         guard let l = link(name), l.eventLoop.inEventLoop else { return nil }
         return l

@@ -180,6 +180,7 @@ extension ServerService {
         let madeSOCKS = socks.added.map { spec in
             let l = makeSOCKSListener(spec)
             if let read = plan.socksSettings { l.settings = read.settings }
+            socksPinning([l])
             return l
         }
         let starts =
@@ -234,6 +235,7 @@ extension ServerService {
         socksSettings = settings
         socksNoAuth = noAuth
         for l in socksListeners { l.settings = settings }
+        socksPinning(socksListeners)
     }
 
     /// A SOCKS5 listener the failed reload had stopped, listening again.

@@ -18,7 +18,7 @@ public final class ServerService: @unchecked Sendable {
     // (docs/architecture.md, "Threads").
     private let configuration: ServerConfiguration
     private let group: MultiThreadedEventLoopGroup
-    /// The control loop: registry, forwards' sockets, admin API, metrics, UDP service socket, TUN mode.
+    /// The control loop: registry, admin API, metrics, TUN mode, the forwards' bookkeeping.
     public let eventLoop: EventLoop
     /// Every loop of the server, the control loop first.
     public let loops: [EventLoop]
@@ -69,15 +69,11 @@ public final class ServerService: @unchecked Sendable {
     public private(set) var boundAdmin: SocketAddress?
     /// The service port number over UDP, for UDP channels (nil when off or it could not be bound).
     public private(set) var boundDatagram: SocketAddress?
-    private var datagramChannel: Channel?
-    /// Writes the UDP channel datagrams of every session to `datagramChannel`, one flush per loop pass.
-    private var datagramWriter: DatagramWriteBatcher?
-    private var datagramHandler: ServiceDatagramHandler?
-    /// The datagram paths of established sessions, by session id: where UDP channel datagrams go.
-    private var datagramPaths: [UInt64: UDPChannelDatagramPath] = [:]
-    /// Their sessions' loops, where each path is fed (a hop per datagram for a session off the
-    /// control loop: the UDP channel's socket is the control loop's).
-    private var datagramLoops: [UInt64: EventLoop] = [:]
+    /// The service port over UDP: one socket per loop (socket i on `loops[i]`), each with the handler
+    /// that knows the established sessions of its loop and a writer for their datagrams (flushed once
+    /// per pass of that loop). The kernel hands each datagram to the socket of the loop its session id
+    /// names (`SessionLoopProgram`), so no datagram hops. Set once at start; read on the control loop.
+    private var datagramSockets: [(handler: ServiceDatagramHandler, writer: DatagramWriteBatcher)] = []
     public let metrics = ServerMetrics()
     private let startedAt = Date()
     private let startedAtDeadline = NIODeadline.now()
@@ -136,7 +132,9 @@ public final class ServerService: @unchecked Sendable {
 
     static func pinningReasons(_ configuration: ServerConfiguration) -> [String] {
         LoopPinning.reasons(
-            forwards: configuration.forwards, socksListeners: configuration.socks.count, tun: configuration.tunEnabled,
+            forwards: configuration.forwards,
+            socksListeners: configuration.socks.filter { socksChooses($0, configuration.socksSettings) }.count,
+            tun: configuration.tunEnabled,
             pcap: configuration.pcap != nil)
     }
 
@@ -182,6 +180,7 @@ public final class ServerService: @unchecked Sendable {
         registry.whenAttached { [self] link in
             tunMode?.attach(link)
             for forward in forwards where forward.spec.mediator == link.name { attach(forward, to: link) }
+            for l in socksListeners where l.spec.mediator == link.name { l.attach(link) }
         }
         return EventLoopFuture.andAllSucceed(steps, on: eventLoop)
     }
@@ -216,8 +215,9 @@ public final class ServerService: @unchecked Sendable {
             logger.notice("new mediator sessions stay on the first event loop from now on: \(why) needs them there")
         }
         for forward in forwards where mediator == nil || forward.spec.mediator == mediator {
-            (forward as? TCPForwardToMediator)?.steer(toLoop: 0)
+            forward.steer(toLoop: 0)
         }
+        for l in socksListeners where mediator == nil || l.spec.mediator == mediator { l.steer(toLoop: 0) }
         for link in registry.openLinks where link.eventLoop !== eventLoop && (mediator == nil || link.name == mediator) {
             logger.notice("mediator '\(link.name)': ending its session on another event loop so it comes back on the first: \(why)")
             link.onLoop { link.session.goAway(.shuttingDown, "the server moves this mediator to another event loop; reconnect") }
@@ -242,8 +242,24 @@ public final class ServerService: @unchecked Sendable {
     }
 
     func makeSOCKSListener(_ spec: SOCKSListenerSpec) -> SOCKSListener {
-        pin(mediator: nil, because: "SOCKS5 listener \(spec.listen)")
-        return SOCKSListener(spec: spec, settings: socksSettings, registry: registry, eventLoop: eventLoop, logger: logger)
+        let listener = SOCKSListener(
+            spec: spec, settings: socksSettings, registry: registry, eventLoop: eventLoop, loops: loops, logger: logger)
+        socksPinning([listener])
+        return listener
+    }
+
+    /// Whether a SOCKS5 listener's connections may each choose their mediator (`USER@NAME`), so its
+    /// accepting loop cannot follow one session: it keeps the sessions on the control loop.
+    static func socksChooses(_ spec: SOCKSListenerSpec, _ settings: SOCKSSettings) -> Bool {
+        settings.users?.mayChoose(otherThan: spec.mediator) == true
+    }
+
+    /// Pins every session to the control loop when one of `listeners`, with its accounts now, lets its
+    /// clients choose their mediator (at start, for a listener added at run time, after a reload).
+    func socksPinning(_ listeners: [SOCKSListener]) {
+        for l in listeners where Self.socksChooses(l.spec, l.settings) {
+            pin(mediator: nil, because: "SOCKS5 listener \(l.spec.listen) (its accounts may choose another mediator)")
+        }
     }
 
     func makeForward(_ spec: ForwardSpec) throws -> any Forward {
@@ -265,7 +281,7 @@ public final class ServerService: @unchecked Sendable {
             return forward
         case (.udp, .toMediator):
             let forward = try UDPForwardToMediator(
-                spec: spec, registry: registry, eventLoop: eventLoop, limits: udpFlowLimits, now: now, logger: logger)
+                spec: spec, registry: registry, eventLoop: eventLoop, loops: loops, limits: udpFlowLimits, now: now, logger: logger)
             forward.recorder = recorder
             return forward
         case (.udp, .fromMediator):
@@ -323,12 +339,13 @@ public final class ServerService: @unchecked Sendable {
             .childChannelOption(ChannelOptions.recvAllocator, value: RelayBuffers.tunnelAllocator)
             .childChannelInitializer { [self] channel in
                 let address = channel.remoteAddress
+                let loop = loops.firstIndex { $0 === channel.eventLoop } ?? 0
                 // Admission is the control loop's (it counts every connection); the session is made on
                 // the connection's own loop.
                 guard channel.eventLoop !== eventLoop else {
-                    return setUpSession(channel, admit(from: address))
+                    return setUpSession(channel, admit(from: address, loop: 0))
                 }
-                return eventLoop.submit { [self] in admit(from: address) }
+                return eventLoop.submit { [self] in admit(from: address, loop: loop) }
                     .hop(to: channel.eventLoop)
                     .flatMap { [self] id in setUpSession(channel, id) }
             }
@@ -361,40 +378,54 @@ public final class ServerService: @unchecked Sendable {
         if eventLoop.inEventLoop { f() } else { eventLoop.execute(f) }
     }
 
-    /// The service port's address and number over UDP, for the sessions' UDP channels. Not fatal: a
-    /// server that cannot bind it carries every datagram on the TCP channel, as version 1 did.
+    /// The service port's address and number over UDP, for the sessions' UDP channels: one socket per
+    /// loop in a reuseport group steered by the session id in each datagram. Not fatal: a server that
+    /// cannot bind it carries every datagram on the TCP channel, as version 1 did.
     private func bindDatagramPort() -> EventLoopFuture<Void> {
         guard configuration.udpChannelEnabled, let address = boundService else { return eventLoop.makeSucceededVoidFuture() }
-        let handler = ServiceDatagramHandler { [weak self] id in self?.datagramPaths[id] }
-        handler.loopOf = { [weak self] id in self?.datagramLoops[id] }
-        return DatagramBootstrap(group: eventLoop)
-            .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .batchedDatagramOptions(receiveOffload: true)
-            .channelInitializer { channel in DatagramChecksumFilter.attach(to: channel).flatMap { channel.pipeline.addHandler(handler) } }
-            .bind(to: address)
-            .map { [self] channel in
-                channels.append(channel)
-                datagramChannel = channel
-                datagramWriter = DatagramWriteBatcher(channel: channel, segmentation: RelayBuffers.channelSegmentation)
-                datagramHandler = handler
-                registry.unroutedDatagrams = { [weak handler] in handler?.stray ?? 0 }
-                boundDatagram = channel.localAddress
-                logger.info("UDP channels on \(channel.localAddress?.display ?? "?")/udp")
+        let loops = loops
+        let handlers = loops.map { ServiceDatagramHandler(eventLoop: $0) }
+        return SteeredListener.bind(to: address, count: loops.count, on: eventLoop) { i in
+            DatagramBootstrap(group: loops[i])
+                .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+                .batchedDatagramOptions(receiveOffload: true)
+                .channelInitializer { channel in
+                    DatagramChecksumFilter.attach(to: channel).flatMap { channel.pipeline.addHandler(handlers[i]) }
+                }
+        }
+        .flatMap { [self] (listener: SteeredListener) -> EventLoopFuture<SteeredListener> in
+            guard loops.count > 1 else { return eventLoop.makeSucceededFuture(listener) }
+            return SessionLoopProgram.attach(loops: loops.count, to: listener.channels[0]).map { listener }
+                .flatMapErrorThrowing { error in
+                    listener.close()
+                    throw error
+                }
+        }
+        .map { [self] listener in
+            channels.append(contentsOf: listener.channels)
+            datagramSockets = zip(handlers, listener.channels).map {
+                ($0, DatagramWriteBatcher(channel: $1, segmentation: RelayBuffers.channelSegmentation))
             }
-            .recover { [self] error in
-                logger.warning("UDP channels off: cannot bind \(address.display)/udp (\(error)); datagrams take the TCP channel")
-            }
+            registry.unroutedDatagrams = { handlers.reduce(0) { $0 &+ $1.stray } }
+            boundDatagram = listener.localAddress
+            logger.info("UDP channels on \(listener.localAddress?.display ?? "?")/udp")
+        }
+        .recover { [self] error in
+            logger.warning("UDP channels off: cannot bind \(address.display)/udp (\(error)); datagrams take the TCP channel")
+        }
     }
 
     /// UDP channel datagrams that named no established session (scans, garbage, old sessions).
-    public var strayDatagrams: UInt64 { datagramHandler?.stray ?? 0 }
+    public var strayDatagrams: UInt64 { datagramSockets.reduce(0) { $0 &+ $1.handler.stray } }
 
     /// A session for a new connection from `address`, or nil when it must be closed at once (too
     /// many unauthenticated connections, all further along).
-    private func admit(from address: SocketAddress?) -> (id: UInt64, source: String)? {
+    /// Its id names `loop`, the loop its session runs on (`SessionLoops`): the kernel hands that
+    /// loop's UDP socket the session's UDP channel datagrams.
+    private func admit(from address: SocketAddress?, loop: Int) -> (id: UInt64, source: String)? {
         eventLoop.preconditionInEventLoop()
-        let id = nextSessionID
-        nextSessionID += 1
+        let id = SessionLoops.sessionID(atOrAfter: nextSessionID, loop: loop, loops: loops.count)
+        nextSessionID = id + 1
         // One source is one IP address (its port changes with every connection).
         let source = address?.ipAddress ?? "?"
         // An address that has just failed too many proofs is closed before TLS costs anything
@@ -456,50 +487,41 @@ public final class ServerService: @unchecked Sendable {
         }
         let began = NIODeadline.now()
         session.onHandshakeProgress = { [self] stage in onControlLoop { [self] in unauthenticated.advance(id, to: stage) } }
-        let control = eventLoop
         link.onEstablished { [self] in
             session.onHandshakeProgress = nil
             let took = NIODeadline.now() - began
-            // Read on the control loop, where it is set once at start (nil: UDP channels are off).
-            let writer = control.inEventLoop ? datagramWriter : nil
-            let start = { (writer: DatagramWriteBatcher) in
-                guard let info = link.info else { return }
-                // All sessions share the socket, and its writes are flushed once per pass of the
-                // control loop; a session on another loop hands each datagram over to it.
+            let index = link.loopIndex
+            // On the session's loop: its datagrams are read and written by that loop's socket.
+            let start = { (socket: (handler: ServiceDatagramHandler, writer: DatagramWriteBatcher)) in
+                guard let info = link.info, link.isOpen else { return }
+                socket.handler.add(id, link.datagramPath)
                 link.datagramPath.start(sessionID: info.sessionID, keys: info.keys) { bytes, to in
-                    if control.inEventLoop {
-                        writer.write(AddressedEnvelope(remoteAddress: to, data: bytes))
-                    } else {
-                        control.execute { writer.write(AddressedEnvelope(remoteAddress: to, data: bytes)) }
-                    }
+                    socket.writer.write(AddressedEnvelope(remoteAddress: to, data: bytes))
                 }
             }
-            if control.inEventLoop {
+            onControlLoop { [self] in
                 handshaking[id] = nil
                 unauthenticated.remove(id)
                 metrics.handshakeTook(took)
-                guard let writer else { return }
-                datagramPaths[id] = link.datagramPath
-                start(writer)
-                return
-            }
-            control.execute { [self] in
-                handshaking[id] = nil
-                unauthenticated.remove(id)
-                metrics.handshakeTook(took)
-                guard let writer = datagramWriter, link.isOpen else { return }
-                datagramPaths[id] = link.datagramPath
-                datagramLoops[id] = loop
-                link.onLoop { if link.isOpen { start(writer) } }
+                // Nothing bound (UDP channels off): the session's datagrams take its TCP channel.
+                guard datagramSockets.indices.contains(index) else { return }
+                guard SessionLoops.loop(ofSession: id, loops: datagramSockets.count) == index else {
+                    logger.error("session \(id) runs on loop \(index), which its id does not name; its datagrams take the TCP channel")
+                    return
+                }
+                let socket = datagramSockets[index]
+                link.onLoop { start(socket) }
             }
         }
         link.onClose { [self] _ in
             session.onHandshakeProgress = nil
+            let index = link.loopIndex
             onControlLoop { [self] in
                 handshaking[id] = nil
                 unauthenticated.remove(id)
-                datagramPaths[id] = nil
-                datagramLoops[id] = nil
+                guard datagramSockets.indices.contains(index) else { return }
+                let handler = datagramSockets[index].handler
+                link.onLoop { handler.remove(id) }
             }
         }
         let events = registry.events

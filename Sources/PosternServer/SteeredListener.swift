@@ -7,10 +7,11 @@ import PosternTunnel
     import Glibc
 #endif
 
-/// One TCP listening address served by several sockets (SO_REUSEPORT), each accepting onto its own
+/// One TCP (or UDP) listening address served by several sockets (SO_REUSEPORT), each on its own
 /// event loop, and a one-instruction classic BPF program (SO_ATTACH_REUSEPORT_CBPF) that tells the
-/// kernel which socket takes every new connection. So a `tcp:` forward's users are accepted straight
-/// onto the loop of its mediator's session, and relaying never crosses threads: NIO's
+/// kernel which socket takes every new connection (UDP: every datagram). So a `tcp:` forward's users
+/// are accepted, and a `udp:` forward's datagrams read, straight onto the loop of its mediator's
+/// session, and relaying never crosses threads: NIO's
 /// `ServerBootstrap` takes its child loop from a `MultiThreadedEventLoopGroup`'s round robin and
 /// accepts no group of our own, and SwiftNIO has no way to move a channel between loops.
 ///
@@ -34,20 +35,43 @@ final class SteeredListener {
     static func bind(
         to address: SocketAddress, count: Int, on eventLoop: EventLoop, bootstrap: @escaping (Int) -> ServerBootstrap
     ) -> EventLoopFuture<SteeredListener> {
+        bind(to: address, count: count, udp: false, on: eventLoop) { i, at, reusePort in
+            guard reusePort else { return bootstrap(i).bind(to: at) }
+            return bootstrap(i).serverChannelOption(Self.reusePort, value: 1).bind(to: at)
+        }
+    }
+
+    /// The same for UDP (a `udp:` forward's sockets): the kernel runs the group's program for every
+    /// datagram, so steering picks the socket, and so the loop, that reads each one (Linux applies
+    /// SO_ATTACH_REUSEPORT_CBPF to UDP groups as to TCP ones, the program seeing the UDP payload).
+    static func bind(
+        to address: SocketAddress, count: Int, on eventLoop: EventLoop, datagram bootstrap: @escaping (Int) -> DatagramBootstrap
+    ) -> EventLoopFuture<SteeredListener> {
+        bind(to: address, count: count, udp: true, on: eventLoop) { i, at, reusePort in
+            guard reusePort else { return bootstrap(i).bind(to: at) }
+            return bootstrap(i).channelOption(Self.reusePort, value: 1).bind(to: at)
+        }
+    }
+
+    private static let reusePort = ChannelOptions.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT))
+
+    /// `bindOne(i, address, reusePort)` binds the i-th socket, with SO_REUSEPORT set when asked.
+    private static func bind(
+        to address: SocketAddress, count: Int, udp: Bool, on eventLoop: EventLoop,
+        bindOne: @escaping (Int, SocketAddress, Bool) -> EventLoopFuture<Channel>
+    ) -> EventLoopFuture<SteeredListener> {
         guard count > 1 else {
-            return bootstrap(0).bind(to: address).map { SteeredListener(channels: [$0], claim: nil) }
+            return bindOne(0, address, false).map { SteeredListener(channels: [$0], claim: nil) }
         }
         // SO_REUSEPORT would let a second listener of this process on the same port join the group
         // silently, where a plain socket fails with "address in use": keep that failure.
-        guard let claim = Claim(address) else {
+        guard let claim = Claim(address, udp: udp) else {
             return eventLoop.makeFailedFuture(IOError(errnoCode: EADDRINUSE, reason: "bind"))
         }
         var bound: [Channel] = []
         func next(_ i: Int, _ at: SocketAddress) -> EventLoopFuture<SteeredListener> {
             guard i < count else { return eventLoop.makeSucceededFuture(SteeredListener(channels: bound, claim: claim)) }
-            return bootstrap(i)
-                .serverChannelOption(ChannelOptions.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1)
-                .bind(to: at)
+            return bindOne(i, at, true)
                 .hop(to: eventLoop)
                 .flatMap { channel in
                     bound.append(channel)
@@ -86,7 +110,8 @@ final class SteeredListener {
 
     // MARK: - One steered listener per port in this process
 
-    /// The ports this process listens on with SO_REUSEPORT, and on which addresses.
+    /// The ports this process listens on with SO_REUSEPORT (UDP ports as their negative), and on
+    /// which addresses.
     private static let claimed = NIOLockedValueBox<[Int: [String]]>([:])
 
     final class Claim {
@@ -95,8 +120,8 @@ final class SteeredListener {
 
         /// Nil when another steered listener of this process holds the port on an overlapping
         /// address (the same, or either one the wildcard). Port 0 picks a fresh port: no claim needed.
-        init?(_ socket: SocketAddress) {
-            let port = socket.port ?? 0
+        init?(_ socket: SocketAddress, udp: Bool = false) {
+            let port = (socket.port ?? 0) * (udp ? -1 : 1)
             let address = socket.ipAddress ?? ""
             self.port = port
             self.address = address

@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import PosternCore
@@ -9,18 +10,34 @@ import PosternWire
 
 /// `tcp:NAME/ADDR:PORT=HOST:PORT`: whenever the mediator attaches, it opens and listens on its LAN
 /// port; each connection it accepts is relayed to the target as seen from the server.
+///
+/// Its port and the server's connections to the target live on the loop of the mediator's session
+/// (`--threads`): the outgoing connection is made there, so a relay never crosses threads. The
+/// forward itself is the control loop's; what both sides touch (the listening port, whether it
+/// stopped, the capture) sits behind a lock taken once per session or connection.
 final class TCPForwardFromMediator: Forward {
     let spec: ForwardSpec
     let counters = ForwardCounters()
     private let registry: MediatorRegistry
     private var logger: Logger
+    /// The control loop: the forward's own, and the recorders'.
     private let eventLoop: EventLoop
-    /// `--pcap`: each connection the server makes to the target is recorded here too.
+    /// `--pcap`: each connection the server makes to the target is recorded here too (set before
+    /// `start`; only connections on the control loop record, the recorder being its own).
     var recorder: PcapRecorder?
-    /// `ctl capture`: each connection made while it runs is recorded here too.
-    private var capture: PcapRecorder?
-    func startCapture(_ recorder: PcapRecorder) { capture = recorder }
-    func stopCapture() { capture = nil }
+
+    /// What the control loop and the session's loop share.
+    private struct Shared {
+        /// The mediator's listening port of the current session, closed by `stop`.
+        var listeningOn: MediatorLink?
+        var listenerID: UInt32?
+        var stopped = false
+        /// `ctl capture`: each connection made while it runs is recorded here too.
+        var capture: PcapRecorder?
+    }
+    private let shared = NIOLockedValueBox(Shared())
+    func startCapture(_ recorder: PcapRecorder) { shared.withLockedValue { $0.capture = recorder } }
+    func stopCapture() { shared.withLockedValue { $0.capture = nil } }
 
     init(spec: ForwardSpec, registry: MediatorRegistry, eventLoop: EventLoop, logger: Logger) {
         self.spec = spec
@@ -31,28 +48,35 @@ final class TCPForwardFromMediator: Forward {
 
     func start() -> EventLoopFuture<Void> { eventLoop.makeSucceededVoidFuture() }
 
-    func detach(_ link: MediatorLink) { counters.listening = false }
+    /// Its connections are made on the session's loop, whichever that is.
+    var runsOnAnyLoop: Bool { true }
 
-    /// The mediator's listening port of the current session, closed by `stop`.
-    private weak var listeningOn: MediatorLink?
-    private var listenerID: UInt32?
-    private var stopped = false
+    func detach(_ link: MediatorLink) { counters.listening = false }
 
     /// Removed by a reload: its port on the mediator closes; connections already relayed go on.
     func stop() {
-        stopped = true
         counters.listening = false
-        if let link = listeningOn, let id = listenerID, link.isOpen { link.close(portID: id).whenFailure { _ in } }
-        listeningOn = nil
-        listenerID = nil
+        let (link, id) = shared.withLockedValue { s -> (MediatorLink?, UInt32?) in
+            s.stopped = true
+            defer { (s.listeningOn, s.listenerID) = (nil, nil) }
+            return (s.listeningOn, s.listenerID)
+        }
+        guard let link, let id else { return }
+        link.onLoop { if link.isOpen { link.close(portID: id).whenFailure { _ in } } }
     }
 
+    private var stopped: Bool { shared.withLockedValue { $0.stopped } }
+
+    /// Opens and listens on the session's loop (called from the control loop, it hops there).
     func attach(_ link: MediatorLink) {
+        link.onLoop { [self] in attachOnLoop(link) }
+    }
+
+    private func attachOnLoop(_ link: MediatorLink) {
         let listen = spec.listenAddress
         link.open(.tcp, address: listen.address, port: listen.port, exact: true, owner: "forward \(spec)")
             .flatMap { [self] opened in
-                listeningOn = link
-                listenerID = opened.portID
+                shared.withLockedValue { s in (s.listeningOn, s.listenerID) = (link, opened.portID) }
                 return link.listen(portID: opened.portID) { [self] accepted in
                     guard !stopped else { return }
                     self.accepted(accepted, link)
@@ -77,17 +101,23 @@ final class TCPForwardFromMediator: Forward {
     }
 
     private func accepted(_ a: Frame.Accepted, _ link: MediatorLink) {
+        link.eventLoop.assertInEventLoop()
         // Register at once so DATA that follows ACCEPTED is kept while we connect.
         let relay = link.makeRelay(portID: a.portID, counters: counters)
-        ClientBootstrap(group: eventLoop)
+        // The recorders are the control loop's: a connection elsewhere (its session is on its way
+        // there after `ctl capture`) is not recorded.
+        let recorders =
+            link.eventLoop === eventLoop ? [recorder, shared.withLockedValue { $0.capture }].compactMap { $0 } : []
+        ClientBootstrap(group: link.eventLoop)
             .relayedStreamOptions()
             .connectTimeout(.seconds(10))
             .connect(host: spec.target.host.connectableString, port: Int(spec.target.port))
             .whenComplete { [self] result in
                 switch result {
                 case .success(let channel):
+                    channel.eventLoop.assertInEventLoop()
                     // --pcap: the server's side of the reverse forward, as its socket to the target sees it.
-                    for recorder in [recorder, capture].compactMap({ $0 }) {
+                    for recorder in recorders {
                         if let tap = PcapStreamTap(channel: channel, recorder: recorder, initiatedHere: true) {
                             try? channel.pipeline.syncOperations.addHandler(tap, position: .first)
                         }

@@ -82,6 +82,8 @@ final class TCPForwardToMediator: Forward {
         .map { [self] listener in
             self.listener = listener
             counters.listening = true
+            // Its mediator may have attached while it was binding.
+            if let link = registry.link(spec.mediator) { attach(link) }
             logger.info("forward \(spec): listening on \(spec.listen)")
         }
     }

@@ -1,4 +1,6 @@
+import Atomics
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import PosternCore
@@ -14,21 +16,42 @@ import PosternWire
 /// `DatagramFlowTable` per mediator port, at most `limits.maxFlows` of them (`--udp-max-flows`);
 /// the datagrams travel the session's `DatagramPath` (`MediatorLink.datagramPath`: a UDP channel while
 /// one is up, DATAGRAM frames on the TCP channel otherwise).
+///
+/// The mediator's port (`MediatorPort`: its flows, their sockets, the sweep) lives on the loop of the
+/// session that opened it (`--threads`): the flows' sockets are made there, so a datagram never
+/// crosses threads. The forward itself is the control loop's; what both sides touch (the current
+/// port, whether it stopped, the capture) sits behind a lock taken once per port or flow.
 final class UDPForwardFromMediator: Forward {
-    /// Binds a server-side socket for one flow with `handler` in its pipeline.
-    typealias SocketOpener = (_ target: SocketAddress, _ handler: FlowSocket) -> EventLoopFuture<Channel>
+    /// Binds a server-side socket for one flow with `handler` in its pipeline, on `loop`.
+    typealias SocketOpener = (_ target: SocketAddress, _ handler: FlowSocket, _ loop: EventLoop) -> EventLoopFuture<Channel>
 
-    /// The mediator's port, seen from the server: its LAN peers' flows.
+    /// The mediator's port, seen from the server: its LAN peers' flows. Lives on `eventLoop`, its
+    /// session's: every method runs there.
     final class MediatorPort: DatagramPathReceiver {
         let portID: UInt32
         let path: DatagramPath
+        let eventLoop: EventLoop
         weak var forward: UDPForwardFromMediator?
+        /// The session's link that opened it (none in tests that feed a path directly).
+        fileprivate weak var link: MediatorLink?
         var flows: DatagramFlowTable<Endpoint, Channel>
+        /// `flows.count`, for the admin API on the control loop.
+        fileprivate let flowCount = ManagedAtomic<Int>(0)
+        /// Flow sockets written to in this loop pass, flushed together at its end.
+        fileprivate var unflushed: [ObjectIdentifier: Channel] = [:]
+        fileprivate var sweeper: RepeatedTask?
+        /// The target's address (resolved once per port when the target is a name).
+        fileprivate var target: SocketAddress?
 
-        init(portID: UInt32, path: DatagramPath, limits: DatagramFlowLimits, forward: UDPForwardFromMediator) {
+        init(
+            portID: UInt32, path: DatagramPath, eventLoop: EventLoop, limits: DatagramFlowLimits, target: SocketAddress?,
+            forward: UDPForwardFromMediator
+        ) {
             self.portID = portID
             self.path = path
+            self.eventLoop = eventLoop
             self.forward = forward
+            self.target = target
             self.flows = DatagramFlowTable(limits: limits)
         }
 
@@ -37,8 +60,25 @@ final class UDPForwardFromMediator: Forward {
         }
 
         func datagramPathClosed(portID: UInt32) {
+            eventLoop.assertInEventLoop()
+            closeFlows()
+            forward?.lost(self)
+        }
+
+        fileprivate func closeFlows() {
+            sweeper?.cancel()
+            sweeper = nil
             for closed in flows.removeAll() { closed.handle?.close(promise: nil) }
-            if forward?.current === self { forward?.current = nil }
+            countFlows()
+        }
+
+        fileprivate func countFlows() { flowCount.store(flows.count, ordering: .relaxed) }
+
+        /// Closes the flows idle for longer than the idle timeout, and their sockets.
+        func sweep(now: NIODeadline) {
+            eventLoop.assertInEventLoop()
+            for closed in flows.sweep(now: now) { closed.handle?.close(promise: nil) }
+            countFlows()
         }
     }
 
@@ -67,21 +107,31 @@ final class UDPForwardFromMediator: Forward {
     let counters = ForwardCounters()
     private let registry: MediatorRegistry
     private var logger: Logger
+    /// The control loop: the forward's own loop, and the recorders'.
     private let eventLoop: EventLoop
-    /// Flow sockets written to in this loop pass, flushed together at its end.
-    private var unflushed: [ObjectIdentifier: Channel] = [:]
     private let limits: DatagramFlowLimits
     private let now: () -> NIODeadline
     private let openSocket: SocketOpener
-    fileprivate(set) var current: MediatorPort?
-    private var sweeper: RepeatedTask?
-    private var target: SocketAddress?
-    /// `--pcap`: the datagrams each flow's socket exchanges with the target are recorded here too.
+    /// The target when it is an address (set once, in `init`).
+    private let target: SocketAddress?
+    /// `--pcap`: the datagrams each flow's socket exchanges with the target are recorded here too
+    /// (set before `start`; only flows on the control loop record, the recorder being its own).
     var recorder: PcapRecorder?
-    /// `ctl capture`: the flows that begin while it runs are recorded here too.
-    private var capture: PcapRecorder?
-    func startCapture(_ recorder: PcapRecorder) { capture = recorder }
-    func stopCapture() { capture = nil }
+
+    /// What the control loop and the port's loop share.
+    private struct Shared {
+        var current: MediatorPort?
+        var stopped = false
+        /// `ctl capture`: the flows that begin while it runs are recorded here too.
+        var capture: PcapRecorder?
+    }
+    private let shared = NIOLockedValueBox(Shared())
+
+    /// The mediator's port of the current session.
+    var current: MediatorPort? { shared.withLockedValue { $0.current } }
+
+    func startCapture(_ recorder: PcapRecorder) { shared.withLockedValue { $0.capture = recorder } }
+    func stopCapture() { shared.withLockedValue { $0.capture = nil } }
 
     init(
         spec: ForwardSpec, registry: MediatorRegistry, eventLoop: EventLoop, limits: DatagramFlowLimits,
@@ -93,42 +143,47 @@ final class UDPForwardFromMediator: Forward {
         self.limits = limits
         self.now = now
         self.logger = logger
-        self.openSocket = openSocket ?? Self.bindSocket(on: eventLoop)
-        if case .ip(let ip) = spec.target.host { target = SocketAddress(ip, port: spec.target.port) }
-        counters.openFlows = { [weak self] in self?.current?.flows.count ?? 0 }
+        self.openSocket = openSocket ?? Self.bindSocket
+        if case .ip(let ip) = spec.target.host {
+            target = SocketAddress(ip, port: spec.target.port)
+        } else {
+            target = nil
+        }
+        let shared = shared
+        counters.openFlows = { shared.withLockedValue { $0.current }?.flowCount.load(ordering: .relaxed) ?? 0 }
     }
 
     /// A socket on an ephemeral port, connected to the target: the kernel delivers it nothing from
     /// any other address.
-    private static func bindSocket(on eventLoop: EventLoop) -> SocketOpener {
-        { target, handler in
-            DatagramBootstrap(group: eventLoop)
-                .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
-                .channelInitializer { channel in
-                    DatagramChecksumFilter.attach(to: channel).flatMap { channel.pipeline.addHandler(handler) }
-                }
-                .connect(to: target)
-        }
+    private static func bindSocket(_ target: SocketAddress, _ handler: FlowSocket, _ loop: EventLoop) -> EventLoopFuture<Channel> {
+        DatagramBootstrap(group: loop)
+            .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
+            .channelInitializer { channel in
+                DatagramChecksumFilter.attach(to: channel).flatMap { channel.pipeline.addHandler(handler) }
+            }
+            .connect(to: target)
     }
 
-    func start() -> EventLoopFuture<Void> {
-        sweeper = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(5), delay: .seconds(5)) { [self] _ in sweep(now: now()) }
-        return eventLoop.makeSucceededVoidFuture()
-    }
+    func start() -> EventLoopFuture<Void> { eventLoop.makeSucceededVoidFuture() }
 
-    private weak var link: MediatorLink?
-    private var stopped = false
+    /// Its port is opened on the session's loop, whichever that is.
+    var runsOnAnyLoop: Bool { true }
 
     /// Removed by a reload: its port on the mediator closes and its flows' sockets with it.
     func stop() {
-        stopped = true
         counters.listening = false
-        sweeper?.cancel()
-        guard let port = current else { return }
-        current = nil
-        port.path.detach(portID: port.portID)
-        for closed in port.flows.removeAll() { closed.handle?.close(promise: nil) }
-        if let link, link.isOpen { link.close(portID: port.portID).whenFailure { _ in } }
+        let port = shared.withLockedValue { s -> MediatorPort? in
+            s.stopped = true
+            defer { s.current = nil }
+            return s.current
+        }
+        guard let port else { return }
+        let close = {
+            port.path.detach(portID: port.portID)
+            port.closeFlows()
+            if let link = port.link, link.isOpen { link.close(portID: port.portID).whenFailure { _ in } }
+        }
+        if port.eventLoop.inEventLoop { close() } else { port.eventLoop.execute(close) }
     }
 
     func detach(_ link: MediatorLink) { counters.listening = false }
@@ -136,8 +191,13 @@ final class UDPForwardFromMediator: Forward {
     /// Asks for the mediator's port with REDIRECT (§5.2), which `--allow-redirect` permits; a mediator
     /// that refuses it by policy, or is too old to know it, is asked with OPEN instead, which it
     /// serves with `--allow-listen` (how these forwards worked before REDIRECT existed). Either way
-    /// the datagrams take the session's datagram path: the UDP channel while it is up.
+    /// the datagrams take the session's datagram path: the UDP channel while it is up. Runs on the
+    /// session's loop (called from the control loop, it hops there).
     func attach(_ link: MediatorLink) {
+        link.onLoop { [self] in attachOnLoop(link) }
+    }
+
+    private func attachOnLoop(_ link: MediatorLink) {
         let listen = spec.listenAddress
         let owner = "forward \(spec)"
         var how = "redirect"
@@ -150,12 +210,11 @@ final class UDPForwardFromMediator: Forward {
         }.whenComplete { [self] result in
             switch result {
             case .success(let done):
-                guard !stopped else {
+                guard let port = attach(path: link.datagramPath, portID: done.portID, on: link.eventLoop) else {
                     link.close(portID: done.portID).whenFailure { _ in }
                     return
                 }
-                self.link = link
-                attach(path: link.datagramPath, portID: done.portID)
+                port.link = link
                 counters.listening = link.isOpen
                 counters.failure = nil
                 logger.info("forward \(spec): mediator '\(spec.mediator)' receives datagrams on \(done.local) by \(how)")
@@ -169,36 +228,56 @@ final class UDPForwardFromMediator: Forward {
         }
     }
 
-    /// The mediator's port is open: its datagrams arrive on `path`.
+    /// The mediator's port is open: its datagrams arrive on `path`, on `loop` (the caller's, the
+    /// session's; the control loop when nil). Nil when the forward was stopped meanwhile.
     @discardableResult
-    func attach(path: DatagramPath, portID: UInt32) -> MediatorPort {
-        let port = MediatorPort(portID: portID, path: path, limits: limits, forward: self)
-        current = port
+    func attach(path: DatagramPath, portID: UInt32, on loop: EventLoop? = nil) -> MediatorPort? {
+        let loop = loop ?? eventLoop
+        loop.assertInEventLoop()
+        let port = MediatorPort(portID: portID, path: path, eventLoop: loop, limits: limits, target: target, forward: self)
+        let taken = shared.withLockedValue { s -> Bool in
+            guard !s.stopped else { return false }
+            s.current = port
+            return true
+        }
+        guard taken else { return nil }
         path.attach(portID: portID, port)
+        port.sweeper = loop.scheduleRepeatedTask(initialDelay: .seconds(5), delay: .seconds(5)) { [weak port, now] _ in
+            port?.sweep(now: now())
+        }
         return port
     }
 
-    private func resolveTarget() -> EventLoopFuture<SocketAddress> {
-        if let target { return eventLoop.makeSucceededFuture(target) }
+    /// `port`'s session ended.
+    fileprivate func lost(_ port: MediatorPort) {
+        shared.withLockedValue { s in
+            if s.current === port { s.current = nil }
+        }
+    }
+
+    private func resolveTarget(for port: MediatorPort) -> EventLoopFuture<SocketAddress> {
+        if let target = port.target { return port.eventLoop.makeSucceededFuture(target) }
         let host = spec.target.host.connectableString
-        let port = Int(spec.target.port)
-        return NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) {
-            try SocketAddress.makeAddressResolvingHost(host, port: port)
-        }.map { [self] address in
-            target = address
+        let number = Int(spec.target.port)
+        return NIOThreadPool.singleton.runIfActive(eventLoop: port.eventLoop) {
+            try SocketAddress.makeAddressResolvingHost(host, port: number)
+        }.map { address in
+            port.target = address
             return address
         }
     }
 
     fileprivate func fromLAN(_ bytes: ByteBuffer, peer: Endpoint, on port: MediatorPort) {
-        counters.datagramBytesFromMediator &+= UInt64(bytes.readableBytes)
+        port.eventLoop.assertInEventLoop()
+        counters.datagramFromMediator(bytes.readableBytes)
         switch port.flows.arrived(bytes, from: peer, now: now()) {
         case .send(let channel):
-            guard let target else { return }  // set before any flow opened
+            guard let target = port.target else { return }  // set before any flow opened
             // A connected socket takes only its peer's address, exactly as the kernel reports it.
             channel.write(AddressedEnvelope(remoteAddress: channel.remoteAddress ?? target, data: bytes), promise: nil)
-            flushAtEndOfPass(channel)
+            flushAtEndOfPass(channel, on: port)
         case .open(let id):
+            port.countFlows()
             open(id, for: peer, on: port)
         case .overFlowLimit(let log):
             if log {
@@ -213,9 +292,10 @@ final class UDPForwardFromMediator: Forward {
 
     private func open(_ id: DatagramFlowID, for peer: Endpoint, on port: MediatorPort) {
         let socket = FlowSocket(id: id, lanPeer: peer, port: port)
-        resolveTarget().flatMap { [self] target in
-            openSocket(target, socket).map { ($0, target) }
-        }.whenComplete { [self] result in
+        let loop = port.eventLoop
+        resolveTarget(for: port).flatMap { [self] target in
+            openSocket(target, socket, loop).map { ($0, target) }
+        }.hop(to: loop).whenComplete { [self] result in
             switch result {
             case .success(let (channel, target)):
                 guard let backlog = port.flows.opened(id, handle: channel, now: now()) else {
@@ -224,8 +304,12 @@ final class UDPForwardFromMediator: Forward {
                 }
                 counters.flowOpened()
                 // --pcap: the tap goes first, before the backlog is written, so it sees all the socket does.
-                for recorder in [recorder, capture].compactMap({ $0 }) {
-                    try? channel.pipeline.syncOperations.addHandler(PcapDatagramTap(recorder: recorder), position: .first)
+                // The recorders are the control loop's: a flow elsewhere (its session is on its way
+                // there after `ctl capture`) is not recorded.
+                if loop === eventLoop {
+                    for recorder in [recorder, shared.withLockedValue({ $0.capture })].compactMap({ $0 }) {
+                        try? channel.pipeline.syncOperations.addHandler(PcapDatagramTap(recorder: recorder), position: .first)
+                    }
                 }
                 let remote = channel.remoteAddress ?? target
                 for bytes in backlog { channel.write(AddressedEnvelope(remoteAddress: remote, data: bytes), promise: nil) }
@@ -234,6 +318,7 @@ final class UDPForwardFromMediator: Forward {
                 counters.failed(error)
                 logger.info("forward \(spec): cannot relay datagrams from \(peer) to \(spec.target): \(error)")
                 port.flows.openFailed(id)
+                port.countFlows()
             }
         }
     }
@@ -242,25 +327,26 @@ final class UDPForwardFromMediator: Forward {
     /// datagrams read from the UDP channel leaves each flow's socket in one `sendmmsg`, not one
     /// `sendmsg` each (docs/architecture.md, "UDP batching"; `DatagramWriteBatcher` does the same for
     /// one socket).
-    private func flushAtEndOfPass(_ channel: Channel) {
-        if unflushed.isEmpty {
-            eventLoop.execute { [self] in
-                let channels = unflushed.values
-                unflushed.removeAll(keepingCapacity: true)
+    private func flushAtEndOfPass(_ channel: Channel, on port: MediatorPort) {
+        if port.unflushed.isEmpty {
+            port.eventLoop.execute { [port] in
+                let channels = port.unflushed.values
+                port.unflushed.removeAll(keepingCapacity: true)
                 for channel in channels { channel.flush() }
             }
         }
-        unflushed[ObjectIdentifier(channel)] = channel
+        port.unflushed[ObjectIdentifier(channel)] = channel
     }
 
     fileprivate func fromTarget(_ bytes: ByteBuffer, sender: SocketAddress, on socket: FlowSocket) {
         let port = socket.port
-        guard let target, Self.sameHost(sender, target) else {
+        port.eventLoop.assertInEventLoop()
+        guard let target = port.target, Self.sameHost(sender, target) else {
             port.flows.drops.count(.unsolicited)
             return
         }
         port.flows.touch(socket.id, now: now())
-        counters.datagramBytesToMediator &+= UInt64(bytes.readableBytes)
+        counters.datagramToMediator(bytes.readableBytes)
         port.path.offer(portID: port.portID, peer: socket.lanPeer, bytes: bytes, drops: &port.flows.drops)
     }
 
@@ -270,9 +356,8 @@ final class UDPForwardFromMediator: Forward {
         return x.port == y.port && xa.normalized == ya.normalized
     }
 
-    /// Closes the flows idle for longer than the idle timeout, and their sockets.
+    /// Closes the current port's flows idle for longer than the idle timeout (on its loop).
     func sweep(now: NIODeadline) {
-        guard let port = current else { return }
-        for closed in port.flows.sweep(now: now) { closed.handle?.close(promise: nil) }
+        current?.sweep(now: now)
     }
 }

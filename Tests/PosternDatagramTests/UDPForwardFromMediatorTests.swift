@@ -33,7 +33,7 @@ final class UDPForwardFromMediatorTests: XCTestCase {
             spec: try ForwardSpec(parsing: "udp:acme/0.0.0.0:5000=203.0.113.10:5000"), registry: registry, eventLoop: loop,
             limits: DatagramFlowLimits(maxBacklog: 4, idleTimeout: .seconds(60), maxFlows: 4), now: { [clock] in clock!.now },
             logger: Logger(label: "test"),
-            openSocket: { [unowned self] _, handler in
+            openSocket: { [unowned self] _, handler, _ in
                 let channel = EmbeddedChannel(handler: handler, loop: loop)
                 sockets.append(channel)
                 return loop.makeSucceededFuture(channel)

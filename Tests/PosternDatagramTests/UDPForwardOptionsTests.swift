@@ -38,7 +38,7 @@ final class UDPForwardOptionsTests: XCTestCase {
                 opening.append(p)
                 return p.futureResult
             })
-        channel = EmbeddedChannel(handler: forward, loop: loop)
+        channel = EmbeddedChannel(handler: forward.sockets[0], loop: loop)
     }
 
     func open(_ id: UInt32) {
@@ -65,7 +65,7 @@ final class UDPForwardOptionsTests: XCTestCase {
         XCTAssertTrue(opening.isEmpty, "no mediator port for a sender outside the list")
         XCTAssertEqual(forward.counters.policyDenials, 21)
         XCTAssertEqual(forward.counters.bytesToMediator, 0)
-        XCTAssertEqual(forward.flows.count, 0)
+        XCTAssertEqual(forward.sockets[0].flows.count, 0)
         try fromUser(user, datagram(100))
         try fromUser(address("2001:db8::5", 4000), datagram(100))
         XCTAssertEqual(opening.count, 2, "listed senders get their flows")

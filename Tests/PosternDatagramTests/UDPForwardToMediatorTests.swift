@@ -40,7 +40,7 @@ final class UDPForwardToMediatorTests: XCTestCase {
                 opening.append(p)
                 return p.futureResult
             })
-        channel = EmbeddedChannel(handler: forward, loop: loop)
+        channel = EmbeddedChannel(handler: forward.sockets[0], loop: loop)
     }
 
     /// The mediator answers the oldest OPEN with port `id`.
@@ -68,7 +68,7 @@ final class UDPForwardToMediatorTests: XCTestCase {
         XCTAssertEqual(opening.count, 1, "one port per flow")
         open(9)
         XCTAssertEqual(recorder.received, (0..<4).map { .init(portID: 9, peer: target, bytes: datagram(10, UInt8($0))) })
-        XCTAssertEqual(forward.flows.drops[.backlogFull], 2)
+        XCTAssertEqual(forward.sockets[0].flows.drops[.backlogFull], 2)
         try fromUser(user, datagram(10, 9))
         XCTAssertEqual(recorder.received.last, .init(portID: 9, peer: target, bytes: datagram(10, 9)), "open flow: sent at once")
     }
@@ -77,14 +77,14 @@ final class UDPForwardToMediatorTests: XCTestCase {
         // The attack of issue 8 item 9: each source port would take a mediator port.
         for sourcePort in 0..<100 { try fromUser(address("203.0.113.66", 30000 + sourcePort), datagram(10)) }
         XCTAssertEqual(opening.count, 8, "mediator ports asked for: the forward's limit, not one per source port")
-        XCTAssertEqual(forward.flows.drops[.flowLimit], 92)
+        XCTAssertEqual(forward.sockets[0].flows.drops[.flowLimit], 92)
         for id in 1...8 { open(UInt32(id)) }
         XCTAssertEqual(recorder.received.count, 8)
         try fromUser(address("203.0.113.66", 30000), datagram(10, 1))
         XCTAssertEqual(recorder.received.count, 9, "a sender that holds a flow goes on")
         // Once the flows go quiet and are swept, new peers get in again.
         clock.advance(.seconds(61))
-        forward.sweep(now: clock.now)
+        forward.sockets[0].sweep(now: clock.now)
         XCTAssertEqual(closedPorts.count, 8)
         try fromUser(user, datagram(10))
         XCTAssertEqual(opening.count, 1)
@@ -109,7 +109,7 @@ final class UDPForwardToMediatorTests: XCTestCase {
         try fromUser(user, datagram(1000))
         try fromUser(user, datagram(1001))
         XCTAssertEqual(recorder.received.map(\.bytes.readableBytes), [1000])
-        XCTAssertEqual(forward.flows.drops[.oversize], 2)
+        XCTAssertEqual(forward.sockets[0].flows.drops[.oversize], 2)
     }
 
     func testFullPathDrops() throws {
@@ -118,7 +118,7 @@ final class UDPForwardToMediatorTests: XCTestCase {
         server.canSend = false
         try fromUser(user, datagram(2))
         XCTAssertEqual(recorder.received.count, 1)
-        XCTAssertEqual(forward.flows.drops[.pathFull], 1)
+        XCTAssertEqual(forward.sockets[0].flows.drops[.pathFull], 1)
     }
 
     func testIdleFlowsAreSweptAndTheirPortsClosed() throws {
@@ -130,7 +130,7 @@ final class UDPForwardToMediatorTests: XCTestCase {
         clock.advance(.seconds(40))
         mediator.send(portID: 2, peer: target, bytes: datagram(3))  // a reply keeps the other flow alive
         clock.advance(.seconds(21))
-        forward.sweep(now: clock.now)
+        forward.sockets[0].sweep(now: clock.now)
         XCTAssertEqual(closedPorts, [1])
         XCTAssertFalse(server.isAttached(1), "a swept flow takes no more replies")
         XCTAssertTrue(server.isAttached(2))
@@ -141,7 +141,7 @@ final class UDPForwardToMediatorTests: XCTestCase {
     func testPortThatOpensAfterItsFlowWasSweptIsClosed() throws {
         try fromUser(user, datagram(1))
         clock.advance(.seconds(61))
-        forward.sweep(now: clock.now)
+        forward.sockets[0].sweep(now: clock.now)
         open(7)
         XCTAssertEqual(closedPorts, [7])
         XCTAssertTrue(recorder.received.isEmpty)
@@ -150,12 +150,12 @@ final class UDPForwardToMediatorTests: XCTestCase {
     func testNotConnectedOrFailedOpenDropsAndRetries() throws {
         connected = false
         try fromUser(user, datagram(1))
-        XCTAssertEqual(forward.flows.drops[.notOpened], 1)
+        XCTAssertEqual(forward.sockets[0].flows.drops[.notOpened], 1)
         connected = true
         try fromUser(user, datagram(1))
         opening.removeFirst().fail(OperationError(code: .limitExceeded, message: "full"))
         loop.run()
-        XCTAssertEqual(forward.flows.drops[.notOpened], 2)
+        XCTAssertEqual(forward.sockets[0].flows.drops[.notOpened], 2)
         try fromUser(user, datagram(1))
         XCTAssertEqual(opening.count, 1, "a failed flow is forgotten: the next datagram tries again")
     }
@@ -164,7 +164,7 @@ final class UDPForwardToMediatorTests: XCTestCase {
         try fromUser(user, datagram(1))
         open(4)
         server.close()
-        XCTAssertEqual(forward.flows.count, 0)
+        XCTAssertEqual(forward.sockets[0].flows.count, 0)
         try fromUser(user, datagram(1))
         XCTAssertEqual(opening.count, 1)
     }

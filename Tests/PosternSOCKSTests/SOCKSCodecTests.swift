@@ -77,6 +77,16 @@ final class SOCKSCodecTests: XCTestCase {
         XCTAssertNil(users.mediator(username: [0xff, 0xfe], password: Array("pw3".utf8), listenerMediator: "acme"))
     }
 
+    /// Whether a listener's clients may choose another mediator than its own: then the server cannot
+    /// accept them onto their mediator's loop before their handshake (`--threads`).
+    func testWhetherAccountsMayChooseAnotherMediator() throws {
+        let plain = try SOCKSUsers(parsing: "alice s3cret\nbob pw2 lab2", source: "users")
+        XCTAssertFalse(plain.mayChoose(otherThan: "lab2"), "bob's only choice is the listener's own mediator")
+        XCTAssertTrue(plain.mayChoose(otherThan: "acme"), "bob may choose lab2 on acme's listener")
+        XCTAssertFalse(try SOCKSUsers(parsing: "alice s3cret", source: "users").mayChoose(otherThan: "acme"))
+        XCTAssertTrue(try SOCKSUsers(parsing: "alice s3cret\ncarol pw3 *", source: "users").mayChoose(otherThan: "acme"))
+    }
+
     func testUsersFileRefusals() {
         for bad in ["", "# only a comment", "alice", "alice pw x y", "al@ice pw", "alice pw\nalice pw2", "alice pw a,,b"] {
             XCTAssertThrowsError(try SOCKSUsers(parsing: bad, source: "users"), bad)

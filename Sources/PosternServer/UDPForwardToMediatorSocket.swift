@@ -1,0 +1,201 @@
+import Atomics
+import Logging
+import NIOCore
+import PosternCore
+import PosternPcap
+import PosternReplay
+import PosternTunnel
+import PosternWire
+
+/// One socket of a `udp:ADDR:PORT=NAME/IP:PORT` forward (`UDPForwardToMediator`), on one of the
+/// server's event loops: the flows of the senders whose datagrams the kernel hands to this socket.
+/// The forward steers its sockets' reuseport group to the one on the loop of its mediator's session,
+/// so the flows, their table, its sweep, and the session's datagram path all live on one loop, and no
+/// datagram hops between threads. Every method runs on `eventLoop`.
+final class UDPForwardToMediatorSocket: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+
+    /// One remote peer's flow, once its mediator port is open: receives the replies.
+    final class FlowPort: DatagramPathReceiver {
+        let id: DatagramFlowID
+        let peer: SocketAddress
+        let port: UDPForwardToMediator.OpenedPort
+        weak var socket: UDPForwardToMediatorSocket?
+
+        init(id: DatagramFlowID, peer: SocketAddress, port: UDPForwardToMediator.OpenedPort, socket: UDPForwardToMediatorSocket) {
+            self.id = id
+            self.peer = peer
+            self.port = port
+            self.socket = socket
+        }
+
+        func datagramReceived(_ bytes: ByteBuffer, peer: Endpoint, portID: UInt32) {
+            socket?.reply(bytes, on: self)
+        }
+
+        func datagramPathClosed(portID: UInt32) { socket?.ended(self) }
+    }
+
+    let spec: ForwardSpec
+    let eventLoop: EventLoop
+    private let counters: ForwardCounters
+    private let logger: Logger
+    private let now: () -> NIODeadline
+    /// Opens a mediator port for a flow; nil when the mediator's session is not on this loop.
+    private let openPort: UDPForwardToMediator.PortOpener
+    /// Replies to the public peers, flushed once per event-loop pass (one `sendmmsg` for a batch).
+    private var writer: DatagramWriteBatcher?
+    private(set) var flows: DatagramFlowTable<SocketAddress, FlowPort>
+    /// `flows.count`, for the admin API on the control loop.
+    private let flowCount = ManagedAtomic<Int>(0)
+    var openFlows: Int { flowCount.load(ordering: .relaxed) }
+    private var sweeper: RepeatedTask?
+    /// `rate=`: one bucket for each direction, shared by the flows of this socket (the forward's
+    /// flows are all here while its mediator's session stays on this loop).
+    private let rateLimit: ForwardRateLimit?
+    private var stopped = false
+
+    init(
+        spec: ForwardSpec, eventLoop: EventLoop, counters: ForwardCounters, limits: DatagramFlowLimits,
+        now: @escaping () -> NIODeadline, logger: Logger, openPort: @escaping UDPForwardToMediator.PortOpener
+    ) {
+        self.spec = spec
+        self.eventLoop = eventLoop
+        self.counters = counters
+        self.now = now
+        self.logger = logger
+        self.openPort = openPort
+        self.flows = DatagramFlowTable(limits: limits)
+        self.rateLimit = spec.options.rate.map { ForwardRateLimit(bytesPerSecond: $0, now: now) }
+    }
+
+    /// Its socket is bound: idle flows are swept from now on.
+    func start() {
+        eventLoop.assertInEventLoop()
+        guard !stopped, sweeper == nil else { return }
+        sweeper = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(5), delay: .seconds(5)) { [self] _ in sweep(now: now()) }
+    }
+
+    /// Closes every flow and its mediator port (its socket is closed by the forward).
+    func stop() {
+        eventLoop.assertInEventLoop()
+        stopped = true
+        sweeper?.cancel()
+        sweeper = nil
+        for closed in flows.removeAll() {
+            guard let flow = closed.handle else { continue }
+            flow.port.path.detach(portID: flow.port.portID)
+            flow.port.close()
+        }
+        countFlows()
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { writer = DatagramWriteBatcher(channel: context.channel) }
+    func handlerRemoved(context: ChannelHandlerContext) { writer = nil }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        eventLoop.assertInEventLoop()
+        let envelope = unwrapInboundIn(data)
+        let peer = envelope.remoteAddress
+        if !spec.options.allow.isEmpty {
+            guard let text = peer.ipAddress, let ip = IPAddress(text), spec.options.allows(ip) else {
+                counters.deniedBySource()
+                let n = counters.policyDenials
+                if Int(clamping: n).isWorthALogLine {
+                    logger.info("forward \(spec): datagram from \(peer.display) dropped: not in its allow= list (\(n) so far)")
+                }
+                return
+            }
+        }
+        if rateLimit != nil, !rateLimit!.toMediator.take(envelope.data.readableBytes, now: now()) {
+            return droppedByRate(toward: "the mediator")
+        }
+        counters.datagramToMediator(envelope.data.readableBytes)
+        switch flows.arrived(envelope.data, from: peer, now: now()) {
+        case .send(let flow):
+            flow.port.path.offer(portID: flow.port.portID, peer: spec.target, bytes: envelope.data, drops: &flows.drops)
+        case .open(let id):
+            countFlows()
+            open(id, for: peer)
+        case .overFlowLimit(let log):
+            if log {
+                logger.warning(
+                    "forward \(spec): holds its limit of \(flows.limits.maxFlows) UDP flows (--udp-max-flows); datagrams from new senders such as \(peer.display) are dropped (\(flows.drops[.flowLimit]) so far)"
+                )
+            }
+        case .queued, .dropped:
+            break
+        }
+    }
+
+    private func open(_ id: DatagramFlowID, for peer: SocketAddress) {
+        guard let opening = openPort("forward \(spec) for \(peer)") else {
+            logger.debug("forward \(spec): mediator '\(spec.mediator)' not connected on this loop; datagram dropped")
+            counters.refused()
+            flows.openFailed(id)
+            countFlows()
+            return
+        }
+        // The link answers on its loop, which is this one: `openPort` gives none from another.
+        opening.hop(to: eventLoop).whenComplete { [self] result in
+            switch result {
+            case .success(let port):
+                let flow = FlowPort(id: id, peer: peer, port: port, socket: self)
+                guard let backlog = flows.opened(id, handle: flow, now: now()) else {
+                    port.close()  // the flow ended while its port was being opened
+                    return
+                }
+                port.path.attach(portID: port.portID, flow)
+                counters.flowOpened()
+                for bytes in backlog {
+                    port.path.offer(portID: port.portID, peer: spec.target, bytes: bytes, drops: &flows.drops)
+                }
+            case .failure(let error):
+                counters.failed(error)
+                logger.info("forward \(spec): cannot open a UDP port on '\(spec.mediator)': \(error)")
+                flows.openFailed(id)
+                countFlows()
+            }
+        }
+    }
+
+    private func droppedByRate(toward: String) {
+        counters.droppedByRate()
+        let n = counters.rateLimitDrops
+        if Int(clamping: n).isWorthALogLine {
+            logger.info(
+                "forward \(spec): over its rate= of \(spec.options.rate ?? 0) bytes/s; dropping datagrams toward \(toward) (\(n) so far)")
+        }
+    }
+
+    fileprivate func reply(_ bytes: ByteBuffer, on flow: FlowPort) {
+        eventLoop.assertInEventLoop()
+        flows.touch(flow.id, now: now())
+        if rateLimit != nil, !rateLimit!.fromMediator.take(bytes.readableBytes, now: now()) {
+            return droppedByRate(toward: "users")
+        }
+        counters.datagramFromMediator(bytes.readableBytes)
+        writer?.write(AddressedEnvelope(remoteAddress: flow.peer, data: bytes))
+    }
+
+    /// The flow's path is gone (its session ended): the next datagram of its peer opens a new flow.
+    fileprivate func ended(_ flow: FlowPort) {
+        eventLoop.assertInEventLoop()
+        flows.remove(flow.id)
+        countFlows()
+    }
+
+    /// Closes the flows idle for longer than the idle timeout, and their mediator ports.
+    func sweep(now: NIODeadline) {
+        eventLoop.assertInEventLoop()
+        for closed in flows.sweep(now: now) {
+            guard let flow = closed.handle else { continue }
+            flow.port.path.detach(portID: flow.port.portID)
+            flow.port.close()
+        }
+        countFlows()
+    }
+
+    private func countFlows() { flowCount.store(flows.count, ordering: .relaxed) }
+}
