@@ -110,15 +110,12 @@ final class SOCKSListener {
 
     /// Its mediator's session is established on `link`'s loop: new connections are accepted there.
     func attach(_ link: MediatorLink) {
-        steer(toLoop: LoopPinning.acceptingLoop(sessionLoop: loops.firstIndex { $0 === link.eventLoop }, loops: loops.count))
+        listener?.steer(toLoopOf: link.eventLoop, logger: logger, what: "\(spec)")
     }
 
     /// New connections are accepted onto loop `index` from now on.
     func steer(toLoop index: Int) {
-        guard loops.count > 1 else { return }
-        listener?.steer(to: index).whenFailure { [self] error in
-            logger.warning("\(spec): cannot steer connections to the loop of mediator '\(spec.mediator)': \(error)")
-        }
+        listener?.steer(to: index, logger: logger, what: "\(spec)")
     }
 
     /// Stops accepting; connections already accepted go on until they end (as a removed forward's do).

@@ -1,6 +1,8 @@
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import PosternCore
 import PosternTunnel
 
 #if canImport(Glibc)
@@ -94,6 +96,25 @@ final class SteeredListener {
         let k = UInt32(min(max(index, 0), channels.count - 1))
         return ReturnProgram.attach(returning: k, as: ReturnProgram.attachReuseportCBPF, to: channels[0])
     }
+
+    /// Steers to socket `index` and logs a warning naming `what` (the forward or listener) when the
+    /// kernel refuses; new connections then keep going where they went.
+    func steer(to index: Int, logger: Logger, what: String) {
+        steer(to: index).whenFailure { error in
+            logger.warning("\(what): cannot steer \(self.kind) to the loop of its mediator's session: \(error)")
+        }
+    }
+
+    /// Steers to the socket that runs on `loop` (a session's loop), or to the control loop's when
+    /// none does.
+    func steer(toLoopOf loop: EventLoop, logger: Logger, what: String) {
+        let index = LoopPinning.acceptingLoop(
+            sessionLoop: channels.firstIndex { $0.eventLoop === loop }, loops: channels.count)
+        steer(to: index, logger: logger, what: what)
+    }
+
+    /// What the kernel hands to the sockets, for log lines.
+    private var kind: String { (claim?.port ?? 0) < 0 ? "datagrams" : "connections" }
 
     /// Stops or resumes accepting on every socket (the connections wait in the kernel's backlog).
     func setAccepting(_ on: Bool) {

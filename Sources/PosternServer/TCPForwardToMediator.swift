@@ -92,15 +92,12 @@ final class TCPForwardToMediator: Forward {
     var runsOnAnyLoop: Bool { true }
 
     func attach(_ link: MediatorLink) {
-        steer(toLoop: LoopPinning.acceptingLoop(sessionLoop: loops.firstIndex { $0 === link.eventLoop }, loops: loops.count))
+        listener?.steer(toLoopOf: link.eventLoop, logger: logger, what: "forward \(spec)")
     }
 
     /// New connections are accepted onto loop `index` from now on.
     func steer(toLoop index: Int) {
-        guard loops.count > 1 else { return }
-        listener?.steer(to: index).whenFailure { [self] error in
-            logger.warning("forward \(spec): cannot steer connections to the loop of mediator '\(spec.mediator)': \(error)")
-        }
+        listener?.steer(to: index, logger: logger, what: "forward \(spec)")
     }
 
     private func bootstrap(on loop: EventLoop, rateLimit: ForwardRateLimit?) -> ServerBootstrap {
