@@ -42,6 +42,11 @@ final class SOCKSListener {
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
             .relayedStreamChildOptions()
             .childChannelInitializer { [self] child in
+                do {
+                    try child.setRelayedStreamOptions()
+                } catch {
+                    return child.eventLoop.makeFailedFuture(error)
+                }
                 guard handshaking < settings.maxHandshakes else {
                     turnedAway += 1
                     if turnedAway.isWorthALogLine {
