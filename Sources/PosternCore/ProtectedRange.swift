@@ -52,8 +52,18 @@ public enum ProtectedRange: CaseIterable, Hashable, Sendable, CustomStringConver
             && AllowRule.mask(network, self.prefixLength) == self.network
     }
 
+    /// Asked for every CONNECT (`Policy.allowsConnect`): compares in place, where the general
+    /// `contains(network:prefixLength:)` builds byte arrays for the mask and each range's network.
     func contains(_ address: IPAddress) -> Bool {
-        contains(network: address, prefixLength: address.isIPv6 ? 128 : 32)
+        switch (self, address) {
+        case (.thisHostV4, .v4(let v)): return v >> 24 == 0
+        case (.loopbackV4, .v4(let v)): return v >> 24 == 0x7f
+        case (.linkLocalV4, .v4(let v)): return v >> 16 == 0xa9fe
+        case (.unspecifiedV6, .v6(let b)): return b.count == 16 && b.allSatisfy { $0 == 0 }
+        case (.loopbackV6, .v6(let b)): return b.count == 16 && b[15] == 1 && b[0..<15].allSatisfy { $0 == 0 }
+        case (.linkLocalV6, .v6(let b)): return b.count == 16 && b[0] == 0xfe && b[1] & 0xc0 == 0x80
+        default: return false
+        }
     }
 
     public var description: String {

@@ -381,11 +381,9 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         id: UInt32, requestID: UInt32, to address: SocketAddress, from local: Endpoint?, session: TunnelSession, label: Endpoint,
         pipelined: PipelinedConnect? = nil
     ) {
-        var bootstrap = ClientBootstrap(group: eventLoop)
-            .relayedStreamOptions()
-            .connectTimeout(configuration.connectTimeout)
+        var bootstrap = connector
         if let local, case .ip(let ip) = local.host, let bindAddress = try? SocketAddress(ipAddress: ip, port: local.port) {
-            bootstrap = bootstrap.bind(to: bindAddress)
+            bootstrap = makeConnector().bind(to: bindAddress)
         }
         if let pipelined {
             bootstrap = bootstrap.channelInitializer { channel in
@@ -422,9 +420,24 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
                 if let recorder, let tap = PcapStreamTap(channel: channel, recorder: recorder, initiatedHere: true) {
                     try? channel.pipeline.syncOperations.addHandler(tap, position: .first)
                 }
-                channel.pipeline.addHandler(relay).whenFailure { _ in channel.close(promise: nil) }
+                // On the channel's loop (the bootstrap's): added at once, no future per connection.
+                do {
+                    try channel.pipeline.syncOperations.addHandler(relay)
+                } catch {
+                    channel.close(promise: nil)
+                }
             }
         }
+    }
+
+    /// What connects every CONNECT that binds no address first (a forward's): made once, because
+    /// each option given to a bootstrap costs allocations and closures. It is only read after.
+    private lazy var connector = makeConnector()
+
+    private func makeConnector() -> ClientBootstrap {
+        ClientBootstrap(group: eventLoop)
+            .relayedStreamOptions()
+            .connectTimeout(configuration.connectTimeout)
     }
 
     private func resolve(_ destination: Endpoint) -> EventLoopFuture<SocketAddress> {
@@ -461,7 +474,12 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         ServerBootstrap(group: eventLoop)
             .relayedStreamChildOptions()
             .childChannelInitializer { [self] child in
-                accepted(child, listenerID: listenerID, session: session)
+                do {
+                    try child.setRelayedStreamOptions()
+                } catch {
+                    return child.eventLoop.makeFailedFuture(error)
+                }
+                return accepted(child, listenerID: listenerID, session: session)
             }
             .withBoundSocket(fd)
             .whenComplete { [self] result in

@@ -44,6 +44,17 @@ extension MediatorLink {
 
     /// Adds `relay` behind `early` in `child`'s pipeline and lets `early` hand over.
     func join(_ child: Channel, _ relay: StreamRelay, early: EarlyInput) {
+        if child.eventLoop.inEventLoop {
+            // The usual case (the relay is made on the session's loop, where the socket lives):
+            // added at once, without a future and its callback per connection.
+            do {
+                try child.pipeline.syncOperations.addHandler(relay)
+                early.handOver()
+            } catch {
+                child.close(promise: nil)
+            }
+            return
+        }
         child.pipeline.addHandler(relay).whenComplete { result in
             switch result {
             case .success: early.handOver()

@@ -77,6 +77,11 @@ final class SOCKSListener {
                 .serverChannelOption(ChannelOptions.backlog, value: 1024)
                 .relayedStreamChildOptions()
                 .childChannelInitializer { [self] child in
+                    do {
+                        try child.setRelayedStreamOptions()
+                    } catch {
+                        return child.eventLoop.makeFailedFuture(error)
+                    }
                     let admitted = shared.withLockedValue { s -> (Bool, Int, Int) in
                         guard s.handshaking < s.settings.maxHandshakes else {
                             s.turnedAway += 1

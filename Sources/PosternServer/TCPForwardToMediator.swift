@@ -57,6 +57,8 @@ final class TCPForwardToMediator: Forward {
     /// connections all live on its mediator's session loop, so the limit holds for the forward as a
     /// whole (only while a mediator's old and new session overlap could two loops each spend it).
     private let rateLimits: [ForwardRateLimit]
+    /// Who owns the mediator's ports of its connections (`/v1/status`): made once, not per connection.
+    private let owner: String
     /// The listen backlog: a burst waits here while the gate is shut (capped by net.core.somaxconn).
     static let backlog: Int32 = 4096
 
@@ -65,6 +67,7 @@ final class TCPForwardToMediator: Forward {
         now: @escaping () -> NIODeadline
     ) {
         self.spec = spec
+        self.owner = "forward \(spec)"
         let loops = loops ?? [eventLoop]
         self.loops = loops
         self.rateLimits = spec.options.rate.map { rate in loops.map { _ in ForwardRateLimit(bytesPerSecond: rate, now: now) } } ?? []
@@ -106,8 +109,14 @@ final class TCPForwardToMediator: Forward {
             .serverChannelOption(ChannelOptions.backlog, value: Self.backlog)
             .relayedStreamChildOptions()
             .childChannelInitializer { [self] child in
+                do {
+                    try child.setRelayedStreamOptions()
+                } catch {
+                    return child.eventLoop.makeFailedFuture(error)
+                }
                 // allow=: turned away before anything else happens, above all before any CONNECT.
-                if let peer = Self.ipAndPort(child.remoteAddress)?.0, !spec.options.allows(peer) {
+                // Without the option, the peer's address is not even formatted and parsed back.
+                if !spec.options.allow.isEmpty, let peer = Self.ipAndPort(child.remoteAddress)?.0, !spec.options.allows(peer) {
                     return denied(child, peer)
                 }
                 // In place from the start: NIO drains a socket to its end by itself when the peer's
@@ -121,12 +130,18 @@ final class TCPForwardToMediator: Forward {
                 if let rateLimit {
                     try? child.pipeline.syncOperations.addHandler(RateLimitHandler(limit: rateLimit), position: .first)
                 }
-                for recorder in [recorder, shared.withLockedValue { $0.capture }].compactMap({ $0 }) {
-                    if let tap = PcapStreamTap(channel: child, recorder: recorder) {
+                for recorder in [recorder, shared.withLockedValue { $0.capture }] {
+                    if let recorder, let tap = PcapStreamTap(channel: child, recorder: recorder) {
                         try? child.pipeline.syncOperations.addHandler(tap, position: .first)
                     }
                 }
-                return child.pipeline.addHandler(early).map { [self] in accepted(child, early) }
+                do {
+                    try child.pipeline.syncOperations.addHandler(early)
+                } catch {
+                    return child.eventLoop.makeFailedFuture(error)
+                }
+                accepted(child, early)
+                return child.eventLoop.makeSucceededVoidFuture()
             }
     }
 
@@ -179,7 +194,8 @@ final class TCPForwardToMediator: Forward {
             StreamRelay.abortiveClose(child)
             return
         }
-        let peer = child.remoteAddress?.display ?? "?"
+        // Formatted only for the log line of a failure (NIO forgets the address once the socket closes).
+        let peer = child.remoteAddress
         let began = NIODeadline.now()
         let pause = shared.withLockedValue { s in (s.gate.arrived(), s.gate.waiting) }
         if pause.0 { setAccepting(false, waiting: pause.1) }
@@ -204,7 +220,7 @@ final class TCPForwardToMediator: Forward {
             },
             requeued: { relay?.pauseForRetry() })
         link.connect(
-            portID: 0, to: spec.target, owner: "forward \(spec)", isWanted: { relay?.isLive ?? !early.userLeft }, pipelined: pipelined
+            portID: 0, to: spec.target, owner: owner, isWanted: { relay?.isLive ?? !early.userLeft }, pipelined: pipelined
         ).whenComplete {
             [self] result in
             if shared.withLockedValue({ $0.gate.settled() }) { setAccepting(true, waiting: 0) }
@@ -222,7 +238,7 @@ final class TCPForwardToMediator: Forward {
                 if let relay, !relay.isLive { return }
                 counters.failed(error)
                 // The user sees an RST: the closest a forward can come to "connection refused".
-                logger.info("forward \(spec): connection from \(peer) not relayed: \(error)")
+                logger.info("forward \(spec): connection from \(peer?.display ?? "?") not relayed: \(error)")
                 registry.events.post(ServerEvent(mediator: spec.mediator, kind: "connect-failed", detail: "\(spec.target): \(error)"))
                 if let relay {
                     // What it sent is dropped by the mediator, never written (§5.3); the user gets an RST.

@@ -40,5 +40,36 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
         self.init(host: Host(hostPart), port: port)
     }
 
-    public var description: String { "\(host):\(port)" }
+    /// An IPv4 endpoint is written digit by digit into one string: every relayed connection's
+    /// port record formats its endpoints, and the nested interpolations (endpoint, host, address,
+    /// each number) cost a forwarded connection about 1% of the server's CPU (perf, issue 15).
+    public var description: String {
+        guard case .ip(.v4(let v)) = host else { return "\(host):\(port)" }
+        // "255.255.255.255:65535" is 21 bytes.
+        return String(unsafeUninitializedCapacity: 21) { out in
+            var i = 0
+            func byte(_ b: UInt8) {
+                out[i] = b
+                i += 1
+            }
+            func put(_ n: UInt32) {
+                if n >= 10_000 { byte(UInt8(ascii: "0") + UInt8(n / 10_000)) }
+                if n >= 1_000 { byte(UInt8(ascii: "0") + UInt8(n / 1_000 % 10)) }
+                if n >= 100 { byte(UInt8(ascii: "0") + UInt8(n / 100 % 10)) }
+                if n >= 10 { byte(UInt8(ascii: "0") + UInt8(n / 10 % 10)) }
+                byte(UInt8(ascii: "0") + UInt8(n % 10))
+            }
+            func dot() { byte(UInt8(ascii: ".")) }
+            put(v >> 24)
+            dot()
+            put(v >> 16 & 0xff)
+            dot()
+            put(v >> 8 & 0xff)
+            dot()
+            put(v & 0xff)
+            byte(UInt8(ascii: ":"))
+            put(UInt32(port))
+            return i
+        }
+    }
 }

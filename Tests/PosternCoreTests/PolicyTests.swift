@@ -49,6 +49,26 @@ final class PolicyTests: XCTestCase {
         XCTAssertNil(ProtectedRange.containing(ip("192.168.77.10")))
     }
 
+    /// `ProtectedRange.containing` compares in place (it runs for every CONNECT); it must say exactly
+    /// what the general network test says, at each range's edges and just outside them.
+    func testContainingAgreesWithTheNetworkTestAtEveryEdge() {
+        let addresses = [
+            "0.0.0.0", "0.255.255.255", "1.0.0.0", "126.255.255.255", "127.0.0.0", "127.255.255.255", "128.0.0.0",
+            "169.253.255.255", "169.254.0.0", "169.254.169.254", "169.254.255.255", "169.255.0.0", "192.168.77.10",
+            "255.255.255.255", "::", "::1", "::2", "::ffff:127.0.0.1", "::ffff:192.168.77.10", "::127.0.0.1",
+            "fe7f:ffff::1", "fe80::", "fe80::1", "febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fec0::", "fd00:77::10",
+            "2001:db8::1", "ff02::1", "1::", "0:0:0:0:0:1::",
+        ]
+        for text in addresses {
+            let address = ip(text)
+            let normalized = address.normalized
+            let expected = ProtectedRange.allCases.first {
+                $0.contains(network: normalized, prefixLength: normalized.isIPv6 ? 128 : 32)
+            }
+            XCTAssertEqual(ProtectedRange.containing(address), expected, text)
+        }
+    }
+
     func testTheIssueAttackIsDenied() throws {
         // `--allow 192.168.77.0/24 --allow ::/0`: the mapped loopback is IPv4 loopback, not IPv6.
         let policy = Policy(allow: [try AllowRule(parsing: "192.168.77.0/24"), try AllowRule(parsing: "::/0")])

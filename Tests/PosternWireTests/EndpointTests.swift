@@ -39,4 +39,19 @@ final class EndpointTests: XCTestCase {
         }
         XCTAssertEqual(Endpoint(ipv6("fd00:0::10"), 9).description, "[fd00::10]:9")
     }
+
+    /// IPv4 endpoints are written digit by digit: each octet and the port at every width.
+    func testIPv4EndpointsAreWrittenAsTheirNumbersSay() {
+        let octets: [UInt32] = [0, 1, 9, 10, 99, 100, 199, 255]
+        let ports: [UInt16] = [0, 7, 10, 80, 100, 999, 1000, 9999, 10000, 65535]
+        for a in octets {
+            for b in octets.reversed() {
+                for port in ports {
+                    let v = a << 24 | b << 16 | (a ^ b) << 8 | b
+                    let expected = "\(a).\(b).\(a ^ b).\(b):\(port)"
+                    XCTAssertEqual(Endpoint(.v4(v), port).description, expected)
+                }
+            }
+        }
+    }
 }
