@@ -381,14 +381,19 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         id: UInt32, requestID: UInt32, to address: SocketAddress, from local: Endpoint?, session: TunnelSession, label: Endpoint,
         pipelined: PipelinedConnect? = nil
     ) {
+        // A ClientBootstrap is a class: giving it a bind address or an initializer changes it for
+        // every later connect. So the shared `connector` is never changed; a CONNECT that binds first
+        // or is pipelined gets a bootstrap of its own, whose initializer records the connecting
+        // channel (a RESET from the server closes it) and still sets the relayed options.
         var bootstrap = connector
         if let local, case .ip(let ip) = local.host, let bindAddress = try? SocketAddress(ipAddress: ip, port: local.port) {
             bootstrap = makeConnector().bind(to: bindAddress)
         }
         if let pipelined {
+            if bootstrap === connector { bootstrap = makeConnector() }
             bootstrap = bootstrap.channelInitializer { channel in
                 pipelined.channel = channel
-                return channel.eventLoop.makeSucceededVoidFuture()
+                return channel.eventLoop.makeCompletedFuture { try channel.setRelayedStreamOptions() }
             }
         }
         bootstrap.connect(to: address).whenComplete { [self] result in

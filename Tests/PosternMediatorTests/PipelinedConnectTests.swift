@@ -103,6 +103,35 @@ final class PipelinedConnectTests: XCTestCase {
         try MediatorHarness { $0.pipelinedConnects = true }
     }
 
+    /// A LAN server that speaks first and half-closes at once: "hello", then its FIN; it keeps
+    /// reading, so what the server sends after that FIN must still arrive (a relayed socket allows
+    /// remote half-closure and reads only when its relay asks).
+    private final class Greeter: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let received: NIOLockedValueBox<[UInt8]>
+        init(received: NIOLockedValueBox<[UInt8]>) { self.received = received }
+        func channelActive(context: ChannelHandlerContext) {
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "hello")), promise: nil)
+            context.close(mode: .output, promise: nil)
+        }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            received.withLockedValue { $0 += Array(unwrapInboundIn(data).readableBytesView) }
+        }
+    }
+
+    private func greeter() throws -> UInt16 {
+        let received = lanReceived
+        let server = try ServerBootstrap(group: group)
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Greeter(received: received)) }
+            }
+            .bind(host: "127.0.0.1", port: 0).wait()
+        peers.append(server)
+        return UInt16(server.localAddress!.port!)
+    }
+
     // MARK: - Use
 
     func testBytesAndFinSentBeforeDoneReachTheLANAndTheAnswerComesBack() throws {
@@ -122,6 +151,34 @@ final class PipelinedConnectTests: XCTestCase {
         // Server-chosen and mediator-chosen ids live side by side.
         guard case .done(let own) = try harness.sendMixed([connect(2, port: 0, to: lan)])[0] else { return XCTFail("port id 0") }
         XCTAssertEqual(own.portID, 1)
+    }
+
+    /// Pipelined and plain CONNECTs in turn: each connection's socket is a relayed one (the LAN's
+    /// half-close crosses as FINISHED and the server's later bytes are still written). The mediator
+    /// keeps one bootstrap for plain CONNECTs; a pipelined one once set its own initializer on that
+    /// shared bootstrap, so the plain CONNECT after it ran without the relayed options.
+    func testEveryConnectAfterAPipelinedOneIsARelayedSocket() throws {
+        harness = try pipelined()
+        let lan = try greeter()
+        var expected = ""
+        // Plain CONNECTs get the mediator's own ids, 1 and 2: recorders wait there before the
+        // "hello" can arrive.
+        for (i, (portID, id)) in [(s1, s1), (0, 1), (s1 + 1, s1 + 1), (0, 2)].enumerated() {
+            let request = UInt32(i + 1)
+            let stream = try harness.receiveStream(portID: id)
+            guard case .done(let done) = try harness.sendMixed([connect(request, port: portID, to: lan)])[0] else {
+                return XCTFail("CONNECT \(request) not done")
+            }
+            XCTAssertEqual(done.portID, id)
+            let frames = try stream.frames { $0.contains(where: self.isFinished) }
+            XCTAssertEqual(text(frames), "hello", "CONNECT \(request): the LAN spoke first, then its FIN")
+            let after = "after \(request);"
+            expected += after
+            _ = try harness.sendMixed([data(done.portID, after)])
+            let deadline = NIODeadline.now() + .seconds(5)
+            while String(decoding: lanBytes(), as: UTF8.self) != expected, NIODeadline.now() < deadline { usleep(10_000) }
+            XCTAssertEqual(String(decoding: lanBytes(), as: UTF8.self), expected, "CONNECT \(request): bytes after the LAN's FIN")
+        }
     }
 
     func testWithTheCapabilityOffAServerIDIsNoSuchPortAndItsBytesAreDropped() throws {
