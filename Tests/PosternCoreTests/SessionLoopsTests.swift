@@ -2,7 +2,7 @@ import PosternCore
 import XCTest
 
 /// The session ids the server hands out name their session's loop, the way the service port's
-/// reuseport program reads them: the low 32 bits modulo the number of loops.
+/// reuseport program reads them: the low 32 bits less one (wrapping) modulo the number of loops.
 final class SessionLoopsTests: XCTestCase {
     func testIdsNameTheirLoopAndStayUniqueAndIncreasing() {
         var next: UInt64 = 1
@@ -19,12 +19,22 @@ final class SessionLoopsTests: XCTestCase {
     }
 
     func testTheKernelsArithmeticOnTheLow32Bits() {
-        // 2^32 is 1 mod 3, but its low 32 bits are 0: the program sees 0.
+        // 2^32's low 32 bits are 0; less one wraps to 2^32 − 1, which is 0 mod 3 (and 1 mod 2).
         XCTAssertEqual(SessionLoops.loop(ofSession: 1 << 32, loops: 3), 0)
-        XCTAssertEqual(SessionLoops.loop(ofSession: (1 << 32) + 5, loops: 3), 2)
+        XCTAssertEqual(SessionLoops.loop(ofSession: 1 << 32, loops: 2), 1)
+        XCTAssertEqual(SessionLoops.loop(ofSession: (1 << 32) + 5, loops: 3), 1)
         let id = SessionLoops.sessionID(atOrAfter: (1 << 32) - 1, loop: 1, loops: 3)
         XCTAssertEqual(SessionLoops.loop(ofSession: id, loops: 3), 1)
-        XCTAssertEqual(id, (1 << 32) + 1)
+        XCTAssertEqual(id, (1 << 32) + 2)
+    }
+
+    func testRoundRobinFromLoopZeroKeepsTheIdsOfOneLoop() {
+        var next: UInt64 = 1
+        for i in 0..<12 {
+            let id = SessionLoops.sessionID(atOrAfter: next, loop: i % 2, loops: 2)
+            XCTAssertEqual(id, UInt64(i + 1))
+            next = id + 1
+        }
     }
 
     func testOneLoopOrAForeignLoopTakesTheNextId() {

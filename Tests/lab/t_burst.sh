@@ -125,7 +125,9 @@ grep -Eq "queued connects reset: the session ended" "$TEST_TMP/server.log" \
 echo "server: $(grep -m1 'queued connects reset' "$TEST_TMP/server.log" | sed 's/^.*warning//')"
 start_mediator mediator-again --allow 192.168.77.10:9100 --allow 192.168.77.10:9101 --max-ports 8192
 end=$((SECONDS + 15))
-until ctl mediators --json 2>/dev/null | grep -q '"session" : 2'; do
+# The new mediator's session, whatever its id (not consecutive with several loops: an id names its loop).
+until grep -q "as 'acme' (session" "$TEST_TMP/mediator-again.log" \
+    && ctl mediators --json 2>/dev/null | grep -q '"name" : "acme"'; do
     ((SECONDS < end)) || fail "acme did not come back: $(tail -3 "$TEST_TMP/mediator-again.log")"
     sleep 0.2
 done
