@@ -96,15 +96,7 @@ final class ServerThreadsTests: XCTestCase {
 
     /// Sends a line through the mediator's forward and reads it back.
     private func roundTrip(_ mediator: String, _ text: String) async throws -> String {
-        let address = try await forward(mediator).address
-        let received = clients.next().makePromise(of: String.self)
-        let channel = try await ClientBootstrap(group: clients)
-            .channelInitializer { $0.pipeline.addHandler(Collect(expected: text.utf8.count, done: received)) }
-            .connect(to: address).get()
-        try await channel.writeAndFlush(channel.allocator.buffer(string: text)).get()
-        let answer = try await received.futureResult.get()
-        try? await channel.close()
-        return answer
+        try await roundTrip(to: forward(mediator).address, text)
     }
 
     private var targets: String { "127.0.0.1:\(echo.localAddress!.port!)" }
