@@ -49,13 +49,18 @@ final class PipelinedConnectTests: XCTestCase {
     private func lanServer() throws -> UInt16 {
         let received = lanReceived
         let connections = lanConnections
+        return try listen { channel in
+            connections.withLockedValue { $0 += 1 }
+            return Echo(received: received)
+        }
+    }
+
+    /// A loopback LAN server (half-closure allowed) whose connections get `handler(channel)`.
+    private func listen(_ handler: @escaping @Sendable (Channel) -> ChannelHandler) throws -> UInt16 {
         let server = try ServerBootstrap(group: group)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
-                connections.withLockedValue { $0 += 1 }
-                return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(Echo(received: received))
-                }
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler(channel)) }
             }
             .bind(host: "127.0.0.1", port: 0).wait()
         peers.append(server)
@@ -122,14 +127,7 @@ final class PipelinedConnectTests: XCTestCase {
 
     private func greeter() throws -> UInt16 {
         let received = lanReceived
-        let server = try ServerBootstrap(group: group)
-            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Greeter(received: received)) }
-            }
-            .bind(host: "127.0.0.1", port: 0).wait()
-        peers.append(server)
-        return UInt16(server.localAddress!.port!)
+        return try listen { _ in Greeter(received: received) }
     }
 
     // MARK: - Use

@@ -76,6 +76,17 @@ final class ServerThreadsTests: XCTestCase {
         }.get()
     }
 
+    /// Starts m1, then m2 once m1's session is up (so the round robin deals them one loop each),
+    /// and returns where each session runs.
+    @discardableResult
+    private func startM1ThenM2() async throws -> [String: Int] {
+        try startMediator("m1")
+        try await waitFor("m1") { try await loops()["m1"] != nil }
+        try startMediator("m2")
+        try await waitFor("m2") { try await loops()["m2"] != nil }
+        return try await loops()
+    }
+
     private func waitFor(_ what: String, _ condition: () async throws -> Bool) async throws {
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
@@ -105,11 +116,7 @@ final class ServerThreadsTests: XCTestCase {
         try await startServer(threads: 2, forwards: ["tcp:127.0.0.1:0=m1/\(targets)", "tcp:127.0.0.1:0=m2/\(targets)"])
         XCTAssertEqual(server.loops.count, 2)
         XCTAssertTrue(server.spreading)
-        try startMediator("m1")
-        try await waitFor("m1") { try await loops()["m1"] != nil }
-        try startMediator("m2")
-        try await waitFor("m2") { try await loops()["m2"] != nil }
-        let placed = try await loops()
+        let placed = try await startM1ThenM2()
         XCTAssertNotEqual(placed["m1"], placed["m2"], "two sessions, two loops: \(placed)")
         for name in ["m1", "m2"] {
             for i in 0..<5 {
@@ -154,11 +161,7 @@ final class ServerThreadsTests: XCTestCase {
         try await startServer(
             threads: 2, forwards: ["tcp:127.0.0.2:0=m1/\(targets)", "tcp:127.0.0.3:0=m2/\(targets)"], socksUsers: "alice secret *")
         XCTAssertTrue(server.spreading)
-        try startMediator("m1")
-        try await waitFor("m1") { try await loops()["m1"] != nil }
-        try startMediator("m2")
-        try await waitFor("m2") { try await loops()["m2"] != nil }
-        let placed = try await loops()
+        let placed = try await startM1ThenM2()
         let away = try XCTUnwrap(placed.first { $0.value != 0 }?.key)
         // Its accounts may choose any mediator: every session must come to the control loop.
         let added = try await server.eventLoop.flatSubmit { [server] in
@@ -246,11 +249,7 @@ extension ServerThreadsTests {
         }
         try await startServer(threads: 2, forwards: forwards)
         XCTAssertTrue(server.spreading, "no forward keeps the sessions on the control loop")
-        try startMediator("m1")
-        try await waitFor("m1") { try await loops()["m1"] != nil }
-        try startMediator("m2")
-        try await waitFor("m2") { try await loops()["m2"] != nil }
-        let placed = try await loops()
+        let placed = try await startM1ThenM2()
         XCTAssertNotEqual(placed["m1"], placed["m2"], "two sessions, two loops: \(placed)")
         try await waitFor("the mediators' ports listening") {
             try await server.eventLoop.submit { [server] in server!.forwards.allSatisfy(\.counters.listening) }.get()
@@ -366,10 +365,7 @@ extension ServerThreadsTests {
     /// their UDP channels and serve.
     func testGarbageAtTheSpreadUDPSocketsIsStrayAndHarmless() async throws {
         try await startServer(threads: 2, forwards: ["tcp:127.0.0.1:0=m1/\(targets)", "tcp:127.0.0.1:0=m2/\(targets)"])
-        try startMediator("m1")
-        try await waitFor("m1") { try await loops()["m1"] != nil }
-        try startMediator("m2")
-        try await waitFor("m2") { try await loops()["m2"] != nil }
+        try await startM1ThenM2()
         try await waitFor("both UDP channels up") {
             let s = try await server.eventLoop.flatSubmit { [server] in server!.statusLater() }.get()
             return s.mediators.filter { $0.datagramPath == "udp" && $0.udpReceived > 0 }.count == 2
@@ -422,11 +418,7 @@ extension ServerThreadsTests {
         try await startServer(
             threads: 2, forwards: [], socks: ["127.0.0.6:0=m1", "127.0.0.7:0=m2"], socksUsers: "bob pass\ncarol word")
         XCTAssertTrue(server.spreading, "no listener's accounts may choose another mediator")
-        try startMediator("m1")
-        try await waitFor("m1") { try await loops()["m1"] != nil }
-        try startMediator("m2")
-        try await waitFor("m2") { try await loops()["m2"] != nil }
-        let placed = try await loops()
+        let placed = try await startM1ThenM2()
         XCTAssertNotEqual(placed["m1"], placed["m2"], "two sessions, two loops: \(placed)")
         let listeners = try await server.eventLoop.submit { [server] in
             server!.socksListeners.map { ($0.spec.mediator, $0.boundAddress!) }
