@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -72,8 +73,12 @@ public final class ServerService: @unchecked Sendable {
     /// The service port over UDP: one socket per loop (socket i on `loops[i]`), each with the handler
     /// that knows the established sessions of its loop and a writer for their datagrams (flushed once
     /// per pass of that loop). The kernel hands each datagram to the socket of the loop its session id
-    /// names (`SessionLoopProgram`), so no datagram hops. Set once at start; read on the control loop.
-    private var datagramSockets: [(handler: ServiceDatagramHandler, writer: DatagramWriteBatcher)] = []
+    /// names (`SessionLoopProgram`), so no datagram hops. Set once at start; read on any loop (a
+    /// session registers with its loop's socket on that loop, before its WELCOME leaves, so even the
+    /// mediator's first datagram finds it).
+    private let datagramSocketsBox = NIOLockedValueBox<[DatagramSocket]>([])
+    private typealias DatagramSocket = (handler: ServiceDatagramHandler, writer: DatagramWriteBatcher)
+    private var datagramSockets: [DatagramSocket] { datagramSocketsBox.withLockedValue { $0 } }
     public let metrics = ServerMetrics()
     private let startedAt = Date()
     private let startedAtDeadline = NIODeadline.now()
@@ -403,9 +408,10 @@ public final class ServerService: @unchecked Sendable {
         }
         .map { [self] listener in
             channels.append(contentsOf: listener.channels)
-            datagramSockets = zip(handlers, listener.channels).map {
+            let sockets = zip(handlers, listener.channels).map {
                 ($0, DatagramWriteBatcher(channel: $1, segmentation: RelayBuffers.channelSegmentation))
             }
+            datagramSocketsBox.withLockedValue { $0 = sockets }
             registry.unroutedDatagrams = { handlers.reduce(0) { $0 &+ $1.stray } }
             boundDatagram = listener.localAddress
             logger.info("UDP channels on \(listener.localAddress?.display ?? "?")/udp")
@@ -490,38 +496,22 @@ public final class ServerService: @unchecked Sendable {
         link.onEstablished { [self] in
             session.onHandshakeProgress = nil
             let took = NIODeadline.now() - began
-            let index = link.loopIndex
-            // On the session's loop: its datagrams are read and written by that loop's socket.
-            let start = { (socket: (handler: ServiceDatagramHandler, writer: DatagramWriteBatcher)) in
-                guard let info = link.info, link.isOpen else { return }
-                socket.handler.add(id, link.datagramPath)
-                link.datagramPath.start(sessionID: info.sessionID, keys: info.keys) { bytes, to in
-                    socket.writer.write(AddressedEnvelope(remoteAddress: to, data: bytes))
-                }
-            }
+            // Here, on the session's loop and before its WELCOME is flushed: its datagrams are read
+            // and written by this loop's socket, which knows it before the mediator can send one.
+            startDatagrams(of: link, id: id)
             onControlLoop { [self] in
                 handshaking[id] = nil
                 unauthenticated.remove(id)
                 metrics.handshakeTook(took)
-                // Nothing bound (UDP channels off): the session's datagrams take its TCP channel.
-                guard datagramSockets.indices.contains(index) else { return }
-                guard SessionLoops.loop(ofSession: id, loops: datagramSockets.count) == index else {
-                    logger.error("session \(id) runs on loop \(index), which its id does not name; its datagrams take the TCP channel")
-                    return
-                }
-                let socket = datagramSockets[index]
-                link.onLoop { start(socket) }
             }
         }
         link.onClose { [self] _ in
             session.onHandshakeProgress = nil
-            let index = link.loopIndex
+            let sockets = datagramSockets
+            if sockets.indices.contains(link.loopIndex) { sockets[link.loopIndex].handler.remove(id) }
             onControlLoop { [self] in
                 handshaking[id] = nil
                 unauthenticated.remove(id)
-                guard datagramSockets.indices.contains(index) else { return }
-                let handler = datagramSockets[index].handler
-                link.onLoop { handler.remove(id) }
             }
         }
         let events = registry.events
@@ -544,6 +534,23 @@ public final class ServerService: @unchecked Sendable {
     }
 
     private static let droppedMessage = "too many unauthenticated connections"
+
+    /// Registers an established session with its loop's UDP socket and starts its datagram path; on
+    /// the session's loop. Nothing bound (UDP channels off): its datagrams take its TCP channel.
+    private func startDatagrams(of link: MediatorLink, id: UInt64) {
+        let sockets = datagramSockets
+        let index = link.loopIndex
+        guard let info = link.info, link.isOpen, sockets.indices.contains(index) else { return }
+        guard SessionLoops.loop(ofSession: id, loops: sockets.count) == index else {
+            logger.error("session \(id) runs on loop \(index), which its id does not name; its datagrams take the TCP channel")
+            return
+        }
+        let socket = sockets[index]
+        socket.handler.add(id, link.datagramPath)
+        link.datagramPath.start(sessionID: info.sessionID, keys: info.keys) { bytes, to in
+            socket.writer.write(AddressedEnvelope(remoteAddress: to, data: bytes))
+        }
+    }
 
     private func failedProof(from source: String) {
         guard case .closed(let closedFor) = failedProofs.failedProof(from: source, now: .now()) else { return }
