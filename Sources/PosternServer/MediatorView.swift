@@ -116,9 +116,9 @@ struct MediatorView: Encodable {
             path: path.isUDPUp ? "udp" : "tcp", channels: path.channelIDs, sent: c.sent, received: c.received, delivered: c.delivered,
             keepalivesSent: c.keepalivesSent, forged: c.forged, replayed: c.replayed, truncated: c.truncated &+ c.tooLarge, stray: c.stray,
             malformed: c.malformed, migrations: c.migrations, oversize: c.oversize, tcpWhileUp: path.fallbackWhileUp,
-            // Server-wide, the control loop's: filled in there (`AdminAPI`), as views are made on
-            // their sessions' loops (`--threads`).
-            unrouted: link.eventLoop === link.registry.eventLoop || link.registry.eventLoop == nil ? link.registry.unroutedDatagrams() : 0)
+            // Server-wide, the control loop's: filled in there (`AdminAPI.withUnrouted`), as views are
+            // made on their sessions' loops (`--threads`).
+            unrouted: 0)
         if e.capabilities.contains(.tunOffered) { capabilities.append("tun-offered") }
         if e.capabilities.contains(.tunExtensions) { capabilities.append("tun-extensions") }
         // Raw features (docs/protocol.md §4.3, §11): which ICMP socket ECHO can use, CAP_NET_ADMIN.

@@ -402,6 +402,9 @@ extension ServerThreadsTests {
         }
         let stray = try await server.eventLoop.submit { [server] in server!.strayDatagrams }.get()
         XCTAssertEqual(stray, 59, "the forged seals of real sessions are theirs to refuse, not stray")
+        // What `ctl mediators` shows as "unrouted (server)" for every mediator, whatever its loop.
+        let unrouted = try await server.eventLoop.submit { [server] in server!.registry.unroutedDatagrams() }.get()
+        XCTAssertEqual(unrouted, 59)
         let status = try await server.eventLoop.flatSubmit { [server] in server!.statusLater() }.get()
         XCTAssertEqual(status.mediators.filter { $0.connected && $0.datagramPath == "udp" }.count, 2)
         for name in ["m1", "m2"] {
