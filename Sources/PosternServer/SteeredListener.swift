@@ -70,6 +70,13 @@ final class SteeredListener {
         guard let claim = Claim(address, udp: udp) else {
             return eventLoop.makeFailedFuture(IOError(errnoCode: EADDRINUSE, reason: "bind"))
         }
+        // ...and so would it let another process's group (a second server started by mistake, of the
+        // same user) share the port and take half of its connections: a plain socket bound first
+        // fails there as the single-socket listener would.
+        if let error = Self.heldElsewhere(address, udp: udp) {
+            claim.release()
+            return eventLoop.makeFailedFuture(IOError(errnoCode: error, reason: "bind"))
+        }
         var bound: [Channel] = []
         func next(_ i: Int, _ at: SocketAddress) -> EventLoopFuture<SteeredListener> {
             guard i < count else { return eventLoop.makeSucceededFuture(SteeredListener(channels: bound, claim: claim)) }
@@ -87,6 +94,24 @@ final class SteeredListener {
                 claim.release()
                 throw error
             }
+    }
+
+    /// The errno of binding a plain socket (no SO_REUSEPORT) to `address`, or nil when that works: a
+    /// socket of another process holds the port when it fails with EADDRINUSE. A TCP probe sets
+    /// SO_REUSEADDR like NIO's listeners, so connections in TIME_WAIT from an earlier run do not count;
+    /// it never listens, so nothing can connect to it in the moment it exists. Port 0 needs no probe.
+    static func heldElsewhere(_ address: SocketAddress, udp: Bool) -> CInt? {
+        guard let port = address.port, port != 0 else { return nil }
+        let type = Int32(udp ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        let fd = socket(Int32(address.protocol.rawValue), type, 0)
+        guard fd >= 0 else { return errno }
+        defer { Glibc.close(fd) }
+        if !udp {
+            var one: CInt = 1
+            _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
+        }
+        let rc = address.withSockAddr { pointer, length in Glibc.bind(fd, pointer, socklen_t(length)) }
+        return rc == 0 ? nil : errno
     }
 
     /// From now on the kernel hands every new connection to socket `index` (clamped to the range).
