@@ -14,7 +14,7 @@ extension CtlCommand {
 
     static func echo(_ options: Options, _ mediator: String, _ body: [String: Any]) throws -> EchoResult {
         let data = try JSONSerialization.data(withJSONObject: body)
-        let result = try options.client().request("POST", "/v1/mediators/\(mediator)/echo", body: data)
+        let result = try options.client().request("POST", try CtlCommand.mediatorPath(mediator) + "/echo", body: data)
         let object = (try? JSONSerialization.jsonObject(with: result.body)) as? [String: Any] ?? [:]
         guard (200..<300).contains(result.status) else {
             return .failed(
