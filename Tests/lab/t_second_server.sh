@@ -30,4 +30,11 @@ for i in 1 2 3 4 5 6; do
     out=$(lab exec user curl -sS --max-time 5 -o /dev/null -w '%{http_code}' http://203.0.113.10:8080/)
     assert_eq 200 "$out" "request $i through the first server's forward"
 done
+# (Also here, with a server and mediator at hand: a refused `ctl ping` prints its PING line before the
+# error, also through a pipe, as ping(8) does.)
+rc=0
+out=$(ctl ping acme 10.9.9.9 --count 1 2>&1) || rc=$?
+assert_eq 2 "$rc" "exit status of a ping the policy denies"
+assert_eq "PING 10.9.9.9 from mediator acme: 56 data bytes" "$(head -1 <<<"$out")" "first line of a denied ping"
+assert_contains "$(sed -n 2p <<<"$out")" "error: denied by policy" "second line of a denied ping"
 echo "ok: a second server on any of the first one's ports fails with 'address in use'"
