@@ -72,11 +72,9 @@ final class SteeredListener {
         }
         // ...and so would it let another process's group (a second server started by mistake, of the
         // same user) share the port and take half of its connections: a plain socket bound first
-        // fails there as the single-socket listener would.
-        if let error = Self.heldElsewhere(address, udp: udp) {
-            claim.release()
-            return eventLoop.makeFailedFuture(IOError(errnoCode: error, reason: "bind"))
-        }
+        // fails there as the single-socket listener would. Sockets of this process's own listener
+        // on the port that are still closing (a forward restarted by a reload) are waited for first.
+        let closing = Self.closing.withLockedValue { $0[claim.port] ?? [] }
         var bound: [Channel] = []
         func next(_ i: Int, _ at: SocketAddress) -> EventLoopFuture<SteeredListener> {
             guard i < count else { return eventLoop.makeSucceededFuture(SteeredListener(channels: bound, claim: claim)) }
@@ -87,7 +85,11 @@ final class SteeredListener {
                     return next(i + 1, channel.localAddress ?? at)
                 }
         }
-        return next(0, address)
+        return EventLoopFuture.andAllComplete(closing, on: eventLoop)
+            .flatMapThrowing {
+                if let error = Self.heldElsewhere(address, udp: udp) { throw IOError(errnoCode: error, reason: "bind") }
+            }
+            .flatMap { next(0, address) }
             .flatMap { listener in listener.steer(to: 0).map { listener } }
             .flatMapErrorThrowing { error in
                 for c in bound { c.close(promise: nil) }
@@ -151,6 +153,17 @@ final class SteeredListener {
 
     func close() {
         for channel in channels { channel.close(promise: nil) }
+        if let claim, claim.port != 0 {
+            // Until they are closed, a new listener on the port waits for them before its probe.
+            let done = EventLoopFuture.andAllComplete(channels.map(\.closeFuture), on: channels[0].eventLoop)
+            Self.closing.withLockedValue { $0[claim.port, default: []].append(done) }
+            done.whenComplete { _ in
+                Self.closing.withLockedValue { closing in
+                    closing[claim.port]?.removeAll { $0 === done }
+                    if closing[claim.port]?.isEmpty == true { closing[claim.port] = nil }
+                }
+            }
+        }
         claim?.release()
     }
 
@@ -159,6 +172,9 @@ final class SteeredListener {
     /// The ports this process listens on with SO_REUSEPORT (UDP ports as their negative), and on
     /// which addresses.
     private static let claimed = NIOLockedValueBox<[Int: [String]]>([:])
+
+    /// Ports (as in `claimed`) of listeners closed whose sockets may still be open: when each set is.
+    private static let closing = NIOLockedValueBox<[Int: [EventLoopFuture<Void>]]>([:])
 
     final class Claim {
         let port: Int

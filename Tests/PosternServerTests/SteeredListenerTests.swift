@@ -46,8 +46,11 @@ final class SteeredListenerTests: XCTestCase {
     }
 
     private func bindTCP(_ port: Int) -> EventLoopFuture<SteeredListener> {
-        let loops = [group.next(), group.next()]
-        return SteeredListener.bind(
+        Self.bindTCP(port, on: [group.next(), group.next()])
+    }
+
+    private static func bindTCP(_ port: Int, on loops: [EventLoop]) -> EventLoopFuture<SteeredListener> {
+        SteeredListener.bind(
             to: try! SocketAddress(ipAddress: "127.0.0.1", port: port), count: 2, on: loops[0]
         ) { i in
             ServerBootstrap(group: loops[i]).childChannelInitializer { $0.close() }
@@ -79,6 +82,32 @@ final class SteeredListenerTests: XCTestCase {
 
     func testAUDPPortHeldWithReusePortElsewhereIsInUse() async throws {
         await assertAddressInUse(bindUDP(try holdReusePort(udp: true)))
+    }
+
+    /// A reload restarts a forward on its port at once (or starts a removed one again): the new
+    /// listener waits for the old one's sockets to close instead of taking them for another process's.
+    func testAPortJustClosedByThisProcessBindsAgainAtOnce() async throws {
+        let port = try holdReusePort(udp: false)
+        Glibc.close(held.removeLast())
+        // On the control loop, as a reload does: the other loop's socket is still open when the next
+        // bind begins.
+        let loops = Array(group.makeIterator())
+        let control = loops[0]
+        var listener = try await Self.bindTCP(port, on: loops).get()
+        for _ in 0..<5 {
+            nonisolated(unsafe) let old = listener
+            listener = try await control.flatSubmit {
+                old.close()
+                return Self.bindTCP(port, on: loops)
+            }.get()
+        }
+        listener.close()
+        let last = try await bindTCP(port).get()
+        XCTAssertEqual(last.channels.map { $0.localAddress?.port }, [port, port])
+        last.close()
+        let udpPort = try holdReusePort(udp: true)
+        Glibc.close(held.removeLast())
+        for _ in 0..<5 { try await bindUDP(udpPort).get().close() }
     }
 
     /// The use: a free port (the one just released) binds, all sockets on it; and again after close.
