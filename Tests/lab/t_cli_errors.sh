@@ -27,4 +27,8 @@ for name in 'acme?x=1' '' 'a b'; do
 done
 expect_exit "ctl without a server" 1 noserver 'cannot reach the admin API at 127\.0\.0\.1:7070: .*is the server running' \
     "${iso[@]}" sh -c 'ip link set lo up && exec "$@"' _ "$POSTERN_BIN" ctl --token-file "$TEST_TMP/secret" mediators
+expect_exit "replay without a responder" 2 noresponder \
+    "cannot reach the responder's control address 127\.0\.0\.1:7001: Connection refused$" \
+    "${iso[@]}" sh -c 'ip link set lo up && exec "$@"' _ "$POSTERN_BIN" replay "$LAB_REPO/captures/third-party/http-get.pcap" \
+    --to 127.0.0.1:7000 --quiet
 echo "ok: each mistake got one clear line and its exit status"
