@@ -150,10 +150,20 @@ public final class MediatorService: @unchecked Sendable {
                 case .success:
                     self.session = session
                 case .failure(let error):
-                    logger.warning("cannot reach server \(configuration.serverHost):\(configuration.serverPort): \(error)")
+                    logger.warning(
+                        "cannot reach server \(configuration.serverHost):\(configuration.serverPort): \(Self.connectFailureText(error))")
                     retry()
                 }
             }
+    }
+
+    /// Why the server could not be reached, in strerror(3)'s words ("Connection refused") rather than
+    /// NIO's nested description (`Connection errors: SingleConnectionFailure(target: [IPv4]…,
+    /// error: connection reset (error set): Connection refused) (errno: 111))`): the line an operator
+    /// sees most while the server is down.
+    static func connectFailureText(_ error: Error) -> String {
+        if error is NIOConnectionError || error is IOError { return RemoteSocketAPI.describe(error).2 }
+        return "\(error)"
     }
 
     private func lost(_ end: SessionEnd, serverProved: Bool) {

@@ -3,6 +3,7 @@
 import CPosternShims
 import NIOCore
 import PosternWire
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -14,9 +15,42 @@ final class ReservedSocket {
     private(set) var descriptor: CInt
     let local: Endpoint
 
-    private init(descriptor: CInt, local: Endpoint) {
+    /// The address it holds in `held` (nil once released).
+    private var claim: IPAddress?
+
+    private init(descriptor: CInt, local: Endpoint, claim: IPAddress) {
         self.descriptor = descriptor
         self.local = local
+        self.claim = claim
+    }
+
+    /// The ports this process holds as reserved (bound, not yet listening) sockets, with their
+    /// addresses. SO_REUSEADDR, wanted for TIME_WAIT, also lets Linux bind a second socket to a port
+    /// as long as neither listens: without this, two OPENs of one port would both succeed.
+    private static let held = Mutex<[UInt16: [IPAddress]]>([:])
+
+    /// Records `address:port` as held; false when a reserved socket of this process holds the port on
+    /// the same address, or either one is the wildcard of that family.
+    private static func hold(_ address: IPAddress, _ port: UInt16) -> Bool {
+        held.withLock { held in
+            let holders = held[port] ?? []
+            let overlaps = holders.contains { h in
+                h.isIPv6 == address.isIPv6 && (h == address || h.isUnspecified || address.isUnspecified)
+            }
+            if overlaps { return false }
+            held[port] = holders + [address]
+            return true
+        }
+    }
+
+    private func release() {
+        guard let address = claim else { return }
+        claim = nil
+        let port = local.port
+        Self.held.withLock { held in
+            if let i = held[port]?.firstIndex(of: address) { held[port]?.remove(at: i) }
+            if held[port]?.isEmpty == true { held[port] = nil }
+        }
     }
 
     deinit { close() }
@@ -57,7 +91,11 @@ final class ReservedSocket {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
         let bound = SocketAddress.portOf(storage) ?? port
-        return ReservedSocket(descriptor: fd, local: Endpoint(address, bound))
+        guard hold(address, bound) else {
+            Glibc.close(fd)
+            throw IOError(errnoCode: EADDRINUSE, reason: "bind \(address.bracketed):\(port) (an opened port holds it)")
+        }
+        return ReservedSocket(descriptor: fd, local: Endpoint(address, bound), claim: address)
     }
 
     /// Turns the socket into a listening one and hands the descriptor over (to NIO).
@@ -65,6 +103,8 @@ final class ReservedSocket {
         guard Glibc.listen(descriptor, backlog) == 0 else { throw IOError(errnoCode: errno, reason: "listen") }
         let fd = descriptor
         descriptor = -1
+        // Listening, the port is the kernel's to defend.
+        release()
         return fd
     }
 
@@ -73,6 +113,7 @@ final class ReservedSocket {
             Glibc.close(descriptor)
             descriptor = -1
         }
+        release()
     }
 }
 

@@ -98,7 +98,7 @@ public final class ReplayInitiator: @unchecked Sendable {
             if !helloAnswered && controlAttempts < Self.maxControlAttempts {
                 _ = loop.scheduleTask(in: .seconds(1)) { [self] in connectControl() }
             } else {
-                fail("\(why) (control \(control))")
+                fail("\(why) (control \(Self.text(control)))")
             }
         }
         ClientBootstrap(group: loop)
@@ -115,10 +115,24 @@ public final class ReplayInitiator: @unchecked Sendable {
                     if controlAttempts < Self.maxControlAttempts {
                         _ = loop.scheduleTask(in: .seconds(1)) { [self] in connectControl() }
                     } else {
-                        fail("cannot reach the responder's control address \(control): \(error)")
+                        fail("cannot reach the responder's control address \(Self.text(control)): \(Self.connectText(error))")
                     }
                 }
             }
+    }
+
+    /// ADDR:PORT as the user wrote it (NIO's description reads `[IPv4]203.0.113.10/203.0.113.10:8001`).
+    static func text(_ address: SocketAddress) -> String {
+        guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
+        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+
+    /// Why a connect failed, in the words of strerror(3), not NIO's nested error descriptions.
+    static func connectText(_ error: Error) -> String {
+        if let e = error as? NIOConnectionError, let first = e.connectionErrors.first { return connectText(first.error) }
+        if let e = error as? IOError { return String(cString: strerror(e.errnoCode)) }
+        if let e = error as? ChannelError, case .connectTimeout(let t) = e { return "no answer within \(t.nanoseconds / 1_000_000_000) s" }
+        return "\(error)"
     }
 
     private func line(_ line: String) {

@@ -70,6 +70,11 @@ final class SteeredListener {
         guard let claim = Claim(address, udp: udp) else {
             return eventLoop.makeFailedFuture(IOError(errnoCode: EADDRINUSE, reason: "bind"))
         }
+        // ...and so would it let another process's group (a second server started by mistake, of the
+        // same user) share the port and take half of its connections: a plain socket bound first
+        // fails there as the single-socket listener would. Sockets of this process's own listener
+        // on the port that are still closing (a forward restarted by a reload) are waited for first.
+        let closing = Self.closing.withLockedValue { $0[claim.port] ?? [] }
         var bound: [Channel] = []
         func next(_ i: Int, _ at: SocketAddress) -> EventLoopFuture<SteeredListener> {
             guard i < count else { return eventLoop.makeSucceededFuture(SteeredListener(channels: bound, claim: claim)) }
@@ -80,13 +85,35 @@ final class SteeredListener {
                     return next(i + 1, channel.localAddress ?? at)
                 }
         }
-        return next(0, address)
+        return EventLoopFuture.andAllComplete(closing, on: eventLoop)
+            .flatMapThrowing {
+                if let error = Self.heldElsewhere(address, udp: udp) { throw IOError(errnoCode: error, reason: "bind") }
+            }
+            .flatMap { next(0, address) }
             .flatMap { listener in listener.steer(to: 0).map { listener } }
             .flatMapErrorThrowing { error in
                 for c in bound { c.close(promise: nil) }
                 claim.release()
                 throw error
             }
+    }
+
+    /// The errno of binding a plain socket (no SO_REUSEPORT) to `address`, or nil when that works: a
+    /// socket of another process holds the port when it fails with EADDRINUSE. A TCP probe sets
+    /// SO_REUSEADDR like NIO's listeners, so connections in TIME_WAIT from an earlier run do not count;
+    /// it never listens, so nothing can connect to it in the moment it exists. Port 0 needs no probe.
+    static func heldElsewhere(_ address: SocketAddress, udp: Bool) -> CInt? {
+        guard let port = address.port, port != 0 else { return nil }
+        let type = Int32(udp ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        let fd = socket(Int32(address.protocol.rawValue), type, 0)
+        guard fd >= 0 else { return errno }
+        defer { Glibc.close(fd) }
+        if !udp {
+            var one: CInt = 1
+            _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
+        }
+        let rc = address.withSockAddr { pointer, length in Glibc.bind(fd, pointer, socklen_t(length)) }
+        return rc == 0 ? nil : errno
     }
 
     /// From now on the kernel hands every new connection to socket `index` (clamped to the range).
@@ -126,6 +153,17 @@ final class SteeredListener {
 
     func close() {
         for channel in channels { channel.close(promise: nil) }
+        if let claim, claim.port != 0 {
+            // Until they are closed, a new listener on the port waits for them before its probe.
+            let done = EventLoopFuture.andAllComplete(channels.map(\.closeFuture), on: channels[0].eventLoop)
+            Self.closing.withLockedValue { $0[claim.port, default: []].append(done) }
+            done.whenComplete { _ in
+                Self.closing.withLockedValue { closing in
+                    closing[claim.port]?.removeAll { $0 === done }
+                    if closing[claim.port]?.isEmpty == true { closing[claim.port] = nil }
+                }
+            }
+        }
         claim?.release()
     }
 
@@ -134,6 +172,9 @@ final class SteeredListener {
     /// The ports this process listens on with SO_REUSEPORT (UDP ports as their negative), and on
     /// which addresses.
     private static let claimed = NIOLockedValueBox<[Int: [String]]>([:])
+
+    /// Ports (as in `claimed`) of listeners closed whose sockets may still be open: when each set is.
+    private static let closing = NIOLockedValueBox<[Int: [EventLoopFuture<Void>]]>([:])
 
     final class Claim {
         let port: Int

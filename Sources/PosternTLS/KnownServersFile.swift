@@ -31,8 +31,8 @@ public final class KnownServersFile: Sendable {
             guard memory.fingerprint(for: server) == nil else { return }
             let directory = (path as NSString).deletingLastPathComponent
             if !directory.isEmpty {
-                try FileManager.default.createDirectory(
-                    atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                try PrivateDirectory.create(
+                    directory, what: "the known-servers file's directory", hint: "choose it with --known-servers FILE or --state-dir DIR")
             }
             let lockPath = path + ".lock"
             let lock = open(lockPath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)

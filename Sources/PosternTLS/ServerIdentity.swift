@@ -53,7 +53,8 @@ public struct ServerIdentity: Sendable {
         if fm.fileExists(atPath: keyFile) || fm.fileExists(atPath: certificateFile) {
             return (try load(certificateFile: certificateFile, keyFile: keyFile), false)
         }
-        try fm.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try PrivateDirectory.create(
+            directory, what: "the state directory", hint: "choose one with --state-dir DIR or $POSTERN_STATE_DIR")
         let (certificatePEM, keyPEM) = try makeSelfSigned(now: now)
         try FilePermissions.writeNew(keyFile, keyPEM, mode: 0o600)
         try FilePermissions.writeNew(certificateFile, certificatePEM, mode: 0o644)

@@ -1,4 +1,5 @@
 import Foundation
+import PosternTLS
 
 #if canImport(Glibc)
     import Glibc
@@ -19,8 +20,8 @@ enum AdminTokenFile {
     static func loadOrCreate(directory: String) throws -> (token: [UInt8], created: Bool) {
         let path = path(in: directory)
         if let token = try readOwn(path) { return (token, false) }
-        try FileManager.default.createDirectory(
-            atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try PrivateDirectory.create(
+            directory, what: "the state directory", hint: "choose one with --state-dir DIR or $POSTERN_STATE_DIR")
         var random = SystemRandomNumberGenerator()
         let text = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &random)) }.joined()
         // Written in full under a temporary name, then linked into place: a reader never sees half a

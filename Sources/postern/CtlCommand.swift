@@ -144,9 +144,19 @@ struct CtlCommand: ParsableCommand {
         }
     }
 
+    /// The admin API's path of a mediator. The name goes into the URL as it is, so anything but a
+    /// name a mediator may have (`--name`'s rule) is refused here: `a b` made a broken request, `x?y`
+    /// or an empty name asked about another mediator.
+    static func mediatorPath(_ mediator: String) throws -> String {
+        guard MediatorName.isValid(mediator) else {
+            throw ValidationError("'\(mediator)' is not a mediator name: names are 1-64 letters, digits, '-', '_' or '.'")
+        }
+        return "/v1/mediators/\(mediator)"
+    }
+
     static func post(_ options: Options, _ mediator: String, _ op: String, _ body: [String: Any]) throws {
         let data = try JSONSerialization.data(withJSONObject: body)
-        let result = try options.client().request("POST", "/v1/mediators/\(mediator)/\(op)", body: data)
+        let result = try options.client().request("POST", try mediatorPath(mediator) + "/\(op)", body: data)
         try finish(result, json: options.json) { o in
             let d = o as? [String: Any] ?? [:]
             return "port \(d["port"] ?? "?") local \(d["local"] ?? "?")\n"
@@ -215,7 +225,8 @@ struct CtlCommand: ParsableCommand {
         @Argument(help: "Mediator name.") var mediator: String
 
         func run() throws {
-            try CtlCommand.finish(try options.client().request("GET", "/v1/mediators/\(mediator)/ports"), json: options.json) { o in
+            try CtlCommand.finish(try options.client().request("GET", try CtlCommand.mediatorPath(mediator) + "/ports"), json: options.json)
+            { o in
                 let list = o as? [[String: Any]] ?? []
                 if list.isEmpty { return "no ports\n" }
                 return list.map { p in

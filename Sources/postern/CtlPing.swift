@@ -14,7 +14,7 @@ extension CtlCommand {
 
     static func echo(_ options: Options, _ mediator: String, _ body: [String: Any]) throws -> EchoResult {
         let data = try JSONSerialization.data(withJSONObject: body)
-        let result = try options.client().request("POST", "/v1/mediators/\(mediator)/echo", body: data)
+        let result = try options.client().request("POST", try CtlCommand.mediatorPath(mediator) + "/echo", body: data)
         let object = (try? JSONSerialization.jsonObject(with: result.body)) as? [String: Any] ?? [:]
         guard (200..<300).contains(result.status) else {
             return .failed(
@@ -25,6 +25,8 @@ extension CtlCommand {
     }
 
     static func stop(_ code: String, _ message: String) -> ExitCode {
+        // After what went to stdout before it (the PING line), also through a pipe.
+        fflush(stdout)
         FileHandle.standardError.write(Data("error: \(code)\(message.isEmpty ? "" : ": \(message)")\n".utf8))
         return ExitCode(2)
     }
@@ -111,6 +113,7 @@ extension CtlCommand {
         @Option(help: "IP time to live (IPv6: hop limit) of the requests (1-255).") var ttl = 64
 
         func validate() throws {
+            _ = try CtlCommand.mediatorPath(mediator)
             try CtlCommand.validateHost(host, ipv4: ipv4, ipv6: ipv6)
             guard (1...10_000).contains(count) else { throw ValidationError("--count must be 1-10000") }
             guard interval >= 0, interval <= 3600 else { throw ValidationError("--interval must be 0-3600 seconds") }
@@ -181,6 +184,7 @@ extension CtlCommand {
         @Option(help: "Seconds to wait for each hop's answer (at most 10).") var timeout = 2.0
 
         func validate() throws {
+            _ = try CtlCommand.mediatorPath(mediator)
             try CtlCommand.validateHost(host, ipv4: ipv4, ipv6: ipv6)
             guard (1...64).contains(maxHops) else { throw ValidationError("--max-hops must be 1-64") }
             guard timeout > 0, timeout <= 10 else { throw ValidationError("--timeout must be more than 0 and at most 10 seconds") }

@@ -18,21 +18,26 @@ struct DemoCommand: ParsableCommand {
             throw ValidationError("the demo builds network namespaces: run it as root")
         }
         setvbuf(stdout, nil, _IOLBF, 0)
-        let lab = try Self.findLab()
-        let me = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+        // This very binary, for the server, mediator and ctl it starts: `postern demo` found on $PATH
+        // has no path in argv[0].
+        let me = Self.executablePath()
+        let lab = try Self.findLab(executable: me)
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("postern-demo-\(getpid())")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        var children: [Process] = []
         func ns(_ name: String) -> String { prefix + name }
         func step(_ s: String) { print("\u{1B}[1m==> \(s)\u{1B}[0m") }
 
-        defer {
+        let prefix = prefix
+        let cleanup = DemoCleanup { children in
             step("Cleaning up")
             for p in children { Self.stop(p) }
             _ = try? Self.shell([lab, "down"], env: ["POSTERN_LAB_PREFIX": prefix], quiet: true)
             try? FileManager.default.removeItem(at: work)
             print("lab removed, processes stopped")
         }
+        // Ctrl-C (or SIGTERM) must not leave the namespaces, the children or the work directory behind.
+        cleanup.runOnInterrupt()
+        defer { cleanup.run() }
 
         step("Bringing up the lab (namespaces \(ns("lan")), \(ns("lanhost")), \(ns("gw")), \(ns("wan")), \(ns("user")))")
         try Self.shell([lab, "up"], env: ["POSTERN_LAB_PREFIX": prefix], quiet: true)
@@ -61,7 +66,7 @@ struct DemoCommand: ParsableCommand {
             p.standardOutput = handle
             p.standardError = handle
             try Self.launch(p)
-            children.append(p)
+            cleanup.add(p)
             return p
         }
 
@@ -147,10 +152,16 @@ struct DemoCommand: ParsableCommand {
         for _ in 0..<40 where p.isRunning { usleep(50_000) }
     }
 
+    /// The running binary's path (argv[0] may be a bare name found on $PATH, or relative).
+    static func executablePath() -> String {
+        if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return path }
+        return URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+    }
+
     /// tools/lab of the checkout this binary was built from (or the current directory's).
-    static func findLab() throws -> String {
+    static func findLab(executable: String) throws -> String {
         var candidates: [URL] = [URL(fileURLWithPath: FileManager.default.currentDirectoryPath)]
-        candidates.append(URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.deletingLastPathComponent())
+        candidates.append(URL(fileURLWithPath: executable).deletingLastPathComponent())
         for start in candidates {
             var dir = start
             for _ in 0..<6 {
@@ -183,3 +194,67 @@ struct DemoCommand: ParsableCommand {
         return out
     }
 }
+
+/// What the demo undoes however it ends: its children, its lab, its work directory. `run` does it
+/// once, from the end of the demo or from SIGINT/SIGTERM, whichever comes first; a child started
+/// after that is stopped at once.
+final class DemoCleanup: @unchecked Sendable {
+    private let lock = NSLock()
+    private var children: [Process] = []
+    private var done = false
+    private let body: ([Process]) -> Void
+
+    init(_ body: @escaping ([Process]) -> Void) { self.body = body }
+
+    func add(_ p: Process) {
+        let late = lock.withLock {
+            if !done { children.append(p) }
+            return done
+        }
+        if late { DemoCommand.stop(p) }
+    }
+
+    private var interrupted = false
+
+    /// Called by the demo's own end too: after an interrupt it waits there (the cleanup runs on the
+    /// signal's thread, which then exits 128 + the signal) instead of going on with a half-removed lab.
+    func run() { run(afterSignal: false) }
+
+    private func run(afterSignal: Bool) {
+        lock.lock()
+        if afterSignal { interrupted = true }
+        if !done {
+            done = true
+            body(children)
+        }
+        let wait = interrupted && !afterSignal
+        lock.unlock()
+        while wait { pause() }
+    }
+
+    /// On SIGINT or SIGTERM: `run`, then exit 128 + the signal. The handler only writes the signal's
+    /// number to a pipe (all a signal handler may do); a thread reading it does the rest. A handler,
+    /// not SIG_IGN with a dispatch source as the services use: ignored signals stay ignored in the
+    /// children, which could then not be stopped with SIGTERM.
+    func runOnInterrupt() {
+        var fds: [CInt] = [-1, -1]
+        guard pipe(&fds) == 0 else { return }
+        demoSignalPipe = fds[1]
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig) { sig in
+                var byte = UInt8(truncatingIfNeeded: sig)
+                _ = write(demoSignalPipe, &byte, 1)
+            }
+        }
+        let reader = fds[0]
+        Thread { [self] in
+            var byte: UInt8 = 0
+            while read(reader, &byte, 1) != 1 {}
+            run(afterSignal: true)
+            exit(128 + CInt(byte))
+        }.start()
+    }
+}
+
+/// The write end of the demo's signal pipe, for its signal handler (which can capture nothing).
+nonisolated(unsafe) private var demoSignalPipe: CInt = -1

@@ -18,6 +18,11 @@ enum SecretSource {
         guard stat(path, &st) == 0 else {
             throw Failure(description: "cannot read secret file \(path): \(String(cString: strerror(errno)))")
         }
+        // Checked first: a directory's mode says nothing about a secret.
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            let what = st.st_mode & S_IFMT == S_IFDIR ? "a directory" : "not a regular file"
+            throw Failure(description: "cannot read secret file \(path): it is \(what)")
+        }
         // Group-writable is as bad as world-writable: whoever may write it chooses the secret.
         if st.st_mode & 0o022 != 0 {
             let who = st.st_mode & 0o002 != 0 ? "everyone" : "its group"
@@ -26,8 +31,20 @@ enum SecretSource {
         if st.st_mode & 0o044 != 0 {
             logger.warning("secret file \(path) is readable by other users; consider: chmod 600 \(path)")
         }
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw Failure(description: "cannot read secret file \(path)")
+        // open(2), not FileManager, so a refusal says why (e.g. Permission denied for another user).
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw Failure(description: "cannot read secret file \(path): \(String(cString: strerror(errno)))")
+        }
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        let data: Data
+        do {
+            data = try handle.readToEnd() ?? Data()
+        } catch {
+            throw Failure(description: "cannot read secret file \(path): \(error.localizedDescription)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw Failure(description: "secret file \(path) is not UTF-8 text")
         }
         return text
     }

@@ -39,6 +39,15 @@ lport=${BASH_REMATCH[1]}
 if lab exec lan python3 -c 'import socket; s=socket.socket(); s.bind(("0.0.0.0", 9102)); s.listen()' 2>/dev/null; then
     fail "port 9102 was bindable on the mediator host after open"
 fi
+# ...nor by a second OPEN, though the reserving socket has SO_REUSEADDR (which Linux lets two sockets
+# share as long as neither listens); a first-free one from there takes the next port.
+rc=0
+err=$(ctl open acme tcp 0.0.0.0:9102 2>&1 >/dev/null) || rc=$?
+assert_eq 1 "$rc" "exit status of a second open of an opened port"
+assert_contains "$err" "error: address in use" "a second open of an opened port"
+out=$(ctl open acme tcp 0.0.0.0:9102 --first-free) || fail "open --first-free from an opened port failed"
+[[ "$out" =~ ^port\ ([0-9]+)\ local\ 0\.0\.0\.0:9103$ ]] || fail "open --first-free from 9102: expected local 0.0.0.0:9103, got '$out'"
+ctl close acme "${BASH_REMATCH[1]}" >/dev/null || fail "close of the first-free port failed"
 
 # --- listen, and a LAN host connects
 out=$(ctl listen acme "$lport") || fail "listen failed"
