@@ -208,14 +208,15 @@ final class TCPForwardToMediator: Forward {
                 if let relay { return relay.retry(as: id) }
                 let r = link.makeRelay(portID: id, counters: counters, pipelining: .sendsBeforeDone)
                 relay = r
-                child.pipeline.addHandler(r).whenComplete { result in
-                    switch result {
-                    case .success: early.handOver()
-                    case .failure:
-                        // The user is gone already: the mediator gives up its connect on the RESET.
-                        r.resetBoth(code: .connectionReset, how: "the connection closed before its relay joined")
-                        child.close(promise: nil)
-                    }
+                // On the child's loop (the session's, checked above): added at once, without a
+                // future and its callbacks per connection.
+                do {
+                    try child.pipeline.syncOperations.addHandler(r)
+                    early.handOver()
+                } catch {
+                    // The user is gone already: the mediator gives up its connect on the RESET.
+                    r.resetBoth(code: .connectionReset, how: "the connection closed before its relay joined")
+                    child.close(promise: nil)
                 }
             },
             requeued: { relay?.pauseForRetry() })

@@ -60,7 +60,8 @@ final class StreamRelayTests: XCTestCase {
         try socket.receive("bye")
         socket.receiveEOF()
         XCTAssertEqual(try tunnel.framesOut(), [data("bye"), finished])
-        XCTAssertEqual(socket.recorder.take(), [.read, .write(""), .close(.all)], "closed once every write is done")
+        XCTAssertEqual(
+            socket.recorder.take(), [.read, .close(.all)], "every write done already: closed at once, no empty write to wait on")
         XCTAssertEqual(ends(), ["closed"])
         XCTAssertNil(tunnel.session.port(port))
     }
@@ -170,9 +171,33 @@ final class StreamRelayTests: XCTestCase {
         try tunnel.deliver(data("response"))
         XCTAssertEqual(socket.recorder.take(), [.write("response")], "the other direction goes on")
         try tunnel.deliver(finished)
-        XCTAssertEqual(socket.recorder.take(), [.write(""), .close(.all)])
+        XCTAssertEqual(socket.recorder.take(), [.close(.all)], "the response was written: closed at once")
         XCTAssertEqual(ends(), ["closed"])
         XCTAssertNil(tunnel.session.port(port))
+    }
+
+    func testTheCloseWaitsForAWriteStillPending() throws {
+        // A socket that has not taken the response yet: the close must not drop it.
+        let tunnel = try EmbeddedTunnel()
+        let relay = StreamRelay(portID: port, session: tunnel.session)
+        tunnel.session.register(relay)
+        let socket = try EmbeddedSocket()
+        let held = HeldWrites()
+        try socket.channel.pipeline.syncOperations.addHandler(held)
+        try socket.join(relay)
+        XCTAssertEqual(socket.recorder.take(), [.read])
+        try socket.receive("request")
+        socket.receiveEOF()
+        XCTAssertEqual(try tunnel.framesOut(), [data("request"), finished])
+        _ = socket.recorder.take()
+
+        try tunnel.deliver(data("response"))
+        try tunnel.deliver(finished)
+        XCTAssertEqual(socket.recorder.take(), [], "the response waits in the socket, and the close behind it")
+        XCTAssertTrue(socket.channel.isActive)
+
+        held.release()
+        XCTAssertEqual(socket.recorder.take(), [.write("response"), .write(""), .close(.all)], "closed only once it is written")
     }
 
     func testThePeerFinishesFirstThenTheSocket() throws {
@@ -303,5 +328,28 @@ final class StreamRelayTests: XCTestCase {
         relay.resetBoth(code: .refused, how: "again")
         XCTAssertEqual(try tunnel.framesOut(), [], "once")
         XCTAssertEqual(ends(), ["connect failed"])
+    }
+}
+
+/// Keeps the writes that pass it (a socket whose send buffer is full) until `release`.
+private final class HeldWrites: ChannelOutboundHandler {
+    typealias OutboundIn = ByteBuffer
+    private var context: ChannelHandlerContext?
+    private var held: [(NIOAny, EventLoopPromise<Void>?)] = []
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        held.append((data, promise))
+    }
+
+    func flush(context: ChannelHandlerContext) {}
+
+    func release() {
+        guard let context else { return }
+        let writes = held
+        held = []
+        for (data, promise) in writes { context.write(data, promise: promise) }
+        context.flush()
     }
 }
