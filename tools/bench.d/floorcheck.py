@@ -22,6 +22,7 @@ import struct
 import subprocess
 import sys
 import threading
+import traceback
 import time
 
 MIB = 1 << 20
@@ -223,6 +224,7 @@ def main():
             check(sys.argv[1], mode)
             print(f"floorcheck {mode}: ok", flush=True)
         except Exception as e:
+            traceback.print_exc()
             print(f"floorcheck {mode}: FAILED: {e}", flush=True)
             rc = 1
     sys.exit(rc)

@@ -14,7 +14,7 @@
  * close); and when one side stops reading, the relay stops reading the other (one buffer or pipe
  * per direction, nothing more). No framing, no crypto, no limits: it is what the kernel and the
  * syscalls cost, not a product. Edge-triggered epoll, every socket registered once and never
- * modified: a read shorter than the buffer means the receive queue was empty, and a write that
+ * modified: a read shorter than the buffer means the receive queue was empty (unless the FIN is next), and a write that
  * hits EAGAIN waits for EPOLLOUT; connection structs and their pipes are recycled.
  *
  * Built by tools/bench at run time: gcc -O2 -pthread -o floorrelay floorrelay.c
@@ -48,6 +48,7 @@ struct dir {
     int shut;             /* shutdown(SHUT_WR) done on the destination */
     int wblocked;         /* the destination said EAGAIN: wait for its EPOLLOUT */
     int drained;          /* copy: the last read was short, the source's queue is empty */
+    int fin_seen;         /* the source's FIN was signalled: a short read may just stop before it */
 };
 
 struct conn {
@@ -102,7 +103,7 @@ static struct conn *conn_get(struct loop *l) {
             fcntl(d->pipe[1], F_SETPIPE_SZ, (int)bufsize);   /* best effort: the default is 64 KiB */
         }
         d->len = d->off = 0;
-        d->eof = d->shut = d->wblocked = d->drained = 0;
+        d->eof = d->shut = d->wblocked = d->drained = d->fin_seen = 0;
     }
     c->connected = c->dead = 0;
     return c;
@@ -163,7 +164,7 @@ static int pump(struct conn *c, int s) {
                                : read(src, d->buf, bufsize);
         if (n > 0) {
             d->len = (size_t)n;
-            d->drained = !use_splice && (size_t)n < bufsize;
+            d->drained = !use_splice && (size_t)n < bufsize && !d->fin_seen;
         } else if (n == 0) {
             d->eof = 1;
         } else if (errno == EAGAIN) {
@@ -221,6 +222,7 @@ static void on_event(struct loop *l, struct conn *c, int s, uint32_t ev) {
     }
     if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {
         c->d[s].drained = 0;   /* new bytes arrived since the short read: read again once flushed */
+        if (ev & (EPOLLRDHUP | EPOLLHUP)) c->d[s].fin_seen = 1;   /* its edge is spent: read on to the 0 */
         if (pump(c, s) < 0) goto reset;
     }
     if (c->d[0].shut && c->d[1].shut) conn_close(l, c, 0);   /* both FINs passed on, nothing waits */
