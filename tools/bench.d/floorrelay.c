@@ -14,8 +14,8 @@
  * close); and when one side stops reading, the relay stops reading the other (one buffer or pipe
  * per direction, nothing more). No framing, no crypto, no limits: it is what the kernel and the
  * syscalls cost, not a product. Edge-triggered epoll, every socket registered once and never
- * modified: a read shorter than the buffer means the receive queue was empty (unless the FIN is next), and a write that
- * hits EAGAIN waits for EPOLLOUT; connection structs and their pipes are recycled.
+ * modified: a read shorter than the buffer means the receive queue was empty (unless the FIN is
+ * next), and a write that hits EAGAIN waits for EPOLLOUT; connection structs and pipes are recycled.
  *
  * Built by tools/bench at run time: gcc -O2 -pthread -o floorrelay floorrelay.c
  */
