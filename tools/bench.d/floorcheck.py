@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """floorcheck.py — does floorrelay keep TCP's semantics? Run by tools/bench before it measures the floor paths.
 
-  floorcheck.py FLOORRELAY [MODE...]      (MODE: splice, copy; default both)
+  floorcheck.py FLOORRELAY [MODE...] [-- RELAY_ARGS...]   (MODE: splice, copy; default both)
+
+RELAY_ARGS (e.g. -b 262144 -t 2) are passed to every relay it starts, after -m MODE.
 
 Starts FLOORRELAY on 127.0.0.1 in front of its own server on 127.0.0.1 (run it inside a namespace of
 its own: tools/bench runs it in the lab's gw) and checks, for each mode, that
@@ -91,10 +93,10 @@ def reset(s):
     s.close()
 
 
-def check(relay_bin, mode):
+def check(relay_bin, mode, extra=()):
     srv = Server()
     port = free_port()
-    relay = subprocess.Popen([relay_bin, "-m", mode, "127.0.0.1", str(port), "127.0.0.1", str(srv.port)])
+    relay = subprocess.Popen([relay_bin, "-m", mode, *extra, "127.0.0.1", str(port), "127.0.0.1", str(srv.port)])
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -193,7 +195,7 @@ def check(relay_bin, mode):
 
     # No listener behind the relay: the user's connection is reset.
     dead, port = free_port(), free_port()
-    relay = subprocess.Popen([relay_bin, "-m", mode, "127.0.0.1", str(port), "127.0.0.1", str(dead)])
+    relay = subprocess.Popen([relay_bin, "-m", mode, *extra, "127.0.0.1", str(port), "127.0.0.1", str(dead)])
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -218,10 +220,12 @@ def check(relay_bin, mode):
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
-    rc = 0
-    for mode in sys.argv[2:] or ["splice", "copy"]:
+    rc, args = 0, sys.argv[2:]
+    extra = args[args.index("--") + 1:] if "--" in args else []
+    modes = args[:args.index("--")] if "--" in args else args
+    for mode in modes or ["splice", "copy"]:
         try:
-            check(sys.argv[1], mode)
+            check(sys.argv[1], mode, extra)
             print(f"floorcheck {mode}: ok", flush=True)
         except Exception as e:
             traceback.print_exc()
