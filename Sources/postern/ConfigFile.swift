@@ -20,7 +20,9 @@ struct ConfigFile {
         do {
             root = try TOMLTable(string: text)
         } catch let e as TOMLParseError {
-            throw Failure(description: "config file \(path) is not valid TOML (\(e.source.begin.debugDescription))")
+            // The parser's reason ("redefinition of 'keepalive'") with the place: a line and column
+            // alone left a stranger to guess what is wrong there.
+            throw Failure(description: "config file \(path) is not valid TOML (\(e.source.begin.debugDescription)): \(e.description)")
         } catch {
             throw Failure(description: "config file \(path) is not valid TOML: \(error)")
         }
