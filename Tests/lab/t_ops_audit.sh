@@ -3,6 +3,7 @@
 # A stranger's operations audit (defects found from outside, each checked here):
 #  h) a flood of datagrams to a destination the mediator's policy denies is logged at the 1st, 10th,
 #     100th… (a line each before);
+#  i) SIGHUP sent to the mediator is logged and survived (the server's reload signal killed it);
 #  a) a config file with a duplicate key is refused with the parser's reason, not only a line number;
 #  b) a refused reload's reason reaches `ctl reload` whole (it was cut at 256 characters), ctl exits 1,
 #     and a connection relayed by a forward the reload does not touch survives it (and good reloads);
@@ -142,6 +143,12 @@ if grep -q 'postern <subcommand>' "$TEST_TMP/fwd-usage.log"; then fail "top-leve
 expect_exit "an unreadable --token-file" 1 token "cannot read --token-file $TEST_TMP/none: No such file" \
     "$LAB_TOOL" exec wan "$POSTERN_BIN" ctl --token-file "$TEST_TMP/none" status
 if grep -q 'Usage' "$TEST_TMP/token.log"; then fail "usage printed for an unreadable file: $(cat "$TEST_TMP/token.log")"; fi
+
+# i) SIGHUP to the mediator: said, not fatal (it has nothing to reload; it used to die of it).
+kill -HUP "$mediator"
+wait_log "$TEST_TMP/mediator.log" 'SIGHUP: the mediator reads its configuration only at start' 10
+kill -0 "$mediator" 2>/dev/null || fail "the mediator died of SIGHUP"
+assert_contains "$(ctl mediators)" "acme  session 1 " "the mediator's session after SIGHUP"
 
 # g) a mediator with a wrong pin, retrying through the gateway's address (where acme comes from).
 zeros=$(printf '0%.0s' {1..64})
