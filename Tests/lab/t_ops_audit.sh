@@ -12,7 +12,7 @@
 #  d) a forward naming a mediator the per-mediator secret file has no secret for is warned about;
 #  e) `ctl events | head -1` ends once head has gone and the next event comes (NIO ignores SIGPIPE:
 #     ctl followed the stream for nobody);
-#  e2) a forward's connections (opened, closed with their bytes) are streamed to `ctl events`;
+#  e2) a forward's connections (opened, closed with their bytes) and UDP flows are streamed to `ctl events`;
 #  f) `ctl forwards add` without its FORWARD prints the usage of `ctl forwards`, not `postern
 #     <subcommand>`; an unreadable --token-file is exit 1 without usage text;
 #  g) a mediator that refuses the server's key (a wrong pin) is not a failed proof: retried through
@@ -134,7 +134,12 @@ wait_log "$TEST_TMP/follow.log" '8081=acme.*, 6 bytes to the mediator, 6 from it
 history=$(timeout 3 "$LAB_TOOL" exec wan "$POSTERN_BIN" ctl events --history 2>/dev/null || true)
 assert_contains "$history" '"kind":"forward-added"' "the history"
 if grep -q forward-connection <<<"$history"; then fail "connection events were kept in the history"; fi
-echo "forward connections streamed: $(grep -c forward-connection "$TEST_TMP/follow.log") events"
+lab exec user python3 -c '
+import socket
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("203.0.113.10", 5353))
+'
+wait_log "$TEST_TMP/follow.log" '5353=acme.*: from 203\.0\.113\.20:[0-9]+","kind":"forward-flow"' 10
+echo "forward connections and flows streamed: $(grep -c 'forward-' "$TEST_TMP/follow.log") events"
 
 # f) usage errors at run time name the subcommand; an unreadable token file is no usage error.
 expect_exit "ctl forwards add without FORWARD" 64 fwd-usage "Usage: postern ctl forwards" \
