@@ -34,6 +34,23 @@ final class CommandErrorTextTests: XCTestCase {
         XCTAssertTrue(message.contains("keepalive"), message)
     }
 
+    func testAWrongTypeAndAnUnknownKeyNameTheirLine() throws {
+        // TOMLKit keeps no positions for values: "[server] keepalive must be a number of seconds" left
+        // a stranger to search the file.
+        let path = directory.appendingPathComponent("c.toml").path
+        let text = "# postern\n[mediator]\nkeepalive = 1\n\n[server]\nlisten = \"0.0.0.0:7000\"\n  keepalive   = \"ten\"\ntun-mtu = 1400\n"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        let section = try XCTUnwrap(try ConfigFile(path: path).section("server", allowed: ["listen", "keepalive", "tun-mtu"]))
+        XCTAssertThrowsError(try section.seconds("keepalive")) { error in
+            XCTAssertEqual("\(error)", "\(path) line 7: [server] keepalive must be a number of seconds")
+        }
+        XCTAssertEqual(ConfigFile.line(of: "tun", in: "server", text: text), nil, "tun-mtu is not tun")
+        XCTAssertEqual(ConfigFile.line(of: "tun-mtu", in: "server", text: text), 8)
+        XCTAssertThrowsError(try ConfigFile(path: path).section("server", allowed: ["listen", "keepalive"])) { error in
+            XCTAssertTrue("\(error)".hasPrefix("config file \(path) line 8: unknown key 'tun-mtu' in [server]"), "\(error)")
+        }
+    }
+
     func testAUsageErrorAtRunTimeShowsTheSubcommandsUsage() {
         // `ctl forwards add` without FORWARD is found in run(): it printed `Usage: postern <subcommand>`.
         let text = Postern.usageError("use: ctl forwards [list] | add FORWARD", of: CtlCommand.Forwards.self)
