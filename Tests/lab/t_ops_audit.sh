@@ -115,7 +115,6 @@ setsid bash -c '"$1" exec wan "$2" ctl events | head -1 >"$3"' _ "$LAB_TOOL" "$P
     >"$TEST_TMP/events.log" 2>&1 </dev/null &
 pipeline=$!
 _LAB_PIDS+=("$pipeline")
-sleep 1 # the stream has started once ctl is connected; an event before that is simply not seen
 end=$((SECONDS + 20))
 while kill -0 "$pipeline" 2>/dev/null; do
     ((SECONDS < end)) || fail "ctl events | head -1 still running 20 s later: $(cat "$TEST_TMP/events.out")"
@@ -127,7 +126,12 @@ echo "ctl events | head -1 ended"
 
 # e2) while someone follows the stream, a forward's connections are in it (not in the history).
 bg wan follow "$POSTERN_BIN" ctl events
-sleep 1 # the stream is subscribed once ctl has connected
+end=$((SECONDS + 10))
+until grep -q close-failed "$TEST_TMP/follow.log"; do # subscribed once it sees an event
+    ((SECONDS < end)) || fail "ctl events saw nothing within 10 s"
+    ctl close acme 9999 >/dev/null 2>&1 || true
+    sleep 0.2
+done
 assert_eq "hello" "$(lab exec user socat -T3 - TCP:203.0.113.10:8081 <<<"hello")" "a connection through 8081"
 wait_log "$TEST_TMP/follow.log" '8081=acme.*: from 203\.0\.113\.20:[0-9]+","kind":"forward-connection"' 10
 wait_log "$TEST_TMP/follow.log" '8081=acme.*, 6 bytes to the mediator, 6 from it","kind":"forward-connection-closed"' 10
