@@ -171,7 +171,7 @@ extension ServerService {
         if !plan.restartNeeded.isEmpty {
             // Logged whether or not the forwards changed: the file says one thing, the server does another.
             logger.warning(
-                "reload: \(plan.restartNeeded.joined(separator: ", ")) changed in the configuration, but only a restart applies \(plan.restartNeeded.count == 1 ? "it" : "them"); the running values stay"
+                "reload: \(plan.restartNeeded.joined(separator: ", ")) changed in the configuration, but only a restart applies \(plan.restartNeeded.count == 1 ? "it; the running value stays" : "them; the running values stay")"
             )
         }
         if diff.isEmpty && socks.isEmpty {
