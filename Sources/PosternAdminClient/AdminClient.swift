@@ -67,8 +67,11 @@ public struct AdminClient: Sendable {
     public func stream(_ path: String, line: @escaping @Sendable (String) -> Void) throws {
         let answer = try exchange(method: .GET, path: path, body: nil, mode: .lines(line))
         guard answer.status == 200 else {
-            // As ctl always said it: the status line.
-            throw Failure(description: "event stream refused: \(answer.statusLine)")
+            // As ctl always said it: the status line; then the server's reason, as every other ctl
+            // command shows it (a 401 said only "Unauthorized", not where ctl looks for the token).
+            let object = try? JSONSerialization.jsonObject(with: Data(answer.body.readableBytesView)) as? [String: Any]
+            let reason = ((object?["message"] ?? object?["error"]) as? String).map { ": \($0)" } ?? ""
+            throw Failure(description: "event stream refused: \(answer.statusLine)\(reason)")
         }
     }
 

@@ -72,7 +72,12 @@ final class DatagramPort: ChannelInboundHandler, DatagramPathReceiver {
             peers.contains(known) || policy.allowsConnect(to: address, port: peer.port)
         else {
             drops.count(.denied)
-            logger.notice("port \(self.portID): datagram to \(peer) denied by policy")
+            // Logged at the 1st, 10th, 100th…: each datagram of a flood to a denied destination (a
+            // `udp:` forward's users write as fast as they like) made a log line of its own.
+            let denied = drops[.denied]
+            if denied.isWorthALogLine {
+                logger.notice("port \(self.portID): datagram to \(peer) denied by policy (\(denied) so far on this port)")
+            }
             return
         }
         peers.remember(known)
@@ -84,5 +89,14 @@ final class DatagramPort: ChannelInboundHandler, DatagramPathReceiver {
 
     func close() {
         context?.close(promise: nil)
+    }
+}
+
+extension UInt64 {
+    /// 1, 10, 100…: when a repeated drop is logged.
+    fileprivate var isWorthALogLine: Bool {
+        var n = self
+        while n >= 10, n % 10 == 0 { n /= 10 }
+        return n == 1
     }
 }

@@ -33,13 +33,16 @@ extension MediatorLink {
     /// Joins `child` to the port a CONNECT just connected: what `child` sent before (held by
     /// `early`, which sits last in its pipeline) is handed to the relay in order. When `child` or
     /// the session is gone by now, the port is reset instead.
-    func relay(_ child: Channel, connected done: Frame.Done, early: EarlyInput, counters: ForwardCounters? = nil) {
+    @discardableResult
+    func relay(_ child: Channel, connected done: Frame.Done, early: EarlyInput, counters: ForwardCounters? = nil) -> StreamRelay? {
         guard child.isActive, isOpen else {
             session.send(.reset(.init(portID: done.portID, code: .connectionReset)))
             forget(portID: done.portID)
-            return
+            return nil
         }
-        join(child, makeRelay(portID: done.portID, counters: counters), early: early)
+        let relay = makeRelay(portID: done.portID, counters: counters)
+        join(child, relay, early: early)
+        return relay
     }
 
     /// Adds `relay` behind `early` in `child`'s pipeline and lets `early` hand over.

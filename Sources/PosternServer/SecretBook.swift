@@ -3,7 +3,7 @@ import PosternCore
 /// Which mediators may connect and with what secret. A secret file holds either one line, the secret
 /// shared by every mediator (any valid name is accepted), or `NAME SECRET` lines, one secret per
 /// mediator (other names are refused as unknown).
-public struct SecretBook: Sendable, CustomStringConvertible {
+public struct SecretBook: Sendable, Equatable, CustomStringConvertible {
     public var shared: [UInt8]?
     public var perMediator: [String: [UInt8]]
 
@@ -60,6 +60,15 @@ public struct SecretBook: Sendable, CustomStringConvertible {
         guard shared != nil else { return nil }
         return
             "the secret file holds one secret shared by every mediator name: any mediator can connect under another's name (a live one keeps it, a disconnected one can be taken). Give each mediator its own secret ('NAME SECRET' lines) or use mutual TLS (--mediator-ca)."
+    }
+
+    /// Said when a forward or SOCKS5 listener names a mediator this book has no secret for: with
+    /// `NAME SECRET` lines, that mediator is refused as unknown, so the forward waits forever. A typo in
+    /// a name ("acme" against "acm") started silently and only showed as a forward stuck "waiting".
+    public func unknownMediatorWarning(_ mediator: String, in what: String) -> String? {
+        guard secret(for: mediator) == nil else { return nil }
+        return
+            "\(what) names mediator '\(mediator)', which has no secret in the secret file (it has secrets for \(perMediator.keys.sorted().joined(separator: ", "))): that mediator cannot connect, so it will wait until a 'NAME SECRET' line is added and the server restarted"
     }
 
     /// Never shows a secret, only its shape.

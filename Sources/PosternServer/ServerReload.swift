@@ -7,6 +7,8 @@ public struct ReloadResult: Codable, Sendable {
     public var unchanged: [String]
     public var added: [String]
     public var removed: [String]
+    /// Settings the configuration changes that a reload does not apply (`settingsNeedingRestart`).
+    public var restartNeeded: [String] = []
 }
 
 /// What one change does: the forwards' diff, the SOCKS5 listeners' diff, and (for a reload) the
@@ -15,6 +17,8 @@ struct ReloadPlan {
     var forwards: ForwardDiff
     var socks = SOCKSDiff()
     var socksSettings: (settings: SOCKSSettings, noAuth: Bool)?
+    /// Settings the configuration read changes but a reload does not apply: said, not applied.
+    var restartNeeded: [String] = []
 }
 
 /// A reload that was refused: the configuration is broken, or a new forward could not start. The
@@ -44,6 +48,7 @@ extension ServerService {
                 plan.socksSettings = (configuration.socksSettings, configuration.socksNoAuth)
                 try checkSOCKSAuthentication(
                     for: plan.socks.added + runtime, settings: configuration.socksSettings, noAuth: configuration.socksNoAuth)
+                plan.restartNeeded = configuration.settingsNeedingRestart(running: self.configuration)
             } else if let wantedForwards {
                 plan = ReloadPlan(forwards: try forwardDiff(wanted: try wantedForwards()))
             } else {
@@ -158,10 +163,17 @@ extension ServerService {
         }
         let diff = plan.forwards
         let socks = plan.socks
-        let result = ReloadResult(
+        var result = ReloadResult(
             unchanged: diff.unchanged.map(\.text) + socks.unchanged.map(\.description),
             added: diff.added.map(\.text) + socks.added.map(\.description),
             removed: diff.removed.map(\.text) + socks.removed.map(\.description))
+        result.restartNeeded = plan.restartNeeded
+        if !plan.restartNeeded.isEmpty {
+            // Logged whether or not the forwards changed: the file says one thing, the server does another.
+            logger.warning(
+                "reload: \(plan.restartNeeded.joined(separator: ", ")) changed in the configuration, but only a restart applies \(plan.restartNeeded.count == 1 ? "it; the running value stays" : "them; the running values stay")"
+            )
+        }
         if diff.isEmpty && socks.isEmpty {
             if let read = plan.socksSettings { useSOCKSSettings(read.settings, noAuth: read.noAuth) }
             return eventLoop.makeSucceededFuture(result)
@@ -205,6 +217,7 @@ extension ServerService {
                 logger.error("forwards unchanged, change refused: \(message)")
                 throw ReloadError(description: message)
             }
+            warnUnknownMediators(forwards: diff.added, socks: socks.added)
             for f in made {
                 forwards.append(f)
                 if let link = registry.link(f.spec.mediator) { attach(f, to: link) }

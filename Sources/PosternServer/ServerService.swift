@@ -17,7 +17,8 @@ public final class ServerService: @unchecked Sendable {
     // sessions (TunnelSession, MediatorLink, their relays) live on the loop their connection was
     // accepted onto, one of `loops` (`--threads`); whatever crosses between the two hops
     // (docs/architecture.md, "Threads").
-    private let configuration: ServerConfiguration
+    /// What the server started with (a reload compares what it reads against it).
+    let configuration: ServerConfiguration
     private let group: MultiThreadedEventLoopGroup
     /// The control loop: registry, admin API, metrics, TUN mode, the forwards' bookkeeping.
     public let eventLoop: EventLoop
@@ -145,6 +146,7 @@ public final class ServerService: @unchecked Sendable {
 
     private func startOnLoop() -> EventLoopFuture<Void> {
         if let warning = configuration.secrets.sharedSecretWarning { logger.warning("\(warning)") }
+        warnUnknownMediators(forwards: configuration.forwards, socks: configuration.socks)
         let pinned = Self.pinningReasons(configuration)
         if loops.count > 1, !pinned.isEmpty {
             logger.notice(
@@ -534,6 +536,19 @@ public final class ServerService: @unchecked Sendable {
     }
 
     private static let droppedMessage = "too many unauthenticated connections"
+
+    /// Forwards and SOCKS5 listeners that name a mediator without a secret: said at start and when a
+    /// reload or the API adds them (the secret file is read at start only).
+    func warnUnknownMediators(forwards: [ForwardSpec], socks: [SOCKSListenerSpec]) {
+        for spec in forwards {
+            if let warning = configuration.secrets.unknownMediatorWarning(spec.mediator, in: "forward \(spec.text)") {
+                logger.warning("\(warning)")
+            }
+        }
+        for spec in socks {
+            if let warning = configuration.secrets.unknownMediatorWarning(spec.mediator, in: "\(spec)") { logger.warning("\(warning)") }
+        }
+    }
 
     /// Registers an established session with its loop's UDP socket and starts its datagram path; on
     /// the session's loop. Nothing bound (UDP channels off): its datagrams take its TCP channel.

@@ -163,6 +163,24 @@ final class TCPForwardToMediator: Forward {
         return child.eventLoop.makeSucceededVoidFuture()
     }
 
+    /// `ctl events` while someone follows it: the connection relayed, and its end with the bytes it
+    /// carried, so the stream shows a forward's traffic as it happens (not kept in the history).
+    private func follow(_ child: Channel, _ relay: StreamRelay, from peer: SocketAddress?, port: UInt32) {
+        let events = registry.events
+        let mediator = spec.mediator
+        let forward = spec.text
+        let from = peer?.display ?? "?"
+        events.post(
+            ServerEvent(mediator: mediator, kind: "forward-connection", port: port, detail: "\(forward): from \(from)"), keep: false)
+        child.closeFuture.whenComplete { _ in
+            events.post(
+                ServerEvent(
+                    mediator: mediator, kind: "forward-connection-closed", port: port,
+                    detail: "\(forward): from \(from), \(relay.bytesToTunnel) bytes to the mediator, \(relay.bytesFromTunnel) from it"),
+                keep: false)
+        }
+    }
+
     static func proxyHeader(_ version: ProxyHeader.Version, _ child: Channel) -> [UInt8] {
         ProxyHeader.encode(version, source: ipAndPort(child.remoteAddress), destination: ipAndPort(child.localAddress))
     }
@@ -228,11 +246,14 @@ final class TCPForwardToMediator: Forward {
             connectLatency(.now() - began)
             switch result {
             case .success(let done):
+                let joined: StreamRelay?
                 if let relay {
                     link.confirm(relay, counters: counters)
+                    joined = relay.isLive ? relay : nil
                 } else {
-                    link.relay(child, connected: done, early: early, counters: counters)
+                    joined = link.relay(child, connected: done, early: early, counters: counters)
                 }
+                if let joined, registry.events.isFollowed { follow(child, joined, from: peer, port: done.portID) }
             case .failure(let error):
                 // A pipelined port its user (or a rule) already ended: nobody is left to tell, and the
                 // FAILED is only the mediator's answer to that RESET.

@@ -66,6 +66,7 @@ final class UDPForwardToMediator: Forward {
                 spec: spec, eventLoop: loop, counters: counters, limits: limits, now: now, logger: logger, openPort: openPort)
         }
         let sockets = sockets
+        for socket in sockets { socket.events = registry.events }
         counters.openFlows = { sockets.reduce(0) { $0 + $1.openFlows } }
     }
 

@@ -55,6 +55,8 @@ final class UDPForwardToMediatorSocket: ChannelInboundHandler {
     /// flows are all here while its mediator's session stays on this loop).
     private let rateLimit: ForwardRateLimit?
     private var stopped = false
+    /// `ctl events` while someone follows it: flows opened and swept (set once, before `start`).
+    var events: EventLog?
 
     init(
         spec: ForwardSpec, eventLoop: EventLoop, counters: ForwardCounters, limits: DatagramFlowLimits,
@@ -87,6 +89,13 @@ final class UDPForwardToMediatorSocket: ChannelInboundHandler {
             guard let flow = closed.handle else { continue }
             flow.port.path.detach(portID: flow.port.portID)
             flow.port.close()
+            if let events, events.isFollowed {
+                events.post(
+                    ServerEvent(
+                        mediator: spec.mediator, kind: "forward-flow-closed", port: flow.port.portID,
+                        detail: "\(spec.text): from \(flow.peer.display), idle"),
+                    keep: false)
+            }
         }
         countFlows()
     }
@@ -148,6 +157,12 @@ final class UDPForwardToMediatorSocket: ChannelInboundHandler {
                 }
                 port.path.attach(portID: port.portID, flow)
                 counters.flowOpened()
+                if let events, events.isFollowed {
+                    events.post(
+                        ServerEvent(
+                            mediator: spec.mediator, kind: "forward-flow", port: port.portID, detail: "\(spec.text): from \(peer.display)"),
+                        keep: false)
+                }
                 for bytes in backlog {
                     port.path.offer(portID: port.portID, peer: spec.target, bytes: bytes, drops: &flows.drops)
                 }

@@ -113,7 +113,10 @@ struct CtlCommand: ParsableCommand {
         private func token(_ env: [String: String]) throws -> String? {
             if let tokenFile {
                 let fd = open(tokenFile, O_RDONLY | O_CLOEXEC)
-                guard fd >= 0 else { throw ValidationError("cannot read --token-file \(tokenFile): \(String(cString: strerror(errno)))") }
+                // Not a usage error: the flag is right, the file cannot be read (exit 1, no usage text).
+                guard fd >= 0 else {
+                    throw AdminTokenFile.Failure(description: "cannot read --token-file \(tokenFile): \(String(cString: strerror(errno)))")
+                }
                 defer { close(fd) }
                 return try AdminTokenFile.tokenText(fd, tokenFile)
             }
@@ -129,9 +132,12 @@ struct CtlCommand: ParsableCommand {
             let dict = object as? [String: Any]
             let message = dict?["message"] as? String ?? ""
             let code = dict?["error"] as? String ?? "HTTP \(result.status)"
-            // The message may be a mediator's FAILED text: shown sanitised, like everything a peer wrote.
-            let shown = PeerText.sanitized(message)
-            FileHandle.standardError.write(Data("error: \(PeerText.sanitized(code))\(shown.isEmpty ? "" : ": \(shown)")\n".utf8))
+            // The message may be a mediator's FAILED text: shown sanitised, like everything a peer wrote,
+            // with room for a long one: a refused reload's reason (the file, the key and the keys it
+            // allows) was cut at 256 characters, before the part that said what to write instead.
+            let shown = PeerText.sanitized(message, maxLength: 4096)
+            let said = PeerText.sanitized(code, maxLength: 4096)
+            FileHandle.standardError.write(Data("error: \(said)\(shown.isEmpty ? "" : ": \(shown)")\n".utf8))
             throw ExitCode(1)
         }
         if json || object == nil {
@@ -141,6 +147,28 @@ struct CtlCommand: ParsableCommand {
             // line is sanitised (no control characters reach the terminal), with room for long lines.
             let lines = summary(object!).split(separator: "\n", omittingEmptySubsequences: false)
             print(lines.map { PeerText.sanitized(String($0), maxLength: 4096) }.joined(separator: "\n"), terminator: "")
+        }
+    }
+
+    /// Writes one line to standard output at once (a stream is read as it comes). NIO ignores SIGPIPE
+    /// for the whole process, so a reader that went away (`ctl events | head -1`) shows only as a
+    /// failed write: ctl then ends as SIGPIPE would have ended it, instead of following the stream
+    /// for nobody until the server closes it.
+    static func writeLine(_ line: String) {
+        var bytes = Array(line.utf8)
+        bytes.append(UInt8(ascii: "\n"))
+        var done = 0
+        while done < bytes.count {
+            let n = bytes[done...].withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+            if n > 0 {
+                done += n
+            } else if n < 0, errno == EINTR {
+                continue
+            } else {
+                signal(SIGPIPE, SIG_DFL)
+                raise(SIGPIPE)
+                Foundation.exit(141)
+            }
         }
     }
 
@@ -325,8 +353,7 @@ struct CtlCommand: ParsableCommand {
         @Flag(help: "Replay recent events first.") var history = false
 
         func run() throws {
-            setvbuf(stdout, nil, _IOLBF, 0)
-            try options.client().stream("/v1/events" + (history ? "?history=1" : "")) { print($0) }
+            try options.client().stream("/v1/events" + (history ? "?history=1" : "")) { CtlCommand.writeLine($0) }
         }
     }
 
@@ -361,7 +388,10 @@ struct CtlCommand: ParsableCommand {
                 for key in ["added", "removed", "unchanged"] {
                     for spec in d[key] as? [String] ?? [] { out += "\(key)  \(spec)\n" }
                 }
-                return out.isEmpty ? "no forwards configured\n" : out
+                if out.isEmpty { out = "no forwards configured\n" }
+                // Changed in the file, not applied: said, or the reload reads as if they were in force.
+                for key in d["restartNeeded"] as? [String] ?? [] { out += "not applied (needs a restart)  \(key)\n" }
+                return out
             }
         }
     }

@@ -120,6 +120,11 @@ struct MediatorCommand: AsyncParsableCommand {
             SystemdNotify.send("STOPPING=1")
             service.stop()
         }
+        // SIGHUP reloads the server; sent to a mediator (by habit, or a closed terminal) it killed it
+        // at once, its LAN gone from the server until someone noticed. It has nothing to reload.
+        Signals.onHangup {
+            logger.notice("SIGHUP: the mediator reads its configuration only at start (restart it to apply a change); running on")
+        }
         // The mediator is running (it dials, and redials, by itself): ready for systemd's Type=notify.
         SystemdNotify.send("READY=1")
         do {

@@ -235,7 +235,12 @@ final class AdminClientTests: XCTestCase {
     func testEventStreamRefusedWithoutToken() throws {
         let port = try startAdmin()
         let client = try AdminClient(url: "http://127.0.0.1:\(port)", token: nil)
-        XCTAssertEqual(failure { try client.stream("/v1/events") { _ in } }, "event stream refused: HTTP/1.1 401 Unauthorized")
+        // With the server's reason, as the other commands show it: the status line alone did not say
+        // where ctl looks for the token.
+        XCTAssertEqual(
+            failure { try client.stream("/v1/events") { _ in } },
+            "event stream refused: HTTP/1.1 401 Unauthorized: a valid bearer token is required (ctl reads it from STATE_DIR/admin.token, $POSTERN_ADMIN_TOKEN or --token-file)"
+        )
     }
 
     // MARK: - HTTPS
