@@ -166,6 +166,19 @@ struct ReplayCommand: AsyncParsableCommand {
             throw e
         } catch let e as ValidationError {
             throw e
+        } catch let failure as ReplayFailure {
+            // Stopped midway (the tunnel went away): the flows it got through, then why it stopped.
+            if let partial = failure.partial {
+                if json {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                    print(String(decoding: try encoder.encode(partial), as: UTF8.self))
+                } else {
+                    print(partial.text)
+                }
+            }
+            Self.stderr("postern replay: \(failure)")
+            throw ExitCode(2)
         } catch {
             Self.stderr("postern replay: \(error)")
             throw ExitCode(2)
