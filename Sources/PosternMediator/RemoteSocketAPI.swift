@@ -42,6 +42,9 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
     var icmpEcho: ICMPEcho?
     /// ECHOs sent and not yet answered (at most `ICMPEcho.maxInFlight`).
     private(set) var echoesInFlight = 0
+    /// Requests refused for the port limit this session: a user spraying a `udp:` forward from new
+    /// source ports makes one per datagram, so they are logged at the 1st and every 1,000th.
+    private var refusedForPortLimit: UInt64 = 0
 
     /// `now` is the clock of the request rate.
     init(configuration: MediatorConfiguration, eventLoop: EventLoop, logger: Logger, now: @escaping () -> NIODeadline) {
@@ -112,7 +115,12 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
             }
         case .portLimit(let limit):
             // Every number a peer can make us hold is bounded (DESIGN.md, "Security stance").
-            logger.warning("refusing a request: this session already holds \(ports.count) ports (limit \(limit))")
+            refusedForPortLimit += 1
+            if refusedForPortLimit == 1 || refusedForPortLimit % 1000 == 0 {
+                logger.warning(
+                    "refusing requests: this session already holds \(ports.count) ports (limit \(limit)); \(refusedForPortLimit) refused so far"
+                )
+            }
         case .portIDsExhausted:
             logger.warning("refusing a request: \(refusal.message)")
         default:

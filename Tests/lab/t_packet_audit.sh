@@ -8,6 +8,8 @@
 #    IPv6 port) is answered; it used to be dropped, so a client saw its first query lost;
 #  - `postern replay` of a capture whose forward's target the mediator's --allow denies: each flow
 #    is reported as never reaching the responder, within seconds, not after --timeout per flow;
+#  - a user spraying a `udp:` forward from 300 new source ports at a mediator at its --max-ports:
+#    a few log lines on each end, not one per datagram (there were ~300 on each);
 #  - `postern replay` whose tunnel goes away midway (the mediator killed): the flows done so far are
 #    reported (this side's checks; the responder's come only at the end), the rest as not finished,
 #    and the error is in strerror's words; exit 2.
@@ -36,7 +38,7 @@ start_server server --socks 0.0.0.0:1080=acme --socks-no-auth \
     --forward udp:acme/0.0.0.0:5000=127.0.0.1:5000 \
     --forward tcp:0.0.0.0:8000=acme/192.168.77.10:9000 --forward udp:0.0.0.0:8000=acme/192.168.77.10:9000 \
     --forward tcp:0.0.0.0:8001=acme/192.168.77.10:9001 \
-    --forward tcp:0.0.0.0:8100=acme/192.168.77.10:9100
+    --forward tcp:0.0.0.0:8100=acme/192.168.77.10:9100 --forward udp:0.0.0.0:5353=acme/192.168.77.10:9998
 start_mediator mediator --allow 192.168.77.10:9000,9001,9998 --allow '[fd00:77::/64]:9998' --allow-redirect
 MEDIATOR_PGID=$(last_bg_pid)
 wait_mediator acme
@@ -153,4 +155,32 @@ grep -Eq 'postern replay: control connection (failed|closed).* after [1-6] of 7 
     "$TEST_TMP/initiator.log" || fail "no clear reason for the stop"
 if grep -q 'descriptor' "$TEST_TMP/initiator.log"; then fail "NIO's error text in the report"; fi
 echo "tunnel gone midway: exit 2, the flows so far reported"
+
+# --- 5. A spray of new UDP senders at a mediator holding its --max-ports: the refusals are counted,
+# and logged a few times, on both ends.
+start_mediator mediator2 --allow 192.168.77.10:9998 --max-ports 4
+wait_log "$TEST_TMP/server.log" "mediator 'acme' connected from .*\(session 2\)" 20
+cat >"$TEST_TMP/spray.py" <<'PY'
+import socket, time
+for i in range(300):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"spray %d" % i, ("203.0.113.10", 5353))
+    s.close()
+    time.sleep(0.003)
+PY
+lab exec user python3 "$TEST_TMP/spray.py"
+wait_log "$TEST_TMP/mediator2.log" 'refusing requests: this session already holds 4 ports \(limit 4\); 1 refused so far'
+end=$((SECONDS + 10))
+until ctl forwards --json | python3 -c '
+import json, sys
+f = [f for f in json.load(sys.stdin) if f["spec"].startswith("udp:0.0.0.0:5353")][0]
+sys.exit(0 if f["errors"] >= 290 else 1)' 2>/dev/null; do
+    ((SECONDS < end)) || fail "the forward did not count the refused senders: $(ctl forwards)"
+    sleep 0.2
+done
+server_lines=$(grep -c 'cannot open a UDP port' "$TEST_TMP/server.log" || true)
+mediator_lines=$(grep -c 'refusing requests' "$TEST_TMP/mediator2.log" || true)
+((server_lines >= 1 && server_lines <= 3)) || fail "the server logged $server_lines lines for the refused senders"
+((mediator_lines == 1)) || fail "the mediator logged $mediator_lines lines for the refused requests"
+echo "spray of 300 senders at --max-ports 4: $server_lines server log lines, $mediator_lines mediator line"
 echo "ok: $TEST_NAME"
