@@ -10,6 +10,8 @@
 #    is reported as never reaching the responder, within seconds, not after --timeout per flow;
 #  - a user spraying a `udp:` forward from 300 new source ports at a mediator at its --max-ports:
 #    a few log lines on each end, not one per datagram (there were ~300 on each);
+#  - a mediator with --tun and this server without --tun: both logs and `ctl mediators` say why no
+#    TUN mode comes up (before: nothing anywhere);
 #  - `postern replay` whose tunnel goes away midway (the mediator killed): the flows done so far are
 #    reported (this side's checks; the responder's come only at the end), the rest as not finished,
 #    and the error is in strerror's words; exit 2.
@@ -183,4 +185,14 @@ mediator_lines=$(grep -c 'refusing requests' "$TEST_TMP/mediator2.log" || true)
 ((server_lines >= 1 && server_lines <= 3)) || fail "the server logged $server_lines lines for the refused senders"
 ((mediator_lines == 1)) || fail "the mediator logged $mediator_lines lines for the refused requests"
 echo "spray of 300 senders at --max-ports 4: $server_lines server log lines, $mediator_lines mediator line"
+
+# --- 6. A mediator with --tun, this server without: said on both ends and in ctl mediators.
+bg lanhost tunny "$POSTERN_BIN" mediator --server 203.0.113.10:7000 --name tunny --secret-file "$TEST_TMP/secret" \
+    --tun 192.168.77.50/24
+wait_mediator tunny
+wait_log "$TEST_TMP/server.log" "mediator 'tunny' offers TUN mode \(it runs with --tun\), but this server runs without --tun"
+wait_log "$TEST_TMP/tunny.log" 'TUN mode \(--tun\) was offered to the server 5 s ago and it has not asked for it' 15
+out=$(ctl mediators | sed -n '/^tunny /,/^[a-z]/p')
+assert_contains "$out" "tun - not started: this server runs without --tun" "ctl mediators"
+echo "TUN offered to a server without --tun: both logs and ctl mediators say so"
 echo "ok: $TEST_NAME"
