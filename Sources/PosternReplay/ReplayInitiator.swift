@@ -40,10 +40,14 @@ public final class ReplayInitiator: @unchecked Sendable {
     /// Flows announced that the responder never saw (no ACCEPTED): their connection was ended by the
     /// forward or the mediator before it reached the LAN side, or nothing of them arrived in time.
     private var unreached: [Int: String] = [:]
+    /// The UDP flows running, to end one the responder never saw.
+    private var runners: [Int: DatagramFlowRunner] = [:]
     /// How long a flow whose own side already ended (reset by the forward) waits for its ACCEPTED:
     /// a recorded refused flow is accepted and reset at once by the responder, and the reset may
     /// arrive here before the control line does.
     static let acceptedGrace: TimeAmount = .seconds(2)
+    /// How long a UDP flow's first datagram may take to reach the responder.
+    static let datagramPairingWait: TimeAmount = .seconds(3)
     static let resetByForward =
         "the connection never reached it: the forward ended it first "
         + "(a destination the mediator's --allow denies, or a mediator that is not connected, shows this way)"
@@ -244,13 +248,18 @@ public final class ReplayInitiator: @unchecked Sendable {
             return
         }
         let flow = queue.removeFirst()
-        let seconds = timeout.nanoseconds / 1_000_000_000
-        let timer = loop.scheduleTask(in: timeout) { [self] in
+        // A UDP flow's first datagram goes as soon as it is announced, and nothing tells this side
+        // when the mediator drops it (its --allow): waiting all of --timeout for it would hold every
+        // later flow back that long, so a UDP flow is paired for a few seconds at most.
+        let wait = flow.transport == .udp ? min(timeout, Self.datagramPairingWait) : timeout
+        let seconds = wait.nanoseconds / 1_000_000_000
+        let timer = loop.scheduleTask(in: wait) { [self] in
             unreached[flow.number] =
                 flow.transport == .tcp
                 ? "the connection did not reach it within \(seconds) s (--timeout)"
-                : "no datagram of it arrived within \(seconds) s (--timeout): the mediator's --allow may deny its target, or the forward dropped them"
+                : "no datagram of it arrived within \(seconds) s: the mediator's --allow may deny its target, or the forward dropped them"
             giveUp(flow.number)
+            runners.removeValue(forKey: flow.number)?.stop(problem: "given up: its datagrams did not reach the responder")
         }
         pairing = (flow.number, timer)
         running += 1
@@ -320,6 +329,7 @@ public final class ReplayInitiator: @unchecked Sendable {
                                 _ = channel.eventLoop.scheduleTask(in: .seconds(1)) { channel.close(promise: nil) }
                             })
                         box.runner = runner
+                        runners[number] = runner
                         runner.start()
                     case .failure(let error):
                         connectFailed(flow, error)
@@ -362,6 +372,7 @@ public final class ReplayInitiator: @unchecked Sendable {
         guard mine[number] == nil else { return }
         mine[number] = result
         connecting[number] = nil
+        runners[number] = nil
         running -= 1
         if let pairing, pairing.flow == number {
             // This side is done, and the responder has not said it saw the connection: the forward

@@ -40,7 +40,8 @@ start_server server --socks 0.0.0.0:1080=acme --socks-no-auth \
     --forward udp:acme/0.0.0.0:5000=127.0.0.1:5000 \
     --forward tcp:0.0.0.0:8000=acme/192.168.77.10:9000 --forward udp:0.0.0.0:8000=acme/192.168.77.10:9000 \
     --forward tcp:0.0.0.0:8001=acme/192.168.77.10:9001 \
-    --forward tcp:0.0.0.0:8100=acme/192.168.77.10:9100 --forward udp:0.0.0.0:5353=acme/192.168.77.10:9998
+    --forward tcp:0.0.0.0:8100=acme/192.168.77.10:9100 --forward udp:0.0.0.0:8100=acme/192.168.77.10:9100 \
+    --forward udp:0.0.0.0:5353=acme/192.168.77.10:9998
 start_mediator mediator --allow 192.168.77.10:9000,9001,9998 --allow '[fd00:77::/64]:9998' --allow-redirect
 MEDIATOR_PGID=$(last_bg_pid)
 wait_mediator acme
@@ -129,6 +130,26 @@ assert_eq 2 "$n" "flows reported as never reaching the responder"
 wait_log "$TEST_TMP/mediator.log" 'connect to 192\.168\.77\.10:9100 denied by policy'
 echo "denied: both flows reported as never reaching the responder, in $took s"
 # Its control port (9001) is the next responder's.
+kill -TERM -- "-$DENIED_PGID" 2>/dev/null || true
+wait "$DENIED_PGID" 2>/dev/null || true
+# The same with UDP flows (3 RADIUS exchanges): nothing says a datagram was dropped, so each flow is
+# given up after 3 s instead of --timeout (20 s) each.
+bg lanhost responder-denied-udp "$POSTERN_BIN" replay "$CAPTURES/radius-sll.pcap" --respond 192.168.77.10:9100 \
+    --control 192.168.77.10:9001
+DENIED_PGID=$(last_bg_pid)
+wait_log "$TEST_TMP/responder-denied-udp.log" "listening on"
+t0=$SECONDS
+rc=0
+lab exec user timeout 60 "$POSTERN_BIN" replay "$CAPTURES/radius-sll.pcap" --to 203.0.113.10:8100 \
+    --control 203.0.113.10:8001 --quiet >"$TEST_TMP/denied-udp.out" 2>&1 || rc=$?
+took=$((SECONDS - t0))
+cat "$TEST_TMP/denied-udp.out"
+assert_eq 1 "$rc" "replay of denied UDP flows: exit status"
+n=$(grep -c 'mismatch (responder side: no datagram of it arrived within 3 s: the mediator.s --allow may deny its target' \
+    "$TEST_TMP/denied-udp.out" || true)
+assert_eq 3 "$n" "UDP flows reported as never reaching the responder"
+((took < 25)) || fail "replay of 3 denied UDP flows took $took s"
+echo "denied UDP: the 3 flows reported as never reaching the responder, in $took s"
 kill -TERM -- "-$DENIED_PGID" 2>/dev/null || true
 wait "$DENIED_PGID" 2>/dev/null || true
 
