@@ -272,8 +272,12 @@ struct ReplayCommand: AsyncParsableCommand {
         do {
             return try SocketAddress.makeAddressResolvingHost(
                 "\(endpoint.host)".trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port: Int(endpoint.port))
+        } catch let error as SocketAddressError.UnknownHost {
+            // Not a usage error: the name is well formed and does not resolve (here, now). In words,
+            // not as `SocketAddressError.UnknownHost: Name or service not known (error -2) for ...`.
+            throw ReplayFailure(reason: "\(option) \(text): cannot resolve '\(error.host)': \(error.errorDescription)")
         } catch {
-            throw ValidationError("\(option) \(text): \(error)")
+            throw ReplayFailure(reason: "\(option) \(text): \(error)")
         }
     }
 
