@@ -37,6 +37,9 @@ public struct UDPChannelStateMachine<Address: Hashable & Sendable>: Sendable {
     private var nextProbe: NIODeadline?
     /// A datagram was sealed with the peer silent for `probeAfter`: the next tick sends a PING.
     public private(set) var probeDue = false
+    /// When this end last sent the peer anything: an end that only receives (a one-way flood) PINGs
+    /// every `probeAfter`, so its peer, whose probes may drown in that flood, never finds it silent.
+    private var lastSent: NIODeadline?
     /// The round-trip time of the latest keepalive answered.
     public private(set) var roundTrip: TimeAmount?
     public private(set) var counters = UDPChannelCounters()
@@ -142,7 +145,10 @@ public struct UDPChannelStateMachine<Address: Hashable & Sendable>: Sendable {
             switch message {
             case .ping(let timestamp, let receiving):
                 peerHears = receiving
-                if let pong = sealed(.pong(echo: timestamp)) { actions.append(pong) }
+                if let pong = sealed(.pong(echo: timestamp)) {
+                    actions.append(pong)
+                    lastSent = now
+                }
             case .pong(let echo):
                 peerHears = true
                 let sent = NIODeadline.uptimeNanoseconds(echo)
@@ -154,6 +160,7 @@ public struct UDPChannelStateMachine<Address: Hashable & Sendable>: Sendable {
             case .datagram, .packet:
                 counters.delivered &+= 1
                 actions.append(.deliver(message))
+                if lastSent.map({ now - $0 >= settings.probeAfter }) ?? true, let ping = keepalive(now: now) { actions.append(ping) }
             }
         } catch {
             counters.malformed &+= 1
@@ -223,6 +230,7 @@ public struct UDPChannelStateMachine<Address: Hashable & Sendable>: Sendable {
             return .tooLarge
         }
         guard case .send(let bytes, let to) = sealed(message) else { return .notUp }
+        lastSent = now
         // Nothing heard from the peer for a while: check that this datagram's path still works
         // (§9.7, "Probe"). The caller ticks when `probeDue` is set.
         if unansweredSince == nil, let lastHeard, now - lastHeard >= settings.probeAfter { probeDue = true }
@@ -233,6 +241,7 @@ public struct UDPChannelStateMachine<Address: Hashable & Sendable>: Sendable {
         let receiving = isHearing(at: now) && !isSilent(at: now)
         guard let ping = sealed(.ping(timestamp: now.uptimeNanoseconds, receiving: receiving)) else { return nil }
         counters.keepalivesSent &+= 1
+        lastSent = now
         if unansweredSince == nil { unansweredSince = now }
         return ping
     }

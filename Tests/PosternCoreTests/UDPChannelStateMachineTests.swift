@@ -241,6 +241,28 @@ final class UDPChannelStateMachineTests: XCTestCase {
         XCTAssertGreaterThan(p.server.counters.delivered, 20)
     }
 
+    /// A one-way flood where the receiving end's socket drops most datagrams (PINGs among them): the
+    /// receiving end, which hears the flood, PINGs back every probe interval, so the sending end is
+    /// never silent about it and the channel stays up.
+    func testAOneWayFloodIntoALossyReceiverStaysUp() {
+        var p = up()
+        p.advance(by: .seconds(5))
+        var n = 0
+        for i in 0..<300 {
+            // Only every 8th of the server's datagrams arrives: the mediator's socket overflows.
+            p.serverToMediatorLost = i % 8 != 0
+            for _ in 0..<3 {
+                _ = p.offer(Self.datagram(UInt8(truncatingIfNeeded: n)), fromMediator: false)
+                n += 1
+            }
+            p.serverToMediatorLost = true
+            p.advance(by: .milliseconds(50))
+        }
+        XCTAssertEqual(p.serverEvents.filter { $0.1 == .down }.count, 0, "the server went down: \(p.serverEvents)")
+        XCTAssertTrue(p.server.isUp)
+        XCTAssertGreaterThan(p.mediatorDelivered.count, 50)
+    }
+
     /// The gateway reboots and maps the mediator to a new public port: the server follows its next
     /// authenticated datagram, within one keepalive, and answers reach the mediator again.
     func testServerFollowsTheMediatorsNewAddress() {
