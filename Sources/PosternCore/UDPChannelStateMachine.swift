@@ -31,6 +31,15 @@ public struct UDPChannelStateMachine<Address: Hashable & Sendable>: Sendable {
     /// Whether datagrams go on this channel: this end hears the peer and the peer hears this end.
     public private(set) var isUp = false
     private var nextKeepalive: NIODeadline
+    /// When the oldest PING that no PONG has answered yet was sent (§9.7, "Silence").
+    private var unansweredSince: NIODeadline?
+    /// When to repeat an unanswered PING while the answer timeout runs.
+    private var nextProbe: NIODeadline?
+    /// A datagram was sealed with the peer silent for `probeAfter`: the next tick sends a PING.
+    public private(set) var probeDue = false
+    /// When this end last sent the peer anything: an end that only receives (a one-way flood) PINGs
+    /// every `probeAfter`, so its peer, whose probes may drown in that flood, never finds it silent.
+    private var lastSent: NIODeadline?
     /// The round-trip time of the latest keepalive answered.
     public private(set) var roundTrip: TimeAmount?
     public private(set) var counters = UDPChannelCounters()
@@ -56,6 +65,15 @@ public struct UDPChannelStateMachine<Address: Hashable & Sendable>: Sendable {
     public func isHearing(at now: NIODeadline) -> Bool {
         guard let lastHeard else { return false }
         return now - lastHeard < settings.deadTimeout
+    }
+
+    /// Whether a PING has gone unanswered for the answer timeout with nothing at all heard from the
+    /// peer since it was sent: the path is gone, whatever the dead timeout says. A peer that sends
+    /// anything (datagrams of a busy but lossy path) is not silent.
+    public func isSilent(at now: NIODeadline) -> Bool {
+        guard let unansweredSince, now - unansweredSince >= settings.answerTimeout else { return false }
+        guard let lastHeard else { return true }
+        return lastHeard < unansweredSince
     }
 
     /// A datagram that arrived from `source` (the whole UDP payload). Checked in order: size, kind,
@@ -127,14 +145,22 @@ public struct UDPChannelStateMachine<Address: Hashable & Sendable>: Sendable {
             switch message {
             case .ping(let timestamp, let receiving):
                 peerHears = receiving
-                if let pong = sealed(.pong(echo: timestamp)) { actions.append(pong) }
+                if let pong = sealed(.pong(echo: timestamp)) {
+                    actions.append(pong)
+                    lastSent = now
+                }
             case .pong(let echo):
                 peerHears = true
                 let sent = NIODeadline.uptimeNanoseconds(echo)
                 if sent <= now { roundTrip = now - sent }
+                if let unansweredSince, sent >= unansweredSince {
+                    self.unansweredSince = nil
+                    nextProbe = nil
+                }
             case .datagram, .packet:
                 counters.delivered &+= 1
                 actions.append(.deliver(message))
+                if lastSent.map({ now - $0 >= settings.probeAfter }) ?? true, let ping = keepalive(now: now) { actions.append(ping) }
             }
         } catch {
             counters.malformed &+= 1
@@ -148,6 +174,32 @@ public struct UDPChannelStateMachine<Address: Hashable & Sendable>: Sendable {
     public mutating func tick(now: NIODeadline) -> [Action] {
         var actions: [Action] = []
         if !isHearing(at: now) { peerHears = false }
+        if probeDue {
+            probeDue = false
+            if unansweredSince == nil, let ping = keepalive(now: now) {
+                actions.append(ping)
+                nextProbe = now + settings.probeAfter
+            }
+        }
+        if isSilent(at: now) {
+            if peerHears || isUp {
+                // Down now, and the peer is told at once (this PING says "not receiving"), so it
+                // stops sending into the same hole even while it still hears this end.
+                peerHears = false
+                nextProbe = nil
+                updateUp(now: now, into: &actions)
+                if let ping = keepalive(now: now) { actions.append(ping) }
+            }
+        } else if let probe = nextProbe, now >= probe {
+            // Repeated while the answer timeout runs: one lost PING or PONG is not silence. Past it
+            // (the peer is heard, it does not answer) the peer's own PINGs will say what it hears.
+            if let unansweredSince, now - unansweredSince < settings.answerTimeout {
+                nextProbe = now + settings.probeAfter
+                if let ping = keepalive(now: now) { actions.append(ping) }
+            } else {
+                nextProbe = nil
+            }
+        }
         updateUp(now: now, into: &actions)
         if now >= nextKeepalive {
             nextKeepalive = now + settings.keepaliveInterval
@@ -158,8 +210,14 @@ public struct UDPChannelStateMachine<Address: Hashable & Sendable>: Sendable {
 
     /// When `tick` should next be called.
     public var nextDeadline: NIODeadline {
+        if probeDue { return .uptimeNanoseconds(0) }
         guard isUp || peerHears, let lastHeard else { return nextKeepalive }
-        return min(nextKeepalive, lastHeard + settings.deadTimeout)
+        var next = min(nextKeepalive, lastHeard + settings.deadTimeout)
+        // Silence is possible only while nothing was heard since the unanswered PING; once something
+        // was, that deadline has no meaning (and, in the past, would make the caller tick at once).
+        if let unansweredSince, lastHeard < unansweredSince { next = min(next, unansweredSince + settings.answerTimeout) }
+        if let nextProbe { next = min(next, nextProbe) }
+        return next
     }
 
     /// Seals a DATAGRAM or PACKET message to the peer if the channel is up; otherwise the caller sends
@@ -172,12 +230,19 @@ public struct UDPChannelStateMachine<Address: Hashable & Sendable>: Sendable {
             return .tooLarge
         }
         guard case .send(let bytes, let to) = sealed(message) else { return .notUp }
+        lastSent = now
+        // Nothing heard from the peer for a while: check that this datagram's path still works
+        // (§9.7, "Probe"). The caller ticks when `probeDue` is set.
+        if unansweredSince == nil, let lastHeard, now - lastHeard >= settings.probeAfter { probeDue = true }
         return .send(bytes, to: to)
     }
 
     private mutating func keepalive(now: NIODeadline) -> Action? {
-        guard let ping = sealed(.ping(timestamp: now.uptimeNanoseconds, receiving: isHearing(at: now))) else { return nil }
+        let receiving = isHearing(at: now) && !isSilent(at: now)
+        guard let ping = sealed(.ping(timestamp: now.uptimeNanoseconds, receiving: receiving)) else { return nil }
         counters.keepalivesSent &+= 1
+        lastSent = now
+        if unansweredSince == nil { unansweredSince = now }
         return ping
     }
 

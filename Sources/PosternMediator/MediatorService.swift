@@ -23,6 +23,8 @@ public final class MediatorService: @unchecked Sendable {
     private let finished: EventLoopPromise<Void>
     /// TUN mode (`--tun`): one per mediator, reused by each session.
     private let tun: MediatorTun?
+    /// How long after offering TUN mode a server's request is waited for before saying it has none.
+    static let tunRequestWait = TimeAmount.seconds(5)
     /// ICMP echo (`ctl ping`/`ctl traceroute`): the socket kind this host allows, found at start.
     private let icmpEcho = ICMPEcho()
 
@@ -112,6 +114,17 @@ public final class MediatorService: @unchecked Sendable {
             logger.info(
                 "connected to \(configuration.serverHost):\(configuration.serverPort) as '\(info.name)' (session \(info.sessionID))")
             sendEnvironment(session)
+            if let tun {
+                // A server without --tun never asks: say so, or the operator sees no "TUN mode up"
+                // and no reason.
+                let before = tun.requests
+                eventLoop.scheduleTask(in: Self.tunRequestWait) { [logger, weak session] in
+                    guard let session, session.isOpen, tun.requests == before else { return }
+                    logger.notice(
+                        "TUN mode (--tun) was offered to the server \(Self.tunRequestWait.nanoseconds / 1_000_000_000) s ago and it has not asked for it: a server started without --tun keeps this mediator in stream mode"
+                    )
+                }
+            }
             if configuration.udpChannelEnabled {
                 openUDPChannel(path, session: session, info: info) { udpSocket = $0 }
             }

@@ -50,8 +50,13 @@ final class MediatorTun: @unchecked Sendable {
         for p in problems { logger.warning("cleaning up after a previous run: \(p)") }
     }
 
+    /// TUN requests the server made since this process started (`MediatorService` checks that one
+    /// came after its offer).
+    private(set) var requests = 0
+
     /// The server asks for TUN mode.
     func start(_ request: Frame.Tun, session: TunnelSession, path: UDPChannelDatagramPath) {
+        requests += 1
         guard relay == nil, !starting else {
             return fail(session, request.requestID, .invalidState, "TUN mode is already up in this session")
         }

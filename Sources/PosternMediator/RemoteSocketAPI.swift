@@ -42,6 +42,9 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
     var icmpEcho: ICMPEcho?
     /// ECHOs sent and not yet answered (at most `ICMPEcho.maxInFlight`).
     private(set) var echoesInFlight = 0
+    /// Requests refused for the port limit this session: a user spraying a `udp:` forward from new
+    /// source ports makes one per datagram, so they are logged at the 1st and every 1,000th.
+    private var refusedForPortLimit: UInt64 = 0
 
     /// `now` is the clock of the request rate.
     init(configuration: MediatorConfiguration, eventLoop: EventLoop, logger: Logger, now: @escaping () -> NIODeadline) {
@@ -112,7 +115,12 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
             }
         case .portLimit(let limit):
             // Every number a peer can make us hold is bounded (DESIGN.md, "Security stance").
-            logger.warning("refusing a request: this session already holds \(ports.count) ports (limit \(limit))")
+            refusedForPortLimit += 1
+            if refusedForPortLimit == 1 || refusedForPortLimit % 1000 == 0 {
+                logger.warning(
+                    "refusing requests: this session already holds \(ports.count) ports (limit \(limit)); \(refusedForPortLimit) refused so far"
+                )
+            }
         case .portIDsExhausted:
             logger.warning("refusing a request: \(refusal.message)")
         default:
@@ -253,8 +261,14 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
             }
             refuse(session, r.requestID, refusal)
         case .success(let id):
+            // A redirected port takes every LAN sender's datagrams, like a `udp:` forward's public
+            // socket on the server, and gets its kernel buffer: with the default 208 KiB a burst of 100
+            // LAN senders' 1,200-byte datagrams overflowed it (each costs ~2.3 KiB) before the loop read.
             openDatagram(
-                UDPBind(requestID: r.requestID, address: r.address, exact: r.exact, what: "redirect"), session, id: id, port: r.port)
+                UDPBind(
+                    requestID: r.requestID, address: r.address, exact: r.exact, what: "redirect",
+                    receiveBuffer: RelayBuffers.datagramSocketBuffer),
+                session, id: id, port: r.port)
         }
     }
 
@@ -264,6 +278,8 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         var address: IPAddress
         var exact: Bool
         var what: String
+        /// Kernel receive buffer to ask for; 0 keeps the system's default (208 KiB).
+        var receiveBuffer: Int = 0
     }
 
     private func openDatagram(_ o: UDPBind, _ session: TunnelSession, id: UInt32, port: UInt16) {
@@ -272,9 +288,13 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
             local: Endpoint(o.address, port),
             logger: session.logger)
         let recorder = self.recorder
-        DatagramBootstrap(group: eventLoop)
+        var bootstrap = DatagramBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 0)
             .channelOption(ChannelOptions.recvAllocator, value: RelayBuffers.datagramAllocator)
+        if o.receiveBuffer > 0 {
+            bootstrap = bootstrap.channelOption(ChannelOptions.socketOption(.so_rcvbuf), value: SocketOptionValue(o.receiveBuffer))
+        }
+        bootstrap
             .channelInitializer { channel in
                 DatagramChecksumFilter.attach(to: channel).flatMapThrowing {
                     // --pcap: the tap sits before the port, so it sees what the socket sees.

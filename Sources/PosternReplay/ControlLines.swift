@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 
 /// The replay control connection's framing: text lines ending in "\n", at most `maxLine` bytes each
@@ -34,7 +35,12 @@ final class ControlLines: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        report("control connection failed: \(error)")
+        // In strerror(3)'s words ("Connection reset by peer"), not NIO's nested description.
+        if let io = error as? IOError {
+            report("control connection failed: \(String(cString: strerror(io.errnoCode)))")
+        } else {
+            report("control connection failed: \(error)")
+        }
         context.close(promise: nil)
     }
 

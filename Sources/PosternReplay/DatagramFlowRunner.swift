@@ -76,6 +76,11 @@ final class DatagramFlowRunner {
         if received.count >= expected { finish(problem: nil) }
     }
 
+    /// Ends the flow now, as it stands (the replay gave it up).
+    func stop(problem: String) {
+        finish(problem: problem)
+    }
+
     private func finish(problem: String?) {
         guard !reported else { return }
         reported = true

@@ -37,6 +37,20 @@ public final class ReplayInitiator: @unchecked Sendable {
     private var waitTimer: Scheduled<Void>?
     private var mine: [Int: SideResult] = [:]
     private var theirs: [Int: SideResult] = [:]
+    /// Flows announced that the responder never saw (no ACCEPTED): their connection was ended by the
+    /// forward or the mediator before it reached the LAN side, or nothing of them arrived in time.
+    private var unreached: [Int: String] = [:]
+    /// The UDP flows running, to end one the responder never saw.
+    private var runners: [Int: DatagramFlowRunner] = [:]
+    /// How long a flow whose own side already ended (reset by the forward) waits for its ACCEPTED:
+    /// a recorded refused flow is accepted and reset at once by the responder, and the reset may
+    /// arrive here before the control line does.
+    static let acceptedGrace: TimeAmount = .seconds(2)
+    /// How long a UDP flow's first datagram may take to reach the responder.
+    static let datagramPairingWait: TimeAmount = .seconds(3)
+    static let resetByForward =
+        "the connection never reached it: the forward ended it first "
+        + "(a destination the mediator's --allow denies, or a mediator that is not connected, shows this way)"
     private var total: Int
     private var progressTimer: RepeatedTask?
 
@@ -77,7 +91,27 @@ public final class ReplayInitiator: @unchecked Sendable {
         guard !over else { return }
         over = true
         progressTimer?.cancel()
-        finished.fail(ReplayFailure(reason: why))
+        waitTimer?.cancel()
+        var partial: ReplayReport?
+        if helloAnswered && !mine.isEmpty {
+            // What was replayed before the replay stopped is still worth reporting: the flows that
+            // did not finish say so instead of leaving the user with one line of error.
+            var initiatorSide = mine
+            var responderSide = theirs
+            for flow in summary.flows where ReplayReport.skipReason(flow) == nil {
+                if initiatorSide[flow.number] == nil {
+                    initiatorSide[flow.number] = SideResult(
+                        flow: flow.number, check: nil, milliseconds: 0, problem: "not finished: the replay stopped")
+                }
+                if responderSide[flow.number] == nil {
+                    responderSide[flow.number] = SideResult(
+                        flow: flow.number, check: nil, milliseconds: 0, problem: "no result: the control connection ended")
+                }
+            }
+            partial = ReplayReport.assemble(
+                capture: capture, mode: "\(mode)", flows: summary.flows, initiatorSide: initiatorSide, responderSide: responderSide)
+        }
+        finished.fail(ReplayFailure(reason: why, partial: partial))
         controlChannel?.close(promise: nil)
     }
 
@@ -97,6 +131,10 @@ public final class ReplayInitiator: @unchecked Sendable {
             // shows as a reset before any answer. Try again a few times before giving up.
             if !helloAnswered && controlAttempts < Self.maxControlAttempts {
                 _ = loop.scheduleTask(in: .seconds(1)) { [self] in connectControl() }
+            } else if helloAnswered {
+                fail(
+                    "\(why) (control \(Self.text(control))) after \(mine.count) of \(total) flows: "
+                        + "the tunnel, its forward or the responder went away")
             } else {
                 fail("\(why) (control \(Self.text(control)))")
             }
@@ -125,6 +163,12 @@ public final class ReplayInitiator: @unchecked Sendable {
     static func text(_ address: SocketAddress) -> String {
         guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
         return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+
+    /// The errno under a connect's error, if it has one.
+    static func errnoCode(_ error: Error) -> Int32? {
+        if let e = error as? NIOConnectionError, let first = e.connectionErrors.first { return errnoCode(first.error) }
+        return (error as? IOError)?.errnoCode
     }
 
     /// Why a connect failed, in the words of strerror(3), not NIO's nested error descriptions.
@@ -167,6 +211,9 @@ public final class ReplayInitiator: @unchecked Sendable {
         case "END":
             guard !over else { return }
             over = true
+            for (number, why) in unreached where theirs[number] == nil {
+                theirs[number] = SideResult(flow: number, check: nil, milliseconds: 0, problem: why)
+            }
             waitTimer?.cancel()
             progressTimer?.cancel()
             let report = ReplayReport.assemble(
@@ -201,17 +248,32 @@ public final class ReplayInitiator: @unchecked Sendable {
             return
         }
         let flow = queue.removeFirst()
-        let timer = loop.scheduleTask(in: timeout) { [self] in
-            // Announced but never seen on the other side: the forward lost it.
-            guard pairing?.flow == flow.number else { return }
-            pairing = nil
-            ControlLines.send("CANCEL \(flow.number)", on: controlChannel)
-            connecting.removeValue(forKey: flow.number)?.close(promise: nil)
-            pump()
+        // A UDP flow's first datagram goes as soon as it is announced, and nothing tells this side
+        // when the mediator drops it (its --allow): waiting all of --timeout for it would hold every
+        // later flow back that long, so a UDP flow is paired for a few seconds at most.
+        let wait = flow.transport == .udp ? min(timeout, Self.datagramPairingWait) : timeout
+        let seconds = wait.nanoseconds / 1_000_000_000
+        let timer = loop.scheduleTask(in: wait) { [self] in
+            unreached[flow.number] =
+                flow.transport == .tcp
+                ? "the connection did not reach it within \(seconds) s (--timeout)"
+                : "no datagram of it arrived within \(seconds) s: the mediator's --allow may deny its target, or the forward dropped them"
+            giveUp(flow.number)
+            runners.removeValue(forKey: flow.number)?.stop(problem: "given up: its datagrams did not reach the responder")
         }
         pairing = (flow.number, timer)
         running += 1
         ControlLines.send("NEXT \(flow.number)", on: controlChannel)
+    }
+
+    /// Announced but never seen on the other side: cancels it there and moves on.
+    private func giveUp(_ number: Int) {
+        guard pairing?.flow == number, let controlChannel else { return }
+        pairing?.timer.cancel()
+        pairing = nil
+        ControlLines.send("CANCEL \(number)", on: controlChannel)
+        connecting.removeValue(forKey: number)?.close(promise: nil)
+        pump()
     }
 
     private func open(_ number: Int) {
@@ -267,6 +329,7 @@ public final class ReplayInitiator: @unchecked Sendable {
                                 _ = channel.eventLoop.scheduleTask(in: .seconds(1)) { channel.close(promise: nil) }
                             })
                         box.runner = runner
+                        runners[number] = runner
                         runner.start()
                     case .failure(let error):
                         connectFailed(flow, error)
@@ -280,7 +343,7 @@ public final class ReplayInitiator: @unchecked Sendable {
     private func connectFailed(_ flow: Flow, _ error: Error) {
         // A refused connect is how a refused flow may show when nothing relays it; anything else is a
         // failure to replay.
-        if let io = error as? IOError, io.errnoCode == ECONNREFUSED, flow.ending == .refused {
+        if Self.errnoCode(error) == ECONNREFUSED, flow.ending == .refused {
             let check = DirectionCheck.stream(flow, direction: .fromResponder, received: [], ending: "reset")
             finish(flow.number, SideResult(flow: flow.number, check: check, milliseconds: 0, problem: nil))
         } else {
@@ -288,11 +351,18 @@ public final class ReplayInitiator: @unchecked Sendable {
                 flow.number,
                 SideResult(
                     flow: flow.number, check: nil, milliseconds: 0,
-                    problem: "cannot reach \(flow.transport == .tcp ? target : datagramTarget): \(error)"))
+                    problem: "cannot reach \(Self.text(flow.transport == .tcp ? target : datagramTarget)): \(Self.connectText(error))"))
         }
         if let pairing, pairing.flow == flow.number, let controlChannel {
             pairing.timer.cancel()
             self.pairing = nil
+            // A reset while connecting is the forward's answer to a CONNECT the mediator refused,
+            // arriving before the handshake completed here.
+            if Self.errnoCode(error) == ECONNRESET {
+                unreached[flow.number] = Self.resetByForward
+            } else {
+                unreached[flow.number] = "the connection never reached it: this side could not connect"
+            }
             ControlLines.send("CANCEL \(flow.number)", on: controlChannel)
         }
         pump()
@@ -302,7 +372,19 @@ public final class ReplayInitiator: @unchecked Sendable {
         guard mine[number] == nil else { return }
         mine[number] = result
         connecting[number] = nil
+        runners[number] = nil
         running -= 1
+        if let pairing, pairing.flow == number {
+            // This side is done, and the responder has not said it saw the connection: the forward
+            // reset it (a CONNECT the mediator's policy denied, a target that refused, no mediator).
+            // Waiting out --timeout would only delay every later flow by it.
+            pairing.timer.cancel()
+            let timer = loop.scheduleTask(in: Self.acceptedGrace) { [self] in
+                unreached[number] = Self.resetByForward
+                giveUp(number)
+            }
+            self.pairing = (number, timer)
+        }
         pump()
     }
 }
@@ -310,7 +392,14 @@ public final class ReplayInitiator: @unchecked Sendable {
 /// The replay could not run (the control connection failed, the responder refused).
 public struct ReplayFailure: Error, CustomStringConvertible {
     public var reason: String
+    /// The flows replayed before it stopped, when it stopped midway.
+    public var partial: ReplayReport?
     public var description: String { reason }
+
+    public init(reason: String, partial: ReplayReport? = nil) {
+        self.reason = reason
+        self.partial = partial
+    }
 }
 
 /// The UDP flow's runner, made after its channel: the channel's handler finds it here.

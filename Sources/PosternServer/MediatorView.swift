@@ -140,6 +140,12 @@ struct MediatorView: Encodable {
             tun?.secondAddress = t.ready?.secondAddress.map { "\($0)" }
             tun?.mediator = link.mediatorTunStats.map { PacketCounters($0) }
             tun?.offload = counters.offload
+        } else if link.registry.tunMode == nil, e.capabilities.contains(.tunOffered) {
+            // The mediator runs with --tun and waits for a request this server never makes: say so
+            // where the operator looks, rather than show nothing.
+            tun = TunView(
+                device: "-", status: "not started: this server runs without --tun", address: nil, prefixes: [], mtu: nil, toLAN: 0,
+                fromLAN: 0, dropped: [:], strayPackets: 0)
         }
     }
 }

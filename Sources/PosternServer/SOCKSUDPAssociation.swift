@@ -7,7 +7,8 @@ import PosternTunnel
 import PosternWire
 
 /// One UDP ASSOCIATE: a UDP socket on the server for the client, and a UDP port on the mediator per
-/// address family (IPv4 opened with the association, IPv6 with the first IPv6 destination). A
+/// address family (IPv4 opened with the association, IPv6 with the first IPv6 destination; the
+/// IPv6 datagrams that arrive while that port opens wait for it, up to `maxWaiting`). A
 /// client datagram loses its SOCKS header and leaves the mediator's port for its destination; an
 /// answer gets a header naming its sender and goes back to the client. The datagrams travel the
 /// session's `datagramPath` (the UDP channel while it is up).
@@ -33,6 +34,14 @@ final class SOCKSUDPAssociation: ChannelInboundHandler, DatagramPathReceiver {
     private var client: SocketAddress?
     private var ports: [Bool: UDPForwardToMediator.OpenedPort] = [:]
     private var openingV6 = false
+    /// IPv6 datagrams that arrived while the IPv6 port was opening, in arrival order: the first one
+    /// to an IPv6 destination is what opens the port, and a DNS client would otherwise wait out its
+    /// retry timer for an answer to a query that was never sent.
+    private var waitingV6: [(to: Endpoint, payload: ByteBuffer)] = []
+    /// The mediator could not open an IPv6 port: IPv6 datagrams are dropped from then on.
+    private var noV6 = false
+    /// The same bound a `udp:` forward's flow keeps while its port opens (`DatagramFlowLimits`).
+    static let maxWaiting = DatagramFlowLimits().maxBacklog
     private var closed = false
     var drops = DatagramDrops()
     /// Datagrams dropped here for what they hold: fragments, malformed headers, names.
@@ -71,6 +80,12 @@ final class SOCKSUDPAssociation: ChannelInboundHandler, DatagramPathReceiver {
             guard !closed else { return port.close() }
             ports[v6] = port
             port.path.attach(portID: port.portID, self)
+            guard v6 else { return }
+            let waiting = waitingV6
+            waitingV6 = []
+            for datagram in waiting {
+                port.path.offer(portID: port.portID, peer: datagram.to, bytes: datagram.payload, drops: &drops)
+            }
         }
     }
 
@@ -83,6 +98,8 @@ final class SOCKSUDPAssociation: ChannelInboundHandler, DatagramPathReceiver {
             port.close()
         }
         ports.removeAll()
+        drops.count(.notOpened, waitingV6.count)
+        waitingV6 = []
         channel?.close(promise: nil)
         if drops.total > 0 || refused > 0 {
             logger.info("\(label): UDP association ended; \(refused) datagrams refused here, \(drops.total) dropped on the way")
@@ -110,14 +127,28 @@ final class SOCKSUDPAssociation: ChannelInboundHandler, DatagramPathReceiver {
             let to = Endpoint(address.normalized, destination.port)
             if let port = ports[v6] {
                 port.path.offer(portID: port.portID, peer: to, bytes: payload, drops: &drops)
-            } else {
-                drops.count(.notOpened)
-                if v6, !openingV6 {
+            } else if v6 {
+                if !openingV6 {
                     openingV6 = true
                     open(v6: true).whenFailure { [self] error in
+                        noV6 = true
+                        drops.count(.notOpened, waitingV6.count)
+                        waitingV6 = []
                         logger.info("\(label): no IPv6 UDP port on '\(link.name)' (\(error)); IPv6 datagrams are dropped")
                     }
                 }
+                if let port = ports[true] {
+                    port.path.offer(portID: port.portID, peer: to, bytes: payload, drops: &drops)
+                } else if !noV6, !closed, waitingV6.count < Self.maxWaiting {
+                    // A copy: the datagram is a slice of the socket's receive buffer.
+                    var copy = context.channel.allocator.buffer(capacity: payload.readableBytes)
+                    copy.writeImmutableBuffer(payload)
+                    waitingV6.append((to, copy))
+                } else {
+                    drops.count(.notOpened)
+                }
+            } else {
+                drops.count(.notOpened)
             }
         }
     }

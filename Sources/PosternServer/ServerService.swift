@@ -185,11 +185,26 @@ public final class ServerService: @unchecked Sendable {
         registry.udpFlowLimits = udpFlowLimits
         tunMode?.cleanLeftovers()
         registry.whenAttached { [self] link in
-            tunMode?.attach(link)
+            if let tunMode { tunMode.attach(link) } else { noteTunOffer(of: link) }
             for forward in forwards where forward.spec.mediator == link.name { attach(forward, to: link) }
             for l in socksListeners where l.spec.mediator == link.name { l.attach(link) }
         }
         return EventLoopFuture.andAllSucceed(steps, on: eventLoop)
+    }
+
+    /// A mediator started with --tun offers TUN mode to this server, which runs without --tun and so
+    /// never asks for it: logged once per session, so the operator learns why no tun device appears.
+    private func noteTunOffer(of link: MediatorLink) {
+        var told = false
+        let tell: (MediatorEnvironment) -> Void = { [logger, weak link] environment in
+            guard !told, environment.capabilities.contains(.tunOffered), let link else { return }
+            told = true
+            logger.notice(
+                "mediator '\(link.name)' offers TUN mode (it runs with --tun), but this server runs without --tun: it stays in stream mode (start the server with --tun to route its LAN)"
+            )
+        }
+        link.onEnvironment(tell)
+        if let environment = link.environment { tell(environment) }
     }
 
     func attach(_ forward: any Forward, to link: MediatorLink) {

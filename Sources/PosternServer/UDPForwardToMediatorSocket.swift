@@ -57,6 +57,8 @@ final class UDPForwardToMediatorSocket: ChannelInboundHandler {
     private var stopped = false
     /// `ctl events` while someone follows it: flows opened and swept (set once, before `start`).
     var events: EventLog?
+    /// Ports the mediator did not open for new senders (logged at the 1st, 10th, 100th...).
+    private var openFailures = 0
 
     init(
         spec: ForwardSpec, eventLoop: EventLoop, counters: ForwardCounters, limits: DatagramFlowLimits,
@@ -168,7 +170,12 @@ final class UDPForwardToMediatorSocket: ChannelInboundHandler {
                 }
             case .failure(let error):
                 counters.failed(error)
-                logger.info("forward \(spec): cannot open a UDP port on '\(spec.mediator)': \(error)")
+                // One per new sender: a user spraying datagrams from new source ports at a mediator
+                // that refuses (its port limit, a session ending) must not flood the log.
+                openFailures += 1
+                if openFailures.isWorthALogLine {
+                    logger.info("forward \(spec): cannot open a UDP port on '\(spec.mediator)': \(error) (\(openFailures) so far)")
+                }
                 flows.openFailed(id)
                 countFlows()
             }

@@ -71,7 +71,9 @@ public final class TunnelSession: ChannelInboundHandler {
     /// `settings.maxBufferedBytes`).
     public private(set) var bufferedBytes = 0
 
-    /// Counters for the admin API.
+    /// Counters for the admin API. `bytesIn` and `bytesOut` count the same thing both ways: DATA
+    /// payload bytes (what the ports carried), not frame headers or control frames; `ctl status`
+    /// showed 0 B in and 194 KiB out for a session whose traffic was all datagrams and OPENs.
     public private(set) var bytesIn: UInt64 = 0
     public private(set) var bytesOut: UInt64 = 0
     public private(set) var framesIn: UInt64 = 0
@@ -142,7 +144,7 @@ public final class TunnelSession: ChannelInboundHandler {
                 return
             }
         }
-        bytesOut &+= UInt64(n)
+        if case .data(let d) = frame { bytesOut &+= UInt64(d.bytes.readableBytes) }
         framesOut &+= 1
         wrote(n, context)
     }
@@ -179,14 +181,14 @@ public final class TunnelSession: ChannelInboundHandler {
             control!.writeDataPrefix(portID: portID, count: count)
             control!.writeImmutableBuffer(payload)
             let n = control!.writerIndex - start
-            bytesOut &+= UInt64(n)
+            bytesOut &+= UInt64(count)
             framesOut &+= 1
             return wrote(n, context)
         }
         writeControl(context)
         var header = context.channel.allocator.buffer(capacity: Frame.headerLength + Frame.Data.prefixLength)
         header.writeDataPrefix(portID: portID, count: payload.readableBytes)
-        bytesOut &+= UInt64(header.readableBytes + payload.readableBytes)
+        bytesOut &+= UInt64(payload.readableBytes)
         framesOut &+= 1
         context.write(wrapOutboundOut(header), promise: nil)
         context.write(wrapOutboundOut(payload), promise: nil)

@@ -199,12 +199,23 @@ public final class UDPChannelDatagramPath: DatagramPath {
                 logger.info("UDP channel \(channelID) of session \(sessionID ?? 0) is up: datagrams take it")
             case .down:
                 logger.notice(
-                    "UDP channel \(channelID) of session \(sessionID ?? 0) is down (nothing heard for \(settings.deadTimeout.nanoseconds / 1_000_000) ms): datagrams take the TCP channel"
+                    "UDP channel \(channelID) of session \(sessionID ?? 0) is down (\(downReason(channelID))): datagrams take the TCP channel"
                 )
             case .migrated(let from, let to):
                 if let from { logger.info("UDP channel \(channelID) of session \(sessionID ?? 0) moved from \(from) to \(to)") }
             }
         }
+    }
+
+    /// Why a channel went down, for the log (docs/protocol.md §9.7).
+    private func downReason(_ channelID: UInt16) -> String {
+        let time = now()
+        guard let machine = channels[channelID]?.machine else { return "closed" }
+        if machine.isSilent(at: time) {
+            return "a keepalive unanswered for \(settings.answerTimeout.nanoseconds / 1_000_000) ms, nothing heard since"
+        }
+        if !machine.isHearing(at: time) { return "nothing heard for \(settings.deadTimeout.nanoseconds / 1_000_000) ms" }
+        return "the peer hears nothing from this end"
     }
 
     // MARK: - Timers
@@ -259,6 +270,7 @@ public final class UDPChannelDatagramPath: DatagramPath {
             let result = channel.machine.seal(.datagram(portID: portID, peer: peer, bytes: bytes), now: now())
             if case .send(let datagram, let to) = result {
                 transmit?(datagram, to)
+                if channel.machine.probeDue { tick() }
                 return
             }
         } else if isUDPUp {
@@ -283,6 +295,7 @@ public final class UDPChannelDatagramPath: DatagramPath {
         if let channel = upChannel(at: time) {
             if case .send(let datagram, let to) = channel.machine.seal(.packet(packet), now: time) {
                 transmit?(datagram, to)
+                if channel.machine.probeDue { tick() }
                 return true
             }
         }

@@ -67,7 +67,7 @@ struct MediatorCommand: AsyncParsableCommand {
 
     @Option(
         help:
-            "Seconds between keepalives on each UDP channel (default 15; the channel is down after 3 silent intervals); 0 turns UDP channels off."
+            "Seconds between keepalives on each UDP channel (default 15; the channel is down after 3 silent intervals, or 3 s after an unanswered one with the peer silent); 0 turns UDP channels off."
     )
     var udpKeepalive: Double?
 
@@ -145,6 +145,17 @@ struct MediatorCommand: AsyncParsableCommand {
         "tun-offload",
     ]).union(PcapOptions.configKeys)
 
+    /// An IPv4 prefix's broadcast address (every host bit set): LAN hosts send to it as broadcast, so
+    /// TUN mode's proxy ARP entry and route for it would take the LAN's broadcasts (`--tun
+    /// 192.168.77.255/24` was taken). IPv6 has no broadcast address.
+    static func isBroadcast(_ prefix: MediatorEnvironment.AddressPrefix) -> Bool {
+        guard !prefix.address.isIPv6 else { return false }
+        let bytes = prefix.address.bytes
+        guard bytes.count == 4, prefix.prefixLength < 31 else { return false }
+        for bit in Int(prefix.prefixLength)..<32 where bytes[bit / 8] & (0x80 >> UInt8(bit % 8)) == 0 { return false }
+        return true
+    }
+
     func makeConfiguration(logger: Logger) throws -> MediatorConfiguration {
         let section = try config.map { try ConfigFile(path: $0) }?.section(
             "mediator",
@@ -217,6 +228,9 @@ struct MediatorCommand: AsyncParsableCommand {
                 }
                 guard address.address != address.network.address else {
                     throw ValidationError("--tun '\(text)' is the LAN's network address, not a host address")
+                }
+                guard !Self.isBroadcast(address) else {
+                    throw ValidationError("--tun '\(text)' is the LAN's broadcast address, not a host address")
                 }
                 guard !addresses.contains(where: { $0.address.isIPv6 == address.address.isIPv6 }) else {
                     throw ValidationError("--tun '\(text)': at most one --tun per address family")

@@ -166,6 +166,19 @@ struct ReplayCommand: AsyncParsableCommand {
             throw e
         } catch let e as ValidationError {
             throw e
+        } catch let failure as ReplayFailure {
+            // Stopped midway (the tunnel went away): the flows it got through, then why it stopped.
+            if let partial = failure.partial {
+                if json {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                    print(String(decoding: try encoder.encode(partial), as: UTF8.self))
+                } else {
+                    print(partial.text)
+                }
+            }
+            Self.stderr("postern replay: \(failure)")
+            throw ExitCode(2)
         } catch {
             Self.stderr("postern replay: \(error)")
             throw ExitCode(2)
@@ -259,8 +272,12 @@ struct ReplayCommand: AsyncParsableCommand {
         do {
             return try SocketAddress.makeAddressResolvingHost(
                 "\(endpoint.host)".trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port: Int(endpoint.port))
+        } catch let error as SocketAddressError.UnknownHost {
+            // Not a usage error: the name is well formed and does not resolve (here, now). In words,
+            // not as `SocketAddressError.UnknownHost: Name or service not known (error -2) for ...`.
+            throw ReplayFailure(reason: "\(option) \(text): cannot resolve '\(error.host)': \(error.errorDescription)")
         } catch {
-            throw ValidationError("\(option) \(text): \(error)")
+            throw ReplayFailure(reason: "\(option) \(text): \(error)")
         }
     }
 

@@ -86,7 +86,7 @@ struct ServerCommand: AsyncParsableCommand {
 
     @Option(
         help:
-            "Seconds between keepalives on each UDP channel (default 15; the channel is down after 3 silent intervals); 0 turns UDP channels off."
+            "Seconds between keepalives on each UDP channel (default 15; the channel is down after 3 silent intervals, or 3 s after an unanswered one with the peer silent); 0 turns UDP channels off."
     )
     var udpKeepalive: Double?
 

@@ -24,6 +24,12 @@ final class UDPChannelStateMachineTests: XCTestCase {
         var duplicate = false
         /// The server's datagrams are lost (the mediator's still arrive).
         var serverToMediatorLost = false
+        /// The mediator's datagrams are lost (the server's still arrive): a gateway dropping UDP to
+        /// the service port.
+        var mediatorToServerLost = false
+        /// Every n-th datagram sent (either way) is lost; 0: none.
+        var loseEvery = 0
+        private var sentCount = 0
         var serverEvents: [(NIODeadline, Action)] = []
         var mediatorEvents: [(NIODeadline, Action)] = []
         var serverDelivered: [UDPChannelMessage] = []
@@ -46,10 +52,12 @@ final class UDPChannelStateMachineTests: XCTestCase {
             for action in actions {
                 switch action {
                 case .send(let bytes, let to):
+                    sentCount += 1
+                    if loseEvery > 0, sentCount % loseEvery == 0 { continue }
                     if fromMediator {
                         XCTAssertEqual(to, "S")
                         wire.append((now, bytes))
-                        if !blocked { queue.append((true, bytes)) }
+                        if !blocked, !mediatorToServerLost { queue.append((true, bytes)) }
                     } else if !blocked, !serverToMediatorLost, to == mediatorSource {
                         queue.append((false, bytes))
                     }
@@ -96,6 +104,8 @@ final class UDPChannelStateMachineTests: XCTestCase {
             let result = fromMediator ? mediator.seal(m, now: now) : server.seal(m, now: now)
             guard case .send(let bytes, let to) = result else { return false }
             perform([.send(bytes, to: to)], fromMediator: fromMediator)
+            // As the I/O does: a seal that asks for a probe is followed by a tick.
+            if fromMediator ? mediator.probeDue : server.probeDue { tick() }
             pump()
             return true
         }
@@ -160,17 +170,20 @@ final class UDPChannelStateMachineTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(p.server.counters.keepalivesSent, 40, "the server pings too")
     }
 
-    /// UDP blocked: each end goes down once the dead timeout passed since it last heard, and datagrams
-    /// go on the TCP channel; unblocked: both are back up within one keepalive interval.
+    /// UDP blocked: each end goes down once its next keepalive is unanswered for the answer timeout
+    /// with nothing heard (not only after the dead timeout), and datagrams go on the TCP channel;
+    /// unblocked: both are back up within one keepalive interval.
     func testFallbackAndRecovery() throws {
         var p = up()
         p.advance(by: .seconds(20))
-        let lastHeard = try XCTUnwrap(p.mediator.lastHeard)
+        let blocked = p.now
         p.blocked = true
         p.advance(by: .seconds(120))
+        let firstPing = try XCTUnwrap(p.wire.first { $0.0 > blocked }?.0)
         let downs = p.mediatorEvents.filter { $0.1 == .down }
         XCTAssertEqual(downs.count, 1)
-        XCTAssertEqual(downs.first?.0, lastHeard + Self.dead, "down exactly at the dead timeout")
+        XCTAssertEqual(downs.first?.0, firstPing + p.mediator.settings.answerTimeout, "down when its keepalive is unanswered")
+        XCTAssertLessThan(downs.first!.0 - blocked, Self.interval + .seconds(5), "well before the dead timeout")
         XCTAssertEqual(p.serverEvents.filter { $0.1 == .down }.count, 1)
         XCTAssertEqual(p.mediator.seal(Self.datagram(9), now: p.now), .notUp)
         XCTAssertEqual(p.server.seal(Self.datagram(9), now: p.now), .notUp)
@@ -184,6 +197,70 @@ final class UDPChannelStateMachineTests: XCTestCase {
         XCTAssertTrue(p.server.isUp && p.mediator.isUp)
         XCTAssertTrue(p.offer(Self.datagram(3)))
         XCTAssertEqual(p.serverDelivered, [Self.datagram(3)])
+    }
+
+    /// The gateway starts dropping the mediator's datagrams while the server's still arrive (UDP to
+    /// the service port blocked): the server's next datagram finds it silent, a probe goes unanswered,
+    /// and within the answer timeout both ends are down (the server's PING tells the mediator, which
+    /// still hears it) and datagrams take the TCP channel; the dead timeout (45 s) is not waited for.
+    func testOneWayBlockIsNoticedWithinTheAnswerTimeout() throws {
+        var p = up()
+        p.advance(by: .seconds(5))
+        p.mediatorToServerLost = true
+        let blocked = p.now
+        p.advance(by: .seconds(2))
+        XCTAssertTrue(p.offer(Self.datagram(1), fromMediator: false), "the server still thinks it is up")
+        XCTAssertFalse(p.server.probeDue, "the probe went out with the seal's tick")
+        p.advance(by: .seconds(5))
+        let serverDown = try XCTUnwrap(p.serverEvents.first { $0.1 == .down }?.0)
+        let mediatorDown = try XCTUnwrap(p.mediatorEvents.first { $0.1 == .down }?.0)
+        XCTAssertLessThanOrEqual(serverDown - blocked, .seconds(2) + p.server.settings.answerTimeout)
+        XCTAssertEqual(mediatorDown, serverDown, "told at once by the server's PING")
+        XCTAssertEqual(p.server.seal(Self.datagram(2), now: p.now), .notUp)
+        XCTAssertEqual(p.mediator.seal(Self.datagram(2), now: p.now), .notUp)
+        // Unblocked: back up within one keepalive interval.
+        p.mediatorToServerLost = false
+        p.advance(by: Self.interval)
+        XCTAssertTrue(p.server.isUp && p.mediator.isUp)
+    }
+
+    /// A busy path that loses datagrams (PINGs and PONGs among them) is not silent: while the peer is
+    /// heard, unanswered PINGs do not take the channel down.
+    func testALossyBusyPathStaysUp() {
+        var p = up()
+        p.advance(by: .seconds(5))
+        p.loseEvery = 2
+        for i in 0..<100 {
+            _ = p.offer(Self.datagram(UInt8(i)))
+            _ = p.offer(Self.datagram(UInt8(i)), fromMediator: false)
+            p.advance(by: .milliseconds(100))
+        }
+        XCTAssertTrue(p.server.isUp && p.mediator.isUp)
+        XCTAssertEqual(p.serverEvents.filter { $0.1 == .down }.count, 0)
+        XCTAssertEqual(p.mediatorEvents.filter { $0.1 == .down }.count, 0)
+        XCTAssertGreaterThan(p.server.counters.delivered, 20)
+    }
+
+    /// A one-way flood where the receiving end's socket drops most datagrams (PINGs among them): the
+    /// receiving end, which hears the flood, PINGs back every probe interval, so the sending end is
+    /// never silent about it and the channel stays up.
+    func testAOneWayFloodIntoALossyReceiverStaysUp() {
+        var p = up()
+        p.advance(by: .seconds(5))
+        var n = 0
+        for i in 0..<300 {
+            // Only every 8th of the server's datagrams arrives: the mediator's socket overflows.
+            p.serverToMediatorLost = i % 8 != 0
+            for _ in 0..<3 {
+                _ = p.offer(Self.datagram(UInt8(truncatingIfNeeded: n)), fromMediator: false)
+                n += 1
+            }
+            p.serverToMediatorLost = true
+            p.advance(by: .milliseconds(50))
+        }
+        XCTAssertEqual(p.serverEvents.filter { $0.1 == .down }.count, 0, "the server went down: \(p.serverEvents)")
+        XCTAssertTrue(p.server.isUp)
+        XCTAssertGreaterThan(p.mediatorDelivered.count, 50)
     }
 
     /// The gateway reboots and maps the mediator to a new public port: the server follows its next

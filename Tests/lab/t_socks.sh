@@ -183,8 +183,8 @@ echo "BIND: first reply $bhost:$bport, stranger reset, lanhost relayed both ways
 out=$(socks udp 1000)
 echo "$out"
 assert_contains "$out" "udp: 1000 ok, 0 corrupted, 0 lost; fragment dropped"
-# To an IPv6 destination: the mediator's IPv6 port opens with the first (that one is dropped and
-# sent again by the client).
+# To an IPv6 destination: the mediator's IPv6 port opens with the first (which waits for it;
+# t_packet_audit.sh checks that it is answered without a retry).
 out=$(socks udp 50 fd00:77::10)
 echo "IPv6 $out"
 assert_contains "$out" "udp: 50 ok, 0 corrupted, 0 lost; fragment dropped"
