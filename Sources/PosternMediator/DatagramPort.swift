@@ -91,12 +91,3 @@ final class DatagramPort: ChannelInboundHandler, DatagramPathReceiver {
         context?.close(promise: nil)
     }
 }
-
-extension UInt64 {
-    /// 1, 10, 100…: when a repeated drop is logged.
-    fileprivate var isWorthALogLine: Bool {
-        var n = self
-        while n >= 10, n % 10 == 0 { n /= 10 }
-        return n == 1
-    }
-}

@@ -143,12 +143,3 @@ final class SOCKSListener {
         if n.isWorthALogLine { logger.info("\(line()) (\(kind): \(n) so far)") }
     }
 }
-
-extension Int {
-    /// 1, 10, 100…: when a repeated event is logged, so a flood does not flood the log.
-    var isWorthALogLine: Bool {
-        var n = self
-        while n >= 10, n % 10 == 0 { n /= 10 }
-        return n == 1
-    }
-}

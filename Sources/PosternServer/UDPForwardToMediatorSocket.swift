@@ -113,7 +113,7 @@ final class UDPForwardToMediatorSocket: ChannelInboundHandler {
             guard let text = peer.ipAddress, let ip = IPAddress(text), spec.options.allows(ip) else {
                 counters.deniedBySource()
                 let n = counters.policyDenials
-                if Int(clamping: n).isWorthALogLine {
+                if n.isWorthALogLine {
                     logger.info("forward \(spec): datagram from \(peer.display) dropped: not in its allow= list (\(n) so far)")
                 }
                 return
@@ -185,7 +185,7 @@ final class UDPForwardToMediatorSocket: ChannelInboundHandler {
     private func droppedByRate(toward: String) {
         counters.droppedByRate()
         let n = counters.rateLimitDrops
-        if Int(clamping: n).isWorthALogLine {
+        if n.isWorthALogLine {
             logger.info(
                 "forward \(spec): over its rate= of \(spec.options.rate ?? 0) bytes/s; dropping datagrams toward \(toward) (\(n) so far)")
         }
