@@ -47,6 +47,12 @@ final class StreamFlowHandler: ChannelInboundHandler {
         if context.channel.isActive { start() }
     }
 
+    /// The context holds this handler: kept, the pair outlived the flow's channel, so a replay kept
+    /// every TCP flow it had run (as `TunnelSession` did every tunnel).
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         start()
         context.fireChannelActive()

@@ -501,6 +501,10 @@ public final class MediatorLink: TunnelSessionDelegate {
             p.fail(OperationError(code: .shuttingDown, message: "session with '\(name)' ended: \(end.message)"))
         }
         packetReceiver = nil
+        // A session that never established still holds these, and they hold the link (and through
+        // it the session and its datagram path): dropped here, or every connection that closed
+        // before WELCOME (a scan, a wrong secret, a TLS failure) kept ~60 KiB for good.
+        establishedHandlers.removeAll()
         environmentHandlers.removeAll()
         for (_, p) in waiting {
             p.fail(OperationError(code: .shuttingDown, message: "session with '\(name)' ended: \(end.message)"))

@@ -244,6 +244,13 @@ public final class TunnelSession: ChannelInboundHandler {
         if context.channel.isActive { start(context: context) }
     }
 
+    /// The context holds this handler: kept past the channel's end, the pair (and through the
+    /// delegate's closures the link, its datagram path and, with TLS, the connection's SSL state,
+    /// ~60 KiB) was never freed — every service-port connection leaked it.
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
     public func channelActive(context: ChannelHandlerContext) {
         start(context: context)
         context.fireChannelActive()
