@@ -186,6 +186,7 @@ let package = Package(
             dependencies: [
                 "PosternTLS", "PosternTunnel", "PosternCore",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: ioSettings
@@ -207,6 +208,7 @@ let package = Package(
                 "PosternMediator", "PosternTunnel", "PosternCore", "PosternWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: ioSettings
@@ -268,8 +270,10 @@ let package = Package(
         .testTarget(
             name: "PosternReplayTests",
             dependencies: [
-                "PosternReplay", "PosternCapture", "PosternPcap",
+                "PosternReplay", "PosternCapture", "PosternPcap", "PosternWire",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: ioSettings
         ),
