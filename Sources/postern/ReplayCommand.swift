@@ -144,13 +144,7 @@ struct ReplayCommand: AsyncParsableCommand {
                     mode: mode, timeout: .seconds(Int64(timeout)), parallel: parallel,
                     progress: quiet ? nil : { Self.stderr($0) }
                 ).run()
-                if json {
-                    let encoder = JSONEncoder()
-                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                    print(String(decoding: try encoder.encode(report), as: UTF8.self))
-                } else {
-                    print(report.text)
-                }
+                try Self.printReport(report, json: json)
                 if report.failed { throw ExitCode(1) }
             } else if let respond {
                 let listen = try Self.address(respond, "--respond")
@@ -168,15 +162,7 @@ struct ReplayCommand: AsyncParsableCommand {
             throw e
         } catch let failure as ReplayFailure {
             // Stopped midway (the tunnel went away): the flows it got through, then why it stopped.
-            if let partial = failure.partial {
-                if json {
-                    let encoder = JSONEncoder()
-                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                    print(String(decoding: try encoder.encode(partial), as: UTF8.self))
-                } else {
-                    print(partial.text)
-                }
-            }
+            if let partial = failure.partial { try Self.printReport(partial, json: json) }
             Self.stderr("postern replay: \(failure)")
             throw ExitCode(2)
         } catch {
@@ -286,6 +272,17 @@ struct ReplayCommand: AsyncParsableCommand {
             throw ValidationError("give --control: no port follows \(address)")
         }
         return try SocketAddress(ipAddress: ip, port: port + 1)
+    }
+
+    /// A replay's report on standard output: its text, or (`--json`) the report as JSON.
+    static func printReport(_ report: ReplayReport, json: Bool) throws {
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            print(report.text)
+        }
     }
 
     static func stderr(_ line: String) {
