@@ -40,7 +40,7 @@ struct DemoCommand: ParsableCommand {
         defer { cleanup.run() }
 
         step("Bringing up the lab (namespaces \(ns("lan")), \(ns("lanhost")), \(ns("gw")), \(ns("wan")), \(ns("user")))")
-        try Self.shell([lab, "up"], env: ["POSTERN_LAB_PREFIX": prefix], quiet: true)
+        try Self.shell(tracked: cleanup, [lab, "up"], env: ["POSTERN_LAB_PREFIX": prefix], quiet: true)
         print("LAN 192.168.77.0/24 behind NAT gateway 203.0.113.1; server 203.0.113.10; user 203.0.113.20")
 
         let secret = work.appendingPathComponent("secret")
@@ -65,8 +65,7 @@ struct DemoCommand: ParsableCommand {
             let handle = try FileHandle(forWritingTo: logURL)
             p.standardOutput = handle
             p.standardError = handle
-            try Self.launch(p)
-            cleanup.add(p)
+            try cleanup.launch(p)
             return p
         }
 
@@ -75,7 +74,7 @@ struct DemoCommand: ParsableCommand {
 
         let state = work.appendingPathComponent("state").path
         step("Making the server's TLS key; the mediator will pin its fingerprint (postern fingerprint)")
-        let fingerprint = try Self.shell([me, "fingerprint", "--create", "--state-dir", state]).trimmingCharacters(
+        let fingerprint = try Self.shell(tracked: cleanup, [me, "fingerprint", "--create", "--state-dir", state]).trimmingCharacters(
             in: .whitespacesAndNewlines)
         print(fingerprint)
 
@@ -97,7 +96,8 @@ struct DemoCommand: ParsableCommand {
 
         var connected = false
         for _ in 0..<100 {
-            if let out = try? Self.shell(["ip", "netns", "exec", ns("wan"), me, "ctl", "--state-dir", state, "mediators"], quiet: true),
+            if let out = try? Self.shell(
+                tracked: cleanup, ["ip", "netns", "exec", ns("wan"), me, "ctl", "--state-dir", state, "mediators"], quiet: true),
                 out.contains("acme")
             {
                 connected = true
@@ -111,16 +111,19 @@ struct DemoCommand: ParsableCommand {
             throw ExitCode(1)
         }
         step("The server sees the mediator and its environment (postern ctl mediators)")
-        print(try Self.shell(["ip", "netns", "exec", ns("wan"), me, "ctl", "--state-dir", state, "mediators"]))
+        print(try Self.shell(tracked: cleanup, ["ip", "netns", "exec", ns("wan"), me, "ctl", "--state-dir", state, "mediators"]))
 
         step("From the user's side, the LAN host itself is unreachable (curl http://192.168.77.10/)")
         let direct =
-            (try? Self.shell(["ip", "netns", "exec", ns("user"), "curl", "-sS", "--max-time", "2", "http://192.168.77.10/"], quiet: true))
+            (try? Self.shell(
+                tracked: cleanup, ["ip", "netns", "exec", ns("user"), "curl", "-sS", "--max-time", "2", "http://192.168.77.10/"],
+                quiet: true))
             ?? ""
         print(direct.isEmpty ? "no route: as expected, the private network is not reachable from outside" : direct)
 
         step("Through Postern: curl http://203.0.113.10:8080/ from the user's host")
-        let page = try Self.shell(["ip", "netns", "exec", ns("user"), "curl", "-sS", "--max-time", "10", "http://203.0.113.10:8080/"])
+        let page = try Self.shell(
+            tracked: cleanup, ["ip", "netns", "exec", ns("user"), "curl", "-sS", "--max-time", "10", "http://203.0.113.10:8080/"])
         print(page)
         guard page.contains("Router configuration page") else {
             print("unexpected answer")
@@ -173,8 +176,12 @@ struct DemoCommand: ParsableCommand {
         throw ValidationError("cannot find tools/lab: run the demo from the Postern checkout")
     }
 
+    /// Runs `args` to its end and returns its standard output. `tracked`: started through the demo's
+    /// cleanup, so an interrupt stops it (or, once the cleanup has begun, it does not start at all).
     @discardableResult
-    static func shell(_ args: [String], env: [String: String] = [:], quiet: Bool = false) throws -> String {
+    static func shell(
+        tracked cleanup: DemoCleanup? = nil, _ args: [String], env: [String: String] = [:], quiet: Bool = false
+    ) throws -> String {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = args
@@ -184,7 +191,7 @@ struct DemoCommand: ParsableCommand {
         let pipe = Pipe()
         p.standardOutput = pipe
         p.standardError = quiet ? FileHandle.nullDevice : FileHandle.standardError
-        try launch(p)
+        if let cleanup { try cleanup.launch(p) } else { try launch(p) }
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         let out = String(decoding: data, as: UTF8.self)
@@ -196,8 +203,9 @@ struct DemoCommand: ParsableCommand {
 }
 
 /// What the demo undoes however it ends: its children, its lab, its work directory. `run` does it
-/// once, from the end of the demo or from SIGINT/SIGTERM, whichever comes first; a child started
-/// after that is stopped at once.
+/// once, from the end of the demo or from SIGINT/SIGTERM, whichever comes first. Children start
+/// through `launch`, under the same lock as `run`: each one either starts before the cleanup (which
+/// then stops it) or not at all — never between the cleanup and the exit that follows an interrupt.
 final class DemoCleanup: @unchecked Sendable {
     private let lock = NSLock()
     private var children: [Process] = []
@@ -206,12 +214,18 @@ final class DemoCleanup: @unchecked Sendable {
 
     init(_ body: @escaping ([Process]) -> Void) { self.body = body }
 
-    func add(_ p: Process) {
-        let late = lock.withLock {
-            if !done { children.append(p) }
-            return done
+    /// Starts `p` and stops it with the rest at cleanup. Once the cleanup has begun (an interrupt:
+    /// the demo's own end starts nothing after it), starts nothing and waits for the signal's thread
+    /// to end the process.
+    func launch(_ p: Process) throws {
+        lock.lock()
+        guard !done else {
+            lock.unlock()
+            while true { pause() }
         }
-        if late { DemoCommand.stop(p) }
+        defer { lock.unlock() }
+        try DemoCommand.launch(p)
+        children.append(p)
     }
 
     private var interrupted = false

@@ -27,8 +27,9 @@ grep -q "Demo succeeded" "$TEST_TMP/demo.log" || fail "the demo did not say it s
 left=$(leftovers "*")
 [[ -z "$left" ]] || fail "the demo left behind: $left"
 
-# Interrupted while its lab is up, then while its server and mediator run.
-for at in "Starting an HTTP server" "Starting mediator" "The server sees the mediator"; do
+# Interrupted while its lab comes up, while a step runs a short child (the TLS key), then while its
+# server and mediator run.
+for at in "Bringing up the lab" "Starting an HTTP server" "Making the server.s TLS key" "Starting mediator" "The server sees the mediator"; do
     for sig in INT TERM; do
         (cd "$TEST_TMP/elsewhere" && PATH="$TEST_TMP/bin:$PATH" exec postern demo --prefix "$prefix") >"$TEST_TMP/demo.log" 2>&1 &
         pid=$!
