@@ -27,6 +27,10 @@ public final class MediatorLink: TunnelSessionDelegate {
     /// How this session's datagrams travel: a UDP channel while one is up, else the TCP channel.
     /// Every UDP forward sends and receives through it.
     public let datagramPath: UDPChannelDatagramPath
+    /// What the session's ports carried, both channels: DATA and DATAGRAM payload on the TCP channel,
+    /// datagram payload on the UDP channel (sealed bytes, forged or replayed datagrams not counted).
+    public var payloadBytesIn: UInt64 { session.bytesIn &+ datagramPath.payloadBytesIn }
+    public var payloadBytesOut: UInt64 { session.bytesOut &+ datagramPath.payloadBytesOut }
     private var nextRequestID: UInt32 = 1
     /// The next server-chosen port id for a pipelined CONNECT (docs/protocol.md §5.3); nil once the
     /// range is used up (CONNECTs then go the old way, with port id 0).

@@ -690,8 +690,8 @@ public final class ServerService: @unchecked Sendable {
             from = link.from
             connectedAt = link.connectedAt
             ports = link.ports.count
-            bytesIn = link.session.bytesIn
-            bytesOut = link.session.bytesOut
+            bytesIn = link.payloadBytesIn
+            bytesOut = link.payloadBytesOut
             udpUp = link.datagramPath.isUDPUp
             udpSent = c.sent
             udpReceived = c.received

@@ -71,8 +71,8 @@ public final class TunnelSession: ChannelInboundHandler {
     /// `settings.maxBufferedBytes`).
     public private(set) var bufferedBytes = 0
 
-    /// Counters for the admin API. `bytesIn` and `bytesOut` count the same thing both ways: DATA
-    /// payload bytes (what the ports carried), not frame headers or control frames; `ctl status`
+    /// Counters for the admin API. `bytesIn` and `bytesOut` count the same thing both ways: DATA and
+    /// DATAGRAM payload bytes (what the ports carried), not frame headers, peers or control frames; `ctl status`
     /// showed 0 B in and 194 KiB out for a session whose traffic was all datagrams and OPENs.
     public private(set) var bytesIn: UInt64 = 0
     public private(set) var bytesOut: UInt64 = 0
@@ -144,7 +144,11 @@ public final class TunnelSession: ChannelInboundHandler {
                 return
             }
         }
-        if case .data(let d) = frame { bytesOut &+= UInt64(d.bytes.readableBytes) }
+        switch frame {
+        case .data(let d): bytesOut &+= UInt64(d.bytes.readableBytes)
+        case .datagram(let d): bytesOut &+= UInt64(d.bytes.readableBytes)
+        default: break
+        }
         framesOut &+= 1
         wrote(n, context)
     }
@@ -356,7 +360,9 @@ public final class TunnelSession: ChannelInboundHandler {
         case .data(let d):
             bytesIn &+= UInt64(d.bytes.readableBytes)
             portID = d.portID
-        case .datagram(let d): portID = d.portID
+        case .datagram(let d):
+            bytesIn &+= UInt64(d.bytes.readableBytes)
+            portID = d.portID
         case .window(let w): portID = w.portID
         case .finished(let f): portID = f.portID
         case .reset(let r): portID = r.portID
