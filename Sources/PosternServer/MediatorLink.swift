@@ -119,10 +119,14 @@ public final class MediatorLink: TunnelSessionDelegate {
         return promise.futureResult
     }
 
-    public func open(_ transport: Frame.Transport, address: IPAddress, port: UInt16, exact: Bool, owner: String) -> EventLoopFuture<
-        Frame.Done
-    > {
-        request { .open(.init(requestID: $0, transport: transport, exact: exact, address: address, port: port)) }
+    /// `reportDenied`: a UDP port whose datagrams the mediator's policy drops is reported with DENIED
+    /// (§6.5), if the mediator announced it can (an older one gets the original OPEN).
+    public func open(
+        _ transport: Frame.Transport, address: IPAddress, port: UInt16, exact: Bool, owner: String, reportDenied: Bool = false
+    ) -> EventLoopFuture<Frame.Done> {
+        let flags: Frame.Open.Flags? =
+            reportDenied && environment?.capabilities.contains(.deniedReports) == true ? .reportDenied : nil
+        return request { .open(.init(requestID: $0, transport: transport, exact: exact, address: address, port: port, flags: flags)) }
             .map { [self] done in
                 ports[done.portID] = PortRecord(
                     id: done.portID, transport: "\(transport)", kind: "open", local: "\(done.local)", remote: nil, owner: owner)

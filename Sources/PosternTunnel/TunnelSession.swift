@@ -366,6 +366,7 @@ public final class TunnelSession: ChannelInboundHandler {
         case .window(let w): portID = w.portID
         case .finished(let f): portID = f.portID
         case .reset(let r): portID = r.portID
+        case .denied(let d): portID = d.portID
         default:
             delegate?.session(self, received: frame)
             return
