@@ -77,6 +77,13 @@ public final class TunnelSession: ChannelInboundHandler {
     public private(set) var bytesIn: UInt64 = 0
     public private(set) var bytesOut: UInt64 = 0
     public private(set) var framesIn: UInt64 = 0
+    /// Server: WELCOME, and whatever follows it, waits in this end's buffer until `admit()` (the name
+    /// is this session's) or is replaced by REFUSED when `goAway` refuses the session first (the name
+    /// is in use, the server is full). A mediator refused for its name logged "connected (session N)"
+    /// when WELCOME went before the decision. Set before the handshake; the mediator never sets it.
+    public var holdsWelcomeUntilAdmitted = false
+    /// Established here, WELCOME held, no decision yet.
+    public private(set) var awaitingAdmission = false
     public private(set) var framesOut: UInt64 = 0
 
     /// `now` is the clock every input to the machine is stamped with (the composition root passes the
@@ -209,6 +216,7 @@ public final class TunnelSession: ChannelInboundHandler {
     }
 
     private func flush(_ context: ChannelHandlerContext) {
+        guard !awaitingAdmission else { return }
         writeControl(context)
         unflushed = 0
         context.flush()
@@ -232,7 +240,25 @@ public final class TunnelSession: ChannelInboundHandler {
 
     /// Ends the session on our side with GOAWAY (shutdown, replaced, protocol error in a layer above).
     public func goAway(_ code: ErrorCode, _ message: String) {
+        if awaitingAdmission { return refuseAdmission(code, message) }
         perform(machine.goAway(code, message))
+    }
+
+    /// The session may go on: WELCOME and what waited behind it go out.
+    public func admit() {
+        guard awaitingAdmission else { return }
+        awaitingAdmission = false
+        if let context { flush(context) }
+    }
+
+    /// Not admitted: what waited (WELCOME first) is dropped unsent and the peer gets REFUSED, as for
+    /// any refusal in the handshake (docs/protocol.md §4.1); the connection closes.
+    private func refuseAdmission(_ code: ErrorCode, _ message: String) {
+        awaitingAdmission = false
+        control = nil
+        unflushed = 0
+        send(.refused(.init(code: code, message: message)))
+        finish(SessionEnd(code: code, message: message))
     }
 
     /// Asks the established peer to answer a PING within `timeout` (the server does this when another
@@ -341,6 +367,7 @@ public final class TunnelSession: ChannelInboundHandler {
                 send(frame)
             case .established(let info):
                 established = info
+                if holdsWelcomeUntilAdmitted { awaitingAdmission = true }
                 // The peer proved the secret: only now may the mediator's transport trust the server
                 // key on first use (a no-op at the server).
                 transport?.authenticated()
