@@ -139,6 +139,25 @@ public struct PacketPlan: Sendable {
         return out
     }
 
+    /// Why `packets(from: direction, ...)` is empty, for the injecting end to say instead of a bare
+    /// "sent 0 packets": no IP packet of TCP, UDP or ICMP in the capture, every conversation skipped
+    /// (each with its reason, as the capturing end's report lists them), or none from that side.
+    public func nothingToSend(from direction: FlowDirection) -> String {
+        guard !conversations.isEmpty else {
+            return "the capture holds no TCP, UDP or ICMP packet to replay (\(ignored) frames without one)"
+        }
+        let skipped = conversations.filter { $0.skipReason != nil }
+        if skipped.count == conversations.count {
+            let shown = skipped.prefix(5).map {
+                "conversation \($0.number) (\($0.transport) \($0.initiator) ↔ \($0.responder)): \($0.skipReason!)"
+            }
+            let more = skipped.count > shown.count ? "; and \(skipped.count - shown.count) more" : ""
+            return "every conversation is skipped: " + shown.joined(separator: "; ") + more
+        }
+        let side = direction == .fromInitiator ? "initiator" : "responder"
+        return "the \(conversations.count - skipped.count) conversations replayed hold no packet from the \(side) that can be rewritten"
+    }
+
     /// The report for one direction: what was planned against what was captured, per conversation.
     public func check(direction: FlowDirection, sent: [Planned], received: [[UInt8]], hops: Int, capture: String) -> (
         report: ReplayReport, unexpected: Int

@@ -30,6 +30,9 @@ final class DatagramPort: ChannelInboundHandler, DatagramPathReceiver {
     private var peers = DatagramPeerMemory<Endpoint>(capacity: 4096)
     private var loggedUnsolicited = false
     var local: Endpoint
+    /// Sends DENIED for this port (docs/protocol.md §6.5): set when its OPEN asked for the reports.
+    var reportDenied: ((UInt32) -> Void)?
+    private var deniedReports = DeniedDatagramReports(interval: .milliseconds(Int64(Frame.Denied.reportIntervalMillis)))
 
     init(portID: UInt32, path: DatagramPath, policy: Policy, local: Endpoint, logger: Logger) {
         self.portID = portID
@@ -78,11 +81,28 @@ final class DatagramPort: ChannelInboundHandler, DatagramPathReceiver {
             if denied.isWorthALogLine {
                 logger.notice("port \(self.portID): datagram to \(peer) denied by policy (\(denied) so far on this port)")
             }
+            if reportDenied != nil { report(deniedReports.denied(now: .now())) }
             return
         }
         peers.remember(known)
         let remote = SocketAddress(address, port: peer.port)
         writer.write(AddressedEnvelope(remoteAddress: remote, data: bytes))
+    }
+
+    /// Tells the server what the policy dropped, thinned (`DeniedDatagramReports`); what is gathered
+    /// goes at the deadline, while the port is still open.
+    private func report(_ action: DeniedDatagramReports.Action) {
+        switch action {
+        case .none:
+            break
+        case .send(let count):
+            reportDenied?(count)
+        case .flushAt(let deadline):
+            context?.eventLoop.scheduleTask(deadline: deadline) { [weak self] in
+                guard let self, self.context != nil, let count = self.deniedReports.flush(now: .now()) else { return }
+                self.reportDenied?(count)
+            }
+        }
     }
 
     func datagramPathClosed(portID: UInt32) { close() }

@@ -251,6 +251,7 @@ public final class MediatorService: @unchecked Sendable {
             var offered: MediatorEnvironment.Capabilities = icmpEcho.capabilities
             if tun != nil { offered.formUnion([.tunOffered, .tunExtensions]) }
             if configuration.pipelinedConnects { offered.insert(.pipelinedConnect) }
+            offered.insert(.deniedReports)
             switch result {
             case .success(var environment):
                 environment.capabilities.formUnion(offered)

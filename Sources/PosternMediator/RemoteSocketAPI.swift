@@ -245,7 +245,9 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
             }
         case .udp:
             openDatagram(
-                UDPBind(requestID: o.requestID, address: o.address, exact: o.exact, what: "open udp"), session, id: id, port: o.port)
+                UDPBind(
+                    requestID: o.requestID, address: o.address, exact: o.exact, what: "open udp",
+                    reportDenied: o.flags?.contains(.reportDenied) == true), session, id: id, port: o.port)
         }
     }
 
@@ -280,6 +282,8 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
         var what: String
         /// Kernel receive buffer to ask for; 0 keeps the system's default (208 KiB).
         var receiveBuffer: Int = 0
+        /// OPEN asked for DENIED reports (§6.5).
+        var reportDenied = false
     }
 
     private func openDatagram(_ o: UDPBind, _ session: TunnelSession, id: UInt32, port: UInt16) {
@@ -287,6 +291,9 @@ final class RemoteSocketAPI: TunnelSessionDelegate {
             portID: id, path: datagramPath ?? TunnelDatagramPath(session: session), policy: configuration.policy,
             local: Endpoint(o.address, port),
             logger: session.logger)
+        if o.reportDenied {
+            relay.reportDenied = { [weak session] count in session?.send(.denied(.init(portID: id, count: count))) }
+        }
         let recorder = self.recorder
         var bootstrap = DatagramBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 0)

@@ -18,8 +18,8 @@ struct CounterView: Encodable {
     init(_ link: MediatorLink) {
         name = link.name
         ports = link.session.portCount
-        bytesIn = link.session.bytesIn
-        bytesOut = link.session.bytesOut
+        bytesIn = link.payloadBytesIn
+        bytesOut = link.payloadBytesOut
         framesIn = link.session.framesIn
         framesOut = link.session.framesOut
     }

@@ -86,6 +86,9 @@ final class ForwardCounters {
     /// The forward's `allow=` list turned a user away.
     func deniedBySource() { lock.withLock { _policyDenials &+= 1 } }
 
+    /// The mediator's policy dropped `n` datagrams of a `udp:` forward (DENIED, docs/protocol.md §6.5).
+    func deniedByMediator(_ n: UInt64) { lock.withLock { _policyDenials &+= n } }
+
     func droppedByRate() { lock.withLock { _rateLimitDrops &+= 1 } }
 
     /// A connection that was not relayed: the mediator's policy, or anything else.

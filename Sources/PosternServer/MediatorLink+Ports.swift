@@ -72,8 +72,8 @@ extension MediatorLink {
 extension MediatorLink {
     /// Opens an ephemeral UDP port of one family on the mediator; its datagrams travel this
     /// session's `datagramPath`. `close` releases it (a no-op once the session is gone).
-    func openUDPPort(v6: Bool, owner: String) -> EventLoopFuture<UDPForwardToMediator.OpenedPort> {
-        open(.udp, address: v6 ? .anyV6 : .anyV4, port: 0, exact: false, owner: owner).map { [self] done in
+    func openUDPPort(v6: Bool, owner: String, reportDenied: Bool = false) -> EventLoopFuture<UDPForwardToMediator.OpenedPort> {
+        open(.udp, address: v6 ? .anyV6 : .anyV4, port: 0, exact: false, owner: owner, reportDenied: reportDenied).map { [self] done in
             UDPForwardToMediator.OpenedPort(
                 portID: done.portID, path: datagramPath,
                 close: { [weak self] in

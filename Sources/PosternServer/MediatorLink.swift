@@ -27,6 +27,10 @@ public final class MediatorLink: TunnelSessionDelegate {
     /// How this session's datagrams travel: a UDP channel while one is up, else the TCP channel.
     /// Every UDP forward sends and receives through it.
     public let datagramPath: UDPChannelDatagramPath
+    /// What the session's ports carried, both channels: DATA and DATAGRAM payload on the TCP channel,
+    /// datagram payload on the UDP channel (sealed bytes, forged or replayed datagrams not counted).
+    public var payloadBytesIn: UInt64 { session.bytesIn &+ datagramPath.payloadBytesIn }
+    public var payloadBytesOut: UInt64 { session.bytesOut &+ datagramPath.payloadBytesOut }
     private var nextRequestID: UInt32 = 1
     /// The next server-chosen port id for a pipelined CONNECT (docs/protocol.md §5.3); nil once the
     /// range is used up (CONNECTs then go the old way, with port id 0).
@@ -115,10 +119,14 @@ public final class MediatorLink: TunnelSessionDelegate {
         return promise.futureResult
     }
 
-    public func open(_ transport: Frame.Transport, address: IPAddress, port: UInt16, exact: Bool, owner: String) -> EventLoopFuture<
-        Frame.Done
-    > {
-        request { .open(.init(requestID: $0, transport: transport, exact: exact, address: address, port: port)) }
+    /// `reportDenied`: a UDP port whose datagrams the mediator's policy drops is reported with DENIED
+    /// (§6.5), if the mediator announced it can (an older one gets the original OPEN).
+    public func open(
+        _ transport: Frame.Transport, address: IPAddress, port: UInt16, exact: Bool, owner: String, reportDenied: Bool = false
+    ) -> EventLoopFuture<Frame.Done> {
+        let flags: Frame.Open.Flags? =
+            reportDenied && environment?.capabilities.contains(.deniedReports) == true ? .reportDenied : nil
+        return request { .open(.init(requestID: $0, transport: transport, exact: exact, address: address, port: port, flags: flags)) }
             .map { [self] done in
                 ports[done.portID] = PortRecord(
                     id: done.portID, transport: "\(transport)", kind: "open", local: "\(done.local)", remote: nil, owner: owner)

@@ -156,6 +156,8 @@ public final class MediatorRegistry {
             old.onLoop { old.session.goAway(.replaced, "replaced by a newer session of the same mediator") }
         }
         setLink(name, link)
+        // First on its loop: WELCOME goes out ahead of any request an observer sends now.
+        link.onLoop { link.session.admit() }
         sessionsByName[name, default: 0] &+= 1
         logger.info("mediator '\(name)' connected from \(link.from) (session \(link.info?.sessionID ?? 0))")
         events.post(ServerEvent(mediator: name, kind: "connected", detail: "from \(link.from)"))

@@ -130,6 +130,7 @@ struct MediatorView: Encodable {
         }
         if e.capabilities.contains(.echoNames) { capabilities.append("echo-names") }
         if e.capabilities.contains(.pipelinedConnect) { capabilities.append("pipelined-connect") }
+        if e.capabilities.contains(.deniedReports) { capabilities.append("denied-reports") }
         if let t = link.registry.tunMode?.tun(of: link) {
             let counters = t.relay?.counters ?? PacketCounters()
             tun = TunView(

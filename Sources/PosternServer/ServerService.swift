@@ -496,6 +496,9 @@ public final class ServerService: @unchecked Sendable {
             settings: configuration.settings, sessionID: id, serverNonce: Nonce.make(), secretFor: { secrets.secret(for: $0) })
         let session = TunnelSession(
             machine: machine, settings: configuration.settings, eventLoop: loop, logger: logger, now: { .now() })
+        // WELCOME waits for the registry's word on the name (`MediatorRegistry.admit`), so a mediator
+        // refused for it gets REFUSED and never believes it was connected.
+        session.holdsWelcomeUntilAdmitted = true
         let link = MediatorLink(session: session, registry: registry, connectedAt: Date(), udpChannel: configuration.udpChannel)
         link.loopIndex = loops.firstIndex { $0 === loop } ?? 0
         link.maxPorts = configuration.maxPortsPerSession
@@ -690,8 +693,8 @@ public final class ServerService: @unchecked Sendable {
             from = link.from
             connectedAt = link.connectedAt
             ports = link.ports.count
-            bytesIn = link.session.bytesIn
-            bytesOut = link.session.bytesOut
+            bytesIn = link.payloadBytesIn
+            bytesOut = link.payloadBytesOut
             udpUp = link.datagramPath.isUDPUp
             udpSent = c.sent
             udpReceived = c.received

@@ -74,7 +74,7 @@ final class UDPForwardToMediator: Forward {
     /// session runs on the caller's loop.
     private static func opener(spec: ForwardSpec, target: IPAddress, registry: MediatorRegistry) -> PortOpener {
         { owner in
-            registry.localLink(spec.mediator)?.openUDPPort(v6: target.isIPv6, owner: owner)
+            registry.localLink(spec.mediator)?.openUDPPort(v6: target.isIPv6, owner: owner, reportDenied: true)
         }
     }
 

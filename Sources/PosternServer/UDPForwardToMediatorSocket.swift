@@ -22,6 +22,9 @@ final class UDPForwardToMediatorSocket: ChannelInboundHandler {
         let peer: SocketAddress
         let port: UDPForwardToMediator.OpenedPort
         weak var socket: UDPForwardToMediatorSocket?
+        /// Datagrams offered to the mediator port and not yet reported denied: what bounds DENIED's
+        /// count, so a mediator cannot report more than this flow sent it.
+        var unreported: UInt64 = 0
 
         init(id: DatagramFlowID, peer: SocketAddress, port: UDPForwardToMediator.OpenedPort, socket: UDPForwardToMediatorSocket) {
             self.id = id
@@ -35,6 +38,13 @@ final class UDPForwardToMediatorSocket: ChannelInboundHandler {
         }
 
         func datagramPathClosed(portID: UInt32) { socket?.ended(self) }
+
+        func datagramsDenied(_ count: UInt32, portID: UInt32) { socket?.deniedByMediator(count, on: self) }
+
+        /// Offers one datagram toward the forward's target through the flow's mediator port.
+        func send(_ bytes: ByteBuffer, to target: Endpoint, drops: inout DatagramDrops) {
+            if port.path.offer(portID: port.portID, peer: target, bytes: bytes, drops: &drops) { unreported &+= 1 }
+        }
     }
 
     let spec: ForwardSpec
@@ -59,6 +69,8 @@ final class UDPForwardToMediatorSocket: ChannelInboundHandler {
     var events: EventLog?
     /// Ports the mediator did not open for new senders (logged at the 1st, 10th, 100th...).
     private var openFailures = 0
+    /// DENIED reports taken (logged at the 1st, 10th, 100th...).
+    private var deniedReports = 0
 
     init(
         spec: ForwardSpec, eventLoop: EventLoop, counters: ForwardCounters, limits: DatagramFlowLimits,
@@ -125,7 +137,7 @@ final class UDPForwardToMediatorSocket: ChannelInboundHandler {
         counters.datagramToMediator(envelope.data.readableBytes)
         switch flows.arrived(envelope.data, from: peer, now: now()) {
         case .send(let flow):
-            flow.port.path.offer(portID: flow.port.portID, peer: spec.target, bytes: envelope.data, drops: &flows.drops)
+            flow.send(envelope.data, to: spec.target, drops: &flows.drops)
         case .open(let id):
             countFlows()
             open(id, for: peer)
@@ -166,7 +178,7 @@ final class UDPForwardToMediatorSocket: ChannelInboundHandler {
                         keep: false)
                 }
                 for bytes in backlog {
-                    port.path.offer(portID: port.portID, peer: spec.target, bytes: bytes, drops: &flows.drops)
+                    flow.send(bytes, to: spec.target, drops: &flows.drops)
                 }
             case .failure(let error):
                 counters.failed(error)
@@ -199,6 +211,32 @@ final class UDPForwardToMediatorSocket: ChannelInboundHandler {
         }
         counters.datagramFromMediator(bytes.readableBytes)
         writer?.write(AddressedEnvelope(remoteAddress: flow.peer, data: bytes))
+    }
+
+    /// The mediator's policy dropped `count` of the datagrams this flow sent (DENIED, §6.5): they
+    /// count in the forward's DENIED as a TCP connection the mediator refuses does. Never more than
+    /// the flow sent since the last report: a forged count inflates nothing.
+    fileprivate func deniedByMediator(_ count: UInt32, on flow: FlowPort) {
+        eventLoop.assertInEventLoop()
+        let n = min(UInt64(count), flow.unreported)
+        flow.unreported -= n
+        guard n > 0 else { return }
+        counters.deniedByMediator(n)
+        deniedReports += 1
+        if deniedReports.isWorthALogLine {
+            logger.info(
+                "forward \(spec): mediator '\(spec.mediator)' denies datagrams to \(spec.target) by its policy (\(counters.policyDenials) denied so far)"
+            )
+        }
+        // Like a TCP forward's "connect-failed", for followers only: the mediator sends at most one
+        // DENIED per port a second, so a flood makes no more events than that.
+        if let events, events.isFollowed {
+            events.post(
+                ServerEvent(
+                    mediator: spec.mediator, kind: "forward-denied", port: flow.port.portID,
+                    detail: "\(spec.text): \(n) datagrams from \(flow.peer.display) to \(spec.target) denied by the mediator's policy"),
+                keep: false)
+        }
     }
 
     /// The flow's path is gone (its session ended): the next datagram of its peer opens a new flow.

@@ -68,8 +68,11 @@ public final class TunnelDatagramPath: DatagramPath {
 
         func tunnelReceived(_ frame: Frame) {
             // Other relay frames for a datagram port have no meaning here; they are dropped.
-            guard case .datagram(let d) = frame else { return }
-            receiver?.datagramReceived(d.bytes, peer: d.peer, portID: portID)
+            switch frame {
+            case .datagram(let d): receiver?.datagramReceived(d.bytes, peer: d.peer, portID: portID)
+            case .denied(let d): receiver?.datagramsDenied(d.count, portID: portID)
+            default: break
+            }
         }
 
         func tunnelBecameWritable() {}

@@ -71,12 +71,19 @@ public final class TunnelSession: ChannelInboundHandler {
     /// `settings.maxBufferedBytes`).
     public private(set) var bufferedBytes = 0
 
-    /// Counters for the admin API. `bytesIn` and `bytesOut` count the same thing both ways: DATA
-    /// payload bytes (what the ports carried), not frame headers or control frames; `ctl status`
+    /// Counters for the admin API. `bytesIn` and `bytesOut` count the same thing both ways: DATA and
+    /// DATAGRAM payload bytes (what the ports carried), not frame headers, peers or control frames; `ctl status`
     /// showed 0 B in and 194 KiB out for a session whose traffic was all datagrams and OPENs.
     public private(set) var bytesIn: UInt64 = 0
     public private(set) var bytesOut: UInt64 = 0
     public private(set) var framesIn: UInt64 = 0
+    /// Server: WELCOME, and whatever follows it, waits in this end's buffer until `admit()` (the name
+    /// is this session's) or is replaced by REFUSED when `goAway` refuses the session first (the name
+    /// is in use, the server is full). A mediator refused for its name logged "connected (session N)"
+    /// when WELCOME went before the decision. Set before the handshake; the mediator never sets it.
+    public var holdsWelcomeUntilAdmitted = false
+    /// Established here, WELCOME held, no decision yet.
+    public private(set) var awaitingAdmission = false
     public private(set) var framesOut: UInt64 = 0
 
     /// `now` is the clock every input to the machine is stamped with (the composition root passes the
@@ -144,7 +151,11 @@ public final class TunnelSession: ChannelInboundHandler {
                 return
             }
         }
-        if case .data(let d) = frame { bytesOut &+= UInt64(d.bytes.readableBytes) }
+        switch frame {
+        case .data(let d): bytesOut &+= UInt64(d.bytes.readableBytes)
+        case .datagram(let d): bytesOut &+= UInt64(d.bytes.readableBytes)
+        default: break
+        }
         framesOut &+= 1
         wrote(n, context)
     }
@@ -205,6 +216,7 @@ public final class TunnelSession: ChannelInboundHandler {
     }
 
     private func flush(_ context: ChannelHandlerContext) {
+        guard !awaitingAdmission else { return }
         writeControl(context)
         unflushed = 0
         context.flush()
@@ -228,7 +240,25 @@ public final class TunnelSession: ChannelInboundHandler {
 
     /// Ends the session on our side with GOAWAY (shutdown, replaced, protocol error in a layer above).
     public func goAway(_ code: ErrorCode, _ message: String) {
+        if awaitingAdmission { return refuseAdmission(code, message) }
         perform(machine.goAway(code, message))
+    }
+
+    /// The session may go on: WELCOME and what waited behind it go out.
+    public func admit() {
+        guard awaitingAdmission else { return }
+        awaitingAdmission = false
+        if let context { flush(context) }
+    }
+
+    /// Not admitted: what waited (WELCOME first) is dropped unsent and the peer gets REFUSED, as for
+    /// any refusal in the handshake (docs/protocol.md §4.1); the connection closes.
+    private func refuseAdmission(_ code: ErrorCode, _ message: String) {
+        awaitingAdmission = false
+        control = nil
+        unflushed = 0
+        send(.refused(.init(code: code, message: message)))
+        finish(SessionEnd(code: code, message: message))
     }
 
     /// Asks the established peer to answer a PING within `timeout` (the server does this when another
@@ -337,6 +367,7 @@ public final class TunnelSession: ChannelInboundHandler {
                 send(frame)
             case .established(let info):
                 established = info
+                if holdsWelcomeUntilAdmitted { awaitingAdmission = true }
                 // The peer proved the secret: only now may the mediator's transport trust the server
                 // key on first use (a no-op at the server).
                 transport?.authenticated()
@@ -356,10 +387,13 @@ public final class TunnelSession: ChannelInboundHandler {
         case .data(let d):
             bytesIn &+= UInt64(d.bytes.readableBytes)
             portID = d.portID
-        case .datagram(let d): portID = d.portID
+        case .datagram(let d):
+            bytesIn &+= UInt64(d.bytes.readableBytes)
+            portID = d.portID
         case .window(let w): portID = w.portID
         case .finished(let f): portID = f.portID
         case .reset(let r): portID = r.portID
+        case .denied(let d): portID = d.portID
         default:
             delegate?.session(self, received: frame)
             return

@@ -40,6 +40,11 @@ public final class UDPChannelDatagramPath: DatagramPath {
     public private(set) var strayDatagrams: UInt64 = 0
     /// Datagrams sent on the fallback path while a channel was up because they did not fit one.
     public private(set) var fallbackWhileUp: UInt64 = 0
+    /// Payload bytes of the DATAGRAM messages this end sealed onto a channel and of those a channel
+    /// delivered (opened, not replayed): the UDP channel's share of the session's IN/OUT, counted as
+    /// the TCP channel counts DATA (the datagram, not the sealed bytes around it).
+    public private(set) var payloadBytesOut: UInt64 = 0
+    public private(set) var payloadBytesIn: UInt64 = 0
 
     private struct WeakReceiver {
         weak var receiver: DatagramPathReceiver?
@@ -194,6 +199,7 @@ public final class UDPChannelDatagramPath: DatagramPath {
                     continue
                 }
                 guard case .datagram(let portID, let peer, let bytes) = message else { continue }
+                payloadBytesIn &+= UInt64(bytes.readableBytes)
                 receivers[portID]?.receiver?.datagramReceived(bytes, peer: peer, portID: portID)
             case .up:
                 logger.info("UDP channel \(channelID) of session \(sessionID ?? 0) is up: datagrams take it")
@@ -269,6 +275,7 @@ public final class UDPChannelDatagramPath: DatagramPath {
         if let channel = upChannel, case .ip = peer.host, bytes.readableBytes <= UDPChannelMessage.maxDatagramBytes(for: peer) {
             let result = channel.machine.seal(.datagram(portID: portID, peer: peer, bytes: bytes), now: now())
             if case .send(let datagram, let to) = result {
+                payloadBytesOut &+= UInt64(bytes.readableBytes)
                 transmit?(datagram, to)
                 if channel.machine.probeDue { tick() }
                 return

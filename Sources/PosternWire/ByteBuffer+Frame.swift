@@ -67,6 +67,7 @@ extension ByteBuffer {
             writeInteger(UInt8(m.exact ? 1 : 0))
             writeAddress(m.address)
             writeInteger(m.port)
+            if let flags = m.flags { writeInteger(flags.rawValue) }
         case .redirect(let m):
             writeInteger(m.requestID)
             writeInteger(UInt8(m.exact ? 1 : 0))
@@ -133,6 +134,9 @@ extension ByteBuffer {
         case .tunClose(let m):
             writeInteger(m.requestID)
             writeWireString(m.message)
+        case .denied(let m):
+            writeInteger(m.portID)
+            writeInteger(m.count)
         case .tunStats(let m):
             writeInteger(m.toLAN)
             writeInteger(m.fromLAN)
@@ -253,10 +257,11 @@ extension Frame {
         case GoAway.type:
             frame = .goAway(GoAway(code: ErrorCode(rawValue: try r.int()), message: try r.string()))
         case Open.type:
-            frame = .open(
-                Open(
-                    requestID: try r.int(), transport: try r.transport(), exact: try r.flag("exact"),
-                    address: try r.address(), port: try r.int()))
+            var open = Open(
+                requestID: try r.int(), transport: try r.transport(), exact: try r.flag("exact"), address: try r.address(),
+                port: try r.int())
+            if !r.isEmpty { open.flags = Open.Flags(rawValue: try r.int()) }
+            frame = .open(open)
         case Redirect.type:
             frame = .redirect(
                 Redirect(requestID: try r.int(), exact: try r.flag("exact"), address: try r.address(), port: try r.int()))
@@ -316,6 +321,11 @@ extension Frame {
             frame = .tunReady(TunReady(requestID: requestID, mtu: mtu, address: address, prefixes: prefixes, secondAddress: second))
         case TunClose.type:
             frame = .tunClose(TunClose(requestID: try r.int(), message: try r.string()))
+        case Denied.type:
+            let portID: UInt32 = try r.int()
+            let count: UInt32 = try r.int()
+            guard count > 0 else { throw WireError.invalidValue(field: "count", value: "0") }
+            frame = .denied(Denied(portID: portID, count: count))
         case TunStats.type:
             let toLAN: UInt64 = try r.int()
             let fromLAN: UInt64 = try r.int()
@@ -408,6 +418,7 @@ extension Frame {
         case Packet.type: return "PACKET"
         case TunStats.type: return "TUN_STATS"
         case TunClose.type: return "TUN_CLOSE"
+        case Denied.type: return "DENIED"
         case Echo.type: return "ECHO"
         case EchoReply.type: return "ECHO_REPLY"
         default: return "0x" + String(type, radix: 16)

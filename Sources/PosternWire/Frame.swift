@@ -37,6 +37,8 @@ public enum Frame: Hashable, Sendable {
     case packet(Packet)
     case tunStats(TunStats)
     case tunClose(TunClose)
+    // Datagram denial reports (§6.5): additive, sent only to a server whose OPEN asked for them
+    case denied(Denied)
     // ICMP echo (§11): additive, sent only to a peer that announced it
     case echo(Echo)
     case echoReply(EchoReply)
@@ -71,6 +73,7 @@ public enum Frame: Hashable, Sendable {
         case .packet: return Packet.type
         case .tunStats: return TunStats.type
         case .tunClose: return TunClose.type
+        case .denied: return Denied.type
         case .echo: return Echo.type
         case .echoReply: return EchoReply.type
         }
@@ -86,7 +89,7 @@ public enum Frame: Hashable, Sendable {
         Ping.pingType, Ping.pongType, GoAway.type, Open.type, Redirect.type, Connect.type, Listen.type,
         Close.type, Done.type, Failed.type, Data.type, Datagram.type, Window.type, Accepted.type,
         Finished.type, Reset.type, Tun.type, TunReady.type, Packet.type,
-        Echo.type, EchoReply.type, TunStats.type, TunClose.type,
+        Echo.type, EchoReply.type, TunStats.type, TunClose.type, Denied.type,
     ]
     /// The first bytes of every HELLO payload; lets the server reject stray traffic at once.
     public static let magic: [UInt8] = Array("PSTN".utf8)
@@ -206,12 +209,24 @@ public enum Frame: Hashable, Sendable {
         public var exact: Bool
         public var address: IPAddress
         public var port: UInt16
-        public init(requestID: UInt32, transport: Transport, exact: Bool, address: IPAddress, port: UInt16) {
+        /// The flags byte after the port (§5.1), only to a mediator with `Capabilities.deniedReports`;
+        /// nil: the original OPEN.
+        public var flags: Flags?
+        public init(requestID: UInt32, transport: Transport, exact: Bool, address: IPAddress, port: UInt16, flags: Flags? = nil) {
             self.requestID = requestID
             self.transport = transport
             self.exact = exact
             self.address = address
             self.port = port
+            self.flags = flags
+        }
+
+        /// What the server asks of the port beyond the original OPEN. Unknown bits are ignored.
+        public struct Flags: OptionSet, Hashable, Sendable {
+            public let rawValue: UInt8
+            public init(rawValue: UInt8) { self.rawValue = rawValue }
+            /// UDP: the mediator reports the server's datagrams its policy dropped with DENIED (§6.5).
+            public static let reportDenied = Flags(rawValue: 1 << 0)
         }
     }
 
@@ -508,6 +523,23 @@ extension Frame {
         public init(requestID: UInt32, message: String) {
             self.requestID = requestID
             self.message = message
+        }
+    }
+
+    /// Mediator to server, only for a UDP port whose OPEN had the `reportDenied` flag: `count` datagrams
+    /// the server sent to that port were dropped by the mediator's policy (their destination is not
+    /// allowed) since the previous DENIED for the port. At most one per port per
+    /// `reportInterval` (§6.5), so a flood to a denied destination costs one frame a second.
+    public struct Denied: Hashable, Sendable {
+        public static let type: UInt8 = 0x2b
+        /// The least time between two DENIED for one port.
+        public static let reportIntervalMillis = 1000
+        public var portID: UInt32
+        /// Never 0 (a DENIED with count 0 is `invalidValue(field: "count")`).
+        public var count: UInt32
+        public init(portID: UInt32, count: UInt32) {
+            self.portID = portID
+            self.count = count
         }
     }
 

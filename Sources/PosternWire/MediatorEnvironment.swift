@@ -46,6 +46,9 @@ public struct MediatorEnvironment: Hashable, Sendable {
         /// may name a new port with the top bit set and send its DATA, FINISHED or RESET right behind
         /// the CONNECT, before DONE.
         public static let pipelinedConnect = Capabilities(rawValue: 1 << 8)
+        /// The mediator understands OPEN's flags byte (§5.1) and reports the datagrams its policy
+        /// dropped with DENIED (§6.5) for a UDP port whose OPEN asked: a server may send that OPEN.
+        public static let deniedReports = Capabilities(rawValue: 1 << 9)
     }
 
     public struct Interface: Hashable, Sendable {

@@ -186,6 +186,12 @@ struct ReplayCommand: AsyncParsableCommand {
             direction: direction,
             initiator: addresses.initiator, responder: addresses.responder, hops: hops)
         if inject {
+            // Nothing at all to inject is a replay that cannot run (as in stream mode): say why, exit 2.
+            // It printed "sent 0 packets" and exited 0.
+            guard !replay.planned.isEmpty else {
+                Self.stderr("postern replay: sent 0 packets from the \(direction): \(replay.plan.nothingToSend(from: direction))")
+                throw ExitCode(2)
+            }
             do {
                 let sent = try replay.inject(on: injectOn, gap: 0.002, recorded: timing == "recorded" ? scale : nil)
                 if !quiet { Self.stderr("replay inject: sent \(sent) packets from the \(direction)") }

@@ -196,4 +196,25 @@ final class PacketRewriteTests: XCTestCase {
         XCTAssertNil(big.conversations[0].skipReason, "TCP itself is replayed")
         XCTAssertFalse(big.packets(from: .fromInitiator, initiator: IPAddress("1.1.1.1")!, responder: IPAddress("2.2.2.2")!).isEmpty)
     }
+
+    /// With nothing to inject the plan says why, for the injecting end (it printed a bare "sent 0
+    /// packets"): every conversation skipped, with each reason; none from that side; no IP at all.
+    func testNothingToSendSaysWhy() throws {
+        let http = PacketPlan(records: try PcapFileReader.readAll(path: P.capturesDirectory + "/http-curl.pcap"), mtu: 1_000, hops: 1)
+        let a = IPAddress("192.168.77.50")!
+        let b = IPAddress("192.168.77.10")!
+        XCTAssertTrue(http.packets(from: .fromInitiator, initiator: a, responder: b).isEmpty)
+        let why = http.nothingToSend(from: .fromInitiator)
+        XCTAssertTrue(why.hasPrefix("every conversation is skipped: conversation 1 (tcp "), why)
+        XCTAssertTrue(why.hasSuffix("is larger than the tunnel's MTU of 1000"), why)
+        let v6 = PacketPlan(
+            records: try PcapFileReader.readAll(path: P.capturesDirectory + "/ping-any.pcap").filter { record in
+                guard case .ip(let offset)? = try? record.linkType.payload(of: record.bytes) else { return false }
+                return record.bytes[offset] >> 4 == 6
+            }, mtu: 1_400, hops: 1)
+        XCTAssertTrue(v6.nothingToSend(from: .fromResponder).contains("IPv6: the lab's addresses (--rewrite) are IPv4"))
+        XCTAssertEqual(
+            PacketPlan(records: [], mtu: 1_400, hops: 1).nothingToSend(from: .fromInitiator),
+            "the capture holds no TCP, UDP or ICMP packet to replay (0 frames without one)")
+    }
 }

@@ -181,6 +181,33 @@ final class UDPChannelDatagramPathTests: XCTestCase {
         XCTAssertEqual(server.channelIDs, [1])
     }
 
+    /// The session's IN/OUT count the datagrams a channel carried as the TCP channel counts DATA: the
+    /// payload, once, on delivery; keepalives, the sealing around a datagram, a replayed copy, a forged
+    /// one and what took the TCP channel instead (the session counts that) are not counted here.
+    func testPayloadBytesCountDeliveredDatagramsOnly() {
+        server.send(portID: 5, peer: peer, bytes: datagram(100))  // before the channel: TCP
+        bringUp()
+        advance(.seconds(3))  // keepalives only
+        XCTAssertEqual(server.payloadBytesOut, 0)
+        XCTAssertEqual(mediator.payloadBytesIn, 0)
+        server.send(portID: 5, peer: peer, bytes: datagram(1400, 1))
+        let sealed = wire.last!.bytes
+        XCTAssertGreaterThan(sealed.readableBytes, 1400)
+        pump()
+        mediator.send(portID: 5, peer: peer, bytes: datagram(8000, 2))
+        pump()
+        XCTAssertEqual(server.payloadBytesOut, 1400)
+        XCTAssertEqual(mediator.payloadBytesIn, 1400)
+        XCTAssertEqual(mediator.payloadBytesOut, 8000)
+        XCTAssertEqual(server.payloadBytesIn, 8000)
+        mediator.received(sealed, from: serverAddress)  // replayed
+        var forged = sealed
+        forged.setInteger(forged.getInteger(at: forged.writerIndex - 1, as: UInt8.self)! ^ 0xff, at: forged.writerIndex - 1)
+        mediator.received(forged, from: serverAddress)
+        XCTAssertEqual(mediator.payloadBytesIn, 1400, "replayed and forged datagrams are not counted")
+        XCTAssertEqual(mediatorReceiver.received.count, 2)
+    }
+
     /// The session ended: the path stops its timers and sends nothing more on the channel.
     func testClosedPathSendsNothing() {
         bringUp()

@@ -18,4 +18,18 @@ final class SessionByteCountTests: XCTestCase {
         XCTAssertEqual(frames.count, 4)
         XCTAssertEqual(tunnel.session.bytesOut - before, 100_110)
     }
+
+    /// DATAGRAM frames count their datagram both ways, not the peer address or the frame around it:
+    /// a session that only relayed `udp:` forward traffic on the TCP channel showed 0 B in and out.
+    func testDatagramPayloadCountsBothWays() throws {
+        let tunnel = try EmbeddedTunnel()
+        let peer = Endpoint(IPAddress("192.168.77.10")!, 53)
+        let (inBefore, outBefore) = (tunnel.session.bytesIn, tunnel.session.bytesOut)
+        tunnel.session.send(.datagram(.init(portID: 3, peer: peer, bytes: ByteBuffer(repeating: 1, count: 300))))
+        try tunnel.deliver(.datagram(.init(portID: 3, peer: peer, bytes: ByteBuffer(repeating: 2, count: 40))))
+        try tunnel.deliver(.datagram(.init(portID: 99, peer: peer, bytes: ByteBuffer(repeating: 2, count: 2))))
+        XCTAssertEqual(try tunnel.framesOut().count, 1)
+        XCTAssertEqual(tunnel.session.bytesOut - outBefore, 300)
+        XCTAssertEqual(tunnel.session.bytesIn - inBefore, 42)
+    }
 }

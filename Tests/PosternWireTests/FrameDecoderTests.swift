@@ -116,7 +116,7 @@ final class FrameDecoderTests: XCTestCase {
 
     func testUnknownTypesThrowAsSoonAsTheHeaderArrives() {
         let unknown = (UInt8(0)...255).filter { !Frame.knownTypes.contains($0) }
-        XCTAssertEqual(unknown.count, 256 - 29)
+        XCTAssertEqual(unknown.count, 256 - 30)
         for t in unknown {
             assertDecodeThrows(rawFrame(type: t, payload: []).withLength(100), .unknownType(t))
             assertDecodeThrows(rawFrame(type: t, payload: []), .unknownType(t))
@@ -130,7 +130,7 @@ final class FrameDecoderTests: XCTestCase {
             0x07: "PING", 0x08: "PONG", 0x09: "GOAWAY", 0x10: "OPEN", 0x11: "REDIRECT", 0x12: "CONNECT", 0x13: "LISTEN",
             0x14: "CLOSE", 0x18: "DONE", 0x19: "FAILED", 0x20: "DATA", 0x21: "DATAGRAM", 0x22: "WINDOW", 0x23: "ACCEPTED",
             0x24: "FINISHED", 0x25: "RESET", 0x15: "TUN", 0x1a: "TUN_READY", 0x26: "PACKET", 0x17: "ECHO", 0x1f: "ECHO_REPLY",
-            0x29: "TUN_STATS", 0x2a: "TUN_CLOSE",
+            0x29: "TUN_STATS", 0x2a: "TUN_CLOSE", 0x2b: "DENIED",
         ]
         XCTAssertEqual(Frame.knownTypes, Set(expected.keys))
         for (t, name) in expected { XCTAssertEqual(Frame.name(of: t), name) }
@@ -175,6 +175,15 @@ final class FrameDecoderTests: XCTestCase {
                     } else {
                         assertDecodeThrows(rawFrame(type: v.frame.type, payload: p), .trailingBytes(frame: v.frame.name, count: extra - 1))
                     }
+                case .open(let o) where o.flags == nil:
+                    // The flags byte is OPEN's optional tail (§5.1), as TUN's.
+                    if extra == 1 {
+                        var flagged = o
+                        flagged.flags = .init(rawValue: 0xee)
+                        XCTAssertEqual(try decodeOne(rawFrame(type: v.frame.type, payload: p)), .open(flagged))
+                    } else {
+                        assertDecodeThrows(rawFrame(type: v.frame.type, payload: p), .trailingBytes(frame: v.frame.name, count: extra - 1))
+                    }
                 case .tunReady(let r) where r.secondAddress == nil:
                     // The second address is TUN_READY's optional tail: bytes there are read as one,
                     // and 0xee is no address type.
@@ -213,6 +222,11 @@ final class FrameDecoderTests: XCTestCase {
                         // Cut right before its optional flags byte: the original TUN (§10.1).
                         XCTAssertEqual(length, p.count - 1)
                         XCTAssertEqual(got, .init(requestID: full.requestID, mtu: full.mtu))
+                    case (.open(let got)?, .open(let full)):
+                        // Cut right before its optional flags byte: the original OPEN (§5.1).
+                        XCTAssertEqual(length, p.count - 1)
+                        XCTAssertNotNil(full.flags)
+                        XCTAssertNil(got.flags)
                     case (.tunReady(let got)?, .tunReady(let full)):
                         // Cut right before its optional second address: the original TUN_READY (§10.1).
                         XCTAssertEqual(length, p.count - 18, "an IPv6 prefix is 18 bytes")

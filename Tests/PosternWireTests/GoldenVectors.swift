@@ -440,5 +440,24 @@ enum GoldenVectors {
                 80 00 00 01                                     | port id 0x80000001, before DONE
                 47 45 54 20 2f                                  | data "GET /"
                 """),
+        Vector(
+            section: "8.39",
+            frame: .open(.init(requestID: 13, transport: .udp, exact: false, address: .anyV4, port: 0, flags: .reportDenied)),
+            hex: """
+                00 00 00 0e 10 00                               | header: length 14, type 0x10 OPEN, flags 0
+                00 00 00 0d                                     | request id 13
+                11                                              | transport 17 UDP
+                00                                              | exact 0
+                01 00 00 00 00                                  | address: type 1 IPv4, 0.0.0.0
+                00 00                                           | port 0: the kernel chooses
+                01                                              | OPEN flags: bit 0 report denied datagrams
+                """),
+        Vector(
+            section: "8.40", frame: .denied(.init(portID: 3, count: 250)),
+            hex: """
+                00 00 00 08 2b 00                               | header: length 8, type 0x2b DENIED, flags 0
+                00 00 00 03                                     | port id 3
+                00 00 00 fa                                     | count 250
+                """),
     ]
 }

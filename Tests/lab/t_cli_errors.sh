@@ -31,4 +31,10 @@ expect_exit "replay without a responder" 2 noresponder \
     "cannot reach the responder's control address 127\.0\.0\.1:7001: Connection refused$" \
     "${iso[@]}" sh -c 'ip link set lo up && exec "$@"' _ "$POSTERN_BIN" replay "$LAB_REPO/captures/third-party/http-get.pcap" \
     --to 127.0.0.1:7000 --quiet
+# TUN-mode replay with nothing the plan can inject (its one TCP conversation has segments beyond the
+# MTU): the reason, exit 2, before any socket opens (it said "sent 0 packets" and exited 0).
+expect_exit "replay --packets --inject with nothing to inject" 2 nothingtoinject \
+    "sent 0 packets from the initiator: every conversation is skipped: conversation 1 \(tcp .*\): packet [0-9]+ of [0-9]+ bytes is larger than the tunnel's MTU of 1400$" \
+    "${iso[@]}" "$POSTERN_BIN" replay "$LAB_REPO/captures/http-curl.pcap" --packets initiator --inject \
+    --rewrite INITIATOR=192.168.77.50,RESPONDER=192.168.77.10
 echo "ok: each mistake got one clear line and its exit status"

@@ -130,6 +130,10 @@ wait_log "$TEST_TMP/server.log" "mediator 'acme' from .* refused: name in use by
 forward_ok || fail "the forward does not work while the second acme is refused"
 assert_eq 1 "$(grep -c "mediator 'acme' connected from" "$TEST_TMP/server.log")" "sessions of acme admitted"
 if grep -q 'tunnel lost' "$TEST_TMP/mediator.log"; then fail "the first acme lost its session: $(grep 'tunnel lost' "$TEST_TMP/mediator.log")"; fi
+# The server decides on the name before WELCOME: the refused one never believed it was connected.
+if grep -q 'connected to' "$TEST_TMP/mediator_b.log"; then
+    fail "the refused acme logged it was connected: $(grep 'connected to' "$TEST_TMP/mediator_b.log" | head -1)"
+fi
 echo "c) the second acme refused $(errors mediator_b 'name in use') times; the first keeps its session; the forward works"
 
 # ----------------------------------------- d) the first one stops answering -
