@@ -20,6 +20,10 @@ final class ServerTunMode {
     private var logger: Logger
     private var claims = TunPrefixClaims()
     private var tuns: [ObjectIdentifier: ServerTun] = [:]
+    /// Per mediator name: the stop of an ended session's device whose start was still under way. Its
+    /// undo and the next session's start use the same device name and journal file, so that start
+    /// waits for it (a fast reconnect would otherwise have one undo the other's device and routes).
+    private var stopping: [String: EventLoopFuture<Void>] = [:]
 
     init(mtu: Int, stateDirectory: String, logger: Logger) {
         self.mtu = mtu
@@ -55,12 +59,16 @@ final class ServerTunMode {
     /// The TUN state of a link, for the admin API.
     func tun(of link: MediatorLink) -> ServerTun? { tuns[ObjectIdentifier(link)] }
 
-    func stopAll() {
+    /// Stops every device; the future completes once every change is undone, starts under way
+    /// included (the server exits only then).
+    func stopAll(eventLoop: EventLoop) -> EventLoopFuture<Void> {
+        var pending = Array(stopping.values)
         for tun in tuns.values {
-            tun.stop()
+            if let f = tun.stop() { pending.append(f) }
             claims.release(tun.mediator)
         }
         tuns.removeAll()
+        return EventLoopFuture.andAllComplete(pending, on: eventLoop)
     }
 
     private func request(_ link: MediatorLink) {
@@ -91,7 +99,8 @@ final class ServerTunMode {
                     endMediatorTun(link, answer.requestID, clash)
                     return
                 }
-                tun.start(answer, link: link).whenComplete { [self] result in
+                let previous = stopping[link.name] ?? link.session.eventLoop.makeSucceededVoidFuture()
+                previous.flatMap { tun.start(answer, link: link) }.whenComplete { [self] result in
                     switch result {
                     case .success:
                         logger.info(
@@ -120,7 +129,13 @@ final class ServerTunMode {
     private func detach(_ link: MediatorLink) {
         guard let tun = tuns.removeValue(forKey: ObjectIdentifier(link)) else { return }
         let wasUp = tun.relay != nil
-        tun.stop()
+        if let undone = tun.stop() {
+            let name = tun.mediator
+            stopping[name] = undone
+            undone.whenComplete { [self] _ in
+                if stopping[name] === undone { stopping[name] = nil }
+            }
+        }
         if wasUp { claims.release(tun.mediator) }
     }
 }
