@@ -109,7 +109,9 @@ final class ServerTunMode {
                         link.registry.events.post(
                             ServerEvent(mediator: link.name, kind: "tun-up", detail: "\(tun.deviceName) \(answer.address.address)"))
                     case .failure(let error):
-                        claims.release(link.name)
+                        // Not when a newer session of this mediator holds the claim already: this
+                        // start failed because its session ended.
+                        if !tuns.values.contains(where: { $0.mediator == link.name && $0 !== tun }) { claims.release(link.name) }
                         tun.refused("\(error)")
                         logger.error("TUN mode of mediator '\(link.name)' failed on the server: \(error)")
                         endMediatorTun(link, answer.requestID, "the server could not set up its end: \(error)")
