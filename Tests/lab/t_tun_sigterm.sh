@@ -10,12 +10,12 @@
 # (the mediator's start first asks the LAN for 1 s whether a host has the address, changing nothing;
 # the netlink changes come in the last few milliseconds). After each exit the snapshot of its namespace (links, addresses,
 # routes, proxy neighbours, sysctls, nft ruleset) must equal the one from before, with no later start
-# in between to clean up. Environment: TRIES (per end, default 16).
+# in between to clean up. Environment: TRIES (per end, default 14).
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 postern_setup
 
-TRIES=${TRIES:-16}
+TRIES=${TRIES:-14}
 now_ms() { date +%s%3N; }
 
 snap() {
