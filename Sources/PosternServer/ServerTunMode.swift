@@ -100,7 +100,14 @@ final class ServerTunMode {
                     return
                 }
                 let previous = stopping[link.name] ?? link.session.eventLoop.makeSucceededVoidFuture()
-                previous.flatMap { tun.start(answer, link: link) }.whenComplete { [self] result in
+                // A session that ended while it waited must not start: the next one may be waiting too.
+                previous.flatMap { () -> EventLoopFuture<Void> in
+                    guard link.isOpen else {
+                        return link.session.eventLoop.makeFailedFuture(
+                            ServerTun.ServerTunError("the session ended while TUN mode waited for the previous session's to be undone"))
+                    }
+                    return tun.start(answer, link: link)
+                }.whenComplete { [self] result in
                     switch result {
                     case .success:
                         logger.info(
