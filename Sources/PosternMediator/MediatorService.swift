@@ -73,11 +73,16 @@ public final class MediatorService: @unchecked Sendable {
             guard !stopping else { return }
             stopping = true
             // Undo TUN mode's changes now: the process may exit before the session's close arrives.
-            tun?.stop()
+            // A start under way undoes them when it is done: finish only after that.
+            let tunStopped = tun?.stop()
             if let session {
                 session.goAway(.shuttingDown, "mediator stopping")
             }
-            finished.succeed(())
+            if let tunStopped {
+                tunStopped.whenComplete { _ in self.finished.succeed(()) }
+            } else {
+                finished.succeed(())
+            }
         }
     }
 

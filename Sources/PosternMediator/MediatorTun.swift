@@ -27,6 +27,10 @@ final class MediatorTun: @unchecked Sendable {
     private var logger: Logger
     private(set) var relay: TunRelay?
     private var starting = false
+    /// Completes once the start under way has finished, and undone its changes if `stop` came meanwhile.
+    private var startFinished: EventLoopFuture<Void>?
+    /// `stop` came while the start was under way: the start undoes what it made instead of relaying.
+    private var stopRequested = false
     /// The TUN request whose mode is up (or starting): a TUN_CLOSE must name it.
     private var requestID: UInt32?
     /// TUN_STATS every `statsInterval` while the counters change (the server's TUN asked for them).
@@ -96,6 +100,8 @@ final class MediatorTun: @unchecked Sendable {
         starting = true
         requestID = request.requestID
         let eventLoop = session.eventLoop
+        let finished = eventLoop.makePromise(of: Void.self)
+        startFinished = finished.futureResult
         // Netlink requests and the state file block for milliseconds: off the event loop, on the
         // thread pool, one step at a time (`starting` keeps a second start out meanwhile).
         NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) { [self] () throws -> [LAN] in
@@ -129,7 +135,7 @@ final class MediatorTun: @unchecked Sendable {
                     throw StartFailure(code: .permissionDenied, message: "\(error)", undo: true)
                 }
                 .flatMap { (device: TunDevice) -> EventLoopFuture<(TunDevice, [LAN])> in
-                    guard session.isOpen else {
+                    guard session.isOpen, !self.stopRequested else {
                         device.closeNow()
                         return eventLoop.makeFailedFuture(StartFailure(code: .shuttingDown, message: "", undo: true, quiet: true))
                     }
@@ -144,6 +150,12 @@ final class MediatorTun: @unchecked Sendable {
                 }
         }.whenComplete { [self] result in
             starting = false
+            // Last, after any undo below: a stopping mediator exits only once this has run.
+            defer {
+                startFinished = nil
+                stopRequested = false
+                finished.succeed(())
+            }
             switch result {
             case .failure(let error):
                 let failure = error as? StartFailure ?? StartFailure(code: .internalError, message: "\(error)", undo: true)
@@ -153,7 +165,7 @@ final class MediatorTun: @unchecked Sendable {
                 }
                 if !failure.quiet { fail(session, request.requestID, failure.code, failure.message) }
             case .success(let (device, lans)):
-                guard session.isOpen else {
+                guard session.isOpen, !stopRequested else {
                     device.closeNow()
                     requestID = nil
                     configurator.undoAll()
@@ -364,11 +376,19 @@ final class MediatorTun: @unchecked Sendable {
         relay?.fromTunnel(packet)
     }
 
-    /// The session ended or the mediator stops: close the device, undo every change.
-    func stop() {
+    /// The session ended or the mediator stops: close the device, undo every change. A start under way
+    /// is left to finish (its netlink steps run on the thread pool, and undoing meanwhile would race
+    /// them); it then undoes everything itself, and the future returned completes after that: a
+    /// stopping mediator waits for it, or a SIGTERM during the start would exit with changes made.
+    @discardableResult
+    func stop() -> EventLoopFuture<Void>? {
+        if starting, let startFinished {
+            stopRequested = true
+            return startFinished
+        }
         statsTask?.cancel()
         statsTask = nil
-        guard let relay else { return }
+        guard let relay else { return nil }
         requestID = nil
         self.relay = nil
         relay.stop()
@@ -384,6 +404,7 @@ final class MediatorTun: @unchecked Sendable {
         logger.info(
             "TUN mode down: \(c.toLAN) packets to the LAN, \(c.fromLAN) from it, dropped \(c.totalDropped) \(c.dropped.sorted { $0.key < $1.key })"
         )
+        return nil
     }
 
     /// Why packets were dropped, in words, by `PacketPolicy.Drop` raw value or relay reason.

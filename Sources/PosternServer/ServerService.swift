@@ -125,14 +125,15 @@ public final class ServerService: @unchecked Sendable {
     public func stop() {
         eventLoop.execute { [self] in
             // Undo TUN mode's changes before anything else: the process may exit before sessions close.
-            tunMode?.stopAll()
+            // A TUN start under way undoes its changes when done: finish only after that.
+            let tunsStopped = tunMode?.stopAll(eventLoop: eventLoop) ?? eventLoop.makeSucceededVoidFuture()
             for link in registry.links.values { link.onLoop { link.session.goAway(.shuttingDown, "server stopping") } }
             for f in forwards { f.stop() }
             captures.stopAll(reason: "the server stopped")
             for s in socksListeners { s.stop() }
             for c in channels { c.close(promise: nil) }
             // Let GOAWAY frames reach the wire before the loop goes.
-            eventLoop.scheduleTask(in: .milliseconds(100)) { self.finished.succeed(()) }
+            eventLoop.scheduleTask(in: .milliseconds(100)) { tunsStopped.whenComplete { _ in self.finished.succeed(()) } }
         }
     }
 

@@ -30,6 +30,10 @@ final class ServerTun: @unchecked Sendable {
     private(set) var status = "requested"
     /// The start's netlink work is under way on the thread pool: the configurator is busy there.
     private var starting = false
+    /// Completes once the start under way has finished, and undone its changes if `stop` came meanwhile.
+    private var startFinished: EventLoopFuture<Void>?
+    /// `stop` came while the start was under way: the start undoes what it made instead of relaying.
+    private var stopRequested = false
 
     /// Whether the device asks the kernel for offloads (`--tun-offload`).
     let offload: Bool
@@ -52,7 +56,7 @@ final class ServerTun: @unchecked Sendable {
         starting = true
         // Netlink requests and the state file block for milliseconds: off the event loop, on the
         // thread pool, one step at a time; `stop` waits for the start to finish (`starting`).
-        return NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) { [self] in
+        let result = NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) { [self] in
             // A session of this mediator that ended without undoing (killed server) left a journal.
             _ = configurator.cleanLeftovers()
             try configurator.recordLink(name: deviceName)
@@ -67,7 +71,7 @@ final class ServerTun: @unchecked Sendable {
                 }
         }
         .flatMap { [self] device in
-            guard link.isOpen else { return eventLoop.makeSucceededFuture(device) }
+            guard link.isOpen, !stopRequested else { return eventLoop.makeSucceededFuture(device) }
             return NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) { [self] in
                 do {
                     try configureDevice(answer, mtu: mtu)
@@ -81,7 +85,7 @@ final class ServerTun: @unchecked Sendable {
         }
         .always { [self] _ in starting = false }
         .flatMapThrowing { [self] device in
-            guard link.isOpen else {
+            guard link.isOpen, !stopRequested else {
                 device.closeNow()
                 configurator.undoAll()
                 throw ServerTunError("the session ended while TUN mode was starting")
@@ -96,6 +100,16 @@ final class ServerTun: @unchecked Sendable {
             link.packetReceiver = { [weak relay] in relay?.fromTunnel($0) }
             status = "up"
         }
+        let finished = eventLoop.makePromise(of: Void.self)
+        startFinished = finished.futureResult
+        // After every step above, undo included: a stopping server, or the next session of this
+        // mediator (same device name, same journal), waits for this.
+        result.whenComplete { [self] _ in
+            startFinished = nil
+            stopRequested = false
+            finished.succeed(())
+        }
+        return result
     }
 
     /// The device holds each remote address as a host address (/32, /128) and routes the prefixes of
@@ -127,16 +141,22 @@ final class ServerTun: @unchecked Sendable {
         status = "refused: \(why)"
     }
 
-    /// The session ended or the server stops: close the device and undo every change.
-    func stop() {
-        // A start under way finds the session closed when it is done and undoes its changes itself.
-        guard !starting else { return }
+    /// The session ended or the server stops: close the device and undo every change. A start under
+    /// way is told to undo its changes itself when it is done (its netlink steps run on the thread
+    /// pool); the future returned completes after that, nil when all is undone already.
+    @discardableResult
+    func stop() -> EventLoopFuture<Void>? {
+        if let startFinished {
+            stopRequested = true
+            return startFinished
+        }
         if let relay {
             self.relay = nil
             relay.stop()
         }
         for p in configurator.undoAll() { logger.warning("undoing TUN mode of '\(mediator)': \(p)") }
         if status == "up" { status = "down" }
+        return nil
     }
 
     struct ServerTunError: Error, CustomStringConvertible {

@@ -20,6 +20,10 @@ final class ServerTunMode {
     private var logger: Logger
     private var claims = TunPrefixClaims()
     private var tuns: [ObjectIdentifier: ServerTun] = [:]
+    /// Per mediator name: the stop of an ended session's device whose start was still under way. Its
+    /// undo and the next session's start use the same device name and journal file, so that start
+    /// waits for it (a fast reconnect would otherwise have one undo the other's device and routes).
+    private var stopping: [String: EventLoopFuture<Void>] = [:]
 
     init(mtu: Int, stateDirectory: String, logger: Logger) {
         self.mtu = mtu
@@ -55,12 +59,16 @@ final class ServerTunMode {
     /// The TUN state of a link, for the admin API.
     func tun(of link: MediatorLink) -> ServerTun? { tuns[ObjectIdentifier(link)] }
 
-    func stopAll() {
+    /// Stops every device; the future completes once every change is undone, starts under way
+    /// included (the server exits only then).
+    func stopAll(eventLoop: EventLoop) -> EventLoopFuture<Void> {
+        var pending = Array(stopping.values)
         for tun in tuns.values {
-            tun.stop()
+            if let f = tun.stop() { pending.append(f) }
             claims.release(tun.mediator)
         }
         tuns.removeAll()
+        return EventLoopFuture.andAllComplete(pending, on: eventLoop)
     }
 
     private func request(_ link: MediatorLink) {
@@ -91,7 +99,15 @@ final class ServerTunMode {
                     endMediatorTun(link, answer.requestID, clash)
                     return
                 }
-                tun.start(answer, link: link).whenComplete { [self] result in
+                let previous = stopping[link.name] ?? link.session.eventLoop.makeSucceededVoidFuture()
+                // A session that ended while it waited must not start: the next one may be waiting too.
+                previous.flatMap { () -> EventLoopFuture<Void> in
+                    guard link.isOpen else {
+                        return link.session.eventLoop.makeFailedFuture(
+                            ServerTun.ServerTunError("the session ended while TUN mode waited for the previous session's to be undone"))
+                    }
+                    return tun.start(answer, link: link)
+                }.whenComplete { [self] result in
                     switch result {
                     case .success:
                         logger.info(
@@ -100,7 +116,9 @@ final class ServerTunMode {
                         link.registry.events.post(
                             ServerEvent(mediator: link.name, kind: "tun-up", detail: "\(tun.deviceName) \(answer.address.address)"))
                     case .failure(let error):
-                        claims.release(link.name)
+                        // Not when a newer session of this mediator holds the claim already: this
+                        // start failed because its session ended.
+                        if !tuns.values.contains(where: { $0.mediator == link.name && $0 !== tun }) { claims.release(link.name) }
                         tun.refused("\(error)")
                         logger.error("TUN mode of mediator '\(link.name)' failed on the server: \(error)")
                         endMediatorTun(link, answer.requestID, "the server could not set up its end: \(error)")
@@ -120,7 +138,13 @@ final class ServerTunMode {
     private func detach(_ link: MediatorLink) {
         guard let tun = tuns.removeValue(forKey: ObjectIdentifier(link)) else { return }
         let wasUp = tun.relay != nil
-        tun.stop()
+        if let undone = tun.stop() {
+            let name = tun.mediator
+            stopping[name] = undone
+            undone.whenComplete { [self] _ in
+                if stopping[name] === undone { stopping[name] = nil }
+            }
+        }
         if wasUp { claims.release(tun.mediator) }
     }
 }

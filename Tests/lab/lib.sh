@@ -267,3 +267,18 @@ assert_as_before() {
         fail "$what: not as before"
     fi
 }
+
+# field KEY: one field of the first mediator's datagram view in `ctl mediators --json` (path,
+# delivered, ...): the UDP tests' one mediator.
+field() {
+    ctl mediators --json | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['datagrams']['$1'])"
+}
+
+# wait_path WANT SECONDS: until that mediator's datagrams take WANT (udp or tcp).
+wait_path() {
+    local want=$1 end=$((SECONDS + $2))
+    until [[ $(field path 2>/dev/null) == "$want" ]]; do
+        ((SECONDS < end)) || fail "datagrams did not move to $want within $2 s: $(ctl mediators)"
+        sleep 0.2
+    done
+}

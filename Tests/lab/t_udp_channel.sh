@@ -49,18 +49,6 @@ for i in range(30):
 print("sent 60 garbage datagrams")
 PY
 
-# field KEY: one field of acme's datagram view in `ctl mediators --json`.
-field() {
-    ctl mediators --json | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['datagrams']['$1'])"
-}
-wait_path() {
-    local want=$1 end=$((SECONDS + $2))
-    until [[ $(field path 2>/dev/null) == "$want" ]]; do
-        ((SECONDS < end)) || fail "datagrams did not move to $want within $2 s: $(ctl mediators)"
-        sleep 0.2
-    done
-}
-
 bg lanhost echo_lan python3 "$LAB_REPO/Tests/lab/udp_echo.py" 192.168.77.10 5353
 wait_log "$TEST_TMP/echo_lan.log" '^listening'
 start_server server --keepalive 1 --dead-timeout 3 --udp-keepalive 0.5 \

@@ -10,16 +10,6 @@
 source "$(dirname "$0")/lib.sh"
 postern_setup
 
-field() {
-    ctl mediators --json | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['datagrams']['$1'])"
-}
-wait_path() {
-    local want=$1 end=$((SECONDS + $2))
-    until [[ $(field path 2>/dev/null) == "$want" ]]; do
-        ((SECONDS < end)) || fail "datagrams did not move to $want within $2 s: $(ctl mediators)"
-        sleep 0.2
-    done
-}
 # dig_ten: ten queries from user, each must be answered with the address dnsmasq was told.
 dig_ten() {
     local i out

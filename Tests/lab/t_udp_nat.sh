@@ -102,9 +102,6 @@ for p in from_server:
 print(f"{len(to_server)} {len(from_server)}")
 PY
 
-field() {
-    ctl mediators --json | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['datagrams']['$1'])"
-}
 # public_port: the gateway's public source port for the mediator's UDP channel (conntrack -L).
 public_port() {
     lab exec gw conntrack -L -p udp --orig-src 192.168.77.2 --orig-port-dst 7000 2>/dev/null \

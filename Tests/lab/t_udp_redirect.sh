@@ -55,10 +55,6 @@ for i in range(n):
 print(f"{n} senders sent")
 PY
 
-field() {
-    ctl mediators --json | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['datagrams']['$1'])"
-}
-
 bg wan echo_wan python3 "$LAB_REPO/Tests/lab/udp_echo.py" 203.0.113.10 6000
 wait_log "$TEST_TMP/echo_wan.log" '^listening'
 start_server server --keepalive 1 --dead-timeout 3 --udp-keepalive 1 --udp-max-flows 32 \

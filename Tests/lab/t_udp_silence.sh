@@ -13,16 +13,6 @@
 source "$(dirname "$0")/lib.sh"
 postern_setup
 
-field() {
-    ctl mediators --json | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['datagrams']['$1'])"
-}
-wait_path() {
-    local want=$1 end=$((SECONDS + $2))
-    until [[ $(field path 2>/dev/null) == "$want" ]]; do
-        ((SECONDS < end)) || fail "datagrams did not move to $want within $2 s: $(ctl mediators)"
-        sleep 0.2
-    done
-}
 # until_answered LIMIT: one datagram from user every 0.5 s (each waiting 1 s for its echo) until three
 # in a row come back; prints the seconds that took. Fails past LIMIT seconds.
 cat >"$TEST_TMP/probe.py" <<'PY'
