@@ -282,3 +282,18 @@ wait_path() {
         sleep 0.2
     done
 }
+
+# replay_inject NS CAPTURE DIRECTION [inject args...]: `postern replay CAPTURE --packets DIRECTION
+# --inject ...` in NS. When nothing of that side can be injected (every conversation skipped, or none
+# from it), the injector says why and exits 2: reported here, and the capturing end reports the
+# conversations as skipped. Any other failure fails the test.
+replay_inject() {
+    local ns=$1 capture=$2 dir=$3 irc=0 iout
+    shift 3
+    iout=$(lab exec "$ns" "$POSTERN_BIN" replay "$capture" --packets "$dir" --inject "$@" 2>&1) || irc=$?
+    if ((irc == 2)) && grep -q "^postern replay: sent 0 packets from the $dir: " <<<"$iout"; then
+        echo "$(basename "$capture"), the $dir's packets: nothing to inject: ${iout#*: sent 0 packets from the $dir: }" | cut -c1-200
+    elif ((irc != 0)); then
+        fail "$(basename "$capture"): injecting the $dir's packets from $ns failed ($irc): $iout"
+    fi
+}

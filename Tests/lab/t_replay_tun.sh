@@ -62,16 +62,7 @@ one_way() {
     bg "$cns" "$log" "$POSTERN_BIN" replay "$capture" --packets "$dir" --capture-on "$iface" --rewrite "$REWRITE" --timeout 10 "$@"
     pid=$(last_bg_pid)
     wait_log "$TEST_TMP/$log.log" '^replay capture: listening' 15
-    local irc=0 iout
-    iout=$(lab exec "$ins" "$POSTERN_BIN" replay "$capture" --packets "$dir" --inject --inject-on "$iiface" --rewrite "$REWRITE" 2>&1) ||
-        irc=$?
-    # Nothing of this side can be injected (every conversation skipped, or none from it): the injector
-    # says why and exits 2; the capturing end reports the conversations as skipped.
-    if ((irc == 2)) && grep -q "^postern replay: sent 0 packets from the $dir: " <<<"$iout"; then
-        echo "$(basename "$capture"), the $dir's packets: nothing to inject: ${iout#*: sent 0 packets from the $dir: }" | cut -c1-200
-    elif ((irc != 0)); then
-        fail "$(basename "$capture"): injecting the $dir's packets from $ins failed ($irc): $iout"
-    fi
+    replay_inject "$ins" "$capture" "$dir" --inject-on "$iiface" --rewrite "$REWRITE"
     if [[ -n "${INJECT_TWICE:-}" ]]; then
         lab exec "$ins" "$POSTERN_BIN" replay "$capture" --packets "$dir" --inject --inject-on "$iiface" --rewrite "$REWRITE"
     fi

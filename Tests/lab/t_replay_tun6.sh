@@ -56,8 +56,7 @@ one_way() {
     bg "$cns" "$log" "$POSTERN_BIN" replay "$capture" --packets "$dir" --capture-on "$iface" --rewrite "$REWRITE" --timeout 10 "$@"
     pid=$(last_bg_pid)
     wait_log "$TEST_TMP/$log.log" '^replay capture: listening' 15
-    lab exec "$ins" "$POSTERN_BIN" replay "$capture" --packets "$dir" --inject "${inject[@]}" --rewrite "$REWRITE" ||
-        fail "$(basename "$capture"): injecting the $dir's packets from $ins failed"
+    replay_inject "$ins" "$capture" "$dir" "${inject[@]}" --rewrite "$REWRITE"
     RC=0
     wait "$pid" || RC=$?
     OUT=$(grep -v '^replay capture: listening' "$TEST_TMP/$log.log")
