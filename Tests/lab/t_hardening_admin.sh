@@ -124,11 +124,20 @@ out=$(ctl open acme udp 0.0.0.0:5300) || fail "open udp failed"
 wait_listen lan 5300 udp
 # Small TCP buffers in wan (this lab's own namespace), so the kernel cannot hide a growing backlog.
 lab exec wan sysctl -q -w net.ipv4.tcp_wmem="4096 16384 65536" net.ipv4.tcp_rmem="4096 16384 65536"
+t0=$EPOCHREALTIME
 bg wan reader "$POSTERN_BIN" ctl events
 reader=$(last_bg_pid)
 bg wan stalled "$POSTERN_BIN" ctl events
 stalled=$(last_bg_pid)
-sleep 0.5
+# Both streams subscribed before the stop: each has seen an event (a fixed 0.5 s assumed a debug ctl
+# connects that fast; one stopped before it connects is never dropped, and the test fails).
+end=$((SECONDS + 15))
+until grep -q close-failed "$TEST_TMP/reader.log" && grep -q close-failed "$TEST_TMP/stalled.log"; do
+    ((SECONDS < end)) || fail "the two ctl events did not both see an event within 15 s"
+    ctl close acme 9999 >/dev/null 2>&1 || true # one event each ("close-failed")
+    sleep 0.2
+done
+echo "both ctl events subscribed $(bc <<<"$EPOCHREALTIME - $t0") s after they started"
 kill -STOP "$stalled"
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$srvpid/status"; }
 rss0=$(rss)

@@ -14,6 +14,16 @@
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 postern_setup
+# wait_listed WORD: until `ctl mediators` shows WORD (sets out). The mediator logs "connected to"
+# before it sends ENVIRONMENT, which carries its ICMP capabilities: a fixed pause assumed that frame
+# is read within it.
+wait_listed() {
+    local end=$((SECONDS + 10))
+    until out=$(ctl mediators) && [[ $out == *"$1"* ]]; do
+        ((SECONDS < end)) || fail "ctl mediators does not show '$1' within 10 s: $out"
+        sleep 0.2
+    done
+}
 
 start_server server --keepalive 1 --dead-timeout 5
 # The LAN on port 22 and the WAN on 7000 only: an ECHO is allowed to any destination some rule
@@ -107,9 +117,7 @@ lab exec lan sysctl -qw net.ipv4.ping_group_range="0 2147483647"
 start_mediator mediator_dgram "${ALLOW[@]}"
 wait_log "$TEST_TMP/mediator_dgram.log" 'ICMP echo: ICMP datagram socket'
 wait_log "$TEST_TMP/mediator_dgram.log" 'connected to'
-sleep 0.5
-out=$(ctl mediators)
-assert_contains "$out" "icmp-datagram"
+wait_listed icmp-datagram
 out=$(ctl ping acme 192.168.77.10 --count 3 --interval 0.2) || fail "ping over the datagram socket: $out"
 echo "$out" | tail -2
 n=$(grep -cE '^64 bytes from 192\.168\.77\.10: icmp_seq=[123] ttl=64 time=[0-9]+\.[0-9]+ ms$' <<<"$out" || true)
@@ -134,9 +142,7 @@ bg lan mediator_noraw capsh --drop=cap_net_raw -- -c \
     "exec '$POSTERN_BIN' mediator --server 203.0.113.10:7000 --name acme --secret-file '$TEST_TMP/secret' --allow 192.168.77.0/24:22"
 wait_log "$TEST_TMP/mediator_noraw.log" 'ICMP echo: unavailable: ICMP echo needs CAP_NET_RAW \(missing\) or net.ipv4.ping_group_range to include group 0 \(now 1 0\)'
 wait_log "$TEST_TMP/mediator_noraw.log" 'connected to'
-sleep 0.5
-out=$(ctl mediators)
-assert_contains "$out" "echo-unavailable"
+wait_listed echo-unavailable
 [[ "$out" != *raw-sockets* ]] || fail "a mediator without CAP_NET_RAW reports raw sockets: $out"
 rc=0
 out=$(ctl ping acme 192.168.77.10 --count 1 2>&1) || rc=$?

@@ -148,20 +148,31 @@ echo "after conntrack -D: $out (within 2 keepalives of $KEEPALIVE s), public por
 
 # 3. Captured channel datagrams replayed from user.
 kill -INT -- "-$capture_pid"
-sleep 0.5
+# tcpdump has written its last packet once it has exited (a fixed pause assumed it is that fast).
+end=$((SECONDS + 10))
+while kill -0 -- "-$capture_pid" 2>/dev/null; do
+    ((SECONDS < end)) || fail "tcpdump still runs 10 s after SIGINT"
+    sleep 0.1
+done
 lines=$(wc -l <"$TEST_TMP/echo_lan.log")
 replayed=$(field replayed) forged=$(field forged) migrations=$(field migrations)
 read -r m2s s2m < <(lab exec user python3 "$TEST_TMP/replay.py" "$TEST_TMP/channel.pcap")
 ((m2s >= 10 && s2m >= 10)) || fail "captured only $m2s mediator and $s2m server datagrams"
-sleep 0.5
+# The server counts the replays as it reads them, which on a loaded machine can take longer than a
+# fixed pause: poll until all are counted, then check that none of them had an effect.
+# The server's own datagrams fail to open under the other direction's key (forged), unless their
+# counter is already behind the replay window, which is checked first (replayed).
+t0=$EPOCHREALTIME end=$((SECONDS + 10))
+while dr=$(($(field replayed) - replayed)) df=$(($(field forged) - forged)) \
+    && ! ((dr >= 2 * m2s && dr + df >= 2 * m2s + s2m)) && ((SECONDS < end)); do
+    sleep 0.2
+done
+((dr >= 2 * m2s)) || fail "$((2 * m2s)) replays of the mediator's datagrams, but replayed grew by $dr"
+((dr + df >= 2 * m2s + s2m)) || fail "$((2 * m2s + s2m)) datagrams replayed, but replayed grew by $dr and forged by $df"
+echo "replays counted $(bc <<<"$EPOCHREALTIME - $t0") s after the replay ended"
 assert_eq "$lines" "$(wc -l <"$TEST_TMP/echo_lan.log")" "lines in the LAN echo's log after the replays"
 assert_eq "$migrations" "$(field migrations)" "migrations after the replays"
 assert_eq udp "$(field path)" "path after the replays"
-dr=$(($(field replayed) - replayed)) df=$(($(field forged) - forged))
-((dr >= 2 * m2s)) || fail "$((2 * m2s)) replays of the mediator's datagrams, but replayed grew by $dr"
-# The server's own datagrams fail to open under the other direction's key (forged), unless their
-# counter is already behind the replay window, which is checked first (replayed).
-((dr + df >= 2 * m2s + s2m)) || fail "$((2 * m2s + s2m)) datagrams replayed, but replayed grew by $dr and forged by $df"
 out=$(lab exec user python3 "$TEST_TMP/ask.py" 203.0.113.10 5353 2) || fail "after the replays: $out"
 assert_eq "$new" "$(public_port)" "the mediator's public port after the replays"
 echo "replays: $m2s captured mediator datagrams twice (as-is and from 203.0.113.20): replayed +$dr; $s2m server datagrams sent back: forged +$df; no migration (still $(field migrations)), the forward answers ($out)"
