@@ -67,10 +67,18 @@ final class UDPForwardToMediatorSocket: ChannelInboundHandler {
     private var stopped = false
     /// `ctl events` while someone follows it: flows opened and swept (set once, before `start`).
     var events: EventLog?
+
     /// Ports the mediator did not open for new senders (logged at the 1st, 10th, 100th...).
     private var openFailures = 0
     /// DENIED reports taken (logged at the 1st, 10th, 100th...).
     private var deniedReports = 0
+
+    /// An event for `ctl events` followers only, never kept: a flow's life and its denials happen
+    /// per sender, too many for the history. The detail is built only when someone follows.
+    private func follow(_ kind: String, port: UInt32, _ detail: @autoclosure () -> String) {
+        guard let events, events.isFollowed else { return }
+        events.post(ServerEvent(mediator: spec.mediator, kind: kind, port: port, detail: detail()), keep: false)
+    }
 
     init(
         spec: ForwardSpec, eventLoop: EventLoop, counters: ForwardCounters, limits: DatagramFlowLimits,
@@ -103,13 +111,7 @@ final class UDPForwardToMediatorSocket: ChannelInboundHandler {
             guard let flow = closed.handle else { continue }
             flow.port.path.detach(portID: flow.port.portID)
             flow.port.close()
-            if let events, events.isFollowed {
-                events.post(
-                    ServerEvent(
-                        mediator: spec.mediator, kind: "forward-flow-closed", port: flow.port.portID,
-                        detail: "\(spec.text): from \(flow.peer.display), idle"),
-                    keep: false)
-            }
+            follow("forward-flow-closed", port: flow.port.portID, "\(spec.text): from \(flow.peer.display), idle")
         }
         countFlows()
     }
@@ -171,12 +173,7 @@ final class UDPForwardToMediatorSocket: ChannelInboundHandler {
                 }
                 port.path.attach(portID: port.portID, flow)
                 counters.flowOpened()
-                if let events, events.isFollowed {
-                    events.post(
-                        ServerEvent(
-                            mediator: spec.mediator, kind: "forward-flow", port: port.portID, detail: "\(spec.text): from \(peer.display)"),
-                        keep: false)
-                }
+                follow("forward-flow", port: port.portID, "\(spec.text): from \(peer.display)")
                 for bytes in backlog {
                     flow.send(bytes, to: spec.target, drops: &flows.drops)
                 }
@@ -230,13 +227,9 @@ final class UDPForwardToMediatorSocket: ChannelInboundHandler {
         }
         // Like a TCP forward's "connect-failed", for followers only: the mediator sends at most one
         // DENIED per port a second, so a flood makes no more events than that.
-        if let events, events.isFollowed {
-            events.post(
-                ServerEvent(
-                    mediator: spec.mediator, kind: "forward-denied", port: flow.port.portID,
-                    detail: "\(spec.text): \(n) datagrams from \(flow.peer.display) to \(spec.target) denied by the mediator's policy"),
-                keep: false)
-        }
+        follow(
+            "forward-denied", port: flow.port.portID,
+            "\(spec.text): \(n) datagrams from \(flow.peer.display) to \(spec.target) denied by the mediator's policy")
     }
 
     /// The flow's path is gone (its session ended): the next datagram of its peer opens a new flow.
