@@ -19,6 +19,7 @@ TEST_NAME=$(basename "$0" .sh)
 TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/postern-$TEST_NAME.XXXXXX")
 _LAB_PIDS=()
 _LAB_UP=0
+_LAB_ERR=""       # the command that ended the test through set -e, for the report
 
 lab() { "$LAB_TOOL" "$@"; }
 
@@ -27,7 +28,9 @@ lab() { "$LAB_TOOL" "$@"; }
 # `sh -c` pipeline) is killed, by the group id we recorded.
 _lab_cleanup() {
     local rc=$? pid i
-    trap - EXIT INT TERM
+    trap - EXIT INT TERM ERR
+    # A test ended by set -e (not by fail) would otherwise fail without a word.
+    if ((rc)) && [[ -n "$_LAB_ERR" ]]; then fail_report "$_LAB_ERR"; fi
     for pid in "${_LAB_PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
     for pid in "${_LAB_PIDS[@]}"; do
         for ((i = 0; i < 20; i++)); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
@@ -45,6 +48,10 @@ _lab_cleanup() {
 # Registered at source time so TEST_TMP is removed even without lab_setup;
 # INT/TERM just exit, which runs the EXIT trap once.
 trap _lab_cleanup EXIT
+# -E: the ERR trap also runs inside functions. It notes the last failing command: under set -e
+# that is the one that ends the test (a `set +e` stretch may note others before it).
+set -E
+trap '_LAB_ERR="command failed (exit $?), line $LINENO: $BASH_COMMAND"' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -91,6 +98,13 @@ assert_contains() {
 
 # fail MSG — report, show the tail of every log this test wrote, and exit 1.
 fail() {
+    fail_report "$*"
+    _LAB_ERR=""
+    exit 1
+}
+
+# fail_report MSG — the FAIL line and the tail of every log this test wrote.
+fail_report() {
     local f
     echo "FAIL: $TEST_NAME: $*" >&2
     for f in "$TEST_TMP"/*.log; do
@@ -98,7 +112,6 @@ fail() {
         echo "--- tail of $(basename "$f")" >&2
         tail -n 15 "$f" >&2
     done
-    exit 1
 }
 
 # ------------------------------------------------------------ postern ------
