@@ -73,6 +73,16 @@ class Reader:
                 raise EOFError("connection closed")
             self.buf += chunk
 
+    def skip(self, data):
+        """Drops the whole frames in buffer + data unread, keeping a cut one for later reads."""
+        buf, i = self.buf + data, 0
+        while len(buf) - i >= 6:
+            n = struct.unpack_from(">I", buf, i)[0]
+            if len(buf) - i < 6 + n:
+                break
+            i += 6 + n
+        self.buf = buf[i:]
+
     def until(self, wanted, timeout=10):
         """Reads frames, answering PINGs, until one of type `wanted`."""
         while True:
@@ -86,19 +96,23 @@ class Reader:
 
 
 def blast(sock, chunk, seconds):
-    """Sends `chunk` over and over without reading, until the peer closes or time is up."""
+    """Sends `chunk` over and over without reading, until the peer closes or time is up.
+    A partial send is finished before the next chunk, so the stream stays whole frames (a cut
+    frame would make this a garbage attack, which is not what the callers test)."""
     sock.setblocking(False)
-    sent, end = 0, time.time() + seconds
+    sent, end, view = 0, time.time() + seconds, memoryview(chunk)
     while time.time() < end:
         _, w, _ = select.select([], [sock], [], 0.2)
         if not w:
             continue
         try:
-            sent += sock.send(chunk)
+            n = sock.send(view)
         except BlockingIOError:
             continue
         except OSError as e:
             return sent, f"closed by the peer ({e.strerror})"
+        sent += n
+        view = view[n:] or memoryview(chunk)
     return sent, "time up"
 
 
@@ -167,22 +181,29 @@ def fake_mediator(host, port, name, secret, attack, seconds):
                 break
     elif attack == "bogus-accepted":
         # ACCEPTED for a listener the server never asked for, with ever new port ids.
-        n, end, pid = 0, time.time() + seconds, 100
+        # Whole frames only: a chunk the socket took in part is finished before the next one.
+        n, end, pid, pending = 0, time.time() + seconds, 100, memoryview(b"")
         s.setblocking(False)
-        while time.time() < end and n < 200_000:
-            chunk = b"".join(frame(ACCEPTED, struct.pack(">II", 999, pid + i) + ipv4("192.168.77.10", 1))
-                             for i in range(1000))
-            pid += 1000
+        while time.time() < end and (n < 200_000 or pending):
+            if not pending:
+                pending = memoryview(b"".join(
+                    frame(ACCEPTED, struct.pack(">II", 999, pid + i) + ipv4("192.168.77.10", 1))
+                    for i in range(1000)))
+                pid += 1000
+                n += 1000
+            select.select([s], [s], [], 0.2)
             try:
-                s.sendall(chunk)
+                pending = pending[s.send(pending):]
             except BlockingIOError:
                 pass
-            n += 1000
             try:
-                while s.recv(1 << 20):
-                    pass
+                while chunk := s.recv(1 << 20):
+                    r.skip(chunk)
             except BlockingIOError:
                 pass
+        if pending:
+            n -= 1000   # time ran out in the middle of a chunk: the stream ends cut, say so
+            print("bogus-accepted: time up in the middle of a chunk", flush=True)
         print(f"bogus-accepted: sent {n}", flush=True)
         # Stay connected (answering PINGs) so the server's port table can be looked at.
         s.setblocking(True)

@@ -101,7 +101,8 @@ lines=$(grep -c "which is not listening here" "$TEST_TMP/server.log")
 ((lines <= 8)) || fail "a stray ACCEPTED flood wrote $lines log lines"
 echo "server: $(awk '/^bogus-accepted: sent/ {print $3}' "$TEST_TMP/fake-accepted.log") stray ACCEPTED, $lines log lines"
 # The fake stays connected a few seconds: the server must hold no record of those ports.
-held=$(ctl ports acme --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+held=$(ctl ports acme --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))') \
+    || fail "ctl ports acme failed: the stray ACCEPTED cost the fake mediator its session ($(tail -3 "$TEST_TMP/server.log"))"
 ((held <= 2)) || fail "the server kept $held port records after stray ACCEPTED"
 echo "server: $held port records after the stray ACCEPTED"
 kill -TERM -- "-$(last_bg_pid)" 2>/dev/null || true
