@@ -29,8 +29,9 @@ lab() { "$LAB_TOOL" "$@"; }
 _lab_cleanup() {
     local rc=$? pid i
     trap - EXIT INT TERM ERR
-    # A test ended by set -e (not by fail) would otherwise fail without a word.
-    if ((rc)) && [[ -n "$_LAB_ERR" ]]; then fail_report "$_LAB_ERR"; fi
+    # A test ended by set -e (not by fail) would otherwise fail without a word. The mark is a file,
+    # so a fail inside $(...) counts too (its shell's variables die with it).
+    if ((rc)) && [[ -n "$_LAB_ERR" && ! -e "$TEST_TMP/.failed" ]]; then fail_report "$_LAB_ERR"; fi
     for pid in "${_LAB_PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
     for pid in "${_LAB_PIDS[@]}"; do
         for ((i = 0; i < 20; i++)); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
@@ -99,7 +100,7 @@ assert_contains() {
 # fail MSG — report, show the tail of every log this test wrote, and exit 1.
 fail() {
     fail_report "$*"
-    _LAB_ERR=""
+    : >"$TEST_TMP/.failed"
     exit 1
 }
 
