@@ -41,7 +41,7 @@ for ((i = 1; i <= ROUNDS; i++)); do
     else
         # Into the start (this session connected just now): the mediator's answer comes after its
         # 1 s ARP check, so the server's start runs about then; step through it.
-        sleep "$(((900 + i * 20) / 1000)).$(printf %03d $(((900 + i * 20) % 1000)))"
+        sleep "$(awk -v i="$i" 'BEGIN { print (900 + i * 20) / 1000 }')"
     fi
     kill -KILL -- "-$pid"
     wait "$pid" 2>/dev/null || true
